@@ -1,0 +1,118 @@
+"""The one error vocabulary of skip.
+
+Every rejection anywhere in skip (a malformed packet, a bad ICV, a replay, a refused legacy
+algorithm, an invalid certificate, a bad config file) raises a :class:`SkipError` subclass that
+carries a stable *reason code*. The same codes feed counters, logs, ``skipctl counters`` and
+the docs, so a code, once published, is never renamed.
+
+Codes are plain strings (cheap to use as dict keys in per-packet counters); :data:`REASONS`
+lists every code with a one-line explanation for people. Adding a code means adding it here;
+:func:`describe` and the tests check that nothing raises an unlisted code.
+"""
+
+from __future__ import annotations
+
+REASONS: dict[str, str] = {
+    # --- wire parsing ---------------------------------------------------------------------
+    "truncated": "the packet or field ends before its declared length",
+    "bad_length": "a length field disagrees with the data around it",
+    "bad_version": "an unsupported protocol version number",
+    "bad_header": "a header field holds a value the format forbids",
+    "bad_option": "a malformed IPv4 option or IPv6 extension-header option",
+    "bad_checksum": "an IPv4 header checksum does not match",
+    "unsupported_protocol": "a next-header / protocol value this code path cannot handle",
+    "fragment": "a fragment arrived where a whole datagram is required",
+    # --- ESP / AH engine --------------------------------------------------------------------
+    "bad_spi": "the SPI does not belong to this security association",
+    "bad_padding": "ESP padding or pad length is wrong after decryption",
+    "bad_icv": "the integrity check value (MAC / AEAD tag) does not verify",
+    "bad_block_size": "ciphertext length is not a multiple of the cipher block size",
+    "replay": "the sequence number was already received",
+    "replay_too_old": "the sequence number is left of the anti-replay window",
+    "seq_zero": "sequence number 0 is never valid on the wire",
+    "seq_exhausted": "the sender's sequence number would cycle: rekey first",
+    "tfc_dummy": "a dummy (next header 59) packet, discarded by design",
+    "unsupported_algorithm": "the algorithm is unknown to this build",
+    "legacy_refused": "a legacy (broken or weak) algorithm was refused: opt in explicitly",
+    "bad_key": "key material has the wrong size or form for the algorithm",
+    "bad_sa": "the security association's parameters are inconsistent",
+    # --- SKIP keying ------------------------------------------------------------------------
+    "n_out_of_window": "the SKIP counter n differs from the local n by more than 1",
+    "unknown_mkid": "no key is known for the source master key-ID or address",
+    "not_our_mkid": "the destination master key-ID is not one of ours",
+    "unknown_nsid": "a name-space id this implementation does not know",
+    "unsupported_kij_alg": "the Kij algorithm is unknown or refused by policy",
+    "unsupported_crypt_alg": "the Crypt algorithm is unknown or refused by policy",
+    "unsupported_mac_alg": "the MAC algorithm is unknown or refused by policy",
+    "unsupported_comp_alg": "a compression algorithm was requested; none is supported",
+    "bad_public_value": "a Diffie-Hellman public value fails validation",
+    "bad_group": "Diffie-Hellman parameters are unknown, too small or invalid",
+    "no_kp": "the packet carries no traffic key (Kij Alg 0)",
+    "queue_full": "the bounded queue of packets waiting for a certificate is full",
+    "icmp_refused": "a SKIP ICMP message was unauthenticated, malformed or a reply to one",
+    "rate_limited": "an answer was suppressed by its rate limit",
+    # --- certificates -----------------------------------------------------------------------
+    "cert_malformed": "the certificate, CRL or UDH encoding does not parse",
+    "cert_expired": "the certificate is not valid at the given time",
+    "cert_not_yet_valid": "the certificate's validity starts after the given time",
+    "cert_untrusted": "no chain to a configured trust anchor",
+    "cert_bad_signature": "a signature in the chain does not verify",
+    "cert_revoked": "the certificate is listed in a current CRL",
+    "cert_bad_usage": "key usage or basic constraints forbid this use",
+    "cert_name_mismatch": "the certificate does not answer to the SKIP name asked for",
+    # --- operations -------------------------------------------------------------------------
+    "policy_deny": "policy says deny for this traffic",
+    "config_invalid": "the configuration is invalid",
+    "io_error": "a file or device could not be read or written",
+}
+
+
+class SkipError(Exception):
+    """Base of every error skip raises on purpose.
+
+    ``reason`` is a stable code from :data:`REASONS`; ``detail`` is for people and may change.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unlisted reason code {reason!r}: add it to skip.errors.REASONS")
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class ParseError(SkipError):
+    """Bytes on the wire (or in a file) do not form a valid structure."""
+
+
+class IntegrityError(SkipError):
+    """Authentication failed: bad ICV, bad padding after decryption."""
+
+
+class ReplayError(SkipError):
+    """A sequence number was replayed or fell outside the window."""
+
+
+class AlgorithmError(SkipError):
+    """An algorithm is unknown, refused by policy, or given unusable keys."""
+
+
+class KeyingError(SkipError):
+    """SKIP keying failed: wrong n, unknown peer, bad DH value."""
+
+
+class CertificateError(SkipError):
+    """A certificate, CRL or UDH value failed parsing or validation."""
+
+
+class PolicyError(SkipError):
+    """Configured policy forbids the operation."""
+
+
+class ConfigError(SkipError):
+    """A configuration file or command-line input is invalid."""
+
+
+def describe(reason: str) -> str:
+    """The human explanation of a reason code (for logs, skipctl and docs)."""
+    return REASONS.get(reason, "unknown reason code")

@@ -1,0 +1,1 @@
+"""ipsec layer: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""keying layer: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""pki layer: see docs/architecture.md."""
