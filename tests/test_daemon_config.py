@@ -1,0 +1,130 @@
+"""skipd configuration: valid files load into the documented values, every mistake is refused
+with one line naming the file, the key and the problem."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from skip.daemon.config import load_config, parse_config
+from skip.errors import ConfigError
+
+GOOD = """
+[daemon]
+interface = "skip7"
+addresses = ["10.57.0.1/24", "fd57::1/64"]
+control_socket = "run/skipd.sock"
+metrics = "127.0.0.1:9657"
+log_format = "json"
+udp_port = 4057
+
+[identity]
+private_key = "keys/a.key"
+certificate = "keys/a.pem"
+trust_anchors = ["ca.pem"]
+crls = ["ca.crl"]
+peer_certificates = "peers"
+nsid = 1
+mkid = "c0000201"
+
+[default]
+action = "deny"
+profile = "modern"
+
+[[peer]]
+name = "beta"
+hosts = ["10.57.0.2", "fd57::2"]
+tunnel = "192.0.2.2"
+action = "protect"
+
+[[peer]]
+name = "site-c"
+networks = ["10.9.0.0/24"]
+tunnel = "192.0.2.3"
+profile = "legacy"
+crypt_alg = "des-cbc"
+nsid = 8
+mkid = "00112233445566778899aabbccddeeff"
+
+[[peer]]
+name = "laptop"
+nomadic = true
+nsid = 4
+mkid = "ffeeddccbbaa99887766554433221100"
+action = "protect"
+"""
+
+
+def parse(text: str) -> object:
+    return parse_config(text, Path("/etc/skip/skipd.toml"))
+
+
+def test_complete_file_loads_with_paths_resolved(tmp_path: Path) -> None:
+    path = tmp_path / "skipd.toml"
+    path.write_text(GOOD)
+    cfg = load_config(path)
+    assert cfg.daemon.interface == "skip7"
+    assert cfg.daemon.addresses[1] == ipaddress.ip_interface("fd57::1/64")
+    assert cfg.daemon.control_socket == tmp_path / "run/skipd.sock"
+    assert cfg.daemon.metrics == ("127.0.0.1", 9657)
+    assert cfg.identity.private_key == tmp_path / "keys/a.key"
+    assert cfg.identity.name.mkid == bytes([192, 0, 2, 1])
+    beta, site, laptop = cfg.peers
+    assert beta.action == "protect" and beta.profile == "modern"
+    assert beta.tunnel == ipaddress.ip_address("192.0.2.2")
+    # unset fields inherit [default]
+    assert site.action == "deny" and site.profile == "legacy" and site.crypt_alg == "des-cbc"
+    assert laptop.nomadic and laptop.peer.nsid == 4 and len(laptop.peer.mkid) == 16
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "problem"),
+    [
+        (("action = \"protect\"\n\n[[peer]]\nname = \"site-c\"",
+          "action = \"protekt\"\n\n[[peer]]\nname = \"site-c\""), "peer[0].action", "not one of"),
+        (("udp_port = 4057", "udp_port = 70000"), "daemon.udp_port", "outside 0..65535"),
+        (("udp_port = 4057", "udp_port = \"4057\""), "daemon.udp_port", "expected an integer"),
+        (("udp_port = 4057", "udp_prot = 4057"), "daemon.udp_prot", "unknown key"),
+        (("mkid = \"c0000201\"", "mkid = \"c00002\""), "identity.mkid", "4-byte MKID"),
+        (("mkid = \"c0000201\"", "mkid = \"zz\""), "identity.mkid", "not hexadecimal"),
+        (("networks = [\"10.9.0.0/24\"]", "networks = [\"10.9.0.1/24\"]"),
+         "peer[1].networks[0]", "host bits"),
+        (("tunnel = \"192.0.2.2\"\n", ""), "peer[0].tunnel", "outer address"),
+        (("metrics = \"127.0.0.1:9657\"", "metrics = \"localhost\""), "daemon.metrics",
+         "HOST:PORT"),
+        (("hosts = [\"10.57.0.2\", \"fd57::2\"]", "hosts = [\"10.57.0.2\", \"10.57.0.2\"]"),
+         "peer[0].hosts", "already belongs"),
+        (("nomadic = true\nnsid = 4", "nomadic = true\ntunnel = \"192.0.2.9\"\nnsid = 4"),
+         "peer[2].tunnel", "learned"),
+        (("name = \"laptop\"", "name = \"beta\""), "peer[2].name", "already belongs"),
+        (("log_format = \"json\"", "log_format = true"), "daemon.log_format", "a boolean"),
+        (("private_key = \"keys/a.key\"\n", ""), "identity.private_key", "together"),
+    ],
+)
+def test_mistakes_are_refused_naming_file_key_problem(edit, key, problem) -> None:
+    old, new = edit
+    assert old in GOOD
+    with pytest.raises(ConfigError) as info:
+        parse(GOOD.replace(old, new, 1))
+    message = str(info.value)
+    assert info.value.reason == "config_invalid"
+    assert message.startswith("config_invalid: /etc/skip/skipd.toml: ")
+    assert f": {key}: " in message and problem in message
+    assert "\n" not in message
+
+
+def test_not_toml_is_refused_with_position() -> None:
+    with pytest.raises(ConfigError, match=r"skipd.toml: not valid TOML: .*line 2"):
+        parse("[daemon]\ninterface = \n")
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_empty_file_means_deny_everything() -> None:
+    cfg = parse("")
+    assert cfg.default.action == "deny" and cfg.peers == ()
