@@ -51,6 +51,11 @@ REASONS: dict[str, str] = {
     "queue_full": "the bounded queue of packets waiting for a certificate is full",
     "icmp_refused": "a SKIP ICMP message was unauthenticated, malformed or a reply to one",
     "rate_limited": "an answer was suppressed by its rate limit",
+    "kp_unwrap_failed": "the wrapped traffic key (modern EKp) fails its key-wrap integrity check",
+    "kp_limit": "too many live traffic keys from one peer: new ones are refused until old expire",
+    "kij_cache_full": "the master-key cache is full of peers that must not be evicted",
+    "no_identity": "no local SKIP identity matches the packet's source address or principal",
+    "cert_pending": "the packet waits in the bounded queue for the peer's certificate",
     # --- certificates -----------------------------------------------------------------------
     "cert_malformed": "the certificate, CRL or UDH encoding does not parse",
     "cert_expired": "the certificate is not valid at the given time",
