@@ -67,6 +67,9 @@ REASONS: dict[str, str] = {
     "cert_name_mismatch": "the certificate does not answer to the SKIP name asked for",
     # --- operations -------------------------------------------------------------------------
     "policy_deny": "policy says deny for this traffic",
+    "packet_too_big": "a packet does not fit the path MTU once protected; ICMP too-big was sent",
+    "inner_source_mismatch": "an authenticated peer sent an inner packet from an address its "
+    "policy does not give it",
     "config_invalid": "the configuration is invalid",
     "io_error": "a file or device could not be read or written",
 }
