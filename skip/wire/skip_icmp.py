@@ -1,0 +1,104 @@
+"""The SKIP ICMP message (type 39, algorithm discovery), draft-ietf-ipsec-skip-adp-00.
+
+A stateless "statement of capabilities": which algorithm of the offending packet failed (the
+code bits) and, most preferred first, every Kij / Crypt / MAC / Comp algorithm the sender
+supports. Layout: ``Type(39) Code Checksum | VER(4) RESRVD(4) Protocol Port(16) |`` then four
+counted lists ``nKij kij... nCrypt crypt... nMAC mac... nComp comp...`` packed back to back.
+
+Authentication is not this module's business: the message only counts when it arrived inside
+an authenticated SKIP packet (the keying layer checks that).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntFlag
+
+from skip.errors import ParseError
+
+ICMP_TYPE_SKIP = 39
+ADP_VERSION = 1
+_FIXED = struct.Struct("!BBHBBH")
+_MAX_LIST = 255
+
+
+class AdpCode(IntFlag):
+    """The code byte; the draft numbers its bits 7..0 with I as bit 7."""
+
+    KIJ_UNSUPPORTED = 0x80  # I
+    CRYPT_UNSUPPORTED = 0x40  # P
+    MAC_UNSUPPORTED = 0x20  # M
+    COMP_UNSUPPORTED = 0x10  # C
+    REPLAY_REQUIRED = 0x08  # R
+    NONE = 0
+
+
+_DEFINED_CODE_BITS = 0xF8
+
+
+@dataclass(frozen=True, slots=True)
+class SkipIcmp:
+    code: AdpCode
+    kij: tuple[int, ...]
+    crypt: tuple[int, ...]
+    mac: tuple[int, ...]
+    comp: tuple[int, ...] = ()
+    protocol: int = 0  # 0: the advice applies per MKID / node, and port is ignored
+    port: int = 0
+    version: int = ADP_VERSION
+
+    def __post_init__(self) -> None:
+        for lst in (self.kij, self.crypt, self.mac, self.comp):
+            if len(lst) > _MAX_LIST or any(not 0 <= a <= 0xFF for a in lst):
+                raise ValueError("an algorithm list holds at most 255 one-byte ids")
+        if not (0 <= self.protocol <= 0xFF and 0 <= self.port <= 0xFFFF):
+            raise ValueError("protocol is one byte, port two")
+
+    def encode(self) -> bytes:
+        body = bytearray(
+            _FIXED.pack(ICMP_TYPE_SKIP, int(self.code) & _DEFINED_CODE_BITS, 0,
+                        self.version << 4, self.protocol, self.port)
+        )
+        for lst in (self.kij, self.crypt, self.mac, self.comp):
+            body.append(len(lst))
+            body += bytes(lst)
+        struct.pack_into("!H", body, 2, internet_checksum(body))
+        return bytes(body)
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview, *, verify_checksum: bool = True) -> SkipIcmp:
+        """Decode one whole ICMP message (the IP payload); reserved bits are ignored."""
+        if len(data) < _FIXED.size + 4:
+            raise ParseError("truncated", "SKIP ICMP shorter than its fixed part and 4 counts")
+        icmp_type, code, _csum, ver_rsvd, protocol, port = _FIXED.unpack_from(data, 0)
+        if icmp_type != ICMP_TYPE_SKIP:
+            raise ParseError("bad_header", f"ICMP type {icmp_type} is not SKIP_ICMP (39)")
+        if ver_rsvd >> 4 != ADP_VERSION:
+            raise ParseError("bad_version", f"SKIP ICMP version {ver_rsvd >> 4}")
+        if verify_checksum and internet_checksum(data) != 0:
+            raise ParseError("bad_checksum", "SKIP ICMP checksum")
+        lists = []
+        pos = _FIXED.size
+        for _ in range(4):
+            if pos >= len(data):
+                raise ParseError("truncated", "SKIP ICMP ends before an algorithm count")
+            count = data[pos]
+            if pos + 1 + count > len(data):
+                raise ParseError("truncated", "SKIP ICMP algorithm list overruns the message")
+            lists.append(tuple(bytes(data[pos + 1 : pos + 1 + count])))
+            pos += 1 + count
+        if pos != len(data):
+            raise ParseError("bad_length", f"{len(data) - pos} bytes after the algorithm lists")
+        return cls(AdpCode(code & _DEFINED_CODE_BITS), *lists, protocol=protocol, port=port)
+
+
+def internet_checksum(data: bytes | memoryview) -> int:
+    """RFC 1071 one's-complement sum; over a message that holds its checksum it yields 0."""
+    buf = bytes(data)
+    if len(buf) % 2:
+        buf += b"\0"
+    total = sum(struct.unpack(f"!{len(buf) // 2}H", buf))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
