@@ -59,7 +59,7 @@ _MAX_MKID = 255  # a sanity bound for private name spaces, not a protocol number
 class NsidTable:
     """NSID -> MKID length, the assigned ones plus whatever private ones were configured."""
 
-    lengths: MappingProxyType[int, int] = field(default=ASSIGNED_MKID_LENGTHS)
+    lengths: MappingProxyType[int, int] = field(default_factory=lambda: ASSIGNED_MKID_LENGTHS)
 
     def with_private(self, nsid: int, mkid_length: int) -> NsidTable:
         """A copy that also knows private NSID ``nsid`` (250-255) with ``mkid_length`` bytes."""
