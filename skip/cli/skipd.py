@@ -1,0 +1,56 @@
+"""skipd: protect IP traffic with SKIP (see docs/skipd.md).
+
+    skipd -c /etc/skip/skipd.toml            run in the foreground (systemd: Type=exec)
+    skipd -c /etc/skip/skipd.toml --check    validate the configuration and exit
+
+Errors are one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from skip.daemon import logs
+from skip.daemon.config import load_config
+from skip.daemon.keying_adapter import build_engine
+from skip.daemon.runtime import Daemon
+from skip.errors import SkipError
+
+DEFAULT_CONFIG = "/etc/skip/skipd.toml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="skipd", description="SKIP daemon: protects IP traffic through a TUN device.",
+        epilog="example: skipd -c /etc/skip/skipd.toml --check")
+    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG,
+                        help=f"configuration file (default {DEFAULT_CONFIG})")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the configuration (and certificates) and exit")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        logs.configure(config.daemon.log_format, config.daemon.log_level)
+        if args.check:
+            build_engine(config, time.time())
+            print(f"{config.path}: OK ({len(config.peers)} peers, "
+                  f"default action {config.default.action})")
+            return 0
+        asyncio.run(Daemon(config, build_engine).run())
+    except SkipError as exc:
+        print(f"skipd: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(f"skipd: {exc.strerror}: {exc.filename or ''} (skipd needs root or "
+              "CAP_NET_ADMIN + CAP_NET_RAW)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The narrow interface between skipd's data plane and the SKIP keying engine.
+
+skipd needs five things from keying: protect a cleartext datagram for a peer, unprotect a
+protocol-57 datagram, report events (a certificate is needed), expose counters and per-peer
+state, and forget cached keys. Keeping that surface in one Protocol keeps the I/O side (TUN,
+sockets, routing, control) independent of how the engine is built, and lets the adapter in
+:mod:`skip.daemon.keying_adapter` be the only module that knows the keying API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from skip.daemon.config import Config, IPAddress, PeerPolicy, SkipName
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A datagram the engine authenticated and decrypted."""
+
+    packet: bytes  # the inner (cleartext) IP datagram to hand to the kernel
+    peer: SkipName | None  # the authenticated source SKIP name (None: named by address)
+    outer_src: IPAddress  # where it came from (learned address of nomadic peers)
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateNeeded:
+    """The engine met a peer it has no public value for (the packet is queued or dropped)."""
+
+    name: SkipName
+    address: IPAddress | None
+
+
+class KeyingEngine(Protocol):
+    def protect(self, packet: bytes, now: float, rule: PeerPolicy,
+                outer: IPAddress) -> bytes | None:
+        """The protected outer datagram, or None when the packet waits for a certificate.
+        Raises SkipError with a reason code when it must be dropped."""
+
+    def unprotect(self, datagram: bytes, now: float) -> Inbound:
+        """Raises SkipError (ParseError, IntegrityError, KeyingError...) to drop."""
+
+    def events(self) -> list[object]:
+        """Events since the last call (CertificateNeeded, ...)."""
+
+    def counters(self) -> Mapping[str, int]:
+        """Engine counters by reason code (drops) and by activity."""
+
+    def peers(self, now: float) -> list[dict[str, Any]]:
+        """Per-peer state without secrets: name, algorithms, Kp age, n skew..."""
+
+    def flush(self) -> int:
+        """Drop cached Kij/Kp; returns how many entries went."""
+
+    def reconfigure(self, config: Config, now: float) -> None:
+        """Adopt a new configuration (identity, peers, certificates, CRLs) or raise SkipError
+        and keep the old one: the daemon relies on this being all or nothing."""
+
+    def overhead(self, rule: PeerPolicy) -> int:
+        """Worst-case bytes protection adds to a datagram for this rule (MTU sizing)."""

@@ -1,0 +1,462 @@
+"""skipd's asyncio runtime: TUN -> policy -> keying engine -> underlay, and back.
+
+One thread, one event loop: the kernel descriptors (TUN, raw/UDP sockets) are watched with
+``add_reader`` and drained in batches, so a busy link costs one wake-up per batch rather than
+per packet. Every packet that is not delivered is counted under its reason code; the same
+counters feed ``skipctl counters`` and the Prometheus metrics. State is bounded: per-peer
+statistics exist only for configured rules, and the keying engine bounds its own caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from skip.daemon import logs
+from skip.daemon.config import Config, IPAddress, PeerPolicy, SkipName, load_config
+from skip.daemon.control import ControlServer
+from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine
+from skip.daemon.metrics import MetricsServer, Sample
+from skip.daemon.packet import summarize, too_big
+from skip.daemon.policy import PolicyTable
+from skip.daemon.routing import Routing
+from skip.daemon.sockets import RawReceiver, RawSender, UdpTransport
+from skip.daemon.tun import TunDevice
+from skip.errors import REASONS, ConfigError, SkipError
+
+EngineFactory = Callable[[Config, float], KeyingEngine | None]
+_BATCH = 64
+#: settings that name kernel objects skipd created; changing them needs a restart
+_RESTART_ONLY = ("interface", "control_socket", "udp_port", "fwmark", "table", "rule_priority",
+                 "metrics")
+
+
+@dataclass
+class PeerStats:
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    last_packet: float = 0.0
+    outer: IPAddress | None = None  # last authenticated outer address (nomadic peers)
+
+
+class Daemon:
+    def __init__(self, config: Config, engine_factory: EngineFactory) -> None:
+        self.config = config
+        self.engine_factory = engine_factory
+        self.policy = PolicyTable(config)
+        self.engine: KeyingEngine | None = None
+        self.drops: collections.Counter[str] = collections.Counter()
+        self.traffic: collections.Counter[str] = collections.Counter()
+        self.stats: dict[str, PeerStats] = {}
+        self.unknown: collections.OrderedDict[SkipName, float] = collections.OrderedDict()
+        self.droplog = logs.DropLog()
+        self.started = time.time()
+        self.mtu = 0
+        self.tun: TunDevice | None = None
+        self.routing: Routing | None = None
+        self.sender: RawSender | None = None
+        self.receivers: list[RawReceiver] = []
+        self.udp: UdpTransport | None = None
+        self.control: ControlServer | None = None
+        self.metrics: MetricsServer | None = None
+        self.stopping: asyncio.Event | None = None
+        # pyroute2's synchronous IPRoute drives an event loop of its own, so all netlink work
+        # runs on one dedicated thread (set-up, reload, teardown: never per packet)
+        self.netlink = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netlink")
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config.daemon
+        self.engine = self.engine_factory(self.config, time.time())
+        self.mtu = self._compute_mtu(self.config, self.engine)
+        self.tun = TunDevice(cfg.interface)
+        self.routing = await self._netlink(Routing, self.tun.name, cfg.fwmark, cfg.table,
+                                           cfg.rule_priority)
+        await self._netlink(self.routing.configure_device, self.mtu, cfg.addresses)
+        await self._netlink(self.routing.add_rules)
+        await self._netlink(self._install_routes)
+        self.sender = RawSender(cfg.fwmark)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.tun.fileno(), self._on_tun)
+        if cfg.udp_port:
+            self.udp = UdpTransport(cfg.udp_port, cfg.fwmark)
+            loop.add_reader(self.udp.fileno(), self._on_wire, self.udp)
+        else:
+            for family in (socket.AF_INET, socket.AF_INET6):
+                receiver = RawReceiver(family)
+                self.receivers.append(receiver)
+                loop.add_reader(receiver.fileno(), self._on_wire, receiver)
+        self.control = ControlServer(cfg.control_socket, {
+            "status": self._cmd_status, "peers": self._cmd_peers,
+            "counters": self._cmd_counters, "flush": self._cmd_flush,
+            "reload": self._cmd_reload, "stop": self._cmd_stop})
+        await self.control.start()
+        if cfg.metrics:
+            self.metrics = MetricsServer(cfg.metrics[0], cfg.metrics[1], self.samples)
+            await self.metrics.start()
+        self.stopping = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._sighup()))
+        logs.LOGGER.info("skipd started", extra=logs.fields(
+            interface=self.tun.name, mtu=self.mtu, peers=len(self.config.peers),
+            transport=f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57"))
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT or ``skipctl stop``, and always clean up."""
+        try:
+            await self.start()
+            assert self.stopping is not None
+            await self.stopping.wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        for source in [self.tun, self.udp, *self.receivers]:
+            if source is not None and source.fileno() >= 0:
+                loop.remove_reader(source.fileno())
+                source.close()
+        self.receivers.clear()
+        if self.metrics:
+            await self.metrics.stop()
+        if self.control:
+            await self.control.stop()
+        if self.sender:
+            self.sender.close()
+        if self.routing:
+            await self._netlink(self.routing.teardown)
+            self.routing = None
+        self.netlink.shutdown()
+        self.tun = None
+        logs.LOGGER.info("skipd stopped", extra=logs.fields(
+            uptime=round(time.time() - self.started, 1)))
+
+    # --- configuration ----------------------------------------------------------------------
+
+    @staticmethod
+    def _compute_mtu(config: Config, engine: KeyingEngine | None) -> int:
+        """The TUN MTU: leave room for the worst-case overhead of every protected rule, so the
+        kernel itself sends "fragmentation needed" / "packet too big" for what cannot fit."""
+        cfg = config.daemon
+        if cfg.mtu:
+            return cfg.mtu
+        rules = [r for r in (config.default, *config.peers) if r.action == "protect"]
+        overhead = max((engine.overhead(r) for r in rules), default=0) if engine else 0
+        if cfg.udp_port:
+            overhead += 48  # outer IPv6 + UDP header around the carried datagram
+        return cfg.underlay_mtu - overhead
+
+    async def _netlink(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.netlink, function, *args)
+
+    def _install_routes(self) -> None:
+        assert self.routing is not None
+        wanted: dict[Any, str | None] = {}
+        for net in self.policy.routed_prefixes():
+            rule = self.policy.for_address(net.network_address).rule
+            src = None
+            if rule.mode == "transport" and net.num_addresses == 1:
+                src = self.routing.preferred_source(net.network_address)
+            wanted[net] = src
+        self.routing.set_routes(wanted)
+
+    async def reload(self) -> str:
+        """Re-read the configuration file and certificates; all or nothing."""
+        try:
+            new = load_config(self.config.path)
+            changed = [k for k in _RESTART_ONLY
+                       if getattr(new.daemon, k) != getattr(self.config.daemon, k)]
+            if changed:
+                raise ConfigError("config_invalid", f"{new.path}: daemon.{changed[0]}: "
+                                  "changing it needs a restart (kept the running value)")
+            if self.engine is not None:
+                self.engine.reconfigure(new, time.time())
+            elif any(r.action == "protect" for r in (new.default, *new.peers)):
+                self.engine = self.engine_factory(new, time.time())
+        except SkipError as exc:
+            logs.LOGGER.warning("reload refused, old configuration kept",
+                                extra=logs.fields(reason=exc.reason, error=str(exc)))
+            raise
+        self.config = new
+        self.policy = PolicyTable(new)
+        await self._netlink(self._install_routes)
+        self.stats = {k: v for k, v in self.stats.items() if k in self.policy.by_label
+                      or k == "default"}
+        logs.LOGGER.info("configuration reloaded", extra=logs.fields(peers=len(new.peers)))
+        return f"reloaded {new.path}: {len(new.peers)} peers"
+
+    async def _sighup(self) -> None:
+        with contextlib.suppress(SkipError):  # logged by reload(); the old config stays
+            await self.reload()
+
+    # --- data plane -------------------------------------------------------------------------
+
+    def _drop(self, reason: str, message: str, **values: object) -> None:
+        self.drops[reason] += 1
+        self.droplog.drop(reason, message, **values)
+
+    def _stats(self, rule: PeerPolicy) -> PeerStats:
+        stats = self.stats.get(rule.name)
+        if stats is None:
+            stats = self.stats[rule.name] = PeerStats()
+        return stats
+
+    def _on_tun(self) -> None:
+        assert self.tun is not None
+        for _ in range(_BATCH):
+            packet = self.tun.read()
+            if packet is None:
+                return
+            self.outbound(packet, time.time())
+
+    def outbound(self, packet: bytes, now: float) -> None:
+        try:
+            info = summarize(packet)
+        except SkipError as exc:
+            self._drop(exc.reason, "malformed packet from the TUN device")
+            return
+        decision = self.policy.outbound(info)
+        rule = decision.rule
+        if decision.action == "deny":
+            self._drop("policy_deny", "outbound packet denied", peer=rule.name,
+                       dst=str(info.dst), matched=decision.matched)
+            return
+        if decision.action == "allow-cleartext":
+            self.traffic["cleartext_out"] += 1
+            self._send(packet, None)
+            return
+        if self.engine is None:
+            self._drop("config_invalid", "protect rule without a keying engine", peer=rule.name)
+            return
+        stats = self._stats(rule)
+        outer = stats.outer if rule.nomadic else rule.outer_address(info.dst)
+        if outer is None:
+            self._drop("unknown_mkid", "nomadic peer has not been heard from yet",
+                       peer=rule.name)
+            return
+        try:
+            wire = self.engine.protect(packet, now, rule, outer)
+        except SkipError as exc:
+            self._drop(exc.reason, "protect failed", peer=rule.name, dst=str(info.dst))
+            return
+        finally:
+            self._drain_events()
+        if wire is None:
+            self.traffic["queued_for_certificate"] += 1
+            return
+        limit = self.config.daemon.underlay_mtu - (48 if self.udp else 0)
+        if len(wire) > limit:
+            self._too_big(packet, len(packet) - (len(wire) - limit), rule)
+            return
+        if self._send(wire, rule):
+            stats.packets_out += 1
+            stats.bytes_out += len(packet)
+            stats.last_packet = now
+            self.traffic["protected_out"] += 1
+
+    def _too_big(self, packet: bytes, mtu: int, rule: PeerPolicy) -> None:
+        self._drop("packet_too_big", "packet too big once protected", peer=rule.name, mtu=mtu)
+        info = summarize(packet)
+        reporter = self._tun_address(info.version)
+        if reporter is not None and self.tun is not None:
+            self.tun.write(too_big(packet, max(mtu, 576 if info.version == 4 else 1280),
+                                   reporter))
+
+    def _tun_address(self, version: int) -> IPAddress | None:
+        for iface in self.config.daemon.addresses:
+            if iface.version == version:
+                return iface.ip
+        return ipaddress.ip_address("192.0.0.8") if version == 4 else None  # RFC 7600 dummy
+
+    def _send(self, datagram: bytes, rule: PeerPolicy | None) -> bool:
+        try:
+            if self.udp is not None and rule is not None:
+                self.udp.send(datagram)
+            else:
+                assert self.sender is not None
+                self.sender.send(datagram)
+        except OSError as exc:
+            self._drop("io_error", "send failed", error=exc.strerror or str(exc))
+            return False
+        return True
+
+    def _on_wire(self, source: RawReceiver | UdpTransport) -> None:
+        for _ in range(_BATCH):
+            datagram = source.read()
+            if datagram is None:
+                return
+            self.inbound(datagram, time.time())
+
+    def inbound(self, datagram: bytes, now: float) -> None:
+        assert self.tun is not None
+        if self.engine is None:
+            self._drop("unknown_mkid", "SKIP packet but no protect rule is configured")
+            return
+        try:
+            result: Inbound = self.engine.unprotect(datagram, now)
+        except SkipError as exc:
+            self._drop(exc.reason, "inbound SKIP packet dropped", src=_source(datagram))
+            return
+        finally:
+            self._drain_events()
+        try:
+            info = summarize(result.packet)
+        except SkipError as exc:
+            self._drop(exc.reason, "malformed inner packet", src=str(result.outer_src))
+            return
+        decision = self.policy.inbound(info, result.peer)
+        rule = decision.rule
+        if decision.action != "protect":
+            self._drop("policy_deny", "protected packet for a rule that does not protect",
+                       peer=rule.name, src=str(info.src))
+            return
+        if not self._authorised(rule, result, info.src):
+            self._drop("inner_source_mismatch", "peer sent an inner address it does not own",
+                       peer=rule.name, src=str(info.src), outer=str(result.outer_src))
+            return
+        if not self.tun.write(result.packet):
+            self._drop("io_error", "TUN queue full")
+            return
+        stats = self._stats(rule)
+        stats.packets_in += 1
+        stats.bytes_in += len(result.packet)
+        stats.last_packet = now
+        if rule.nomadic:
+            stats.outer = result.outer_src
+        self.traffic["protected_in"] += 1
+
+    @staticmethod
+    def _authorised(rule: PeerPolicy, result: Inbound, inner_src: IPAddress) -> bool:
+        """The authenticated sender must be the principal the rule names: by MKID when the
+        rule has one, else by the outer address the rule sends to (the key was looked up by
+        that address, so only its owner could have made the packet)."""
+        if rule.peer.nsid:
+            return result.peer == rule.peer
+        return result.outer_src == rule.outer_address(inner_src)
+
+    def _drain_events(self) -> None:
+        assert self.engine is not None
+        for event in self.engine.events():
+            if isinstance(event, CertificateNeeded):
+                self._unknown_peer(event)
+
+    def _unknown_peer(self, event: CertificateNeeded) -> None:
+        """Hook for network certificate discovery (CDP/DNS, a later issue): today the local
+        store is all there is, so the peer is logged by its SKIP name and counted."""
+        self.unknown[event.name] = time.time()
+        self.unknown.move_to_end(event.name)
+        while len(self.unknown) > 64:
+            self.unknown.popitem(last=False)
+        self._drop("unknown_mkid", "unknown peer: no certificate in the local store",
+                   name=str(event.name), address=str(event.address))
+
+    # --- control ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        cfg = self.config.daemon
+        return {
+            "config": str(self.config.path), "pid": os.getpid(),
+            "uptime": round(time.time() - self.started, 1),
+            "interface": self.tun.name if self.tun else cfg.interface, "mtu": self.mtu,
+            "transport": f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
+            "identity": str(self.config.identity.name),
+            "peers": len(self.config.peers), "default_action": self.config.default.action,
+            "protected_in": self.traffic["protected_in"],
+            "protected_out": self.traffic["protected_out"],
+            "dropped": sum(self.drops.values()),
+        }
+
+    def peers(self) -> list[dict[str, Any]]:
+        now = time.time()
+        engine_view: dict[str, dict[str, Any]] = {}
+        if self.engine is not None:
+            engine_view = {p.get("rule", p.get("name", "")): p for p in self.engine.peers(now)}
+        out = []
+        for rule in self.config.peers:
+            stats = self.stats.get(rule.name, PeerStats())
+            address = stats.outer or rule.tunnel or (rule.hosts[0] if rule.hosts else None)
+            row: dict[str, Any] = {
+                "name": rule.name, "action": rule.action, "profile": rule.profile,
+                "mode": rule.mode, "address": str(address) if address else None,
+                "skip_name": str(rule.peer),
+                "bytes_in": stats.bytes_in, "bytes_out": stats.bytes_out,
+                "packets_in": stats.packets_in, "packets_out": stats.packets_out,
+                "last_packet": round(now - stats.last_packet, 1) if stats.last_packet else None,
+            }
+            row.update({k: v for k, v in engine_view.get(rule.name, {}).items()
+                        if k not in ("rule", "name")})
+            out.append(row)
+        return out
+
+    def counters(self) -> dict[str, Any]:
+        engine = dict(self.engine.counters()) if self.engine else {}
+        drops = collections.Counter(self.drops)
+        for key, value in engine.items():
+            if key in REASONS:
+                drops[key] += value
+        return {"drops": dict(sorted(drops.items())),
+                "traffic": dict(sorted(self.traffic.items())),
+                "engine": {k: v for k, v in sorted(engine.items()) if k not in REASONS},
+                "descriptions": {k: REASONS[k] for k in drops}}
+
+    def samples(self) -> Iterable[Sample]:
+        counters = self.counters()
+        for reason, value in counters["drops"].items():
+            yield ("skipd_dropped_packets_total", "counter",
+                   "packets dropped, by reason code", {"reason": reason}, value)
+        for kind, value in counters["traffic"].items():
+            yield ("skipd_packets_total", "counter", "packets handled, by kind",
+                   {"kind": kind}, value)
+        for row in self.peers():
+            labels = {"peer": row["name"]}
+            yield ("skipd_peer_bytes_in_total", "counter", "cleartext bytes received from a "
+                   "peer", labels, row["bytes_in"])
+            yield ("skipd_peer_bytes_out_total", "counter", "cleartext bytes sent to a peer",
+                   labels, row["bytes_out"])
+        yield ("skipd_uptime_seconds", "gauge", "seconds since skipd started", {},
+               time.time() - self.started)
+
+    async def _cmd_status(self, _req: dict[str, Any]) -> Any:
+        return self.status()
+
+    async def _cmd_peers(self, _req: dict[str, Any]) -> Any:
+        return self.peers()
+
+    async def _cmd_counters(self, _req: dict[str, Any]) -> Any:
+        return self.counters()
+
+    async def _cmd_flush(self, _req: dict[str, Any]) -> Any:
+        flushed = self.engine.flush() if self.engine else 0
+        logs.LOGGER.info("key caches flushed", extra=logs.fields(entries=flushed))
+        return {"flushed": flushed}
+
+    async def _cmd_reload(self, _req: dict[str, Any]) -> Any:
+        return {"message": await self.reload()}
+
+    async def _cmd_stop(self, _req: dict[str, Any]) -> Any:
+        assert self.stopping is not None
+        asyncio.get_running_loop().call_soon(self.stopping.set)
+        return {"message": "stopping"}
+
+
+def _source(datagram: bytes) -> str:
+    try:
+        return str(summarize(datagram).src)
+    except SkipError:
+        return "?"

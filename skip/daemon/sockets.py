@@ -1,0 +1,127 @@
+"""The underlay side: raw IP sockets for protocol 57, and optional SKIP-in-UDP.
+
+Sending: one ``IPPROTO_RAW`` socket per family with the header included, because the keying
+engine returns complete outer datagrams (their IP header is covered by AH in the legacy
+profile, so skipd must send exactly those bytes). Each socket carries skipd's fwmark so its
+own packets bypass the policy-routing table that steers protected destinations into the TUN
+device: without the mark a transport-mode packet to a peer would loop back into skipd.
+
+Receiving: a raw socket per family bound to protocol 57. IPv4 raw sockets deliver the IP
+header; IPv6 ones never do (RFC 3542), so the receiver rebuilds a plain 40-byte header from the
+packet-info ancillary data. Extension headers before the SKIP header are lost that way, which
+skipd accepts: the drafts' SKIP-over-IPv6 puts SKIP directly after the IPv6 header.
+
+SKIP-in-UDP carries the whole protocol-57 datagram as the UDP payload (as GRE-in-UDP keeps its
+header), so a legacy AH over the IP header verifies unchanged; behind NAT, peers should name
+themselves with an NSID other than 0, since addresses are rewritten.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+from skip.daemon.packet import PROTO_SKIP
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_IPV6_HDRINCL = 36
+_IPV6_RECVPKTINFO = 49
+_IPV6_PKTINFO = 50
+_IPV6_RECVHOPLIMIT = 51
+_IPV6_HOPLIMIT = 52
+_MAX = 65535
+_CMSG_SPACE = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+
+
+def _marked(family: int, kind: int, proto: int, mark: int) -> socket.socket:
+    sock = socket.socket(family, kind, proto)
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+    return sock
+
+
+class RawSender:
+    """Sends complete IPv4/IPv6 datagrams with skipd's fwmark."""
+
+    def __init__(self, mark: int) -> None:
+        self.v4 = _marked(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW, mark)
+        self.v6 = _marked(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW, mark)
+        self.v6.setsockopt(socket.IPPROTO_IPV6, _IPV6_HDRINCL, 1)
+
+    def send(self, datagram: bytes) -> None:
+        """Raises OSError (EMSGSIZE, ENETUNREACH, ...) for the caller to count."""
+        if datagram[0] >> 4 == 4:
+            self.v4.sendto(datagram, (socket.inet_ntop(socket.AF_INET, datagram[16:20]), 0))
+        else:
+            self.v6.sendto(datagram, (socket.inet_ntop(socket.AF_INET6, datagram[24:40]), 0))
+
+    def close(self) -> None:
+        self.v4.close()
+        self.v6.close()
+
+
+class RawReceiver:
+    """Protocol-57 datagrams addressed to this host, as complete IP datagrams."""
+
+    def __init__(self, family: int) -> None:
+        self.family = family
+        self.sock = socket.socket(family, socket.SOCK_RAW, PROTO_SKIP)
+        self.sock.setblocking(False)
+        if family == socket.AF_INET6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVPKTINFO, 1)
+            self.sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVHOPLIMIT, 1)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self) -> bytes | None:
+        try:
+            if self.family == socket.AF_INET:
+                return self.sock.recv(_MAX)
+            data, ancillary, _flags, source = self.sock.recvmsg(_MAX, _CMSG_SPACE)
+        except BlockingIOError:
+            return None
+        dst, hops = b"\0" * 16, 64
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IPV6 and kind == _IPV6_PKTINFO and len(value) >= 16:
+                dst = value[:16]
+            elif level == socket.IPPROTO_IPV6 and kind == _IPV6_HOPLIMIT and len(value) >= 4:
+                hops = struct.unpack("=i", value[:4])[0]
+        src = socket.inet_pton(socket.AF_INET6, source[0].split("%")[0])
+        header = struct.pack("!IHBB16s16s", 6 << 28, len(data), PROTO_SKIP, hops, src, dst)
+        return header + data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class UdpTransport:
+    """SKIP-in-UDP on one port, IPv4 and IPv6 on a single dual-stack socket."""
+
+    def __init__(self, port: int, mark: int) -> None:
+        self.port = port
+        self.sock = _marked(socket.AF_INET6, socket.SOCK_DGRAM, 0, mark)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("::", port))
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, datagram: bytes, port: int | None = None) -> None:
+        if datagram[0] >> 4 == 4:
+            host = "::ffff:" + socket.inet_ntop(socket.AF_INET, datagram[16:20])
+        else:
+            host = socket.inet_ntop(socket.AF_INET6, datagram[24:40])
+        self.sock.sendto(datagram, (host, port or self.port))
+
+    def read(self) -> bytes | None:
+        try:
+            return self.sock.recv(_MAX)
+        except BlockingIOError:
+            return None
+
+    def close(self) -> None:
+        self.sock.close()
