@@ -1,0 +1,221 @@
+"""skipd's packet decisions without a kernel: the runtime is driven directly with packets, a
+recording TUN/sender, and a transparent test double for the keying engine (the real engine is
+exercised end to end in tests/test_daemon_netns.py). What is checked here is skipd's own
+logic: policy enforcement in both directions, the anti-spoofing check on inner sources,
+nomadic address learning, ICMP too-big, counting and log hygiene."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skip.daemon import logs
+from skip.daemon.config import PeerPolicy, SkipName, parse_config
+from skip.daemon.engine import Inbound
+from skip.daemon.packet import internet_checksum
+from skip.daemon.runtime import Daemon
+from skip.errors import IntegrityError
+
+CONFIG = """
+[daemon]
+addresses = ["10.57.0.1/24"]
+underlay_mtu = 1500
+[default]
+action = "deny"
+[[peer]]
+name = "beta"
+hosts = ["10.57.0.2"]
+tunnel = "192.0.2.2"
+action = "protect"
+[[peer]]
+name = "gw"
+networks = ["10.9.0.0/24"]
+tunnel = "192.0.2.3"
+action = "protect"
+nsid = 1
+mkid = "c0000203"
+[[peer]]
+name = "roamer"
+nomadic = true
+hosts = ["10.57.0.9"]
+nsid = 1
+mkid = "0a393909"
+action = "protect"
+[[peer]]
+name = "web"
+hosts = ["10.57.0.80"]
+action = "allow-cleartext"
+mode = "transport"
+"""
+
+OVERHEAD = 100
+MARK = b"SKIPDOUBLE"
+
+
+class DoubleEngine:
+    """Marks instead of encrypting: protect = outer header + MARK + inner."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.expect: dict[bytes, tuple[SkipName | None, str]] = {}
+
+    def protect(self, packet: bytes, now: float, rule: PeerPolicy, outer: Any) -> bytes:
+        self.sent.append((rule.name, str(outer)))
+        return ipv4(b"", "192.0.2.1", str(outer), proto=57) + MARK + packet + bytes(OVERHEAD - 30)
+
+    def unprotect(self, datagram: bytes, now: float) -> Inbound:
+        if MARK not in datagram:
+            raise IntegrityError("bad_icv", "test double: not marked")
+        inner = datagram[datagram.index(MARK) + len(MARK):]
+        name, outer = self.expect.get(inner[12:16], (None, "192.0.2.2"))
+        return Inbound(inner, name, ipaddress.ip_address(outer))
+
+    def events(self) -> list[object]:
+        return []
+
+    def counters(self) -> dict[str, int]:
+        return {"kp_generated": 1}
+
+    def peers(self, now: float) -> list[dict[str, Any]]:
+        return [{"rule": "beta", "algorithms": "double", "kp_age": 3.0}]
+
+    def flush(self) -> int:
+        return 0
+
+    def reconfigure(self, config: Any, now: float) -> None:
+        pass
+
+    def overhead(self, rule: PeerPolicy) -> int:
+        return OVERHEAD
+
+
+def ipv4(payload: bytes, src: str, dst: str, proto: int = 17) -> bytes:
+    hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64,
+                                proto, 0, ipaddress.ip_address(src).packed,
+                                ipaddress.ip_address(dst).packed))
+    hdr[10:12] = struct.pack("!H", internet_checksum(bytes(hdr)))
+    return bytes(hdr) + payload
+
+
+def udp(src: str, dst: str, size: int = 8, sport: int = 5000, dport: int = 6000) -> bytes:
+    body = bytes(size)
+    return ipv4(struct.pack("!HHHH", sport, dport, 8 + size, 0) + body, src, dst)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.packets: list[bytes] = []
+
+    def write(self, packet: bytes) -> bool:
+        self.packets.append(packet)
+        return True
+
+    def send(self, packet: bytes) -> None:
+        self.packets.append(packet)
+
+
+@pytest.fixture()
+def daemon() -> Daemon:
+    d = Daemon(parse_config(CONFIG, Path("t.toml")), lambda c, n: DoubleEngine())
+    d.engine = d.engine_factory(d.config, 0)
+    d.mtu = d._compute_mtu(d.config, d.engine)
+    d.tun, d.sender = Recorder(), Recorder()  # type: ignore[assignment]
+    return d
+
+
+def test_mtu_leaves_room_for_the_overhead(daemon: Daemon) -> None:
+    assert daemon.mtu == 1500 - OVERHEAD
+
+
+def test_protect_goes_to_the_rule_tunnel(daemon: Daemon) -> None:
+    daemon.outbound(udp("10.57.0.1", "10.9.0.5"), 1.0)
+    daemon.outbound(udp("10.57.0.1", "10.57.0.2"), 1.0)
+    assert daemon.engine.sent == [("gw", "192.0.2.3"), ("beta", "192.0.2.2")]
+    assert len(daemon.sender.packets) == 2
+    assert daemon.traffic["protected_out"] == 2
+
+
+def test_deny_and_cleartext(daemon: Daemon) -> None:
+    daemon.outbound(udp("10.57.0.1", "10.200.0.1"), 1.0)
+    assert daemon.drops == {"policy_deny": 1} and not daemon.sender.packets
+    plain = udp("10.57.0.1", "10.57.0.80")
+    daemon.outbound(plain, 1.0)
+    assert daemon.sender.packets == [plain]
+
+
+def test_too_big_answers_with_icmp_to_the_sender(daemon: Daemon) -> None:
+    big = udp("10.57.0.7", "10.57.0.2", size=1500 - OVERHEAD - 28 + 1)
+    daemon.outbound(big, 1.0)
+    assert daemon.drops["packet_too_big"] == 1 and not daemon.sender.packets
+    (icmp,) = daemon.tun.packets
+    assert icmp[9] == 1 and icmp[16:20] == bytes([10, 57, 0, 7]) and icmp[20:22] == b"\x03\x04"
+    assert struct.unpack_from("!H", icmp, 26)[0] == 1500 - OVERHEAD
+
+
+def test_inbound_delivers_and_counts(daemon: Daemon) -> None:
+    inner = udp("10.57.0.2", "10.57.0.1", size=100)
+    daemon.inbound(ipv4(b"", "192.0.2.2", "192.0.2.1", 57) + MARK + inner, 5.0)
+    assert daemon.tun.packets == [inner]
+    (beta, *_rest) = daemon.peers()
+    assert beta["bytes_in"] == len(inner) and beta["kp_age"] == 3.0
+
+
+def test_peer_cannot_claim_another_peers_addresses(daemon: Daemon) -> None:
+    # authenticated as beta (by address 192.0.2.2) but inner source in the gateway's network
+    spoof = udp("10.9.0.5", "10.57.0.1")
+    daemon.inbound(ipv4(b"", "192.0.2.2", "192.0.2.1", 57) + MARK + spoof, 5.0)
+    assert daemon.drops == {"inner_source_mismatch": 1} and not daemon.tun.packets
+    # the gateway's MKID is required for its network
+    daemon.engine.expect[bytes([10, 9, 0, 5])] = (SkipName(1, bytes.fromhex("c0000203")),
+                                                  "192.0.2.3")
+    daemon.inbound(ipv4(b"", "192.0.2.3", "192.0.2.1", 57) + MARK + spoof, 5.0)
+    assert daemon.tun.packets == [spoof]
+
+
+def test_nomadic_peer_address_is_learned(daemon: Daemon) -> None:
+    daemon.outbound(udp("10.57.0.1", "10.57.0.9"), 1.0)
+    assert daemon.drops == {"unknown_mkid": 1}  # not heard from yet
+    daemon.engine.expect[bytes([10, 57, 0, 9])] = (SkipName(1, bytes.fromhex("0a393909")),
+                                                   "198.51.100.4")
+    daemon.inbound(ipv4(b"", "198.51.100.4", "192.0.2.1", 57) + MARK
+                   + udp("10.57.0.9", "10.57.0.1"), 2.0)
+    daemon.outbound(udp("10.57.0.1", "10.57.0.9"), 3.0)
+    assert daemon.engine.sent[-1] == ("roamer", "198.51.100.4")
+
+
+def test_garbage_is_counted_by_reason(daemon: Daemon) -> None:
+    daemon.inbound(b"\x45" + bytes(30), 1.0)
+    daemon.outbound(b"\x99garbage", 1.0)
+    assert daemon.drops == {"bad_icv": 1, "bad_version": 1}
+    samples = list(daemon.samples())
+    assert ("skipd_dropped_packets_total", "counter", "packets dropped, by reason code",
+            {"reason": "bad_icv"}, 1) in samples
+    assert daemon.counters()["engine"] == {"kp_generated": 1}
+
+
+def test_json_logs_carry_reason_and_refuse_bytes(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("json", "info")
+    logs.LOGGER.info("hello", extra=logs.fields(reason="bad_icv", peer="beta"))
+    line = json.loads(capsys.readouterr().err)
+    assert line["reason"] == "bad_icv" and line["peer"] == "beta" and line["msg"] == "hello"
+    with pytest.raises(TypeError, match="never keys"):
+        logs.fields(key=b"\x01" * 16)
+
+
+def test_drop_log_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    logs.configure("text", "info")
+    logs.LOGGER.propagate = True
+    try:
+        droplog = logs.DropLog(interval=60, burst=2)
+        with caplog.at_level(logging.INFO, logger="skipd"):
+            for _ in range(1000):
+                droplog.drop("bad_icv", "bad packet")
+        assert len(caplog.records) == 2
+    finally:
+        logs.LOGGER.propagate = False

@@ -1,0 +1,128 @@
+"""The control socket and skipctl without a kernel: permissions, JSON framing, refusals,
+human and --json output, exit statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skip.cli import skipctl
+from skip.daemon.control import ControlServer, request
+from skip.errors import ConfigError, SkipError
+
+PEERS = [{"name": "beta", "address": "192.0.2.2", "action": "protect", "profile": "modern",
+          "mode": "tunnel", "algorithms": {"crypt": "aes-gcm-16"}, "kp_age": 30.2,
+          "bytes_in": 2_500_000, "bytes_out": 999, "last_packet": 1.5, "n_skew": 0,
+          "packets_in": 3, "packets_out": 2, "skip_name": "nsid 0 (address)"}]
+
+
+async def _status(_req: dict[str, Any]) -> Any:
+    return {"interface": "skip0", "mtu": 1400}
+
+
+async def _peers(_req: dict[str, Any]) -> Any:
+    return PEERS
+
+
+async def _counters(_req: dict[str, Any]) -> Any:
+    return {"drops": {"bad_icv": 4}, "traffic": {"protected_in": 7}, "engine": {},
+            "descriptions": {"bad_icv": "the integrity check value does not verify"}}
+
+
+async def _reload(_req: dict[str, Any]) -> Any:
+    raise ConfigError("config_invalid", "/etc/skipd.toml: peer[0].action: 'x' is not one of")
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "run" / "skipd.sock"
+    loop = asyncio.new_event_loop()
+    control = ControlServer(path, {"status": _status, "peers": _peers,
+                                   "counters": _counters, "reload": _reload})
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(control.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    yield path
+    asyncio.run_coroutine_threadsafe(control.stop(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    assert not path.exists()
+
+
+def test_socket_is_private(server: Path) -> None:
+    assert stat.S_IMODE(server.stat().st_mode) == 0o600
+    assert stat.S_IMODE(server.parent.stat().st_mode) == 0o700
+
+
+def test_replies_and_refusals(server: Path) -> None:
+    assert request(server, "status") == {"ok": True,
+                                         "result": {"interface": "skip0", "mtu": 1400}}
+    refused = request(server, "reload")
+    assert refused["ok"] is False and refused["reason"] == "config_invalid"
+    assert "peer[0].action" in refused["error"]
+    unknown = request(server, "format-disk")
+    assert unknown["ok"] is False and "unknown command" in unknown["error"]
+
+
+def test_garbage_request_gets_an_error_not_a_crash(server: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(server))
+        sock.sendall(b"\xff{not json\n")
+        reply = json.loads(sock.makefile().readline())
+    assert reply["ok"] is False
+    assert request(server, "status")["ok"]  # still serving
+
+
+def test_skipctl_human_tables(server: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert skipctl.main(["peers", "-s", str(server)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:4] == ["NAME", "ADDRESS", "ACTION", "PROFILE"]
+    assert out[1].split() == ["beta", "192.0.2.2", "protect", "modern", "tunnel", "aes-gcm-16",
+                              "30s", "2.5MB", "999B", "2s", "0"]
+    assert skipctl.main(["counters", "-s", str(server)]) == 0
+    text = capsys.readouterr().out
+    assert "4  bad_icv" in text and "7  protected_in" in text
+
+
+def test_skipctl_json_is_the_reply(server: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert skipctl.main(["peers", "--json", "-s", str(server)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ok": True, "result": PEERS}
+
+
+def test_skipctl_exit_statuses(server: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert skipctl.main(["reload", "-s", str(server)]) == 1
+    assert "reload refused" in capsys.readouterr().err
+    assert skipctl.main(["status", "-s", str(tmp_path / "nowhere.sock")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("skipctl: io_error: cannot reach skipd") and "Traceback" not in err
+
+
+def test_skipctl_reads_socket_path_from_config(server: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "skipd.toml"
+    config.write_text(f'[daemon]\ncontrol_socket = "{server}"\n')
+    assert skipctl.main(["status", "-c", str(config)]) == 0
+    assert "skip0" in capsys.readouterr().out
+
+
+def test_request_to_missing_socket_is_a_skip_error(tmp_path: Path) -> None:
+    with pytest.raises(SkipError, match="cannot reach skipd"):
+        request(tmp_path / "none.sock", "status")
