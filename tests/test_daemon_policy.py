@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skip.daemon.config import SkipName, parse_config
+from skip.daemon.config import parse_config
 from skip.daemon.packet import internet_checksum, summarize, too_big
 from skip.daemon.policy import PolicyTable
 from skip.errors import ParseError
@@ -107,8 +107,18 @@ def test_ipv6_ports_found_behind_extension_header(table) -> None:
 
 def test_nomadic_peer_matched_by_name_not_address(table) -> None:
     info = summarize(v4_udp("198.51.100.77", "10.57.0.1", 1, 2))
-    assert table.inbound(info, SkipName(1, bytes([10, 0, 0, 1]))).rule.name == "nomad"
-    assert table.inbound(info, SkipName(1, bytes([10, 0, 0, 2]))).matched == "default"
+    decision = table.inbound(info, "nomad")
+    assert decision.rule.name == "nomad" and table.authorised(decision, "nomad")
+    other = table.inbound(info, "wide")
+    assert other.matched == "default" and not table.authorised(other, "wide")
+    assert table.authorised(other, "someone-from-the-store")
+
+
+def test_peer_owns_only_its_addresses(table) -> None:
+    info = summarize(v4_udp("10.9.0.8", "10.57.0.1", 1, 2))
+    decision = table.inbound(info, "wide")
+    assert decision.rule.name == "narrow"
+    assert not table.authorised(decision, "wide") and table.authorised(decision, "narrow")
 
 
 def test_routed_prefixes_skip_cleartext_rules(table) -> None:

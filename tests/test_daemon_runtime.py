@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from skip.daemon import logs
-from skip.daemon.config import PeerPolicy, SkipName, parse_config
+from skip.daemon.config import PeerPolicy, parse_config
 from skip.daemon.engine import Inbound
 from skip.daemon.packet import internet_checksum
 from skip.daemon.runtime import Daemon
@@ -63,7 +63,7 @@ class DoubleEngine:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
-        self.expect: dict[bytes, tuple[SkipName | None, str]] = {}
+        self.expect: dict[bytes, tuple[str, str]] = {}
 
     def protect(self, packet: bytes, now: float, rule: PeerPolicy, outer: Any) -> bytes:
         self.sent.append((rule.name, str(outer)))
@@ -73,7 +73,7 @@ class DoubleEngine:
         if MARK not in datagram:
             raise IntegrityError("bad_icv", "test double: not marked")
         inner = datagram[datagram.index(MARK) + len(MARK):]
-        name, outer = self.expect.get(inner[12:16], (None, "192.0.2.2"))
+        name, outer = self.expect.get(inner[12:16], ("beta", "192.0.2.2"))
         return Inbound(inner, name, ipaddress.ip_address(outer))
 
     def events(self) -> list[object]:
@@ -172,8 +172,7 @@ def test_peer_cannot_claim_another_peers_addresses(daemon: Daemon) -> None:
     daemon.inbound(ipv4(b"", "192.0.2.2", "192.0.2.1", 57) + MARK + spoof, 5.0)
     assert daemon.drops == {"inner_source_mismatch": 1} and not daemon.tun.packets
     # the gateway's MKID is required for its network
-    daemon.engine.expect[bytes([10, 9, 0, 5])] = (SkipName(1, bytes.fromhex("c0000203")),
-                                                  "192.0.2.3")
+    daemon.engine.expect[bytes([10, 9, 0, 5])] = ("gw", "192.0.2.3")
     daemon.inbound(ipv4(b"", "192.0.2.3", "192.0.2.1", 57) + MARK + spoof, 5.0)
     assert daemon.tun.packets == [spoof]
 
@@ -181,8 +180,7 @@ def test_peer_cannot_claim_another_peers_addresses(daemon: Daemon) -> None:
 def test_nomadic_peer_address_is_learned(daemon: Daemon) -> None:
     daemon.outbound(udp("10.57.0.1", "10.57.0.9"), 1.0)
     assert daemon.drops == {"unknown_mkid": 1}  # not heard from yet
-    daemon.engine.expect[bytes([10, 57, 0, 9])] = (SkipName(1, bytes.fromhex("0a393909")),
-                                                   "198.51.100.4")
+    daemon.engine.expect[bytes([10, 57, 0, 9])] = ("roamer", "198.51.100.4")
     daemon.inbound(ipv4(b"", "198.51.100.4", "192.0.2.1", 57) + MARK
                    + udp("10.57.0.9", "10.57.0.1"), 2.0)
     daemon.outbound(udp("10.57.0.1", "10.57.0.9"), 3.0)

@@ -21,7 +21,8 @@ class Inbound:
     """A datagram the engine authenticated and decrypted."""
 
     packet: bytes  # the inner (cleartext) IP datagram to hand to the kernel
-    peer: SkipName | None  # the authenticated source SKIP name (None: named by address)
+    peer: str  # the authenticated sender: the name of its [[peer]] rule (or of its
+    #            certificate, for peers admitted by a protecting default rule)
     outer_src: IPAddress  # where it came from (learned address of nomadic peers)
 
 

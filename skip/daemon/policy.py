@@ -69,14 +69,25 @@ class PolicyTable:
             return Decision("allow-cleartext", self.default, "key-management")
         return self.for_address(info.dst)
 
-    def inbound(self, info: Summary, name: SkipName | None) -> Decision:
-        """Decision for a packet that arrived (remote = source); ``name`` is the SKIP name the
-        keying engine authenticated, which wins for nomadic peers."""
-        if name is not None and name.nsid:
-            rule = self.by_name.get(name)
-            if rule is not None and rule.nomadic:
-                return Decision(rule.action, rule, "nomadic")
+    def inbound(self, info: Summary, peer: str) -> Decision:
+        """Decision for a packet that arrived (remote = source); ``peer`` is the rule name of
+        the sender the keying engine authenticated, which wins for nomadic peers (the engine
+        found them by MKID, their address is whatever it is today)."""
+        rule = self.by_label.get(peer)
+        if rule is not None and rule.nomadic and not rule.hosts and not rule.networks:
+            return Decision(rule.action, rule, "nomadic")
         return self.for_address(info.src)
+
+    def authorised(self, decision: Decision, peer: str) -> bool:
+        """May the authenticated ``peer`` send from the inner source that chose ``decision``?
+
+        A configured peer owns exactly its rule's hosts and networks, so a peer cannot inject
+        packets claiming another peer's (or a gateway's) addresses. Addresses covered only by
+        a protecting default rule are open to authenticated peers that no rule names.
+        """
+        if decision.matched == "default":
+            return peer not in self.by_label
+        return decision.rule.name == peer
 
     def is_key_management(self, info: Summary) -> bool:
         return info.protocol == PROTO_UDP and self.kmp_port in (info.sport, info.dport)

@@ -326,7 +326,7 @@ class Daemon:
             self._drop("policy_deny", "protected packet for a rule that does not protect",
                        peer=rule.name, src=str(info.src))
             return
-        if not self._authorised(rule, result, info.src):
+        if not self.policy.authorised(decision, result.peer):
             self._drop("inner_source_mismatch", "peer sent an inner address it does not own",
                        peer=rule.name, src=str(info.src), outer=str(result.outer_src))
             return
@@ -340,15 +340,6 @@ class Daemon:
         if rule.nomadic:
             stats.outer = result.outer_src
         self.traffic["protected_in"] += 1
-
-    @staticmethod
-    def _authorised(rule: PeerPolicy, result: Inbound, inner_src: IPAddress) -> bool:
-        """The authenticated sender must be the principal the rule names: by MKID when the
-        rule has one, else by the outer address the rule sends to (the key was looked up by
-        that address, so only its owner could have made the packet)."""
-        if rule.peer.nsid:
-            return result.peer == rule.peer
-        return result.outer_src == rule.outer_address(inner_src)
 
     def _drain_events(self) -> None:
         assert self.engine is not None
