@@ -65,6 +65,10 @@ REASONS: dict[str, str] = {
     "cert_revoked": "the certificate is listed in a current CRL",
     "cert_bad_usage": "key usage or basic constraints forbid this use",
     "cert_name_mismatch": "the certificate does not answer to the SKIP name asked for",
+    "cert_key_type": "the certificate's key is not of the kind this use needs (DH vs. signing)",
+    "cert_crl_invalid": "a CRL is outside its validity period or its signature does not verify",
+    "cert_crl_missing": "policy requires a CRL for an issuer in the chain and none was given",
+    "cert_exists": "the output file exists; pass --force to overwrite it",
     # --- operations -------------------------------------------------------------------------
     "policy_deny": "policy says deny for this traffic",
     "packet_too_big": "a packet does not fit the path MTU once protected; ICMP too-big was sent",
