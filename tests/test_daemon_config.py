@@ -45,6 +45,7 @@ networks = ["10.9.0.0/24"]
 tunnel = "192.0.2.3"
 profile = "legacy"
 crypt_alg = "des-cbc"
+mac_alg = "keyed-md5"
 nsid = 8
 mkid = "00112233445566778899aabbccddeeff"
 
@@ -101,6 +102,8 @@ def test_complete_file_loads_with_paths_resolved(tmp_path: Path) -> None:
         (("name = \"laptop\"", "name = \"beta\""), "peer[2].name", "already belongs"),
         (("log_format = \"json\"", "log_format = true"), "daemon.log_format", "a boolean"),
         (("private_key = \"keys/a.key\"\n", ""), "identity.private_key", "together"),
+        (("crypt_alg = \"des-cbc\"", "crypt_alg = \"aes-256-gcm-16\""), "peer[1].crypt_alg",
+         "not a legacy-profile algorithm"),
     ],
 )
 def test_mistakes_are_refused_naming_file_key_problem(edit, key, problem) -> None:

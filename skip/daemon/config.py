@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from skip.crypto import skip_numbers as num
 from skip.errors import ConfigError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -282,16 +283,39 @@ def _identity(s: _Section) -> Identity:
     return ident
 
 
+def _algorithm(s: _Section, key: str, profile: str, inherited: str | None) -> str | None:
+    """An algorithm name of the profile's table, implemented by this build (or None: the
+    keying engine's default suite for the profile)."""
+    name = s.get(key, str)
+    if name is None:
+        # an inherited name from [default] must also exist in this rule's profile
+        return inherited if inherited in _algorithm_names(profile, key) else None
+    known = _algorithm_names(profile, key)
+    if name not in known:
+        s.fail(s.key(key), f"{name!r} is not a {profile}-profile algorithm here; "
+               f"known: {', '.join(known)}")
+    return name
+
+
+def _algorithm_names(profile: str, key: str) -> tuple[str, ...]:
+    table = num.PROFILES[num.LEGACY_VERSION if profile == "legacy" else num.MODERN_VERSION]
+    if key == "kij_alg":
+        return tuple(a.name for a in table.kij.values() if a.implemented)
+    entries = table.crypt if key == "crypt_alg" else table.mac
+    return tuple(a.name for a in entries.values() if a.registry_name)
+
+
 def _policy(s: _Section, name: str, base: PeerPolicy | None) -> PeerPolicy:
     b = base or PeerPolicy(name="default")
+    profile = s.choice("profile", PROFILES, b.profile)
     return PeerPolicy(
         name=name,
         action=s.choice("action", ACTIONS, b.action),
-        profile=s.choice("profile", PROFILES, b.profile),
+        profile=profile,
         mode=s.choice("mode", MODES, b.mode),
-        kij_alg=s.get("kij_alg", str, b.kij_alg),
-        crypt_alg=s.get("crypt_alg", str, b.crypt_alg),
-        mac_alg=s.get("mac_alg", str, b.mac_alg),
+        kij_alg=_algorithm(s, "kij_alg", profile, b.kij_alg),
+        crypt_alg=_algorithm(s, "crypt_alg", profile, b.crypt_alg),
+        mac_alg=_algorithm(s, "mac_alg", profile, b.mac_alg),
     )
 
 
