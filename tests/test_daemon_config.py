@@ -131,3 +131,13 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_empty_file_means_deny_everything() -> None:
     cfg = parse("")
     assert cfg.default.action == "deny" and cfg.peers == ()
+
+
+def test_documented_example_is_valid() -> None:
+    """docs/skipd.md's complete example must stay a working configuration."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "skipd.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    cfg = parse_config(example, Path("/etc/skip/skipd.toml"))
+    assert [p.name for p in cfg.peers] == ["beta", "site-c", "museum", "laptop", "printer"]
+    assert cfg.peers[2].profile == "legacy" and cfg.peers[2].mac_alg == "keyed-md5"
+    assert cfg.identity.peer_certificates == Path("/etc/skip/peers")
