@@ -1,0 +1,100 @@
+"""Algorithm discovery state (draft-ietf-ipsec-skip-adp-00): advice in, advice out.
+
+Out: when a packet uses an algorithm we do not support or policy refuses (or Kij Alg 0, the
+solicitation), we answer with a SKIP ICMP message, at most one per source per
+``adp_interval`` seconds (A-ADP-2; the set of sources remembered is bounded).
+
+In: an authenticated SKIP ICMP message replaces what we know of that peer's capabilities
+(A-ADP-3) and we re-choose, class by class, the first algorithm in *our* preference order that
+the peer lists.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from skip.crypto.skip_numbers import AlgClass
+from skip.keying.policy import KeyingPolicy
+from skip.keying.suite import Suite
+from skip.wire.skip_icmp import AdpCode, SkipIcmp
+
+#: Which code bit reports which class.
+CODE_BITS = {
+    AlgClass.KIJ: AdpCode.KIJ_UNSUPPORTED,
+    AlgClass.CRYPT: AdpCode.CRYPT_UNSUPPORTED,
+    AlgClass.MAC: AdpCode.MAC_UNSUPPORTED,
+    AlgClass.COMP: AdpCode.COMP_UNSUPPORTED,
+}
+
+
+class AnswerLimiter:
+    """At most one answer per source per interval; remembers a bounded number of sources."""
+
+    def __init__(self, interval: float, sources: int) -> None:
+        self.interval = interval
+        self.sources = sources
+        self._last: OrderedDict[bytes, float] = OrderedDict()
+
+    def allow(self, source: bytes, now: float) -> bool:
+        last = self._last.get(source)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[source] = now
+        self._last.move_to_end(source)
+        while len(self._last) > self.sources:
+            self._last.popitem(last=False)
+        return True
+
+
+def failed_classes(policy: KeyingPolicy, version: int, algs: Sequence[int]) -> AdpCode:
+    """Code bits for the algorithm bytes (Kij, Crypt, MAC, Comp) we cannot or will not use."""
+    code = AdpCode.NONE
+    kij, crypt, mac, comp = algs
+    checks = (
+        (AlgClass.KIJ, kij, kij != 0),
+        (AlgClass.CRYPT, crypt, crypt != 0),
+        # the combined-transform rule: MAC Alg = Crypt Alg names the Crypt transform
+        (AlgClass.MAC, mac, mac != 0 and not (mac == crypt and _is_aead(version, crypt))),
+        (AlgClass.COMP, comp, comp != 0),
+    )
+    for cls, number, used in checks:
+        if used and not policy.accepts(version, cls, number):
+            code |= CODE_BITS[cls]
+    return code
+
+
+def _is_aead(version: int, crypt: int) -> bool:
+    return Suite(version, 0, crypt, crypt).aead
+
+
+def advertisement(policy: KeyingPolicy, version: int, code: AdpCode) -> SkipIcmp:
+    """Our complete capability statement for header version ``version``, preferred first."""
+    lists = [policy.preference(version, cls) for cls in AlgClass]
+    return SkipIcmp(code, lists[0], lists[1], lists[2], lists[3])
+
+
+def choose(policy: KeyingPolicy, current: Suite, advice: SkipIcmp) -> Suite | None:
+    """The best suite both sides support, keeping the current suite's shape; None if none.
+
+    Shape: whether traffic is encrypted, authenticated, or both (and AEAD or not) is a local
+    policy decision that advice does not change; only the algorithm numbers move.
+    """
+    version = current.version
+    offered = {AlgClass.KIJ: advice.kij, AlgClass.CRYPT: advice.crypt, AlgClass.MAC: advice.mac}
+
+    def pick(cls: AlgClass, keep_if: bool, aead: bool | None = None) -> int | None:
+        if not keep_if:
+            return 0
+        for number in policy.preference(version, cls):
+            if number in offered[cls] and (aead is None or _is_aead(version, number) == aead):
+                return number
+        return None
+
+    kij = pick(AlgClass.KIJ, True)
+    crypt = pick(AlgClass.CRYPT, current.crypt_alg != 0, current.aead if current.crypt_alg
+                 else None)
+    mac = crypt if current.aead else pick(AlgClass.MAC, current.mac_alg != 0)
+    if kij is None or crypt is None or mac is None:
+        return None
+    return Suite(version, kij, crypt, mac)

@@ -1,0 +1,560 @@
+"""The SKIP endpoint: zero-message keying in front of the shared ESP/AH engine (sans-I/O).
+
+``protect(ip_packet, now)`` -> the packet with a SKIP header and AH/ESP;
+``unprotect(wire_packet, now)`` -> :class:`Received` (or None when the packet was queued for a
+certificate or consumed as algorithm-discovery advice). Every refusal raises a
+:class:`skip.errors.SkipError` whose reason is also counted in :attr:`SkipEndpoint.counters`;
+side effects the driver must carry out (certificate fetches, packets to send) are queued as
+events (:meth:`SkipEndpoint.events`). Time is always the ``now`` argument and all randomness
+comes from the one ``rng`` given at construction.
+
+Per packet, steady state costs a few dictionary look-ups in front of the engine: the sender
+keeps one current Kp per (local principal, peer) with its SAs and encoded header; the receiver
+keeps the SAs of every live Kp it has verified, keyed by the SKIP header bytes (plus the
+addresses that name NSID-0 principals), so neither side repeats DH, Kp decryption or key
+derivation until the Kp changes. The protocol rules and their sources are in docs/keying.md
+and docs/protocol/decisions.md.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from ipaddress import ip_address
+
+from skip.crypto import kdf
+from skip.crypto import skip_numbers as num
+from skip.crypto.kp_wrap import (
+    legacy_decrypt_kp,
+    legacy_encrypt_kp,
+    modern_unwrap_kp,
+    modern_wrap_kp,
+)
+from skip.errors import KeyingError, ParseError, PolicyError, SkipError
+from skip.keying import adp
+from skip.keying.events import (
+    AlgorithmsChanged,
+    CertificateNeeded,
+    Counters,
+    Dropped,
+    Event,
+    Received,
+    Transmit,
+)
+from skip.keying.identity import LocalIdentity, Peer, group, skip_name
+from skip.keying.kij_cache import KijCache, KijEntry
+from skip.keying.policy import KeyingPolicy
+from skip.keying.suite import LEGACY_ADP, MODERN_ADP, Suite
+from skip.keying.transforms import Transforms, build
+from skip.wire.ip import PROTO_AH, PROTO_ICMP, build_ipv4, build_ipv6, locate_upper
+from skip.wire.nsid import STANDARD_NSIDS, NsidTable
+from skip.wire.skip_header import IP_PROTOCOL_SKIP, SkipHeader, measure
+from skip.wire.skip_icmp import ICMP_TYPE_SKIP, AdpCode, SkipIcmp
+
+Rng = Callable[[int], bytes]
+
+_N_AT = struct.Struct("!I")
+_PROTO_ICMPV6 = 58
+_MIN_MODERN_MODP_BITS = 2048
+
+
+def _addresses(packet: bytes | memoryview) -> tuple[bytes, bytes]:
+    """(source, destination) in network form; the caller has validated the IP header."""
+    if packet[0] >> 4 == 4:
+        return bytes(packet[12:16]), bytes(packet[16:20])
+    return bytes(packet[8:24]), bytes(packet[24:40])
+
+
+@dataclass(slots=True)
+class _TxKey:
+    """The sender's current Kp towards one peer from one principal, ready to use."""
+
+    n: int
+    created: float
+    sent: int
+    suite: Suite
+    header: bytes
+    transforms: Transforms
+
+
+@dataclass(slots=True)
+class _RxKey:
+    """A verified Kp: its SAs (with their replay window in the modern profile)."""
+
+    transforms: Transforms
+    peer: str
+    identity: str
+    version: int
+    algorithms: tuple[int, int, int, int]
+    n: int
+    authenticated: bool
+
+
+class SkipEndpoint:
+    """One SKIP node: local principals, known peers, keys and the queues around them."""
+
+    def __init__(
+        self,
+        identities: Iterable[LocalIdentity] = (),
+        peers: Iterable[Peer] = (),
+        *,
+        policy: KeyingPolicy | None = None,
+        rng: Rng = os.urandom,
+        nsids: NsidTable = STANDARD_NSIDS,
+    ) -> None:
+        self.policy = policy or KeyingPolicy()
+        self.rng = rng
+        self.nsids = nsids
+        self.counters = Counters()
+        self.kij_cache = KijCache(
+            self.policy.kij_cache_size, self.policy.dh_per_second, self.policy.dh_burst
+        )
+        self._identities: dict[str, LocalIdentity] = {}
+        self._identity_by_mkid: dict[tuple[int, bytes], LocalIdentity] = {}
+        self._identity_by_addr: dict[bytes, LocalIdentity] = {}
+        self._peers: dict[str, Peer] = {}
+        self._peer_by_mkid: dict[tuple[int, bytes], Peer] = {}
+        self._peer_by_addr: dict[bytes, Peer] = {}
+        self._tunnels: dict[str, bytes] = {}
+        self._tx: dict[tuple[str, str], _TxKey] = {}
+        self._rx: dict[tuple[bytes, bytes, bytes], _RxKey] = {}
+        self._rx_per_peer: dict[str, int] = {}
+        self._rx_n = -1
+        self._suites: dict[str, Suite] = {}  # ADP-chosen suites, by peer name
+        self.capabilities: dict[str, SkipIcmp] = {}  # last ADP advice, by peer name
+        self._pending: OrderedDict[bytes, deque[tuple[str, bytes]]] = OrderedDict()
+        self._events: deque[Event] = deque()
+        self._adp_limiter = adp.AnswerLimiter(self.policy.adp_interval, self.policy.adp_sources)
+        for identity in identities:
+            self.add_identity(identity)
+        for peer in peers:
+            self.add_peer(peer)
+
+    # --- configuration -----------------------------------------------------------------------
+
+    def add_identity(self, identity: LocalIdentity) -> None:
+        if identity.name in self._identities:
+            raise KeyingError("bad_header", f"identity {identity.name!r} exists")
+        self._identities[identity.name] = identity
+        if identity.nsid:
+            self._identity_by_mkid[(identity.nsid, identity.mkid)] = identity
+        for a in identity.addresses:
+            self._identity_by_addr[a] = identity
+
+    def add_peer(self, peer: Peer, now: float | None = None, *,
+                 tunnel: str | bytes | None = None) -> list[Event]:
+        """Learn (or replace) a peer; packets queued for it are released at ``now``.
+
+        ``tunnel``: send to this peer in tunnel mode with this outer destination address.
+        Returns the events the release produced (they are also queued in :meth:`events`).
+        """
+        self.remove_peer(peer.name)
+        self._peers[peer.name] = peer
+        if peer.nsid:
+            self._peer_by_mkid[(peer.nsid, peer.mkid)] = peer
+        for a in peer.addresses:
+            self._peer_by_addr[a] = peer
+        if tunnel is not None:
+            outer = ip_address(tunnel).packed
+            self._tunnels[peer.name] = outer
+            self._peer_by_addr.setdefault(outer, peer)
+        return self._release(peer, now)
+
+    def remove_peer(self, name: str) -> None:
+        """Forget a peer and every key derived from its public value (e.g. on revocation)."""
+        peer = self._peers.pop(name, None)
+        if peer is None:
+            return
+        for table in (self._peer_by_mkid, self._peer_by_addr):
+            for k in [k for k, p in table.items() if p is peer]:
+                del table[k]
+        self._tunnels.pop(name, None)
+        self.kij_cache.discard(lambda key: key[1] == name)
+        for k in [k for k in self._tx if k[1] == name]:
+            del self._tx[k]
+        for k in [k for k, v in self._rx.items() if v.peer == name]:
+            del self._rx[k]
+        self._rx_per_peer.pop(name, None)
+        self._suites.pop(name, None)
+
+    def precompute(self, peer_name: str, identity_name: str | None = None, *,
+                   version: int | None = None) -> None:
+        """Compute and pin Kij for an expected peer (draft-06 s. 1.6.3), outside the DH budget.
+
+        ``version``: the profile whose Kij to compute (default: the peer's current suite).
+        """
+        peer = self._peers[peer_name]
+        version = version or self.suite_for(peer).version
+        self._check_version(version, peer.group)
+        names = [identity_name] if identity_name else list(self._identities)
+        for name in names:
+            identity = self._identities[name]
+            if peer.group in identity.keys:
+                self.kij_cache.precompute((name, peer.name, version),
+                                          self._kij_function(identity, peer, version))
+
+    def suite_for(self, peer: Peer) -> Suite:
+        """ADP choice > the peer's configured suite > the policy default for its group."""
+        chosen = self._suites.get(peer.name) or peer.suite
+        if chosen is not None:
+            return chosen
+        if peer.group.startswith("skip-"):
+            return self.policy.legacy_default
+        return self.policy.modern_default
+
+    def events(self) -> list[Event]:
+        """Drain the event queue."""
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def protect(self, packet: bytes, now: float, *, identity: str | None = None,
+                peer: str | None = None) -> bytes | None:
+        """SKIP-protect one IP datagram to its peer; None if it waits for a certificate.
+
+        The local principal is found by the source address and the peer by the destination
+        address, unless named explicitly.
+        """
+        try:
+            return self._protect(packet, now, identity, peer)
+        except SkipError as err:
+            self.counters.hit(err.reason)
+            raise
+
+    def _protect(self, packet: bytes, now: float, identity_name: str | None,
+                 peer_name: str | None) -> bytes | None:
+        if peer_name is None or identity_name is None:
+            locate_upper(packet, verify_checksum=False)  # validates the header chain
+            src, dst = _addresses(packet)
+        me = self._identities.get(identity_name) if identity_name else \
+            self._identity_by_addr.get(src)
+        if me is None:
+            raise PolicyError("no_identity", "no local principal sends from this address")
+        them = self._peers.get(peer_name) if peer_name else self._peer_by_addr.get(dst)
+        if them is None:
+            self._queue(skip_name(0, b"", dst), "outbound", packet, 0, b"", dst)
+            return None
+        tx = self._tx.get((me.name, them.name))
+        n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
+        if (tx is None or tx.n != n or now - tx.created >= self.policy.kp_max_seconds
+                or tx.sent >= self.policy.kp_max_bytes or tx.suite != self.suite_for(them)):
+            tx = self._new_tx(me, them, self.suite_for(them), n, now)
+            self._tx[(me.name, them.name)] = tx
+        wire = tx.transforms.protect(packet, tx.header)
+        tx.sent += len(packet)
+        self.counters["tx_ok"] += 1
+        return wire
+
+    def _new_tx(self, me: LocalIdentity, them: Peer, suite: Suite, n: int, now: float) -> _TxKey:
+        """A fresh Kp: new at every n, after the byte/time limits, per peer and principal."""
+        suite.check()
+        self._check_version(suite.version, them.group)
+        self._check_accepts(suite)
+        entry = self._kij_entry(me, them, suite.version, now)
+        prof = suite.profile
+        kij, crypt, mac, _ = suite.algorithms
+        ekp_len = prof.ekp_length(kij, crypt, mac)
+        kp_len = prof.kp_length(crypt, mac)
+        kp = self.rng(kp_len)
+        legacy = suite.version == num.LEGACY_VERSION
+        kijn = entry.kijn_for(n, kdf.legacy_kijn if legacy else kdf.modern_kijn)
+        if legacy:
+            ekp = legacy_encrypt_kp(prof.kij[kij], kijn, kp, ekp_len, self.rng)
+        else:
+            ekp = modern_wrap_kp(kijn, kp)
+        header = SkipHeader(
+            suite.version, me.nsid, them.nsid, 0, n, kij, crypt, mac, 0, ekp, me.mkid, them.mkid,
+        )
+        header = replace(header, next_header=50 if suite.layers[0] == "esp" else PROTO_AH)
+        raw = header.encode()
+        transforms = self._transforms(suite, kp, ekp_len, raw, them, me, now, pre06=them.pre06)
+        self.counters["kp_new"] += 1
+        return _TxKey(n, now, 0, suite, raw, transforms)
+
+    def _transforms(self, suite: Suite, kp: bytes, ekp_len: int, header: bytes, them: Peer,
+                    me: LocalIdentity, now: float, *, pre06: bool, inbound: bool = False
+                    ) -> Transforms:
+        """Derive E_kp / A_kp and build the SAs (tunnel endpoints oriented for the direction)."""
+        prof = suite.profile
+        _, crypt, mac, _ = suite.algorithms
+        if suite.version == num.LEGACY_VERSION:
+            kp_p = kdf.kp_prime(kp, ekp_len)
+            e_kp = kdf.legacy_e_kp(kp_p, crypt, pre06=pre06) if crypt else b""
+            a_kp = kdf.legacy_a_kp(kp_p, mac, pre06=pre06) if mac else b""
+        else:
+            e_kp, a_kp = kdf.modern_traffic_keys(
+                kp, header, prof.crypt_key_size(crypt), prof.mac_key_size(crypt, mac)
+            )
+        tunnel = None
+        outer = self._tunnels.get(them.name)
+        if outer is not None:
+            local = next((a for a in sorted(me.addresses) if len(a) == len(outer)), None)
+            if local is None:
+                raise PolicyError("no_identity", "no local address of the tunnel's family")
+            tunnel = (outer, local) if inbound else (local, outer)
+        return build(suite, e_kp, a_kp, mode=self.policy.mode, tunnel=tunnel,
+                     replay_window=self.policy.replay_window, rng=self.rng)
+
+    # --- receiving -------------------------------------------------------------------------
+
+    def unprotect(self, packet: bytes, now: float) -> Received | None:
+        """Check and strip SKIP + AH/ESP. None: queued for a certificate, or ADP consumed."""
+        try:
+            return self._unprotect(packet, now)
+        except SkipError as err:
+            self.counters.hit(err.reason)
+            raise
+
+    def _unprotect(self, packet: bytes, now: float) -> Received | None:
+        _version, _nh_off, off, proto = locate_upper(packet)
+        if proto != IP_PROTOCOL_SKIP:
+            raise ParseError("unsupported_protocol", f"protocol {proto} is not SKIP")
+        end, _ekp, _src, _dst = measure(packet, off, num.header_ekp_length, self.nsids)
+        b0 = packet[off]
+        header = bytes(packet[off:end])
+        shim_icv = None
+        if b0 & 0x0F:  # Rsvd: ignored, and zero in the AH ICV image (draft-06 s. 1.10.1)
+            header = bytes((b0 & 0xF0,)) + header[1:]
+            shim_icv = header
+        n = _N_AT.unpack_from(packet, off + 4)[0]
+        local_n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
+        if not -1 <= n - local_n <= 1:
+            raise KeyingError("n_out_of_window", f"n {n}, local n {local_n}")
+        src, dst = _addresses(packet)
+        key = (b"" if packet[off + 1] else src, b"" if packet[off + 2] else dst, header)
+        rx = self._rx.get(key)
+        if rx is None:
+            rx = self._admit(packet, off, end, header, src, dst, local_n, now)
+            if rx is None:
+                return None
+            inner = rx.transforms.unprotect(packet, end - off, shim_icv)
+            self._store_rx(key, rx, local_n)
+        else:
+            inner = rx.transforms.unprotect(packet, end - off, shim_icv)
+        if inner[9 if inner[0] >> 4 == 4 else 6] == PROTO_ICMP and self._maybe_adp(inner, rx):
+            return None
+        self.counters["rx_ok"] += 1
+        return Received(inner, rx.peer, rx.identity, rx.version, rx.algorithms, n)
+
+    def _admit(self, packet: bytes, off: int, end: int, header: bytes, src: bytes, dst: bytes,
+               local_n: int, now: float) -> _RxKey | None:
+        """First packet under a Kp: every check, then key recovery (the slow path)."""
+        hdr = SkipHeader.parse(header, num.header_ekp_length, self.nsids)
+        if hdr.version == num.LEGACY_VERSION and not self.policy.allow_legacy:
+            raise PolicyError("legacy_refused", "SKIP version 1 is disabled by policy")
+        if hdr.dst_nsid:
+            me = self._identity_by_mkid.get((hdr.dst_nsid, hdr.dst_mkid))
+            if me is None:
+                raise KeyingError("not_our_mkid", "destination MKID is not a local one")
+        else:
+            me = self._identity_by_addr.get(dst)
+            if me is None:
+                raise KeyingError("no_identity", "no local principal at the destination")
+        if hdr.src_nsid:
+            them = self._peer_by_mkid.get((hdr.src_nsid, hdr.src_mkid))
+        else:
+            them = self._peer_by_addr.get(src)
+        algs = (hdr.kij_alg, hdr.crypt_alg, hdr.mac_alg, hdr.comp_alg)
+        failed = adp.failed_classes(self.policy, hdr.version, algs)
+        if hdr.kij_alg == 0 or failed:
+            self._answer_adp(packet, end, hdr, me, them, failed, now)
+            if hdr.kij_alg == 0:
+                raise KeyingError("no_kp", "Kij Alg 0: an algorithm-discovery solicitation")
+            raise KeyingError(_first_reason(failed), f"algorithms {algs}")
+        if them is None:
+            self._queue(skip_name(hdr.src_nsid, hdr.src_mkid, src), "inbound", packet,
+                        hdr.src_nsid, hdr.src_mkid, src)
+            return None
+        suite = Suite(hdr.version, hdr.kij_alg, hdr.crypt_alg, hdr.mac_alg)
+        suite.check()
+        self._check_version(hdr.version, them.group)
+        entry = self._kij_entry(me, them, hdr.version, now)
+        legacy = hdr.version == num.LEGACY_VERSION
+        kijn = entry.kijn_for(hdr.n, kdf.legacy_kijn if legacy else kdf.modern_kijn)
+        prof = suite.profile
+        kp_len = prof.kp_length(hdr.crypt_alg, hdr.mac_alg)
+        if legacy:
+            kp = legacy_decrypt_kp(prof.kij[hdr.kij_alg], kijn, hdr.ekp, kp_len)
+        else:
+            kp = modern_unwrap_kp(kijn, hdr.ekp)
+        self.counters["kp_decrypted"] += 1
+        transforms = self._transforms(suite, kp, len(hdr.ekp), header, them, me, now,
+                                      pre06=them.pre06, inbound=True)
+        authenticated = bool(hdr.mac_alg)
+        return _RxKey(transforms, them.name, me.name, hdr.version, algs, hdr.n, authenticated)
+
+    def _store_rx(self, key: tuple[bytes, bytes, bytes], rx: _RxKey, local_n: int) -> None:
+        """Remember a verified Kp. Bounded: live Kps (n within +-1) are never evicted, because
+        in the modern profile that would reopen their replay window; new ones are refused."""
+        if local_n != self._rx_n:
+            self._rx_n = local_n
+            for k in [k for k, v in self._rx.items() if v.n < local_n - 1]:
+                self._forget_rx(k)
+        count = self._rx_per_peer.get(rx.peer, 0)
+        if count >= self.policy.rx_keys_per_peer or len(self._rx) >= self.policy.rx_keys:
+            raise KeyingError("kp_limit", f"{count} live traffic keys from {rx.peer!r}")
+        self._rx[key] = rx
+        self._rx_per_peer[rx.peer] = count + 1
+
+    def _forget_rx(self, key: tuple[bytes, bytes, bytes]) -> None:
+        rx = self._rx.pop(key)
+        self._rx_per_peer[rx.peer] -= 1
+
+    # --- keys ------------------------------------------------------------------------------
+
+    def _kij_function(self, me: LocalIdentity, them: Peer, version: int
+                      ) -> Callable[[], bytes]:
+        """The (deferred) DH computation and the profile's Kij derivation from its result."""
+        def compute() -> bytes:
+            dh = group(them.group)
+            secret = dh.shared_secret(me.private(them.group), them.public)
+            self.counters["kij_computed"] += 1
+            if version == num.LEGACY_VERSION:
+                return kdf.legacy_kij(secret)
+            return kdf.modern_kij(secret, dh.name, me.publics[them.group], them.public)
+        return compute
+
+    def _kij_entry(self, me: LocalIdentity, them: Peer, version: int, now: float) -> KijEntry:
+        return self.kij_cache.get((me.name, them.name, version),
+                                  self._kij_function(me, them, version), now)
+
+    def _check_version(self, version: int, group_name: str) -> None:
+        dh = group(group_name)
+        if version == num.LEGACY_VERSION and dh.kind != "modp":
+            raise KeyingError("bad_group", "the legacy profile is defined for MODP groups only")
+        if version == num.MODERN_VERSION and dh.kind == "modp" and (
+            dh.bits < _MIN_MODERN_MODP_BITS or dh.name.startswith("skip-")
+        ):
+            raise KeyingError("bad_group", "the modern profile needs X25519, X448 or MODP>=2048")
+
+    def _check_accepts(self, suite: Suite) -> None:
+        failed = adp.failed_classes(self.policy, suite.version, suite.algorithms)
+        if failed:
+            raise PolicyError(_first_reason(failed), f"policy refuses {suite}")
+
+    # --- certificates not yet known --------------------------------------------------------
+
+    def _queue(self, name: bytes, direction: str, packet: bytes, nsid: int, mkid: bytes,
+               address: bytes) -> None:
+        queue = self._pending.get(name)
+        if queue is None:
+            if len(self._pending) >= self.policy.pending_peers:
+                raise KeyingError("queue_full", "too many principals await certificates")
+            queue = self._pending[name] = deque()
+            self._events.append(CertificateNeeded(nsid, mkid, address, name, direction))
+        if len(queue) >= self.policy.queue_per_peer:
+            raise KeyingError("queue_full", f"{len(queue)} packets already wait for {name.hex()}")
+        queue.append((direction, packet))
+        self.counters["queued"] += 1
+        self.counters["cert_pending"] += 1
+
+    def _release(self, peer: Peer, now: float | None) -> list[Event]:
+        names = {skip_name(0, b"", a) for a in peer.addresses}
+        if peer.nsid:
+            names.add(skip_name(peer.nsid, peer.mkid))
+        outer = self._tunnels.get(peer.name)
+        if outer:
+            names.add(skip_name(0, b"", outer))
+        produced: list[Event] = []
+        for name in names:
+            queue = self._pending.pop(name, None)
+            if not queue:
+                continue
+            if now is None:
+                raise KeyingError("cert_pending", "releasing queued packets needs `now`")
+            for direction, packet in queue:
+                produced.append(self._replay_queued(direction, packet, now))
+        self._events.extend(produced)
+        return produced
+
+    def _replay_queued(self, direction: str, packet: bytes, now: float) -> Event:
+        self.counters["released"] += 1
+        try:
+            if direction == "outbound":
+                wire = self.protect(packet, now)
+                return Transmit(wire, "released") if wire else Dropped("cert_pending", "")
+            got = self.unprotect(packet, now)
+            return got if got is not None else Dropped("cert_pending", "consumed")
+        except SkipError as err:
+            return Dropped(err.reason, err.detail)
+
+    # --- algorithm discovery ---------------------------------------------------------------
+
+    def _answer_adp(self, packet: bytes, end: int, hdr: SkipHeader, me: LocalIdentity,
+                    them: Peer | None, failed: AdpCode, now: float) -> None:
+        """Tell the sender what we support (ADP-00), rate limited, never about SKIP ICMP."""
+        if them is None:
+            return  # we cannot authenticate an answer to a principal we do not know
+        if hdr.next_header == PROTO_AH and end < len(packet) and \
+                packet[end] in (PROTO_ICMP, _PROTO_ICMPV6):
+            return  # it may be SKIP ICMP itself: never answer SKIP ICMP with SKIP ICMP
+        src, dst = _addresses(packet)
+        if not self._adp_limiter.allow(src, now):
+            self.counters["rate_limited"] += 1
+            return
+        message = adp.advertisement(self.policy, hdr.version, failed).encode()
+        if len(src) == 4:
+            reply = build_ipv4(ip_address(dst), ip_address(src), PROTO_ICMP, message)
+        else:
+            reply = build_ipv6(ip_address(dst), ip_address(src), PROTO_ICMP, message)
+        suite = self._adp_suite(hdr.version)
+        n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
+        tx = self._new_tx(me, them, suite, n, now)
+        self._events.append(Transmit(tx.transforms.protect(reply, tx.header), "adp"))
+        self.counters["adp_sent"] += 1
+
+    def _adp_suite(self, version: int) -> Suite:
+        if version == num.MODERN_VERSION:
+            return MODERN_ADP
+        kij = 2 if self.policy.accepts(version, num.AlgClass.KIJ, 2) else 1
+        return replace(LEGACY_ADP, kij_alg=kij)
+
+    def _maybe_adp(self, inner: bytes, rx: _RxKey) -> bool:
+        """Consume a SKIP ICMP message carried by an authenticated SKIP packet."""
+        _v, _nh, off, _proto = locate_upper(inner, verify_checksum=False)
+        if off >= len(inner) or inner[off] != ICMP_TYPE_SKIP:
+            return False
+        if not rx.authenticated and not _suite_is_aead(rx):
+            raise KeyingError("icmp_refused", "SKIP ICMP must arrive authenticated")
+        try:
+            advice = SkipIcmp.parse(inner[off:])
+        except ParseError as err:
+            raise KeyingError("icmp_refused", f"malformed SKIP ICMP: {err.reason}") from None
+        self.counters["adp_received"] += 1
+        if advice.protocol != 0:
+            return True  # per-end-point advice: recorded by nobody yet (see docs/keying.md)
+        self.capabilities[rx.peer] = advice
+        peer = self._peers.get(rx.peer)
+        if peer is None:
+            return True
+        current = self.suite_for(peer)
+        chosen = adp.choose(self.policy, current, advice)
+        if chosen is not None and chosen != current:
+            self._suites[peer.name] = chosen
+            self._events.append(
+                AlgorithmsChanged(peer.name, current.algorithms, chosen.algorithms,
+                                  int(advice.code))
+            )
+        return True
+
+
+def _suite_is_aead(rx: _RxKey) -> bool:
+    _, crypt, mac, _ = rx.algorithms
+    return mac == crypt and Suite(rx.version, 0, crypt, mac).aead
+
+
+def _first_reason(code: AdpCode) -> str:
+    for bit, reason in (
+        (AdpCode.KIJ_UNSUPPORTED, "unsupported_kij_alg"),
+        (AdpCode.CRYPT_UNSUPPORTED, "unsupported_crypt_alg"),
+        (AdpCode.MAC_UNSUPPORTED, "unsupported_mac_alg"),
+        (AdpCode.COMP_UNSUPPORTED, "unsupported_comp_alg"),
+    ):
+        if code & bit:
+            return reason
+    return "unsupported_algorithm"

@@ -1,0 +1,83 @@
+"""What the keying engine tells its driver, and the per-reason counters it keeps.
+
+The engine is sans-I/O: anything it wants done outside (send a packet it generated, fetch a
+certificate, deliver packets that were waiting) becomes an event in a queue the driver drains
+with :meth:`SkipEndpoint.events`. Events and counters name failures with the reason codes of
+:mod:`skip.errors`, so logs, metrics and ``skipctl`` speak one vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from skip.errors import REASONS
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateNeeded:
+    """No public value is known for a principal: fetch it (CDP, DNS, ...) and call add_peer.
+
+    ``name`` is the CDP SKIP name (NSID | MKID; NSID 1/3 | address for NSID 0 peers).
+    """
+
+    nsid: int
+    mkid: bytes
+    address: bytes
+    name: bytes
+    direction: str  # "outbound" (we want to send) or "inbound" (a packet arrived)
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """A protected packet the engine generated or released: put it on the wire."""
+
+    packet: bytes
+    why: str  # "released" (was queued), "adp" (a SKIP ICMP answer)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A packet that passed every SKIP and ESP/AH check (returned by unprotect, or released)."""
+
+    packet: bytes
+    peer: str
+    identity: str
+    version: int
+    algorithms: tuple[int, int, int, int]  # Kij, Crypt, MAC, Comp of its SKIP header
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlgorithmsChanged:
+    """ADP advice from a peer made us switch algorithms towards it."""
+
+    peer: str
+    old: tuple[int, int, int, int]
+    new: tuple[int, int, int, int]
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A packet was discarded; ``reason`` is a code from skip.errors.REASONS."""
+
+    reason: str
+    detail: str
+
+
+Event = CertificateNeeded | Transmit | Received | AlgorithmsChanged | Dropped
+
+
+class Counters(Counter):
+    """Counts by reason code (drops) and by a few success names (``rx_ok``, ``tx_ok``, ...)."""
+
+    SUCCESS = frozenset({
+        "rx_ok", "tx_ok", "kp_new", "kp_decrypted", "kij_computed", "adp_sent", "adp_received",
+        "queued", "released",
+    })
+
+    def hit(self, name: str, amount: int = 1) -> None:
+        if name not in REASONS and name not in self.SUCCESS:
+            raise ValueError(f"counter {name!r} is neither a reason code nor a success name")
+        self[name] += amount

@@ -1,0 +1,127 @@
+"""Who is talking: local principals (our DH private values) and peers (their public values).
+
+SKIP keys a packet by *principal*, not by host: a node may hold several principals, each with
+its own DH key pair and Master Key-ID (draft-06 section 1.7), and a principal named by an MKID
+is looked up by that MKID and never by the IP address. Both classes are plain data that can be
+built from raw DH values, so the engine runs without certificates or files; the PKI layer
+produces the same objects from certificates.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from skip.crypto.dh import GROUPS, DHGroup
+from skip.errors import KeyingError
+from skip.keying.suite import Suite
+from skip.wire.nsid import STANDARD_NSIDS, Nsid, NsidTable
+
+
+def packed_addresses(addresses: Iterable[str | bytes]) -> frozenset[bytes]:
+    """IP addresses as their 4- or 16-byte network form (what packets carry)."""
+    out = set()
+    for a in addresses:
+        if isinstance(a, bytes) and len(a) in (4, 16):
+            out.add(a)
+        else:
+            out.add(ipaddress.ip_address(a).packed)
+    return frozenset(out)
+
+
+def group(name: str) -> DHGroup:
+    try:
+        return GROUPS[name]
+    except KeyError:
+        raise KeyingError("bad_group", f"unknown DH group {name!r}") from None
+
+
+def _check_name(nsid: int, mkid: bytes, nsids: NsidTable) -> None:
+    if (nsid == Nsid.NONE) != (not mkid):
+        raise KeyingError("bad_header", "an MKID is given exactly when its NSID is non-zero")
+    nsids.check(nsid, mkid)
+
+
+def skip_name(nsid: int, mkid: bytes, address: bytes = b"") -> bytes:
+    """The CDP "SKIP name" (draft-06 s. 5.2): NSID | MKID, or NSID 1/3 | address for NSID 0."""
+    if nsid:
+        return bytes((nsid,)) + mkid
+    return bytes((Nsid.IPV4 if len(address) == 4 else Nsid.IPV6,)) + address
+
+
+@dataclass(frozen=True, eq=False)
+class LocalIdentity:
+    """One local principal: a DH private value per group, and how it is named on the wire.
+
+    ``nsid``/``mkid`` go into the Source MKID of what it sends (0/empty: the source address
+    names it); ``addresses`` are the IP addresses it sends from and answers on.
+    """
+
+    name: str
+    keys: Mapping[str, bytes]  # DH group name -> private value
+    nsid: int = 0
+    mkid: bytes = b""
+    addresses: frozenset[bytes] = frozenset()
+    publics: Mapping[str, bytes] = field(init=False)
+
+    @classmethod
+    def create(cls, name: str, keys: Mapping[str, bytes], *, nsid: int = 0, mkid: bytes = b"",
+               addresses: Iterable[str | bytes] = (),
+               nsids: NsidTable = STANDARD_NSIDS) -> LocalIdentity:
+        _check_name(nsid, mkid, nsids)
+        for g in keys:
+            group(g)
+        return cls(name, MappingProxyType(dict(keys)), nsid, bytes(mkid),
+                   packed_addresses(addresses))
+
+    def __post_init__(self) -> None:
+        publics = {g: group(g).public_value(priv) for g, priv in self.keys.items()}
+        object.__setattr__(self, "publics", MappingProxyType(publics))
+
+    def private(self, group_name: str) -> bytes:
+        try:
+            return self.keys[group_name]
+        except KeyError:
+            raise KeyingError(
+                "bad_group", f"identity {self.name!r} has no key in group {group_name!r}"
+            ) from None
+
+
+@dataclass(frozen=True, eq=False)
+class Peer:
+    """A remote principal: its certified (or configured) DH public value and its names.
+
+    ``nsid``/``mkid`` name it in headers (its Source MKID when it sends, our Destination MKID
+    when we send to it); ``addresses`` map IP addresses to it (needed for NSID 0 and to find the
+    peer of an outgoing packet). ``suite`` is the per-peer algorithm choice (None: the
+    endpoint's default for the group); ``pre06`` selects the draft-04/05 E_kp/A_kp for peers
+    from the 1995 interop builds.
+    """
+
+    name: str
+    group: str
+    public: bytes
+    nsid: int = 0
+    mkid: bytes = b""
+    addresses: frozenset[bytes] = frozenset()
+    suite: Suite | None = None
+    pre06: bool = False
+
+    @classmethod
+    def create(cls, name: str, group_name: str, public: bytes, *, nsid: int = 0,
+               mkid: bytes = b"", addresses: Iterable[str | bytes] = (), suite: Suite | None = None,
+               pre06: bool = False, nsids: NsidTable = STANDARD_NSIDS) -> Peer:
+        """Validate and build; a bad public value is refused here, before any DH work."""
+        _check_name(nsid, mkid, nsids)
+        group(group_name).validate_public(public)
+        return cls(name, group_name, bytes(public), nsid, bytes(mkid),
+                   packed_addresses(addresses), suite, pre06)
+
+    @property
+    def key_id(self) -> tuple[int, bytes]:
+        """How received packets find this peer: (NSID, MKID), or (0, first address)."""
+        if self.nsid:
+            return self.nsid, self.mkid
+        return 0, min(self.addresses) if self.addresses else b""

@@ -1,0 +1,55 @@
+"""Knobs of the keying engine, with the drafts' values as defaults where the drafts give one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from skip.crypto import skip_numbers as num
+from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT, Suite
+
+
+def _all_implemented(version: int) -> frozenset[tuple[int, int]]:
+    prof = num.PROFILES[version]
+    return frozenset((cls, a) for cls in num.AlgClass for a in prof.supported(cls))
+
+
+@dataclass(frozen=True)
+class KeyingPolicy:
+    """Everything configurable about one endpoint.
+
+    Kp lifetime: draft-06 s. 2.2 says SHOULD re-key every 10 MB or 2 minutes and MUST at every
+    change of n. ``kij_cache_size`` bounds the master-key cache; ``dh_per_second`` bounds the
+    DH computations an unprecomputed peer may cause (draft-06 s. 1.6.3 clogging defence).
+    ``accepted`` lists, per version, the (class, number) pairs policy accepts on receive; a
+    packet using anything else is refused and answered with SKIP ICMP.
+    """
+
+    allow_legacy: bool = False
+    kp_max_bytes: int = 10_000_000
+    kp_max_seconds: float = 120.0
+    kij_cache_size: int = 4096
+    dh_per_second: float = 100.0
+    dh_burst: int = 20
+    queue_per_peer: int = 4
+    pending_peers: int = 64
+    rx_keys: int = 65536
+    rx_keys_per_peer: int = 512
+    replay_window: int = 64
+    adp_interval: float = 1.0
+    adp_sources: int = 1024
+    mode: str = "transport"
+    legacy_default: Suite = LEGACY_DEFAULT
+    modern_default: Suite = MODERN_DEFAULT
+    accepted: dict[int, frozenset[tuple[int, int]]] = field(
+        default_factory=lambda: {v: _all_implemented(v) for v in num.VERSIONS}
+    )
+
+    def accepts(self, version: int, cls: num.AlgClass, number: int) -> bool:
+        if version == num.LEGACY_VERSION and not self.allow_legacy:
+            return False
+        return (cls, number) in self.accepted.get(version, frozenset())
+
+    def preference(self, version: int, cls: num.AlgClass) -> tuple[int, ...]:
+        """Our supported numbers of one class, most preferred first, as policy allows them."""
+        return tuple(a for a in num.PROFILES[version].supported(cls)
+                     if self.accepts(version, cls, a))

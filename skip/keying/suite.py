@@ -1,0 +1,74 @@
+"""Algorithm choice: a suite is the four algorithm bytes of a SKIP header plus its version.
+
+It also says which transforms follow the SKIP header, because in SKIP that is implied by the
+algorithms (draft-06 sections 1.10-1.12, 3): Crypt only -> ESP; MAC only -> AH; both -> AH then
+ESP (legacy) or one ESP with encryption and integrity (modern); an AEAD is a combined transform
+with MAC Alg = Crypt Alg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from skip.crypto import skip_numbers as num
+from skip.errors import AlgorithmError
+
+
+@dataclass(frozen=True, slots=True)
+class Suite:
+    version: int
+    kij_alg: int
+    crypt_alg: int
+    mac_alg: int
+    comp_alg: int = 0
+
+    @property
+    def profile(self) -> num.Profile:
+        return num.PROFILES[self.version]
+
+    @property
+    def aead(self) -> bool:
+        crypt = self.profile.crypt.get(self.crypt_alg)
+        return bool(crypt and crypt.aead)
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Outermost first: the protocols that follow the SKIP header."""
+        if self.version == num.MODERN_VERSION:
+            return ("esp",) if self.crypt_alg else ("ah",)
+        return tuple(p for p, on in (("ah", self.mac_alg), ("esp", self.crypt_alg)) if on)
+
+    @property
+    def algorithms(self) -> tuple[int, int, int, int]:
+        return self.kij_alg, self.crypt_alg, self.mac_alg, self.comp_alg
+
+    def check(self) -> Suite:
+        """Refuse combinations no SKIP header of this version can carry."""
+        prof = num.PROFILES.get(self.version)
+        if prof is None:
+            raise AlgorithmError("unsupported_algorithm", f"no SKIP version {self.version}")
+        if self.kij_alg not in prof.kij:
+            raise AlgorithmError("unsupported_kij_alg", f"Kij Alg {self.kij_alg}")
+        if self.crypt_alg and self.crypt_alg not in prof.crypt:
+            raise AlgorithmError("unsupported_crypt_alg", f"Crypt Alg {self.crypt_alg}")
+        if self.comp_alg:
+            raise AlgorithmError("unsupported_comp_alg", "no compression algorithm exists")
+        if self.aead:
+            if self.mac_alg != self.crypt_alg:
+                raise AlgorithmError("unsupported_mac_alg", "an AEAD needs MAC Alg = Crypt Alg")
+        elif self.mac_alg and self.mac_alg not in prof.mac:
+            raise AlgorithmError("unsupported_mac_alg", f"MAC Alg {self.mac_alg}")
+        if not (self.crypt_alg or self.mac_alg):
+            raise AlgorithmError("unsupported_algorithm", "a suite protects something")
+        if self.version == num.MODERN_VERSION and not (self.aead or self.mac_alg):
+            raise AlgorithmError("unsupported_mac_alg", "the modern profile always authenticates")
+        return self
+
+
+#: 3DES Kij Alg (mandatory with keyed MD5, draft-06 s. 2.3), 3DES traffic, keyed MD5 AH.
+LEGACY_DEFAULT = Suite(num.LEGACY_VERSION, 2, 2, 1)
+#: AES-256 key wrap, AES-256-GCM.
+MODERN_DEFAULT = Suite(num.MODERN_VERSION, num.AES256_KEY_WRAP, num.AES256_GCM, num.AES256_GCM)
+#: How ADP answers are protected (ADP-00: SKIP + AH with keyed MD5; A-ADP-1: Kij Alg 3DES).
+LEGACY_ADP = Suite(num.LEGACY_VERSION, 2, 0, 1)
+MODERN_ADP = MODERN_DEFAULT

@@ -1,0 +1,96 @@
+"""The ESP/AH security associations one traffic key Kp stands for, built once per Kp.
+
+A SKIP header implies its transforms (:attr:`Suite.layers`); this module turns the header's
+algorithms and the derived keys E_kp / A_kp into :class:`skip.ipsec.sa.SecurityAssociation`
+objects with SPI 1 (SKIP_SPI) and runs a packet through them with the SKIP header as the
+engine's shim. Building SAs costs cipher-context set-up, so both ends keep the result for as
+long as the Kp lives: that is what makes steady-state SKIP traffic cost about what the bare
+engine costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import ip_address
+
+from skip.crypto import skip_numbers as num
+from skip.crypto.kdf import low
+from skip.ipsec.sa import SecurityAssociation
+from skip.keying.suite import Suite
+from skip.wire.skip_header import IP_PROTOCOL_SKIP, SKIP_SPI
+
+Rng = Callable[[int], bytes]
+
+
+class Transforms:
+    """Outermost first: ``(ah,)``, ``(esp,)`` or ``(ah, esp)``; the SKIP header goes in front."""
+
+    __slots__ = ("sas",)
+
+    def __init__(self, sas: tuple[SecurityAssociation, ...]) -> None:
+        self.sas = sas
+
+    def protect(self, packet: bytes, header: bytes) -> bytes:
+        sas = self.sas
+        if len(sas) == 1:
+            return sas[0].protect(packet, shim=(IP_PROTOCOL_SKIP, header))
+        return sas[0].protect(sas[1].protect(packet), shim=(IP_PROTOCOL_SKIP, header))
+
+    def unprotect(self, packet: bytes, shim_len: int, shim_icv: bytes | None = None) -> bytes:
+        sas = self.sas
+        out = sas[0].unprotect(packet, shim_len=shim_len, shim_icv=shim_icv)
+        if len(sas) == 2:
+            out = sas[1].unprotect(out)
+        return out
+
+
+def build(
+    suite: Suite,
+    e_kp: bytes,
+    a_kp: bytes,
+    *,
+    mode: str,
+    tunnel: tuple[bytes, bytes] | None,
+    replay_window: int,
+    rng: Rng,
+) -> Transforms:
+    """SAs for one Kp. Legacy keys are the low-order bytes of the 32-byte E_kp / A_kp; modern
+    E_kp / A_kp already have the exact sizes (HKDF output)."""
+    prof = suite.profile
+    legacy = suite.version == num.LEGACY_VERSION
+    crypt = prof.crypt.get(suite.crypt_alg) if suite.crypt_alg else None
+    mac = None if suite.aead or not suite.mac_alg else prof.mac[suite.mac_alg]
+    cipher_key = low(e_kp, crypt.key_size) if crypt and legacy else e_kp
+    mac_key = low(a_kp, mac.key_size) if mac and legacy else a_kp
+    common = {
+        "sequence": not legacy,
+        "allow_legacy": legacy,
+        "rng": rng,
+    }
+    if not legacy:
+        common["replay_window"] = replay_window
+    tunnel_args = (
+        {"tunnel_src": ip_address(tunnel[0]), "tunnel_dst": ip_address(tunnel[1])}
+        if tunnel else {}
+    )
+    inner_mode = "tunnel" if tunnel else mode
+    layers = suite.layers
+    sas: list[SecurityAssociation] = []
+    for i, layer in enumerate(layers):
+        innermost = i == len(layers) - 1
+        extra = {"mode": inner_mode, **tunnel_args} if innermost else {"mode": "transport"}
+        if layer == "esp":
+            esp_mac = mac if not legacy else None  # legacy authenticates in a separate AH
+            sas.append(SecurityAssociation(
+                "esp", SKIP_SPI, extra.pop("mode"),
+                cipher=crypt.registry_name, cipher_key=cipher_key,
+                integrity=esp_mac.registry_name if esp_mac else None,
+                integrity_key=mac_key if esp_mac else b"",
+                allow_unauthenticated=legacy, **extra, **common,
+            ))
+        else:
+            sas.append(SecurityAssociation(
+                "ah", SKIP_SPI, extra.pop("mode"),
+                integrity=mac.registry_name, integrity_key=mac_key, **extra, **common,
+            ))
+    return Transforms(tuple(sas))
