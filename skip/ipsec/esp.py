@@ -1,0 +1,158 @@
+"""ESP: RFC 4303 (sequence numbers, ESN, anti-replay) and RFC 1827 + 1829 (SKIP era).
+
+Send: ``payload || padding || pad length || next header`` is sealed in one cipher call
+(the crypto contexts return ``IV || ciphertext [|| tag]`` ready for the wire), then an
+encrypt-then-MAC ICV over ``SPI || Seq || IV || ciphertext`` (+ the ESN high half, never sent)
+for non-AEAD ciphers.  AEAD ciphers authenticate ``SPI || Seq`` (or ``SPI || ESN``) as AAD.
+
+Receive, in RFC 4303 section 3.4 order: parse, SPI check, replay pre-check, ICV, decrypt,
+window update, padding check, then Next Header 59 (dummy TFC) is discarded with reason
+``tfc_dummy``.  RFC 1829 receivers do not check the padding content; RFC 4303 ones do.
+
+Project extension: a ``sequence=False`` SA may still carry an integrity transform or an AEAD
+cipher (RFC 1827 leaves the transform to the SA).  The ICV then covers ``SPI || IV ||
+ciphertext`` and the AAD is the SPI alone.  SKIP-era peers use encryption-only ESP, with AH
+for integrity.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from skip.crypto.ciphers import CipherContext
+from skip.crypto.integrity import MacContext
+from skip.crypto.registry import CipherAlgorithm, get_cipher
+from skip.errors import ParseError, SkipError
+from skip.ipsec.kat import FixedIvForTesting
+from skip.ipsec.layout import (
+    check_inner,
+    decapsulate,
+    finish_head,
+    rebuild_transport,
+    traffic_class,
+    transport_head,
+)
+from skip.ipsec.sa import Rng, SecurityAssociation, Shim, _bad_sa
+from skip.wire.esp import PADDING, split_trailer
+from skip.wire.ip import PROTO_ESP, PROTO_NONE, BytesLike, insertion_point
+
+_HEAD_SEQ = struct.Struct("!II")
+_HEAD_SPI = struct.Struct("!I")
+_AAD_ESN = struct.Struct("!III")
+
+
+class EspSA(SecurityAssociation):
+    """An ESP security association; build it through :class:`SecurityAssociation`."""
+
+    protocol = "esp"
+    protocol_number = PROTO_ESP
+
+    __slots__ = ("_align", "_cipher", "_head_size", "_icv_size", "_mac", "_min_body", "cipher",
+                 "cipher_key")
+
+    def _setup(self, cipher: str | None, cipher_key: bytes, integrity: str | None,
+               allow_legacy: bool, allow_unauthenticated: bool, rng: Rng) -> None:
+        if cipher is None:
+            raise _bad_sa("ESP needs a cipher ('null' for integrity-only ESP)")
+        alg: CipherAlgorithm = get_cipher(cipher, allow_legacy=allow_legacy)
+        self.cipher = alg
+        self.cipher_key = cipher_key
+        self._cipher: CipherContext = alg.new(cipher_key, rng=rng)
+        self._mac: MacContext | None = None
+        if integrity is not None:
+            if alg.aead:
+                raise _bad_sa(f"{alg.name} authenticates by itself; give no integrity algorithm")
+            self._mac = self._integrity_context(integrity, allow_legacy)
+        elif not alg.aead:
+            if not alg.encrypts:
+                raise _bad_sa("ESP with neither encryption nor integrity protects nothing")
+            if not allow_unauthenticated:
+                raise _bad_sa(
+                    f"{alg.name} without integrity is unauthenticated (RFC 8221: MUST NOT); "
+                    "add an integrity algorithm, use AH on top, or pass "
+                    "allow_unauthenticated=True")
+        self._icv_size = self.integrity.icv_size if self.integrity else 0
+        self._head_size = 8 if self.sequence else 4
+        self._align = max(alg.block_size, 4)
+        # Smallest body: IV, one block of ciphertext holding at least the 2-byte trailer, tag.
+        self._min_body = alg.iv_size + max(alg.block_size, 2) + alg.icv_size
+
+    def dangerously_fix_iv_for_testing(self, iv: bytes) -> None:
+        """Send every following packet with ``iv``.  Known-answer tests ONLY: a repeated IV
+        breaks CBC confidentiality and destroys GCM/ChaCha20 entirely (see skip.ipsec.kat)."""
+        self._cipher = FixedIvForTesting(self.cipher, self.cipher_key, iv)
+
+    # -- send -------------------------------------------------------------------------------
+    def _protect(self, packet: memoryview, shim: Shim | None, shim_icv: BytesLike | None,
+                 dummy: bool) -> bytes:
+        outer = self._outer
+        if outer is None:
+            _, nh_off, offset, next_header = insertion_point(packet)
+            body = packet[offset:]
+        else:
+            body = packet
+            next_header = 0 if dummy else check_inner(packet)
+        if dummy:
+            next_header = PROTO_NONE
+        seq = self._next_sequence()
+        pad = -(len(body) + 2) % self._align
+        plaintext = b"".join((body, PADDING[pad], bytes((pad, next_header))))
+        if self.sequence:
+            head = _HEAD_SEQ.pack(self.spi, seq & 0xFFFFFFFF)
+            aad = _AAD_ESN.pack(self.spi, seq >> 32, seq & 0xFFFFFFFF) if self.esn else head
+        else:
+            head = aad = self._spi_bytes
+        sealed = self._cipher.seal(plaintext, aad, seq)
+        mac = self._mac
+        if mac is None:
+            icv = b""
+        elif self.esn:
+            icv = mac.compute(head, sealed, self._seq_hi(seq))
+        else:
+            icv = mac.compute(head, sealed)
+        shim_bytes = b"" if shim is None else shim[1]
+        esp_len = len(shim_bytes) + len(head) + len(sealed) + len(icv)
+        protocol = PROTO_ESP if shim is None else shim[0]
+        if outer is None:
+            ip_head = finish_head(transport_head(packet, nh_off, offset, protocol,
+                                                 offset + esp_len))
+        else:
+            ip_head = outer.build(b"" if dummy else packet, outer.size + esp_len, protocol,
+                                  self._next_ipv4_id())
+        return b"".join((ip_head, shim_bytes, head, sealed, icv))
+
+    # -- receive ----------------------------------------------------------------------------
+    def _unprotect(self, packet: memoryview, shim_len: int, shim_icv: BytesLike | None) -> bytes:
+        _, nh_off, ip_end, offset = self._locate_received(packet, shim_len)
+        size = len(packet)
+        body = offset + self._head_size
+        end = size - self._icv_size
+        if end - body < self._min_body:
+            raise ParseError("truncated", f"ESP packet of {size - offset} bytes is too short")
+        if self.sequence:
+            spi, seq_low = _HEAD_SEQ.unpack_from(packet, offset)
+            self._check_spi(spi)
+            replay = self._replay
+            seq = replay.check(seq_low)
+            aad = (_AAD_ESN.pack(spi, seq >> 32, seq_low) if self.esn
+                   else packet[offset:body])
+        else:
+            self._check_spi(_HEAD_SPI.unpack_from(packet, offset)[0])
+            replay = None
+            aad = packet[offset:body]
+        mac = self._mac
+        if mac is not None:
+            if self.esn:
+                mac.verify(packet[end:], packet[offset:end], self._seq_hi(seq))
+            else:
+                mac.verify(packet[end:], packet[offset:end])
+        plaintext = self._cipher.open(packet[body:end], aad)
+        if replay is not None:
+            replay.accept(seq)
+        payload_end, next_header = split_trailer(plaintext, self.sequence)
+        if next_header == PROTO_NONE:
+            raise SkipError("tfc_dummy", "dummy packet (Next Header 59) discarded")
+        payload = memoryview(plaintext)[:payload_end]
+        if self._outer is None:
+            return rebuild_transport(packet, nh_off, ip_end, next_header, payload)
+        return decapsulate(traffic_class(packet), next_header, payload)
