@@ -42,6 +42,10 @@ _CTR_FIRST_BLOCK = b"\x00\x00\x00\x01"  # RFC 3686 section 4: the block counter 
 _GCM_FIRST_DATA_BLOCK = b"\x00\x00\x00\x02"  # GCM: counter 1 encrypts the tag, data starts at 2
 
 
+def _truncated(size: int, minimum: int) -> ParseError:
+    return ParseError("truncated", f"encrypted payload of {size} bytes, need >= {minimum}")
+
+
 class CipherContext:
     """One key's cipher, as the ESP engine uses it."""
 
@@ -80,7 +84,7 @@ class CipherContext:
     def _need(self, payload: BytesLike, minimum: int) -> int:
         size = len(payload)
         if size < minimum:
-            raise ParseError("truncated", f"encrypted payload of {size} bytes, need >= {minimum}")
+            raise _truncated(size, minimum)
         return size
 
 
@@ -219,7 +223,8 @@ class AeadContext(CipherContext):
         return iv + self._aead.encrypt(self._salt + iv, plaintext, aad)
 
     def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
-        self._need(payload, _EXPLICIT_IV + _GCM_TAG)
+        if len(payload) < _EXPLICIT_IV + _GCM_TAG:  # inline: this is the hottest path
+            raise _truncated(len(payload), _EXPLICIT_IV + _GCM_TAG)
         try:
             return self._aead.decrypt(
                 self._salt + payload[:_EXPLICIT_IV], payload[_EXPLICIT_IV:], aad
