@@ -1,0 +1,195 @@
+"""SKIP names (NSID + MKID) and the X.509 names they are computed from.
+
+draft-ietf-ipsec-skip-06 section 1.7 names principals in name spaces; a certificate "answers
+to" a name when the MKID can be derived from what the certificate certifies:
+
+====  =====================================  ===========================================
+NSID  MKID                                   taken from
+====  =====================================  ===========================================
+1, 3  the IPv4 / IPv6 address                Sun ``ipAddress`` subject attributes
+                                             (dotted, hex or IPv6 text), SAN iPAddress
+4     MD5 of the DNS name (lower case, no    SAN dNSName; for v1 certificates, which
+      trailing dot)                          have no extensions, a CN that is a host name
+5     MD5 of the DER subject Name            the subject, byte for byte as certified
+8     MD5 of the UDH encoding                UDH values only (skip-udh-01)
+9     MD5 of the mailbox (addr-spec as       SAN rfc822Name, subject emailAddress
+      written)
+====  =====================================  ===========================================
+
+NSID 0 ("use the packet's IP address") is answered like NSID 1/3 with that address.
+The spelling choices for NSID 4, 5 and 9 follow skip-extensions.md A-X509-5; the drafts
+never fixed them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from asn1crypto import core, x509
+
+from skip.errors import CertificateError, ConfigError
+from skip.pki.asn1 import OID_IP_ADDRESS, UB_IP_ADDRESS
+from skip.wire.nsid import Nsid, address_mkid
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, order=True)
+class SkipName:
+    """One name a key answers to; ``label`` is the readable thing the MKID was made from."""
+
+    nsid: int
+    mkid: bytes
+    label: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"nsid": self.nsid, "mkid": self.mkid.hex(), "label": self.label}
+
+
+def md5(data: bytes) -> bytes:
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def address_name(address: IPAddress) -> SkipName:
+    nsid, mkid = address_mkid(address.packed)
+    return SkipName(int(nsid), mkid, str(address))
+
+
+def dns_name(name: str) -> SkipName:
+    canonical = name.rstrip(".").lower()
+    return SkipName(int(Nsid.MD5_DNS_NAME), md5(canonical.encode("ascii")), canonical)
+
+
+def dn_name(subject_der: bytes, text: str) -> SkipName:
+    return SkipName(int(Nsid.MD5_DN), md5(subject_der), text)
+
+
+def mailbox_name(mailbox: str) -> SkipName:
+    return SkipName(int(Nsid.MD5_RFC822), md5(mailbox.encode("ascii")), mailbox)
+
+
+def udh_name(encoding: bytes) -> SkipName:
+    digest = md5(encoding)
+    return SkipName(int(Nsid.MD5_DH_PUBLIC), digest, f"UDH {digest.hex()}")
+
+
+def parse_ip_attribute(text: str) -> IPAddress:
+    """An ipAddress attribute value: dotted quad, any IPv6 text form, or hex (8 or 32 digits,
+    optionally with 0x) - skip-x509-00 section 2 allows "either the hexadecimal
+    representation or standard dot notation"."""
+    value = text.strip()
+    hex_digits = value[2:] if value.lower().startswith("0x") else value
+    if re.fullmatch(r"[0-9a-fA-F]{8}|[0-9a-fA-F]{32}", hex_digits):
+        return ipaddress.ip_address(bytes.fromhex(hex_digits))
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise CertificateError("cert_malformed", f"bad ipAddress attribute {text!r}") from exc
+
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\.?$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{1,63}\.?"
+)
+
+
+def looks_like_hostname(text: str) -> bool:
+    return bool(_HOSTNAME.fullmatch(text.lower()))
+
+
+# --- distinguished names as text ----------------------------------------------------------------
+
+_ATTRIBUTES = {
+    "CN": "common_name",
+    "O": "organization_name",
+    "OU": "organizational_unit_name",
+    "C": "country_name",
+    "L": "locality_name",
+    "ST": "state_or_province_name",
+    "DC": "domain_component",
+    "EMAILADDRESS": "email_address",
+    "E": "email_address",
+    "SERIALNUMBER": "serial_number",
+}
+_SHORT = {
+    "common_name": "CN",
+    "organization_name": "O",
+    "organizational_unit_name": "OU",
+    "country_name": "C",
+    "locality_name": "L",
+    "state_or_province_name": "ST",
+    "domain_component": "DC",
+    "email_address": "emailAddress",
+    "serial_number": "serialNumber",
+    OID_IP_ADDRESS: "ipAddress",
+}
+
+
+def parse_dn(text: str) -> list[tuple[str, str]]:
+    """ "CN=host1,O=Example" -> [("CN", "host1"), ("O", "Example")]; ``\\,`` escapes a comma."""
+    pairs = []
+    for part in re.split(r"(?<!\\),", text):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not value.strip():
+            raise ConfigError("config_invalid", f"bad name component {part!r} (want KEY=value)")
+        pairs.append((key.strip(), value.strip().replace("\\,", ",")))
+    return pairs
+
+
+def build_name(pairs: list[tuple[str, str]], ip_attributes: list[IPAddress] = ()) -> x509.Name:
+    """A Name with one RDN per attribute, in the order given, then one Sun ipAddress RDN per
+    address (skip-x509-00: "iterating on the SEQUENCE-OF" of the RDN sequence)."""
+    rdns = []
+    for key, value in pairs:
+        if key.upper() == "IPADDRESS":
+            ip_attributes = [*ip_attributes, parse_ip_attribute(value)]
+            continue
+        name_type = _ATTRIBUTES.get(key.upper())
+        if name_type is None:
+            raise ConfigError("config_invalid", f"unknown name attribute {key!r}")
+        if name_type in ("country_name", "email_address", "domain_component"):
+            spec = x509.NameTypeAndValue._oid_specs[name_type]  # IA5 / Printable by type
+            value_obj: core.Asn1Value = spec(value)
+        else:
+            value_obj = x509.DirectoryString(name="utf8_string", value=value)
+        rdns.append(
+            x509.RelativeDistinguishedName(
+                [x509.NameTypeAndValue({"type": name_type, "value": value_obj})]
+            )
+        )
+    for address in ip_attributes:
+        text = str(address)
+        if len(text) > UB_IP_ADDRESS:
+            raise ConfigError("config_invalid", "ipAddress longer than ub-ipAddress")
+        rdns.append(
+            x509.RelativeDistinguishedName(
+                [
+                    x509.NameTypeAndValue(
+                        {"type": OID_IP_ADDRESS, "value": core.PrintableString(text)}
+                    )
+                ]
+            )
+        )
+    return x509.Name(name="", value=x509.RDNSequence(rdns))
+
+
+def name_attributes(name: x509.Name) -> list[tuple[str, str]]:
+    """(type, value) for every attribute, in order; types are short names or dotted OIDs."""
+    out = []
+    for rdn in name.chosen:
+        for atv in rdn:
+            type_name = atv["type"].native
+            key = _SHORT.get(type_name) or _SHORT.get(atv["type"].dotted) or atv["type"].dotted
+            value = atv["value"].native
+            out.append((key, value if isinstance(value, str) else repr(value)))
+    return out
+
+
+def format_name(name: x509.Name) -> str:
+    return ",".join(
+        f"{key}={value.replace(',', chr(92) + ',')}" for key, value in name_attributes(name)
+    )
