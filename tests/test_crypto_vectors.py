@@ -185,3 +185,36 @@ def test_rfc7634_esp_example():
     packet = h(v["esp_packet_full"])
     assert sealed in packet  # the published ESP packet carries exactly IV || ct || tag
     assert ctx.open(sealed, h(v["aad"])) == plaintext
+
+
+# --- AES-CTR (RFC 3686 section 6) and AES-GCM for ESP (draft-mcgrew-gcm-test-01) ---------------
+
+@pytest.mark.parametrize("vector", load("rfc3686_aes_ctr.json"), ids=lambda v: v["id"])
+def test_rfc3686_ctr_vectors(vector):
+    alg = get_cipher(13, namespace="ikev2")
+    sized = get_cipher(f"aes-{len(h(vector['key'])) * 8}-ctr")
+    for ctx in (alg.new(h(vector["keymat"])), sized.new(h(vector["keymat"]))):
+        ctx.seal(b"some earlier packet", b"", 99)  # the long-lived context has been used
+        sealed = ctx.seal(h(vector["plaintext"]), b"", int(vector["iv"], 16))
+        assert sealed == h(vector["iv"] + vector["ciphertext"])
+        assert ctx.open(sealed, b"") == h(vector["plaintext"])
+
+
+@pytest.mark.parametrize("vector", load("gcm_test_01_esp.json"), ids=lambda v: v["id"])
+def test_gcm_esp_vectors(vector):
+    ctx = get_cipher(20, namespace="ikev2").new(h(vector["keymat"]))
+    aad, counter = h(vector["aad"]), int(vector["iv"], 16)
+    sealed = ctx.seal(h(vector["plaintext"]), aad, counter)
+    assert sealed == h(vector["iv"] + vector["ciphertext"] + vector["tag"])
+    assert ctx.open(sealed, aad) == h(vector["plaintext"])
+
+
+@pytest.mark.parametrize("vector", load("gcm_test_01_esp.json"), ids=lambda v: v["id"])
+@pytest.mark.parametrize("icv", [8, 12])
+def test_gcm_short_icvs_are_the_published_tag_truncated(vector, icv):
+    """RFC 4106 section 6: ENCR_AES_GCM_8/12 carry the leftmost 8/12 octets of the tag."""
+    ctx = get_cipher(f"aes-gcm-{icv}").new(h(vector["keymat"]))
+    aad, counter = h(vector["aad"]), int(vector["iv"], 16)
+    expected = h(vector["iv"] + vector["ciphertext"] + vector["tag"][: 2 * icv])
+    assert ctx.seal(h(vector["plaintext"]), aad, counter) == expected
+    assert ctx.open(expected, aad) == h(vector["plaintext"])
