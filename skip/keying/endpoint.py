@@ -503,16 +503,32 @@ class SkipEndpoint:
         else:
             reply = build_ipv6(ip_address(dst), ip_address(src), PROTO_ICMP, message)
         suite = self._adp_suite(hdr.version)
+        if suite is None:
+            return
         n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
         tx = self._new_tx(me, them, suite, n, now)
         self._events.append(Transmit(tx.transforms.protect(reply, tx.header), "adp"))
         self.counters["adp_sent"] += 1
 
-    def _adp_suite(self, version: int) -> Suite:
+    def _adp_suite(self, version: int) -> Suite | None:
+        """How to protect an ADP answer; None if policy leaves nothing usable.
+
+        Legacy: AH with keyed MD5 (ADP-00), Kij Alg 3DES else DES (A-ADP-1). Modern: our most
+        preferred AEAD (every modern implementation implements all modern numbers).
+        """
         if version == num.MODERN_VERSION:
-            return MODERN_ADP
-        kij = 2 if self.policy.accepts(version, num.AlgClass.KIJ, 2) else 1
-        return replace(LEGACY_ADP, kij_alg=kij)
+            aeads = [c for c in self.policy.preference(version, num.AlgClass.CRYPT)
+                     if Suite(version, 0, c, c).aead]
+            kijs = self.policy.preference(version, num.AlgClass.KIJ)
+            if not (aeads and kijs):
+                return None
+            return replace(MODERN_ADP, kij_alg=kijs[0], crypt_alg=aeads[0], mac_alg=aeads[0])
+        if not self.policy.accepts(version, num.AlgClass.MAC, LEGACY_ADP.mac_alg):
+            return None
+        for kij in (2, 1):
+            if self.policy.accepts(version, num.AlgClass.KIJ, kij):
+                return replace(LEGACY_ADP, kij_alg=kij)
+        return None
 
     def _maybe_adp(self, inner: bytes, rx: _RxKey) -> bool:
         """Consume a SKIP ICMP message carried by an authenticated SKIP packet."""

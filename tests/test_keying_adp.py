@@ -1,0 +1,185 @@
+"""Algorithm discovery (SKIP ICMP, ADP-00) between two endpoints, and the Kij cache bounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from skip.crypto import skip_numbers as num
+from skip.crypto.skip_numbers import AlgClass
+from skip.errors import SkipError
+from skip.keying import adp
+from skip.keying.events import AlgorithmsChanged, Transmit
+from skip.keying.kij_cache import KijCache
+from skip.keying.policy import KeyingPolicy
+from skip.keying.suite import Suite
+from skip.wire.ip import locate_upper
+from skip.wire.skip_header import SkipHeader
+from skip.wire.skip_icmp import AdpCode, SkipIcmp
+
+from .keying_harness import NOW, pair, udp
+
+
+def _refusing(version: int, cls: AlgClass, *numbers: int) -> KeyingPolicy:
+    base = KeyingPolicy(allow_legacy=True)
+    accepted = dict(base.accepted)
+    accepted[version] = accepted[version] - {(cls, n) for n in numbers}
+    return KeyingPolicy(allow_legacy=True, accepted=accepted)
+
+
+def _adp_answer(endpoint) -> bytes:
+    [event] = [e for e in endpoint.events() if isinstance(e, Transmit)]
+    assert event.why == "adp"
+    return event.packet
+
+
+def test_modern_round_trip_switches_the_sender() -> None:
+    policy_b = _refusing(2, AlgClass.CRYPT, num.AES256_GCM)
+    link = pair("x25519", Suite(2, 10, num.AES256_GCM, num.AES256_GCM), policy_b=policy_b)
+    with pytest.raises(SkipError) as err:
+        link.send(udp())
+    assert err.value.reason == "unsupported_crypt_alg"
+    answer = _adp_answer(link.b)
+    # The answer is itself a modern SKIP packet (authenticated ESP) carrying ICMP type 39.
+    _v, _nh, off, proto = locate_upper(answer)
+    header = SkipHeader.parse_from(answer, off, num.header_ekp_length)[0]
+    assert proto == 57 and header.version == 2 and header.mac_alg == header.crypt_alg
+    assert link.a.unprotect(answer, NOW) is None  # consumed as advice
+    advice = link.a.capabilities["b"]
+    assert advice.code == AdpCode.CRYPT_UNSUPPORTED and num.AES256_GCM not in advice.crypt
+    [changed] = [e for e in link.a.events() if isinstance(e, AlgorithmsChanged)]
+    assert changed.new == (10, num.CHACHA20_POLY1305, num.CHACHA20_POLY1305, 0)
+    _wire, got = link.send(udp(), NOW + 1)
+    assert got.algorithms == changed.new
+
+
+def test_legacy_round_trip_uses_keyed_md5_and_switches() -> None:
+    policy_b = _refusing(1, AlgClass.CRYPT, 2)  # b refuses 3DES traffic
+    link = pair("skip-1024", Suite(1, 2, 2, 1), policy_b=policy_b)
+    with pytest.raises(SkipError):
+        link.send(udp())
+    answer = _adp_answer(link.b)
+    _v, _nh, off, _p = locate_upper(answer)
+    header, end = SkipHeader.parse_from(answer, off, num.header_ekp_length)
+    # ADP-00: SKIP + AH with keyed MD5 around ICMP type 39; Kij Alg 3DES (A-ADP-1).
+    assert (header.kij_alg, header.crypt_alg, header.mac_alg, header.next_header) == (2, 0, 1, 51)
+    assert answer[end] == 1 and answer[end + 8 + 16] == 39
+    assert link.a.unprotect(answer, NOW) is None
+    # A-ADP-3: per class, our first preference the peer lists (keyed SHA before keyed MD5).
+    assert link.send(udp(), NOW + 1)[1].algorithms == (2, 1, 3, 0)
+
+
+def test_kij_alg_zero_solicits_advice() -> None:
+    link = pair("x25519")
+    wire = bytearray(link.a.protect(udp(), NOW))
+    off = locate_upper(wire)[2]
+    header = SkipHeader.parse_from(wire, off, num.header_ekp_length)[0]
+    solicit = SkipHeader(2, 0, 0, header.next_header, header.n, 0, header.crypt_alg,
+                         header.mac_alg).encode()
+    packet = bytes(wire[:off]) + solicit + bytes(wire[off + header.length:])
+    fixed = bytearray(packet)
+    total = len(fixed)
+    fixed[2:4] = total.to_bytes(2, "big")
+    fixed[10:12] = b"\0\0"
+    from skip.wire.ip import ipv4_checksum
+    fixed[10:12] = ipv4_checksum(fixed, 0, 20).to_bytes(2, "big")
+    with pytest.raises(SkipError) as err:
+        link.b.unprotect(bytes(fixed), NOW)
+    assert err.value.reason == "no_kp"
+    answer = _adp_answer(link.b)
+    assert link.a.unprotect(answer, NOW) is None
+    assert link.a.capabilities["b"].code == AdpCode.NONE
+    assert link.a.capabilities["b"].kij == (10,)
+
+
+def test_answers_are_rate_limited() -> None:
+    policy_b = _refusing(2, AlgClass.CRYPT, num.AES256_GCM)
+    link = pair("x25519", Suite(2, 10, num.AES256_GCM, num.AES256_GCM), policy_b=policy_b)
+    for _ in range(3):
+        with pytest.raises(SkipError):
+            link.send(udp())
+    assert len([e for e in link.b.events() if isinstance(e, Transmit)]) == 1
+    assert link.b.counters["rate_limited"] == 2
+    with pytest.raises(SkipError):
+        link.send(udp(), NOW + 2)
+    assert len([e for e in link.b.events() if isinstance(e, Transmit)]) == 1
+
+
+def test_skip_icmp_is_never_answered_with_skip_icmp() -> None:
+    # a refuses 3DES traffic and answers b with SKIP + AH(keyed MD5) under Kij Alg 3DES (A-ADP-1);
+    # b refuses Kij Alg 3DES, so it cannot read the answer, and it could answer it (it has DES
+    # and keyed MD5) but must not: the AH it cannot check carries ICMP.
+    policy_a = _refusing(1, AlgClass.CRYPT, 2)
+    policy_b = _refusing(1, AlgClass.KIJ, 2)
+    link = pair("skip-1024", Suite(1, 1, 2, 1), policy_a=policy_a, policy_b=policy_b)
+    with pytest.raises(SkipError):
+        link.send(udp("b", "a"), a_to_b=False)
+    answer = _adp_answer(link.a)
+    with pytest.raises(SkipError) as err:
+        link.b.unprotect(answer, NOW)
+    assert err.value.reason == "unsupported_kij_alg"
+    assert not [e for e in link.b.events() if isinstance(e, Transmit)]
+
+
+def test_unauthenticated_skip_icmp_is_discarded() -> None:
+    link = pair("skip-1024", Suite(1, 1, 1, 0))  # ESP DES only: no authentication
+    message = SkipIcmp(AdpCode.NONE, (1,), (1,), (1,)).encode()
+    from skip.wire.ip import build_ipv4
+    forged = build_ipv4("10.0.0.2", "10.0.0.1", 1, message)
+    wire = link.b.protect(forged, NOW)
+    with pytest.raises(SkipError) as err:
+        link.a.unprotect(wire, NOW)
+    assert err.value.reason == "icmp_refused"
+    assert "b" not in link.a.capabilities
+
+
+def test_choose_keeps_shape_and_our_preference() -> None:
+    policy = KeyingPolicy(allow_legacy=True)
+    advice = SkipIcmp(AdpCode.NONE, (1, 2), (1,), (3, 1))
+    assert adp.choose(policy, Suite(1, 2, 2, 1), advice) == Suite(1, 2, 1, 3)
+    assert adp.choose(policy, Suite(1, 2, 2, 0), advice) == Suite(1, 2, 1, 0)
+    assert adp.choose(policy, Suite(1, 2, 2, 1), SkipIcmp(AdpCode.NONE, (1,), (), (1,))) is None
+
+
+# --- the Kij cache -------------------------------------------------------------------------
+
+
+def test_cache_is_bounded_lru_with_pinned_entries() -> None:
+    cache = KijCache(capacity=3, dh_per_second=1000, dh_burst=1000)
+    cache.precompute(("me", "admin", 1), lambda: b"admin")
+    for i in range(10):
+        cache.get(("me", f"p{i}", 1), lambda i=i: bytes([i]), NOW)
+    assert len(cache) == 3
+    assert ("me", "admin", 1) in cache and ("me", "p9", 1) in cache
+    assert ("me", "p0", 1) not in cache
+
+
+def test_cache_refuses_when_everything_is_pinned() -> None:
+    cache = KijCache(capacity=2, dh_per_second=1000, dh_burst=1000)
+    cache.precompute(("me", "a", 1), lambda: b"a")
+    cache.precompute(("me", "b", 1), lambda: b"b")
+    calls = []
+    with pytest.raises(SkipError) as err:
+        cache.get(("me", "c", 1), lambda: calls.append(1) or b"c", NOW)
+    assert err.value.reason == "kij_cache_full" and not calls  # no DH work was done
+
+
+def test_dh_budget_stops_new_master_keys_but_not_cached_ones() -> None:
+    cache = KijCache(capacity=100, dh_per_second=1, dh_burst=2)
+    for i in range(2):
+        cache.get(("me", f"p{i}", 1), lambda: b"k", NOW)
+    with pytest.raises(SkipError) as err:
+        cache.get(("me", "p2", 1), lambda: b"k", NOW)
+    assert err.value.reason == "rate_limited"
+    assert cache.get(("me", "p0", 1), lambda: b"never", NOW).kij == b"k"
+    assert cache.get(("me", "p2", 1), lambda: b"k", NOW + 1).kij == b"k"  # budget refilled
+
+
+def test_endpoint_precompute_pins_and_avoids_the_budget() -> None:
+    policy = KeyingPolicy(dh_per_second=0.0, dh_burst=0)
+    link = pair("x25519", policy_a=policy, policy_b=policy)
+    with pytest.raises(SkipError) as err:
+        link.send(udp())
+    assert err.value.reason == "rate_limited"
+    link.a.precompute("b")
+    link.b.precompute("a")
+    assert link.send(udp())[1].packet == udp()
