@@ -168,3 +168,39 @@ def start_skipd(ns: Namespace, config: Path, socket_path: Path, log: Path,
 def stop_skipd(proc: subprocess.Popen, timeout: float = 10) -> int:
     proc.send_signal(signal.SIGTERM)
     return proc.wait(timeout=timeout)
+
+
+def make_pki(directory: Path, hosts: dict[str, tuple[Sequence[str], str]], now: float,
+             revoked: Sequence[str] = ()) -> dict[str, int]:
+    """A CA, one DH key + certificate per host (``name -> (addresses, group)``) and a CRL
+    revoking ``revoked``, written as ``ca.pem``, ``ca.crl``, ``NAME.key``, ``NAME.pem``.
+    Built with skip.pki (the demo builds the same with the skip-cert command).
+    Returns the serial number of each host certificate."""
+    import ipaddress
+
+    from skip.crypto.dh import GROUPS
+    from skip.pki.certificate import Subject, issue
+    from skip.pki.crl import Revocation, issue_crl
+    from skip.pki.dhkey import dump_private_key, generate_key
+    from skip.pki.signing import generate_signer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    start, end = int(now) - 3600, int(now) + 30 * 86400
+    signer = generate_signer()
+    ca = issue(signer=signer, issuer=None, subject=Subject([("CN", "skip test CA")]),
+               not_before=start, not_after=end, ca=True)
+    (directory / "ca.pem").write_bytes(ca.pem())
+    serials = {}
+    for name, (addresses, group) in hosts.items():
+        key = generate_key(GROUPS[group])
+        cert = issue(signer=signer, issuer=ca, not_before=start, not_after=end,
+                     subject=Subject([("CN", name)],
+                                     addresses=tuple(map(ipaddress.ip_address, addresses))),
+                     dh_key=key.public)
+        (directory / f"{name}.key").write_bytes(dump_private_key(key))
+        (directory / f"{name}.pem").write_bytes(cert.pem())
+        serials[name] = cert.serial
+    crl = issue_crl(signer=signer, issuer=ca, this_update=start, next_update=end, number=1,
+                    revoked=[Revocation(serials[n], start) for n in revoked])
+    (directory / "ca.crl").write_bytes(crl.pem())
+    return serials

@@ -76,6 +76,7 @@ class Identity:
     crls: tuple[Path, ...] = ()
     peer_certificates: Path | None = None
     name: SkipName = SkipName()
+    addresses: tuple[IPAddress, ...] = ()  # underlay addresses; default: the certificate's
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,7 @@ def _identity(s: _Section) -> Identity:
         crls=tuple(s.resolve(p) for p in s.parsed_list("crls", str, "a path")),
         peer_certificates=s.path_value("peer_certificates"),
         name=_mkid(s, "", required_nsid=True) or SkipName(),
+        addresses=s.parsed_list("addresses", ipaddress.ip_address, "an IP address"),
     )
     if (ident.private_key is None) != (ident.certificate is None):
         s.fail(s.key("private_key" if ident.private_key is None else "certificate"),

@@ -23,7 +23,8 @@ class Inbound:
     packet: bytes  # the inner (cleartext) IP datagram to hand to the kernel
     peer: str  # the authenticated sender: the name of its [[peer]] rule (or of its
     #            certificate, for peers admitted by a protecting default rule)
-    outer_src: IPAddress  # where it came from (learned address of nomadic peers)
+    outer_src: IPAddress | None  # where it came from (None: released from a queue)
+    version: int = 2  # SKIP header version: 1 legacy profile, 2 modern
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,17 +35,28 @@ class CertificateNeeded:
     address: IPAddress | None
 
 
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """A protected datagram the engine produced on its own (a released packet, an ADP answer)."""
+
+    packet: bytes
+    why: str
+
+
 class KeyingEngine(Protocol):
     def protect(self, packet: bytes, now: float, rule: PeerPolicy,
                 outer: IPAddress) -> bytes | None:
         """The protected outer datagram, or None when the packet waits for a certificate.
         Raises SkipError with a reason code when it must be dropped."""
 
-    def unprotect(self, datagram: bytes, now: float) -> Inbound:
-        """Raises SkipError (ParseError, IntegrityError, KeyingError...) to drop."""
+    def unprotect(self, datagram: bytes, now: float) -> Inbound | None:
+        """None when the engine kept the packet (queued for a certificate, or consumed as
+        algorithm-discovery advice). Raises SkipError (ParseError, IntegrityError,
+        KeyingError...) to drop."""
 
     def events(self) -> list[object]:
-        """Events since the last call (CertificateNeeded, ...)."""
+        """Events since the last call: CertificateNeeded, Transmit, and Inbound for packets
+        released from the certificate queue."""
 
     def counters(self) -> Mapping[str, int]:
         """Engine counters by reason code (drops) and by activity."""

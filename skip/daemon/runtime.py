@@ -25,7 +25,7 @@ from typing import Any
 from skip.daemon import logs
 from skip.daemon.config import Config, IPAddress, PeerPolicy, SkipName, load_config
 from skip.daemon.control import ControlServer
-from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine
+from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
 from skip.daemon.metrics import MetricsServer, Sample
 from skip.daemon.packet import summarize, too_big
 from skip.daemon.policy import PolicyTable
@@ -304,21 +304,26 @@ class Daemon:
             self.inbound(datagram, time.time())
 
     def inbound(self, datagram: bytes, now: float) -> None:
-        assert self.tun is not None
         if self.engine is None:
             self._drop("unknown_mkid", "SKIP packet but no protect rule is configured")
             return
         try:
-            result: Inbound = self.engine.unprotect(datagram, now)
+            result = self.engine.unprotect(datagram, now)
         except SkipError as exc:
             self._drop(exc.reason, "inbound SKIP packet dropped", src=_source(datagram))
             return
         finally:
             self._drain_events()
+        if result is not None:
+            self.deliver(result, now)
+
+    def deliver(self, result: Inbound, now: float) -> None:
+        """Policy for an authenticated packet, then hand it to the kernel."""
+        assert self.tun is not None
         try:
             info = summarize(result.packet)
         except SkipError as exc:
-            self._drop(exc.reason, "malformed inner packet", src=str(result.outer_src))
+            self._drop(exc.reason, "malformed inner packet", peer=result.peer)
             return
         decision = self.policy.inbound(info, result.peer)
         rule = decision.rule
@@ -328,7 +333,12 @@ class Daemon:
             return
         if not self.policy.authorised(decision, result.peer):
             self._drop("inner_source_mismatch", "peer sent an inner address it does not own",
-                       peer=rule.name, src=str(info.src), outer=str(result.outer_src))
+                       peer=result.peer, src=str(info.src), rule=rule.name)
+            return
+        if (result.version == 1) != (rule.profile == "legacy"):
+            self._drop("legacy_refused" if result.version == 1 else "unsupported_algorithm",
+                       "SKIP version does not match the rule's profile", peer=rule.name,
+                       version=result.version)
             return
         if not self.tun.write(result.packet):
             self._drop("io_error", "TUN queue full")
@@ -337,7 +347,7 @@ class Daemon:
         stats.packets_in += 1
         stats.bytes_in += len(result.packet)
         stats.last_packet = now
-        if rule.nomadic:
+        if rule.nomadic and result.outer_src is not None:
             stats.outer = result.outer_src
         self.traffic["protected_in"] += 1
 
@@ -346,6 +356,11 @@ class Daemon:
         for event in self.engine.events():
             if isinstance(event, CertificateNeeded):
                 self._unknown_peer(event)
+            elif isinstance(event, Transmit):
+                if self._send(event.packet, self.config.default):
+                    self.traffic[f"sent_{event.why}"] += 1
+            elif isinstance(event, Inbound):
+                self.deliver(event, time.time())
 
     def _unknown_peer(self, event: CertificateNeeded) -> None:
         """Hook for network certificate discovery (CDP/DNS, a later issue): today the local
