@@ -1,0 +1,755 @@
+"""skip-cert: run a small SKIP PKI (CA, DH keys, certificates, UDH values, CRLs).
+
+A thin layer over :mod:`skip.pki`: it parses arguments, reads and writes files, reads the
+clock, and prints. Every failure is one line on stderr and exit status 1 (2 for usage errors);
+nothing is overwritten without ``--force``; private keys are written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import ipaddress
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from skip.crypto.dh import GROUPS, MIN_NEW_MODP_BITS
+from skip.errors import CertificateError, ConfigError, SkipError
+from skip.pki.certificate import (
+    Certificate,
+    Subject,
+    issue,
+    load_certificate,
+    load_certificates,
+    random_serial,
+)
+from skip.pki.crl import REASONS, Crl, Revocation, issue_crl, load_crls
+from skip.pki.dhkey import (
+    DHPrivateKey,
+    DHPublicKey,
+    dump_private_key,
+    dump_public_key,
+    encode_spki,
+    generate_key,
+    load_private_key,
+    load_public_key,
+)
+from skip.pki.names import SkipName, dns_name, mailbox_name, parse_dn
+from skip.pki.pemfile import is_pem, pem_blocks, pem_encode
+from skip.pki.signing import (
+    CA_KEY_TYPES,
+    Signer,
+    dump_signer,
+    generate_signer,
+    load_signer,
+    scheme_of_algorithm,
+)
+from skip.pki.udh import UdhCertificate, make_udh, parse_udh
+from skip.pki.validation import Policy, TrustStore, validate_certificate, validate_udh
+
+PROG = "skip-cert"
+CA_CERT, CA_KEY, CA_STATE = "ca.crt", "ca.key", "revoked.json"
+DAY = 86_400
+
+
+# --- small helpers: time, files, passphrases -------------------------------------------------
+
+
+def parse_time(text: str) -> int:
+    """``now``, ``@POSIX`` or ISO 8601 (a date alone means midnight UTC; no zone means UTC)."""
+    if text == "now":
+        return int(time.time())
+    if text.startswith("@"):
+        try:
+            return int(text[1:])
+        except ValueError:
+            raise ConfigError("config_invalid", f"bad time {text!r}") from None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            "config_invalid", f"bad time {text!r} (use ISO 8601 or @seconds)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp())
+
+
+def iso(when: int) -> str:
+    return dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_file(path: Path, data: bytes, *, force: bool, private: bool = False) -> None:
+    """Create ``path`` (mode 0600 for private keys); refuse to replace it without ``force``."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600 if private else 0o644)
+    except FileExistsError:
+        raise CertificateError(
+            "cert_exists", f"{path} exists (use --force to replace it)"
+        ) from None
+    with os.fdopen(fd, "wb") as handle:
+        if private:
+            os.fchmod(handle.fileno(), 0o600)  # also when --force replaced a laxer file
+        handle.write(data)
+
+
+def read_passphrase(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    return Path(path).read_bytes().splitlines()[0] if Path(path).stat().st_size else b""
+
+
+class CaDir:
+    """A CA's directory: certificate, key and the list of revocations."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def certificate(self) -> Certificate:
+        return load_certificate((self.path / CA_CERT).read_bytes())
+
+    def signer(self, passphrase: bytes | None) -> Signer:
+        cert = self.certificate()
+        scheme = scheme_of_algorithm(cert.signature_algorithm) or "rsa-pss"
+        return load_signer((self.path / CA_KEY).read_bytes(), passphrase, scheme)
+
+    def state(self) -> dict[str, Any]:
+        path = self.path / CA_STATE
+        if not path.exists():
+            return {"crl_number": 0, "revoked": []}
+        try:
+            return json.loads(path.read_text())
+        except ValueError as exc:
+            raise ConfigError("config_invalid", f"{path}: {exc}") from exc
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        path = self.path / CA_STATE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        tmp.replace(path)
+
+    def revocations(self) -> list[Revocation]:
+        return [
+            Revocation(int(r["serial"], 16), r["revoked_at"], r.get("reason"))
+            for r in self.state()["revoked"]
+        ]
+
+
+# --- reading any of the objects the tool knows ------------------------------------------------
+
+
+def read_object(
+    path: str, passphrase: bytes | None = None
+) -> Certificate | UdhCertificate | Crl | DHPublicKey | DHPrivateKey:
+    """Whatever ``path`` holds: certificate, CRL, public or private key (PEM/DER) or UDH."""
+    data = Path(path).read_bytes()
+    if is_pem(data):
+        blocks = pem_blocks(data)
+        label = blocks[0][0] if blocks else ""
+        if label == "CERTIFICATE":
+            return load_certificate(data)
+        if label == "X509 CRL":
+            return load_crls(data)[0]
+        if label == "PUBLIC KEY":
+            return load_public_key(data)
+        if label in ("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"):
+            return load_private_key(data, passphrase)
+        raise CertificateError("cert_malformed", f"{path}: unsupported PEM block {label!r}")
+    for loader in (load_certificate, lambda d: load_crls(d)[0], load_public_key, parse_udh):
+        try:
+            return loader(data)
+        except SkipError:
+            continue
+    raise CertificateError(
+        "cert_malformed", f"{path}: not a certificate, CRL, public key or UDH value"
+    )
+
+
+def read_dh_public(args: argparse.Namespace) -> DHPublicKey:
+    if args.key:
+        return load_private_key(
+            Path(args.key).read_bytes(), read_passphrase(args.key_passphrase_file)
+        ).public
+    if args.public:
+        return load_public_key(Path(args.public).read_bytes())
+    return parse_udh(Path(args.udh).read_bytes()).dh_key
+
+
+# --- descriptions (show / name / --json) -------------------------------------------------------
+
+
+def key_description(key: DHPublicKey) -> dict[str, Any]:
+    return {
+        "group": key.group.name if key.well_known else f"custom ({key.group.bits} bits)",
+        "kind": key.group.kind,
+        "bits": key.group.bits,
+        "encoding": key.encoding,
+        "public_value": key.public_value.hex(),
+    }
+
+
+def describe(obj: object) -> dict[str, Any]:
+    if isinstance(obj, Certificate):
+        return {
+            "kind": "certificate",
+            "version": obj.version,
+            "serial": f"{obj.serial:x}",
+            "subject": obj.subject_text,
+            "issuer": obj.issuer_text,
+            "not_before": iso(obj.not_before),
+            "not_after": iso(obj.not_after),
+            "signature_algorithm": obj.signature_algorithm["algorithm"].native,
+            "ca": bool(obj.is_ca),
+            "key_usage": sorted(obj.key_usage) if obj.key_usage is not None else None,
+            "key": key_description(obj.dh_key) if obj.dh_key else {"kind": "signature"},
+            "subject_alt_names": {
+                "ip": [str(a) for a in obj.san_addresses],
+                "dns": list(obj.san_dns),
+                "email": list(obj.san_email),
+            },
+            "names": [n.as_json() for n in obj.skip_names()] if obj.dh_key else [],
+            "sha256_fingerprint": obj.fingerprint,
+        }
+    if isinstance(obj, UdhCertificate):
+        return {
+            "kind": "udh",
+            "not_before": iso(obj.not_before),
+            "not_after": iso(obj.not_after),
+            "key": key_description(obj.dh_key),
+            "names": [n.as_json() for n in obj.skip_names()],
+            "md5_fingerprint": obj.fingerprint,
+        }
+    if isinstance(obj, Crl):
+        return {
+            "kind": "crl",
+            "issuer": obj.issuer_text,
+            "this_update": iso(obj.this_update),
+            "next_update": iso(obj.next_update) if obj.next_update is not None else None,
+            "crl_number": obj.number,
+            "revoked": [
+                {"serial": f"{r.serial:x}", "revoked_at": iso(r.revoked_at), "reason": r.reason}
+                for r in sorted(obj.revoked.values())
+            ],
+        }
+    if isinstance(obj, DHPrivateKey):
+        return {"kind": "private key", "key": key_description(obj.public)}
+    assert isinstance(obj, DHPublicKey)
+    return {"kind": "public key", "key": key_description(obj)}
+
+
+def print_human(info: dict[str, Any], indent: str = "") -> None:
+    for key, value in info.items():
+        label = key.replace("_", " ")
+        if isinstance(value, dict):
+            print(f"{indent}{label}:")
+            print_human(value, indent + "  ")
+        elif isinstance(value, list):
+            print(f"{indent}{label}:" + ("" if value else " -"))
+            for item in value:
+                if isinstance(item, dict):
+                    print(f"{indent}  - " + ", ".join(f"{k}={v}" for k, v in item.items()))
+                else:
+                    print(f"{indent}  - {item}")
+        else:
+            print(f"{indent}{label}: {value}")
+
+
+def names_of(obj: object) -> tuple[SkipName, ...]:
+    if isinstance(obj, Certificate | UdhCertificate) and obj.dh_key is not None:
+        return obj.skip_names()
+    raise CertificateError("cert_key_type", "only DH certificates and UDH values have SKIP names")
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_init_ca(args: argparse.Namespace) -> None:
+    directory = Path(args.dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in (CA_CERT, CA_KEY):
+        if (directory / name).exists() and not args.force:
+            raise CertificateError("cert_exists", f"{directory / name} exists (use --force)")
+    signer = generate_signer(args.key_type, args.rsa_bits)
+    start = parse_time(args.not_before)
+    cert = issue(
+        signer=signer,
+        issuer=None,
+        subject=Subject(parse_dn(args.subject)),
+        not_before=start,
+        not_after=start + args.days * DAY,
+        ca=True,
+        path_length=args.path_length,
+    )
+    write_file(
+        directory / CA_KEY,
+        dump_signer(signer, read_passphrase(args.passphrase_file)),
+        force=args.force,
+        private=True,
+    )
+    write_file(directory / CA_CERT, cert.pem(), force=args.force)
+    CaDir(args.dir).save_state({"crl_number": 0, "revoked": []})
+    print(
+        f"CA {cert.subject_text} ({args.key_type}) in {directory}, "
+        f"valid until {iso(cert.not_after)}"
+    )
+
+
+def cmd_genkey(args: argparse.Namespace) -> None:
+    group = GROUPS[args.group]
+    if group.kind == "modp" and group.bits < MIN_NEW_MODP_BITS and not args.allow_small:
+        raise ConfigError(
+            "config_invalid",
+            f"{group.name} is below {MIN_NEW_MODP_BITS} bits; pass --allow-small for legacy peers",
+        )
+    key = generate_key(group)
+    write_file(
+        Path(args.out),
+        dump_private_key(key, read_passphrase(args.passphrase_file)),
+        force=args.force,
+        private=True,
+    )
+    if args.public:
+        write_file(Path(args.public), dump_public_key(key.public), force=args.force)
+    print(f"{group.name} key written to {args.out}")
+
+
+def cmd_issue(args: argparse.Namespace) -> None:
+    ca = CaDir(args.ca)
+    ca_cert = ca.certificate()
+    key = read_dh_public(args)
+    start = parse_time(args.not_before)
+    addresses = tuple(ipaddress.ip_address(a) for a in args.ip)
+    cert = issue(
+        signer=ca.signer(read_passphrase(args.ca_passphrase_file)),
+        issuer=ca_cert,
+        subject=Subject(parse_dn(args.subject), addresses, tuple(args.dns), tuple(args.email)),
+        not_before=start,
+        not_after=min(start + args.days * DAY, ca_cert.not_after),
+        dh_key=key,
+        profile=args.profile,
+        serial=random_serial(),
+    )
+    write_file(Path(args.out), cert.pem(), force=args.force)
+    print(
+        f"issued serial {cert.serial:x} to {cert.subject_text}, valid until {iso(cert.not_after)}"
+    )
+
+
+def cmd_udh(args: argparse.Namespace) -> None:
+    key = read_dh_public(args)
+    start = parse_time(args.not_before)
+    udh = make_udh(key, start, start + args.days * DAY)
+    write_file(Path(args.out), udh.encoding, force=args.force)
+    print(f"UDH name (NSID 8 MKID): {udh.fingerprint}")
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    info = describe(read_object(args.file, read_passphrase(args.passphrase_file)))
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print_human(info)
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    policy = Policy(
+        min_modp_bits=args.min_bits,
+        allow_custom_groups=args.allow_custom_groups,
+        require_crl=args.require_crl,
+        allow_legacy_signatures=args.allow_legacy,
+    )
+    now = parse_time(args.at)
+    obj = read_object(args.file)
+    name = wanted_name(args)
+    if isinstance(obj, UdhCertificate):
+        if name is None or name[0] != 8:
+            raise ConfigError(
+                "config_invalid", "a UDH value is verified against --name 8:<md5 hex>"
+            )
+        peer = validate_udh(obj, now, expected_name=name[1], policy=policy)
+    elif isinstance(obj, Certificate):
+        if not args.ca:
+            raise ConfigError("config_invalid", "give the trust anchors with --ca FILE")
+        anchors = [c for path in args.ca for c in load_certificates(Path(path).read_bytes())]
+        intermediates = [c for p in args.untrusted for c in load_certificates(Path(p).read_bytes())]
+        crls = [c for path in args.crl for c in load_crls(Path(path).read_bytes())]
+        peer = validate_certificate(
+            obj,
+            TrustStore(anchors),
+            now,
+            intermediates=intermediates,
+            crls=crls,
+            policy=policy,
+            name=name,
+        )
+    else:
+        raise CertificateError("cert_key_type", f"{args.file} is not a certificate or UDH value")
+    print(f"{args.file}: OK ({peer.group.name}, valid until {iso(peer.not_after)})")
+
+
+def wanted_name(args: argparse.Namespace) -> tuple[int, bytes] | None:
+    if args.name:
+        nsid_text, _, mkid_hex = args.name.partition(":")
+        try:
+            return int(nsid_text), bytes.fromhex(mkid_hex)
+        except ValueError:
+            raise ConfigError(
+                "config_invalid", f"bad --name {args.name!r} (want NSID:MKIDHEX)"
+            ) from None
+    if args.ip:
+        address = ipaddress.ip_address(args.ip)
+        return (1 if address.version == 4 else 3), address.packed
+    if args.dns:
+        wanted = dns_name(args.dns)
+        return wanted.nsid, wanted.mkid
+    if args.email:
+        wanted = mailbox_name(args.email)
+        return wanted.nsid, wanted.mkid
+    return None
+
+
+def cmd_name(args: argparse.Namespace) -> None:
+    obj = read_object(args.file)
+    names = names_of(obj)
+    if args.json:
+        print(json.dumps([n.as_json() for n in names], indent=2))
+        return
+    for name in names:
+        print(f"NSID {name.nsid:<3} MKID {name.mkid.hex():<32}  {name.label}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    obj = read_object(args.file)
+    fmt = args.format
+    if fmt == "udh":
+        if isinstance(obj, UdhCertificate):
+            data = obj.encoding
+        elif isinstance(obj, Certificate) and obj.dh_key is not None:
+            data = make_udh(obj.dh_key, obj.not_before, obj.not_after).encoding
+        else:
+            raise CertificateError(
+                "cert_key_type", "UDH export needs a DH certificate or UDH value"
+            )
+    elif isinstance(obj, UdhCertificate):
+        raise CertificateError("cert_key_type", "a UDH value has no PEM/DER/DNS form; export udh")
+    elif fmt == "dns":
+        if not isinstance(obj, Certificate):
+            raise CertificateError("cert_key_type", "DNS CERT records carry certificates")
+        data = dns_cert_record(obj, args.owner).encode()
+    else:
+        der, label = der_and_label(obj)
+        data = der if fmt == "der" else pem_encode(label, der)
+    if args.out:
+        write_file(Path(args.out), data, force=args.force)
+    else:
+        sys.stdout.buffer.write(data)
+
+
+def der_and_label(obj: object) -> tuple[bytes, str]:
+    if isinstance(obj, Certificate):
+        return obj.der, "CERTIFICATE"
+    if isinstance(obj, Crl):
+        return obj.der, "X509 CRL"
+    if isinstance(obj, DHPublicKey):
+        return encode_spki(obj), "PUBLIC KEY"
+    raise CertificateError("cert_key_type", "private keys are not exported")
+
+
+def dns_cert_record(cert: Certificate, owner: str | None) -> str:
+    """RFC 4398 CERT RR presentation: type PKIX, key tag 0, algorithm 0 (a DH key has no
+    DNSSEC algorithm number; RFC 4398 section 2.1)."""
+    if owner is None:
+        addresses = (*cert.ip_attributes, *cert.san_addresses)
+        if cert.san_dns:
+            owner = cert.san_dns[0]
+        elif addresses:
+            owner = addresses[0].reverse_pointer
+        else:
+            raise ConfigError(
+                "config_invalid", "no DNS name or address in the certificate: give --owner"
+            )
+    owner = owner if owner.endswith(".") else owner + "."
+    return f"{owner} IN CERT PKIX 0 0 {base64.b64encode(cert.der).decode()}\n"
+
+
+def cmd_revoke(args: argparse.Namespace) -> None:
+    ca = CaDir(args.ca)
+    ca_cert = ca.certificate()
+    serials = [int(s, 16) for s in args.serial]
+    for path in args.cert:
+        cert = load_certificate(Path(path).read_bytes())
+        if cert.issuer != ca_cert.subject:
+            raise CertificateError(
+                "cert_untrusted", f"{path} was not issued by {ca_cert.subject_text}"
+            )
+        serials.append(cert.serial)
+    if not serials:
+        raise ConfigError("config_invalid", "name certificates or --serial values to revoke")
+    state = ca.state()
+    known = {int(r["serial"], 16) for r in state["revoked"]}
+    when = parse_time(args.at)
+    for serial in serials:
+        if serial in known:
+            print(f"serial {serial:x} was already revoked")
+            continue
+        state["revoked"].append(
+            {"serial": f"{serial:x}", "revoked_at": when, "reason": args.reason}
+        )
+        print(f"revoked serial {serial:x}; run '{PROG} crl' to publish a new CRL")
+    ca.save_state(state)
+
+
+def cmd_crl(args: argparse.Namespace) -> None:
+    ca = CaDir(args.ca)
+    state = ca.state()
+    now = parse_time(args.at)
+    state["crl_number"] = state.get("crl_number", 0) + 1
+    crl = issue_crl(
+        signer=ca.signer(read_passphrase(args.ca_passphrase_file)),
+        issuer=ca.certificate(),
+        revoked=ca.revocations(),
+        this_update=now,
+        next_update=now + args.days * DAY,
+        number=state["crl_number"],
+    )
+    write_file(Path(args.out), crl.pem(), force=args.force)
+    ca.save_state(state)
+    print(
+        f"CRL {crl.number} with {len(crl.revoked)} revocation(s), "
+        f"next update {iso(now + args.days * DAY)}"
+    )
+
+
+# --- argument parsing ---------------------------------------------------------------------------
+
+
+def _command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    handler: Callable[[argparse.Namespace], None],
+    help_text: str,
+    example: str,
+    aliases: Sequence[str] = (),
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        aliases=list(aliases),
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _key_source(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--key", help="the holder's DH private key (PKCS#8)")
+    source.add_argument(
+        "--public", help="the holder's DH public key (PEM/DER SubjectPublicKeyInfo)"
+    )
+    source.add_argument("--udh", help="the holder's UDH value")
+    parser.add_argument("--key-passphrase-file", help="passphrase of --key, first line of FILE")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run a small SKIP PKI: a CA, DH keys, certificates, UDH values and CRLs.",
+        epilog=(
+            "example:\n"
+            f"  {PROG} init-ca ca --subject 'CN=Example SKIP CA'\n"
+            f"  {PROG} genkey host1.key --group ffdhe2048\n"
+            f"  {PROG} issue --ca ca --key host1.key --subject CN=host1 --ip 10.0.0.1 \\\n"
+            "        --out host1.crt\n"
+            f"  {PROG} verify host1.crt --ca ca/ca.crt --ip 10.0.0.1"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(
+        sub,
+        "init-ca",
+        cmd_init_ca,
+        "create a CA directory (ca.crt, ca.key, revoked.json)",
+        f"{PROG} init-ca ca --subject 'CN=Example SKIP CA,O=Example' --key-type ed25519",
+    )
+    p.add_argument("dir")
+    p.add_argument("--subject", required=True, help="CA name, e.g. 'CN=Example CA,O=Example'")
+    p.add_argument("--key-type", choices=CA_KEY_TYPES, default="ed25519")
+    p.add_argument("--rsa-bits", type=int, default=3072)
+    p.add_argument("--days", type=int, default=3650)
+    p.add_argument("--not-before", default="now", help="ISO 8601, @seconds or now")
+    p.add_argument("--path-length", type=int, default=0, help="intermediate CAs allowed below")
+    p.add_argument("--passphrase-file", help="encrypt ca.key with the first line of FILE")
+    p.add_argument("--force", action="store_true")
+
+    p = _command(
+        sub,
+        "genkey",
+        cmd_genkey,
+        "generate a long-term DH private key",
+        f"{PROG} genkey host1.key --group ffdhe3072 --public host1.pub",
+    )
+    p.add_argument("out")
+    p.add_argument("--group", choices=sorted(GROUPS), default="ffdhe2048")
+    p.add_argument("--public", help="also write the public key (PEM) here")
+    p.add_argument(
+        "--allow-small", action="store_true", help=f"allow groups below {MIN_NEW_MODP_BITS} bits"
+    )
+    p.add_argument("--passphrase-file", help="encrypt the key with the first line of FILE")
+    p.add_argument("--force", action="store_true")
+
+    p = _command(
+        sub,
+        "issue",
+        cmd_issue,
+        "issue a DH certificate from a CA",
+        f"{PROG} issue --ca ca --key host1.key --subject CN=host1 --ip 10.0.0.1 "
+        "--dns host1.example --out host1.crt",
+    )
+    p.add_argument("--ca", required=True, help="CA directory made by init-ca")
+    _key_source(p)
+    p.add_argument("--subject", required=True, help="holder name, e.g. CN=host1")
+    p.add_argument("--ip", action="append", default=[], help="address (NSID 1/3); repeatable")
+    p.add_argument("--dns", action="append", default=[], help="DNS name (NSID 4); repeatable")
+    p.add_argument("--email", action="append", default=[], help="mailbox (NSID 9); repeatable")
+    p.add_argument(
+        "--profile",
+        choices=("v3", "draft"),
+        default="v3",
+        help="v3 (RFC 5280) or draft (skip-x509-00: v1, PKCS#3, ipAddress RDNs)",
+    )
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--not-before", default="now")
+    p.add_argument("--ca-passphrase-file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+
+    p = _command(
+        sub,
+        "udh",
+        cmd_udh,
+        "make an unsigned DH public value (named by its MD5, NSID 8)",
+        f"{PROG} udh --key host1.key --out host1.udh --days 365",
+    )
+    _key_source(p)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--not-before", default="now")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+
+    p = _command(
+        sub,
+        "show",
+        cmd_show,
+        "describe a certificate, UDH value, CRL or key",
+        f"{PROG} show host1.crt --json",
+    )
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--passphrase-file", help="passphrase of an encrypted private key")
+
+    p = _command(
+        sub,
+        "verify",
+        cmd_verify,
+        "validate a certificate or UDH value at a given time",
+        f"{PROG} verify host1.crt --ca ca/ca.crt --crl ca.crl --at 2026-06-01 --ip 10.0.0.1",
+    )
+    p.add_argument("file")
+    p.add_argument("--ca", action="append", default=[], help="trust anchor file(s)")
+    p.add_argument("--untrusted", action="append", default=[], help="intermediate CA file(s)")
+    p.add_argument("--crl", action="append", default=[], help="CRL file(s)")
+    p.add_argument("--at", default="now", help="validation time: ISO 8601, @seconds or now")
+    wanted = p.add_mutually_exclusive_group()
+    wanted.add_argument("--name", help="NSID:MKIDHEX the key must answer to (8:<md5> for UDH)")
+    wanted.add_argument("--ip")
+    wanted.add_argument("--dns")
+    wanted.add_argument("--email")
+    p.add_argument("--require-crl", action="store_true")
+    p.add_argument("--allow-custom-groups", action="store_true")
+    p.add_argument("--allow-legacy", action="store_true", help="accept MD5/SHA-1 signatures")
+    p.add_argument("--min-bits", type=int, default=1024)
+
+    p = _command(
+        sub,
+        "name",
+        cmd_name,
+        "list the SKIP names (NSID, MKID) a certificate answers to",
+        f"{PROG} name host1.crt",
+        aliases=("fingerprint",),
+    )
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+
+    p = _command(
+        sub,
+        "export",
+        cmd_export,
+        "convert to PEM, DER, UDH or DNS CERT record text",
+        f"{PROG} export host1.crt --format dns --owner host1.example.",
+    )
+    p.add_argument("file")
+    p.add_argument("--format", choices=("pem", "der", "udh", "dns"), required=True)
+    p.add_argument("--owner", help="owner name of the DNS CERT record")
+    p.add_argument("--out", help="write here instead of standard output")
+    p.add_argument("--force", action="store_true")
+
+    p = _command(
+        sub,
+        "revoke",
+        cmd_revoke,
+        "record revocations in a CA directory",
+        f"{PROG} revoke --ca ca host2.crt --reason key_compromise",
+    )
+    p.add_argument("cert", nargs="*")
+    p.add_argument("--ca", required=True)
+    p.add_argument("--serial", action="append", default=[], help="serial number in hex")
+    p.add_argument("--reason", choices=REASONS, default=None)
+    p.add_argument("--at", default="now")
+
+    p = _command(
+        sub,
+        "crl",
+        cmd_crl,
+        "sign a CRL with the CA's current revocations",
+        f"{PROG} crl --ca ca --out ca.crl --days 7",
+    )
+    p.add_argument("--ca", required=True)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--at", default="now", help="thisUpdate time")
+    p.add_argument("--ca-passphrase-file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except SkipError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{PROG}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # bad addresses and similar command-line input
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
