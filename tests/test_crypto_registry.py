@@ -6,6 +6,7 @@ import hashlib
 import shutil
 import struct
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +202,21 @@ def test_mac_tamper_is_bad_icv(name):
         ctx.verify(icv, data + b"!")
     with pytest.raises(IntegrityError):
         ctx.verify(icv[:-1], data)
+
+
+def test_the_tables_in_docs_crypto_md_match_the_registry():
+    """docs/crypto.md is what people read; it must not drift from the code."""
+    text = (Path(__file__).parent.parent / "docs" / "crypto.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): [c.strip() for c in line.split("|")[2:-1]]
+            for line in text.splitlines() if line.startswith("| `")}
+    for a in cipher_algorithms():
+        assert rows[a.name] == [str(a.ikev2_id), "/".join(map(str, a.key_sizes)),
+                                str(a.salt_size), str(a.iv_size), str(a.block_size),
+                                str(a.icv_size), "yes" if a.aead else "-", a.rfc,
+                                "**yes**" if a.legacy else "-"]
+    for a in integrity_algorithms():
+        keys = (f"any (default {a.key_size})" if a.key_sizes is None
+                else "/".join(map(str, a.key_sizes)))
+        assert rows[a.name] == ["-" if a.ikev2_id is None else str(a.ikev2_id), keys,
+                                str(a.icv_size), a.hash_name, a.rfc,
+                                "**yes**" if a.legacy else "-"]
