@@ -122,12 +122,12 @@ class IntegrityAlgorithm:
     def new(self, key: BytesLike) -> MacContext:
         """A context for one key; build it once per SA, not per packet."""
         material = _key_bytes(self.name, key)
-        if (self.key_sizes is None and not material) or (
-            self.key_sizes is not None and len(material) not in self.key_sizes
-        ):
-            expected = "a non-empty key" if self.key_sizes is None else (
-                f"a {_sizes_text(self.key_sizes)}-byte key"
-            )
+        if self.key_sizes is None:
+            acceptable, expected = bool(material), "a non-empty key"
+        else:
+            acceptable = len(material) in self.key_sizes
+            expected = f"a {_sizes_text(self.key_sizes)}-byte key"
+        if not acceptable:
             raise AlgorithmError(
                 "bad_key", f"{self.name} takes {expected}, got {len(material)} bytes"
             )
