@@ -163,6 +163,14 @@ def test_truncated_gcm_tags_are_the_leftmost_bytes_of_the_full_tag():
         assert short == full[: len(full) - 16 + size]
 
 
+def test_a_short_rng_block_is_refused_before_it_reaches_the_cbc_context():
+    key = bytes(16)
+    ctx = get_cipher("aes-cbc").new(key, rng=lambda n: bytes(n - 1))
+    with pytest.raises(AlgorithmError) as err:
+        ctx.seal(bytes(16), b"", 1)
+    assert err.value.reason == "bad_sa"
+
+
 def test_decrypt_checks_the_iv_length():
     ctx = get_cipher("aes-cbc").new(bytes(16))
     with pytest.raises(ParseError) as err:

@@ -137,7 +137,10 @@ class CbcContext(CipherContext):
 
     def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
         self._check_plaintext(plaintext)
-        return self._encryptor.update(self._rng(self._block) + plaintext)
+        block = self._rng(self._block)
+        if len(block) != self._block:  # a short block would shift the context for good
+            raise AlgorithmError("bad_sa", f"rng returned {len(block)} bytes, not {self._block}")
+        return self._encryptor.update(block + plaintext)
 
     def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
         self._check_ciphertext(self._need(payload, self._block))
