@@ -179,7 +179,7 @@ def decapsulate(outer_tc: int, next_header: int, inner: BytesLike) -> bytes:
             raise ParseError("truncated", "inner IPv6 header cut short")
         length = ((inner[4] << 8) | inner[5]) + 40
     if length > len(inner):
-        raise ParseError("bad_length", f"inner datagram claims {length} bytes, has {len(inner)}")
+        raise ParseError("truncated", f"inner datagram claims {length} bytes, has {len(inner)}")
     inner = inner[:length]
     if want == 4:
         check_ipv4(inner, verify_checksum=False)
