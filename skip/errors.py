@@ -71,6 +71,8 @@ REASONS: dict[str, str] = {
     "cert_exists": "the output file exists; pass --force to overwrite it",
     # --- operations -------------------------------------------------------------------------
     "policy_deny": "policy says deny for this traffic",
+    "internal_error": "an unexpected exception while handling a packet (a bug; logged with "
+    "its traceback)",
     "packet_too_big": "a packet does not fit the path MTU once protected; ICMP too-big was sent",
     "inner_source_mismatch": "an authenticated peer sent an inner packet from an address its "
     "policy does not give it",
