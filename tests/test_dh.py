@@ -297,8 +297,19 @@ def test_x448_refuses_low_order_points_and_wrong_lengths() -> None:
 
 def test_private_values_are_checked() -> None:
     group = GROUPS["ffdhe2048"]
-    with pytest.raises(KeyingError):
-        group.public_value(b"\x01" * (group.private_size - 1))
+    assert group.q is not None
+    for bad in (
+        b"",
+        b"\x01",
+        group.q.to_bytes(group.public_size),
+        b"\x02" * (group.public_size + 1),
+    ):
+        with pytest.raises(KeyingError) as err:
+            group.public_value(bad)
+        assert err.value.reason == "bad_key"
+    # imported keys may be longer than ours (OpenSSL uses longer exponents)
+    long_x = (group.q - 5).to_bytes(group.public_size)
+    assert group.public_value(long_x) == pow(2, group.q - 5, group.p).to_bytes(group.public_size)
     with pytest.raises(KeyingError):
         group.generate_private(lambda n: b"\0" * (n - 1))
     with pytest.raises(KeyingError):

@@ -155,11 +155,12 @@ class DHGroup:
             )
 
     def _exponent(self, private: bytes) -> int:
+        """Keys we generate are ``private_size`` bytes; keys imported from elsewhere (OpenSSL
+        uses longer exponents) may be up to the modulus size, as long as 1 < x < q (or p-1)."""
         x = int.from_bytes(private)
-        if len(private) != self.private_size or x < 2 or (self.q is not None and x >= self.q):
-            raise KeyingError(
-                "bad_group", f"{self.name}: private value must be {self.private_size} bytes"
-            )
+        limit = self.q if self.q is not None else self.p - 1
+        if not 0 < len(private) <= self.public_size or not 1 < x < limit:
+            raise KeyingError("bad_key", f"{self.name}: private value out of range")
         return x
 
 
@@ -285,14 +286,15 @@ def _read_rng(rng: Rng, n: int) -> bytes:
 @functools.lru_cache(maxsize=16)
 def _ffdh_parameters(p: int) -> dh.DHParameterNumbers:
     # g is irrelevant to the raw power operation below; 2 keeps the object valid for any p.
-    with _backend_quiet():
+    with quiet_ffdh_deprecation():
         return dh.DHParameterNumbers(p, 2)
 
 
 @contextlib.contextmanager
-def _backend_quiet() -> Iterator[None]:
-    """Silence cryptography's FFDH deprecation notice: the dependency is known, documented
-    and confined to this module, and the notice would otherwise reach every user of skip."""
+def quiet_ffdh_deprecation() -> Iterator[None]:
+    """Silence cryptography's FFDH deprecation notice: the dependency is known and documented,
+    and the notice would otherwise reach every user of skip. Used here and around the PKCS #8
+    encryption of DH key files (skip.pki.dhkey), the only other FFDH use."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         yield
@@ -311,7 +313,7 @@ def _ffdh_power(p: int, base: int, exponent: int) -> int:
     if p not in _OPENSSL_NAMED:
         return pow(base, exponent, p)
     numbers = _ffdh_parameters(p)
-    with _backend_quiet():
+    with quiet_ffdh_deprecation():
         key = dh.DHPrivateNumbers(exponent, dh.DHPublicNumbers(2, numbers)).private_key()
         peer = dh.DHPublicNumbers(base, numbers).public_key()
         try:

@@ -294,14 +294,16 @@ def issue(
     profile: Profile = "v3",
     ca: bool = False,
     path_length: int | None = None,
+    ca_public_key: bytes | None = None,
     serial: int | None = None,
     rng: Rng = os.urandom,
 ) -> Certificate:
     """Build, sign and return a certificate.
 
-    ``issuer`` None means self-signed: a root CA whose key is ``signer`` (``ca=True``). With
-    an issuer, ``signer`` is the issuer's key and the certificate is a DH end-entity one
-    certifying ``dh_key``.
+    ``signer`` is always the issuer's key. ``issuer`` None means self-signed: a root CA
+    (``ca=True``) certifying ``signer``'s own key. With an issuer, the certificate is either a
+    DH end-entity one certifying ``dh_key`` or, with ``ca=True``, an intermediate CA
+    certifying the SubjectPublicKeyInfo DER ``ca_public_key``.
     """
     if not_after <= not_before:
         raise CertificateError("cert_expired", "not-after must be later than not-before")
@@ -317,8 +319,10 @@ def issue(
     name = build_name(subject.attributes, list(subject.addresses))
     if not name.chosen:
         raise CertificateError("cert_malformed", "the subject name is empty")
+    if ca and (ca_public_key is None) != (issuer is None):
+        raise CertificateError("cert_key_type", "an intermediate CA needs ca_public_key")
     if dh_key is None:
-        spki = signer.public_spki()
+        spki = ca_public_key or signer.public_spki()
     else:
         spki = encode_spki(dh_key, "pkcs3" if profile == "draft" else None)
     issuer_name = name if issuer is None else x509.Name.load(issuer.subject)

@@ -23,7 +23,7 @@ from asn1crypto import algos, core, keys
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x448, x25519
 
-from skip.crypto.dh import GROUPS, DHGroup, Rng, group_for, modp_group
+from skip.crypto.dh import GROUPS, DHGroup, Rng, group_for, modp_group, quiet_ffdh_deprecation
 from skip.errors import CertificateError
 from skip.pki.asn1 import (
     OID_DH_KEY_AGREEMENT,
@@ -208,7 +208,8 @@ def dump_private_key(key: DHPrivateKey, passphrase: bytes | None = None) -> byte
     der = private_key_der(key)
     if not passphrase:
         return pem_encode("PRIVATE KEY", der)
-    loaded = serialization.load_der_private_key(der, None)
+    with quiet_ffdh_deprecation():
+        loaded = serialization.load_der_private_key(der, None)
     return loaded.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -225,7 +226,8 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> DHPrivateK
                 "cert_malformed", "the private key is encrypted: give a passphrase"
             )
         try:
-            loaded = serialization.load_der_private_key(der, passphrase)
+            with quiet_ffdh_deprecation():
+                loaded = serialization.load_der_private_key(der, passphrase)
         except (ValueError, TypeError) as exc:
             raise CertificateError(
                 "cert_malformed", "cannot decrypt the private key (wrong passphrase?)"
@@ -249,9 +251,12 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> DHPrivateK
         ).dump()
         public = decode_spki(spki)  # resolves the group from the parameters
         x = integer_from_der(inner, "DH private value")
-        if not 1 < x < public.group.p - 1 or x.bit_length() > 8 * public.group.private_size:
+        group = public.group
+        limit = group.q if group.q is not None else group.p - 1
+        if not 1 < x < limit:
             raise CertificateError("cert_malformed", "DH private value out of range for its group")
-        return DHPrivateKey(public.group, x.to_bytes(public.group.private_size))
+        # our own keys keep their fixed length; longer (imported) exponents their own
+        return DHPrivateKey(group, x.to_bytes(max(group.private_size, (x.bit_length() + 7) // 8)))
 
     return parsing("private key", decode)
 
