@@ -84,6 +84,7 @@ class Lab:
         self.prefix = prefix
         self.namespaces: dict[str, Namespace] = {}
         self.processes: list[subprocess.Popen] = []
+        self.links = 0
 
     def __enter__(self) -> Lab:
         remove_stale(self.prefix)
@@ -103,11 +104,11 @@ class Lab:
         return ns
 
     def link(self, a: Namespace, a_addrs: Sequence[str], b: Namespace,
-             b_addrs: Sequence[str]) -> tuple[str, str]:
+             b_addrs: Sequence[str], names: tuple[str, str] | None = None) -> tuple[str, str]:
         """A veth pair between ``a`` and ``b``; returns the interface names (a side, b side)."""
-        a_if, b_if = f"v-{b.short}"[:15], f"v-{a.short}"[:15]
-        tmp_a, tmp_b = f"skt{os.getpid() % 100000}a{len(self.namespaces)}", \
-            f"skt{os.getpid() % 100000}b{len(self.namespaces)}"
+        a_if, b_if = names or (f"v-{b.short}"[:15], f"v-{a.short}"[:15])
+        self.links += 1
+        tmp_a, tmp_b = (f"skt{os.getpid() % 100000}{side}{self.links}" for side in "ab")
         _sh("ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b)
         _sh("ip", "link", "set", tmp_a, "netns", a.name, "name", a_if)
         _sh("ip", "link", "set", tmp_b, "netns", b.name, "name", b_if)
@@ -116,6 +117,19 @@ class Lab:
                 ns.run("ip", "addr", "add", addr, "dev", ifname, "nodad")
             ns.run("ip", "link", "set", ifname, "up")
         return a_if, b_if
+
+    def switch(self, members: Sequence[tuple[Namespace, Sequence[str]]]) -> dict[str, str]:
+        """A bridge (in a namespace of its own) joining ``members``; returns each member's
+        interface name (``lan``)."""
+        hub = self.host("sw")
+        hub.run("ip", "link", "add", "br0", "type", "bridge")
+        hub.run("ip", "link", "set", "br0", "up")
+        names = {}
+        for ns, addrs in members:
+            _port, lan = self.link(hub, [], ns, addrs, names=(f"p-{ns.short}"[:15], "lan"))
+            hub.run("ip", "link", "set", f"p-{ns.short}"[:15], "master", "br0")
+            names[ns.short] = lan
+        return names
 
     def close(self) -> None:
         for proc in self.processes:
@@ -172,9 +186,9 @@ def stop_skipd(proc: subprocess.Popen, timeout: float = 10) -> int:
 
 def make_pki(directory: Path, hosts: dict[str, tuple[Sequence[str], str]], now: float,
              revoked: Sequence[str] = ()) -> dict[str, int]:
-    """A CA, one DH key + certificate per host (``name -> (addresses, group)``) and a CRL
-    revoking ``revoked``, written as ``ca.pem``, ``ca.crl``, ``NAME.key``, ``NAME.pem``.
-    Built with skip.pki (the demo builds the same with the skip-cert command).
+    """A CA, one DH key + certificate per host (``name -> (addresses, group)``), an empty CRL
+    and one revoking ``revoked``, written as ``ca.pem``, ``ca.crl``, ``revoked.crl``,
+    ``NAME.key``, ``NAME.pem``. Built with skip.pki (the demo uses the skip-cert command).
     Returns the serial number of each host certificate."""
     import ipaddress
 
@@ -200,7 +214,124 @@ def make_pki(directory: Path, hosts: dict[str, tuple[Sequence[str], str]], now: 
         (directory / f"{name}.key").write_bytes(dump_private_key(key))
         (directory / f"{name}.pem").write_bytes(cert.pem())
         serials[name] = cert.serial
-    crl = issue_crl(signer=signer, issuer=ca, this_update=start, next_update=end, number=1,
-                    revoked=[Revocation(serials[n], start) for n in revoked])
-    (directory / "ca.crl").write_bytes(crl.pem())
+    for number, (file, names) in enumerate((("ca.crl", ()), ("revoked.crl", revoked)), 1):
+        crl = issue_crl(signer=signer, issuer=ca, this_update=start, next_update=end,
+                        number=number, revoked=[Revocation(serials[n], start) for n in names])
+        (directory / file).write_bytes(crl.pem())
     return serials
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def skipd_config(work: Path, me: str, pki: Path, *, overlay: Sequence[str] = (),
+                 peers: Sequence[dict[str, object]] = (), default: str = "deny",
+                 daemon: dict[str, object] | None = None, store: Path | None = None) -> Path:
+    """Write ``work/ME.toml`` for host ``me`` (keys from ``pki``, peer certificates from
+    ``store``, default ``work/peers-ME``) and return its path."""
+    settings = {"control_socket": str(work / f"{me}.sock"), "addresses": list(overlay),
+                "log_format": "json", **(daemon or {})}
+    lines = ["[daemon]", *(f"{k} = {_toml(v)}" for k, v in settings.items()), "",
+             "[identity]",
+             f"private_key = {_toml(pki / f'{me}.key')}",
+             f"certificate = {_toml(pki / f'{me}.pem')}",
+             f"trust_anchors = {_toml([str(pki / 'ca.pem')])}",
+             f"crls = {_toml([str(pki / 'ca.crl')])}",
+             f"peer_certificates = {_toml(store or work / f'peers-{me}')}", "",
+             "[default]", f"action = {_toml(default)}", ""]
+    for peer in peers:
+        lines += ["[[peer]]", *(f"{k} = {_toml(v)}" for k, v in peer.items()), ""]
+    path = work / f"{me}.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def tcp_transfer(server: Namespace, client: Namespace, address: str, size: int,
+                 port: int = 5001, timeout: float = 120) -> tuple[str, str, float]:
+    """Send ``size`` random bytes over TCP; returns (sent sha256, received sha256, seconds)."""
+    import sys
+
+    family = "AF_INET6" if ":" in address else "AF_INET"
+    receiver = server.popen(sys.executable, "-c", (
+        "import hashlib, socket\n"
+        f"s = socket.socket(socket.{family}); s.setsockopt(socket.SOL_SOCKET, "
+        f"socket.SO_REUSEADDR, 1); s.bind(({address!r}, {port})); s.listen(1)\n"
+        "print('ready', flush=True)\n"
+        "c, _ = s.accept(); h = hashlib.sha256(); n = 0\n"
+        "while d := c.recv(1 << 16): h.update(d); n += len(d)\n"
+        "print(n, h.hexdigest(), flush=True)\n"), stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
+    sent = client.run(sys.executable, "-c", (
+        "import hashlib, os, socket, time\n"
+        f"n = {size}; block = os.urandom(1 << 20); h = hashlib.sha256(); done = 0\n"
+        f"s = socket.create_connection(({address!r}, {port}), timeout=30); t = time.time()\n"
+        "while done < n:\n"
+        "    chunk = block[: min(len(block), n - done)]; s.sendall(chunk); h.update(chunk)\n"
+        "    done += len(chunk)\n"
+        "s.shutdown(socket.SHUT_WR); s.recv(1); print(done, h.hexdigest(), time.time() - t)\n"),
+        timeout=timeout).stdout.split()
+    got = receiver.stdout.readline().split()
+    receiver.wait(timeout=10)
+    assert int(sent[0]) == size and int(got[0]) == size, (sent, got)
+    return sent[1], got[1], float(sent[2])
+
+
+def udp_exchange(server: Namespace, client: Namespace, address: str, payload: bytes,
+                 port: int = 5002) -> bytes:
+    """One UDP datagram to an echo server in ``server``; returns what came back."""
+    import sys
+
+    family = "AF_INET6" if ":" in address else "AF_INET"
+    echo = server.popen(sys.executable, "-c", (
+        f"import socket; s = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n"
+        f"s.bind(({address!r}, {port})); print('ready', flush=True); s.settimeout(10)\n"
+        "d, peer = s.recvfrom(65535); s.sendto(d, peer)\n"), stdout=subprocess.PIPE, text=True)
+    assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+    out = client.run(sys.executable, "-c", (
+        f"import socket, sys; s = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n"
+        f"s.settimeout(5); s.sendto(bytes.fromhex({payload.hex()!r}), ({address!r}, {port}))\n"
+        "sys.stdout.write(s.recv(65535).hex())\n")).stdout
+    echo.wait(timeout=10)
+    return bytes.fromhex(out)
+
+
+class Capture:
+    """dumpcap (from tshark's package) on one interface of a namespace, to a pcapng file."""
+
+    def __init__(self, ns: Namespace, interface: str, path: Path) -> None:
+        self.path = path
+        self.proc = ns.popen("dumpcap", "-q", "-i", interface, "-w", str(path),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+
+    def stop(self) -> bytes:
+        time.sleep(0.2)
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=10)
+        return self.path.read_bytes()
+
+    def protocols(self) -> list[str]:
+        """One "v4:PROTO" / "v6:NEXTHDR" / "udp:PORT" entry per IP packet, read by tshark."""
+        fields = subprocess.run(
+            ["tshark", "-r", str(self.path), "-Y", "ip or ipv6", "-T", "fields",
+             "-e", "ip.proto", "-e", "ipv6.nxt", "-e", "udp.dstport"],
+            capture_output=True, text=True, check=True).stdout
+        out = []
+        for line in fields.splitlines():
+            proto4, proto6, port = [*line.split("\t"), "", ""][:3]
+            proto = (proto4 or proto6).split(",")[0]
+            if proto == "17":
+                out.append(f"udp:{port.split(',')[0]}")
+            else:
+                out.append(f"{'v4' if proto4 else 'v6'}:{proto}")
+        return out

@@ -217,3 +217,15 @@ def test_drop_log_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
         assert len(caplog.records) == 2
     finally:
         logs.LOGGER.propagate = False
+
+
+def test_an_engine_bug_costs_one_packet_not_the_daemon(daemon: Daemon) -> None:
+    def broken(*_args: object) -> None:
+        raise NameError("a bug in the engine")
+
+    daemon.engine.unprotect = broken  # type: ignore[method-assign]
+    daemon._guarded(daemon.inbound, b"anything")
+    daemon._guarded(daemon.inbound, b"anything")
+    assert daemon.drops == {"internal_error": 2}
+    daemon.outbound(udp("10.57.0.1", "10.57.0.2"), 1.0)  # the rest keeps working
+    assert daemon.traffic["protected_out"] == 1

@@ -46,6 +46,8 @@ class SkipName:
     mkid: bytes = b""
 
     def __str__(self) -> str:
+        if self.nsid in (1, 3) and len(self.mkid) in (4, 16):
+            return f"nsid {self.nsid} {ipaddress.ip_address(self.mkid)}"
         return f"nsid {self.nsid} mkid {self.mkid.hex()}" if self.nsid else "nsid 0 (address)"
 
 

@@ -199,7 +199,8 @@ class SkipKeying(KeyingEngine):
         out: list[object] = []
         for event in self.endpoint.events():
             if isinstance(event, kev.CertificateNeeded):
-                out.append(CertificateNeeded(SkipName(event.nsid, event.mkid),
+                # the CDP name: NSID|MKID, or NSID 1/3|address for peers named by address
+                out.append(CertificateNeeded(SkipName(event.name[0], bytes(event.name[1:])),
                                              _address(event.address)))
             elif isinstance(event, kev.Transmit):
                 out.append(Transmit(event.packet, event.why))

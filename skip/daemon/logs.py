@@ -65,15 +65,22 @@ class DropLog:
         self.burst = burst
         self.window: dict[str, tuple[float, int, int]] = {}  # reason -> (start, logged, held)
 
-    def drop(self, reason: str, message: str, **values: object) -> None:
+    def allow(self, reason: str) -> int | None:
+        """None if a line for ``reason`` must be suppressed now, else how many were."""
         now = time.monotonic()
         start, logged, held = self.window.get(reason, (now, 0, 0))
         if now - start >= self.interval:
             start, logged = now, 0
         if logged >= self.burst:
             self.window[reason] = (start, logged, held + 1)
+            return None
+        self.window[reason] = (start, logged + 1, 0)
+        return held
+
+    def drop(self, reason: str, message: str, **values: object) -> None:
+        held = self.allow(reason)
+        if held is None:
             return
         if held:
             values["suppressed"] = held
-        self.window[reason] = (start, logged + 1, 0)
         LOGGER.info(message, extra=fields(reason=reason, **values))

@@ -223,7 +223,18 @@ class Daemon:
             packet = self.tun.read()
             if packet is None:
                 return
-            self.outbound(packet, time.time())
+            self._guarded(self.outbound, packet)
+
+    def _guarded(self, handler: Callable[[bytes, float], None], packet: bytes) -> None:
+        """A bug on one packet must cost that packet, not the daemon (and not the loop's
+        reader): count it, log it with its traceback (rate limited like every drop)."""
+        try:
+            handler(packet, time.time())
+        except Exception as exc:  # the one place that must catch everything
+            self.drops["internal_error"] += 1
+            if self.droplog.allow("internal_error") is not None:
+                logs.LOGGER.error("unexpected error while handling a packet", exc_info=exc,
+                                  extra=logs.fields(reason="internal_error"))
 
     def outbound(self, packet: bytes, now: float) -> None:
         try:
@@ -301,7 +312,7 @@ class Daemon:
             datagram = source.read()
             if datagram is None:
                 return
-            self.inbound(datagram, time.time())
+            self._guarded(self.inbound, datagram)
 
     def inbound(self, datagram: bytes, now: float) -> None:
         if self.engine is None:
