@@ -1,0 +1,14 @@
+"""The README's main command until the daemon exists: it must run and show what it claims."""
+
+from __future__ import annotations
+
+from skip import demo
+
+
+def test_demo_runs_and_shows_each_outcome(capsys):
+    demo.main()
+    out = capsys.readouterr().out
+    for expected in ("reason 'bad_icv'", "reason 'replay'", "reason 'replay_too_old'",
+                     "reason 'bad_spi'", "reason 'legacy_refused'", "AH still verifies",
+                     "IP(57) | SKIP", "comes back byte for byte"):
+        assert expected in out
