@@ -323,3 +323,13 @@ def test_unprotect_mutated_packet(position: int, mask: int) -> None:
     # Only the SKIP header's Rsvd nibble (ignored by definition) may change unnoticed; a
     # changed source MKID names an unknown principal, so the packet waits (None).
     assert got is None or (position == 20 and not mask & 0xF0)
+
+
+def test_a_cached_kp_expires_with_its_n() -> None:
+    link = pair("skip-1024")  # legacy: no sequence numbers, so the same packet may come again
+    wire, _ = link.send(udp())
+    later = n_start(counter_n(NOW) + 2)
+    assert link.b.unprotect(wire, later - 1).packet == udp()  # local n = n + 1: still fine
+    with pytest.raises(SkipError) as err:
+        link.b.unprotect(wire, later)
+    assert err.value.reason == "n_out_of_window"

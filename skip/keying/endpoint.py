@@ -56,7 +56,10 @@ from skip.wire.skip_icmp import ICMP_TYPE_SKIP, AdpCode, SkipIcmp
 
 Rng = Callable[[int], bytes]
 
-_N_AT = struct.Struct("!I")
+#: The fixed part of a SKIP header as three words: Ver|Rsvd NSIDs NextHeader, n, algorithms.
+_FIXED_WORDS = struct.Struct("!III")
+_MAX_LAYOUTS = 4096  # real traffic uses a handful; the bound stops a flood of variants
+_IPV4_PLAIN = 20  # an IPv4 header without options (first byte 0x45)
 _PROTO_ICMPV6 = 58
 _MIN_MODERN_MODP_BITS = 2048
 
@@ -70,14 +73,19 @@ def _addresses(packet: bytes | memoryview) -> tuple[bytes, bytes]:
 
 @dataclass(slots=True)
 class _TxKey:
-    """The sender's current Kp towards one peer from one principal, ready to use."""
+    """The sender's current Kp towards one peer from one principal, ready to use.
 
-    n: int
-    created: float
-    sent: int
+    ``expires`` folds the two time rules into one comparison: the Kp ends when n changes (the
+    start of the next hour) or ``kp_max_seconds`` after it was made, whichever comes first;
+    ``budget`` counts down the bytes it may still protect. If the clock steps back, the Kp is
+    kept until then: n in the headers never decreases, as draft-06 s. 5.1 wants.
+    """
+
+    expires: float
+    budget: int
     suite: Suite
     header: bytes
-    transforms: Transforms
+    send: Callable[[bytes], bytes]
 
 
 @dataclass(slots=True)
@@ -85,12 +93,19 @@ class _RxKey:
     """A verified Kp: its SAs (with their replay window in the modern profile)."""
 
     transforms: Transforms
+    receive: Callable[[bytes], bytes]  # for the usual shim (Rsvd = 0)
     peer: str
     identity: str
     version: int
     algorithms: tuple[int, int, int, int]
     n: int
     authenticated: bool
+    accept_from: float = 0.0  # local times at which the local n is within +-1 of n
+    accept_until: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.accept_from = float(kdf.n_start(self.n - 1))
+        self.accept_until = float(kdf.n_start(self.n + 2))
 
 
 class SkipEndpoint:
@@ -120,9 +135,11 @@ class SkipEndpoint:
         self._peer_by_addr: dict[bytes, Peer] = {}
         self._tunnels: dict[str, bytes] = {}
         self._tx: dict[tuple[str, str], _TxKey] = {}
+        self._tx_by_route: dict[bytes, _TxKey] = {}  # IPv4 source+destination -> current Kp
         self._rx: dict[tuple[bytes, bytes, bytes], _RxKey] = {}
         self._rx_per_peer: dict[str, int] = {}
         self._rx_n = -1
+        self._layouts: dict[tuple[int, int], int] = {}  # memo for _header_end
         self._suites: dict[str, Suite] = {}  # ADP-chosen suites, by peer name
         self.capabilities: dict[str, SkipIcmp] = {}  # last ADP advice, by peer name
         self._pending: OrderedDict[bytes, deque[tuple[str, bytes]]] = OrderedDict()
@@ -173,12 +190,16 @@ class SkipEndpoint:
                 del table[k]
         self._tunnels.pop(name, None)
         self.kij_cache.discard(lambda key: key[1] == name)
-        for k in [k for k in self._tx if k[1] == name]:
-            del self._tx[k]
+        self._retire_tx(name)
         for k in [k for k, v in self._rx.items() if v.peer == name]:
             del self._rx[k]
         self._rx_per_peer.pop(name, None)
         self._suites.pop(name, None)
+
+    def _retire_tx(self, peer_name: str) -> None:
+        for pair in [p for p in self._tx if p[1] == peer_name]:
+            self._tx.pop(pair).expires = -1.0
+        self._tx_by_route.clear()
 
     def precompute(self, peer_name: str, identity_name: str | None = None, *,
                    version: int | None = None) -> None:
@@ -218,9 +239,18 @@ class SkipEndpoint:
         """SKIP-protect one IP datagram to its peer; None if it waits for a certificate.
 
         The local principal is found by the source address and the peer by the destination
-        address, unless named explicitly.
+        address, unless named explicitly. The common case (IPv4 without options, a current Kp
+        for this address pair) runs inline here; the engine validates the IP header.
         """
         try:
+            if identity is None and peer is None and len(packet) >= _IPV4_PLAIN and \
+                    packet[0] == 0x45:
+                tx = self._tx_by_route.get(packet[12:20])
+                if tx is not None and now < tx.expires and tx.budget > 0:
+                    wire = tx.send(packet)
+                    tx.budget -= len(packet)
+                    self.counters["tx_ok"] += 1
+                    return wire
             return self._protect(packet, now, identity, peer)
         except SkipError as err:
             self.counters.hit(err.reason)
@@ -228,25 +258,29 @@ class SkipEndpoint:
 
     def _protect(self, packet: bytes, now: float, identity_name: str | None,
                  peer_name: str | None) -> bytes | None:
-        if peer_name is None or identity_name is None:
-            locate_upper(packet, verify_checksum=False)  # validates the header chain
-            src, dst = _addresses(packet)
-        me = self._identities.get(identity_name) if identity_name else \
-            self._identity_by_addr.get(src)
-        if me is None:
+        n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
+        locate_upper(packet, verify_checksum=False)  # validates the header chain
+        src, dst = _addresses(packet)
+        me = self._identities.get(identity_name or "") or self._identity_by_addr.get(src)
+        if me is None or (identity_name and me.name != identity_name):
             raise PolicyError("no_identity", "no local principal sends from this address")
         them = self._peers.get(peer_name) if peer_name else self._peer_by_addr.get(dst)
         if them is None:
+            if peer_name:
+                raise KeyingError("unknown_mkid", f"no peer named {peer_name!r}")
             self._queue(skip_name(0, b"", dst), "outbound", packet, 0, b"", dst)
             return None
-        tx = self._tx.get((me.name, them.name))
-        n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
-        if (tx is None or tx.n != n or now - tx.created >= self.policy.kp_max_seconds
-                or tx.sent >= self.policy.kp_max_bytes or tx.suite != self.suite_for(them)):
-            tx = self._new_tx(me, them, self.suite_for(them), n, now)
-            self._tx[(me.name, them.name)] = tx
-        wire = tx.transforms.protect(packet, tx.header)
-        tx.sent += len(packet)
+        pair = (me.name, them.name)
+        tx = self._tx.get(pair)
+        if tx is None or not now < tx.expires or tx.budget <= 0:
+            if tx is not None:
+                tx.expires = -1.0  # retired: routes that still point at it take this path
+            tx = self._tx[pair] = self._new_tx(me, them, self.suite_for(them), n, now)
+        if identity_name is None and peer_name is None and len(src) == 4 and \
+                packet[0] == 0x45:
+            self._tx_by_route[packet[12:20]] = tx  # bounded: only routes that found a pair
+        wire = tx.send(packet)
+        tx.budget -= len(packet)
         self.counters["tx_ok"] += 1
         return wire
 
@@ -274,7 +308,8 @@ class SkipEndpoint:
         raw = header.encode()
         transforms = self._transforms(suite, kp, ekp_len, raw, them, me, now, pre06=them.pre06)
         self.counters["kp_new"] += 1
-        return _TxKey(n, now, 0, suite, raw, transforms)
+        expires = min(now + self.policy.kp_max_seconds, kdf.n_start(n + 1))
+        return _TxKey(expires, self.policy.kp_max_bytes, suite, raw, transforms.sender(raw))
 
     def _transforms(self, suite: Suite, kp: bytes, ekp_len: int, header: bytes, them: Peer,
                     me: LocalIdentity, now: float, *, pre06: bool, inbound: bool = False
@@ -303,46 +338,71 @@ class SkipEndpoint:
     # --- receiving -------------------------------------------------------------------------
 
     def unprotect(self, packet: bytes, now: float) -> Received | None:
-        """Check and strip SKIP + AH/ESP. None: queued for a certificate, or ADP consumed."""
+        """Check and strip SKIP + AH/ESP. None: queued for a certificate, or ADP consumed.
+
+        The common case (IPv4 without options, a Kp already verified) runs inline here; the
+        rest is in :meth:`_admit`. The engine re-checks the IP header (checksum, length,
+        fragments) before anything is decrypted.
+        """
         try:
-            return self._unprotect(packet, now)
+            if len(packet) >= _IPV4_PLAIN + 12 and packet[0] == 0x45 and packet[9] == 57:
+                off = _IPV4_PLAIN
+                src, dst = packet[12:16], packet[16:20]
+            else:
+                off = self._skip_offset(packet)
+                src, dst = _addresses(packet)
+            word0, n, word2 = _FIXED_WORDS.unpack_from(packet, off)
+            length = self._layouts.get((word0, word2)) or self._measure(packet, off, word0, word2)
+            end = off + length
+            if end > len(packet):
+                raise ParseError("truncated", "SKIP header ends before its EKp / MKIDs")
+            header = packet[off:end]
+            shim_icv = None
+            if word0 & 0x0F000000:  # Rsvd: ignored, and zero in the AH ICV image (s. 1.10.1)
+                header = shim_icv = bytes((header[0] & 0xF0,)) + header[1:]
+            key = (b"" if word0 & 0xFF0000 else src, b"" if word0 & 0xFF00 else dst, header)
+            rx = self._rx.get(key)
+            if rx is not None and rx.accept_from <= now < rx.accept_until:  # n within +-1
+                if shim_icv is None:
+                    inner = rx.receive(packet)
+                else:
+                    inner = rx.transforms.unprotect(packet, length, shim_icv)
+            else:
+                local_n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
+                if not -1 <= n - local_n <= 1:
+                    raise KeyingError("n_out_of_window", f"n {n}, local n {local_n}")
+                rx = self._admit(packet, end, header, src, dst, now)
+                if rx is None:
+                    return None
+                inner = rx.transforms.unprotect(packet, length, shim_icv)
+                self._store_rx(key, rx, local_n)
+            if inner[9 if inner[0] >> 4 == 4 else 6] == PROTO_ICMP and self._maybe_adp(inner, rx):
+                return None
+            self.counters["rx_ok"] += 1
+            return Received(inner, rx.peer, rx.identity, rx.version, rx.algorithms, n)
         except SkipError as err:
             self.counters.hit(err.reason)
             raise
 
-    def _unprotect(self, packet: bytes, now: float) -> Received | None:
+    @staticmethod
+    def _skip_offset(packet: bytes) -> int:
         _version, _nh_off, off, proto = locate_upper(packet)
         if proto != IP_PROTOCOL_SKIP:
             raise ParseError("unsupported_protocol", f"protocol {proto} is not SKIP")
-        end, _ekp, _src, _dst = measure(packet, off, num.header_ekp_length, self.nsids)
-        b0 = packet[off]
-        header = bytes(packet[off:end])
-        shim_icv = None
-        if b0 & 0x0F:  # Rsvd: ignored, and zero in the AH ICV image (draft-06 s. 1.10.1)
-            header = bytes((b0 & 0xF0,)) + header[1:]
-            shim_icv = header
-        n = _N_AT.unpack_from(packet, off + 4)[0]
-        local_n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
-        if not -1 <= n - local_n <= 1:
-            raise KeyingError("n_out_of_window", f"n {n}, local n {local_n}")
-        src, dst = _addresses(packet)
-        key = (b"" if packet[off + 1] else src, b"" if packet[off + 2] else dst, header)
-        rx = self._rx.get(key)
-        if rx is None:
-            rx = self._admit(packet, off, end, header, src, dst, local_n, now)
-            if rx is None:
-                return None
-            inner = rx.transforms.unprotect(packet, end - off, shim_icv)
-            self._store_rx(key, rx, local_n)
-        else:
-            inner = rx.transforms.unprotect(packet, end - off, shim_icv)
-        if inner[9 if inner[0] >> 4 == 4 else 6] == PROTO_ICMP and self._maybe_adp(inner, rx):
-            return None
-        self.counters["rx_ok"] += 1
-        return Received(inner, rx.peer, rx.identity, rx.version, rx.algorithms, n)
+        if len(packet) < off + 12:
+            raise ParseError("truncated", "SKIP header shorter than its 12 fixed bytes")
+        return off
 
-    def _admit(self, packet: bytes, off: int, end: int, header: bytes, src: bytes, dst: bytes,
-               local_n: int, now: float) -> _RxKey | None:
+    def _measure(self, packet: bytes, off: int, word0: int, word2: int) -> int:
+        """Length of a SKIP header layout not seen before (everything of the fixed part but n
+        decides it); memoised, at most _MAX_LAYOUTS of them, and only layouts that parse."""
+        end = measure(packet, off, num.header_ekp_length, self.nsids)[0]
+        if len(self._layouts) < _MAX_LAYOUTS:
+            self._layouts[(word0, word2)] = end - off
+        return end - off
+
+    def _admit(self, packet: bytes, end: int, header: bytes, src: bytes, dst: bytes,
+               now: float) -> _RxKey | None:
         """First packet under a Kp: every check, then key recovery (the slow path)."""
         hdr = SkipHeader.parse(header, num.header_ekp_length, self.nsids)
         if hdr.version == num.LEGACY_VERSION and not self.policy.allow_legacy:
@@ -386,7 +446,8 @@ class SkipEndpoint:
         transforms = self._transforms(suite, kp, len(hdr.ekp), header, them, me, now,
                                       pre06=them.pre06, inbound=True)
         authenticated = bool(hdr.mac_alg)
-        return _RxKey(transforms, them.name, me.name, hdr.version, algs, hdr.n, authenticated)
+        return _RxKey(transforms, transforms.receiver(len(header)), them.name, me.name,
+                      hdr.version, algs, hdr.n, authenticated)
 
     def _store_rx(self, key: tuple[bytes, bytes, bytes], rx: _RxKey, local_n: int) -> None:
         """Remember a verified Kp. Bounded: live Kps (n within +-1) are never evicted, because
@@ -507,7 +568,7 @@ class SkipEndpoint:
             return
         n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
         tx = self._new_tx(me, them, suite, n, now)
-        self._events.append(Transmit(tx.transforms.protect(reply, tx.header), "adp"))
+        self._events.append(Transmit(tx.send(reply), "adp"))
         self.counters["adp_sent"] += 1
 
     def _adp_suite(self, version: int) -> Suite | None:
@@ -552,6 +613,7 @@ class SkipEndpoint:
         chosen = adp.choose(self.policy, current, advice)
         if chosen is not None and chosen != current:
             self._suites[peer.name] = chosen
+            self._retire_tx(peer.name)  # the next packet starts a Kp with the new algorithms
             self._events.append(
                 AlgorithmsChanged(peer.name, current.algorithms, chosen.algorithms,
                                   int(advice.code))

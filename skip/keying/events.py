@@ -36,9 +36,13 @@ class Transmit:
     why: str  # "released" (was queued), "adp" (a SKIP ICMP answer)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Received:
-    """A packet that passed every SKIP and ESP/AH check (returned by unprotect, or released)."""
+    """A packet that passed every SKIP and ESP/AH check (returned by unprotect, or released).
+
+    Not frozen: one is made per received packet, and frozen dataclasses pay for
+    ``object.__setattr__`` on every field.
+    """
 
     packet: bytes
     peer: str

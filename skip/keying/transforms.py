@@ -11,6 +11,7 @@ engine costs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from ipaddress import ip_address
 
 from skip.crypto import skip_numbers as num
@@ -30,18 +31,24 @@ class Transforms:
     def __init__(self, sas: tuple[SecurityAssociation, ...]) -> None:
         self.sas = sas
 
-    def protect(self, packet: bytes, header: bytes) -> bytes:
-        sas = self.sas
-        if len(sas) == 1:
-            return sas[0].protect(packet, shim=(IP_PROTOCOL_SKIP, header))
-        return sas[0].protect(sas[1].protect(packet), shim=(IP_PROTOCOL_SKIP, header))
+    def sender(self, header: bytes) -> Callable[[bytes], bytes]:
+        """``packet -> wire`` with ``header`` as the SKIP shim (one call frame per packet)."""
+        shim = (IP_PROTOCOL_SKIP, header)
+        if len(self.sas) == 1:
+            return partial(self.sas[0].protect, shim=shim)
+        outer, inner = self.sas
+        return lambda packet: outer.protect(inner.protect(packet), shim=shim)
 
-    def unprotect(self, packet: bytes, shim_len: int, shim_icv: bytes | None = None) -> bytes:
-        sas = self.sas
-        out = sas[0].unprotect(packet, shim_len=shim_len, shim_icv=shim_icv)
-        if len(sas) == 2:
-            out = sas[1].unprotect(out)
-        return out
+    def receiver(self, shim_len: int) -> Callable[[bytes], bytes]:
+        """``wire -> packet`` for packets whose shim is its own ICV image (Rsvd = 0)."""
+        if len(self.sas) == 1:
+            return partial(self.sas[0].unprotect, shim_len=shim_len)
+        outer, inner = self.sas
+        return lambda packet: inner.unprotect(outer.unprotect(packet, shim_len=shim_len))
+
+    def unprotect(self, packet: bytes, shim_len: int, shim_icv: bytes | None) -> bytes:
+        out = self.sas[0].unprotect(packet, shim_len=shim_len, shim_icv=shim_icv)
+        return self.sas[1].unprotect(out) if len(self.sas) == 2 else out
 
 
 def build(
