@@ -355,3 +355,42 @@ def test_validate_parameters_refuses_bad_groups(p: int, g: int, why: str) -> Non
     with pytest.raises(KeyingError, match=why) as err:
         validate_parameters(p, g)
     assert err.value.reason == "bad_group"
+
+
+# --- the certs/ parameter files ----------------------------------------------------------------
+
+CERTS = Path(__file__).parent.parent / "certs"
+
+
+def _pem_blocks(text: bytes) -> list[bytes]:
+    return [_pem_body(b"-----BEGIN" + block) for block in text.split(b"-----BEGIN")[1:]]
+
+
+def test_skip_primes_match_the_copies_shipped_by_postgresql_and_openssl() -> None:
+    """PostgreSQL's be-secure-openssl.c (and OpenSSL's old apps/dh*.pem) carry the SKIP
+    primes as "DH PARAMETERS" PEM blocks; tests/vectors/README.md gives the source."""
+    blocks = _pem_blocks((VECTORS / "skip_primes_postgresql.pem").read_bytes())
+    found = [algos.DHParameters.load(der) for der in blocks]
+    assert [(f["p"].native, f["g"].native) for f in found] == [
+        (GROUPS["skip-1024"].p, 2),
+        (GROUPS["skip-2048"].p, 2),
+    ]
+
+
+@pytest.mark.parametrize("group", MODP, ids=lambda g: g.name)
+def test_certs_folder_holds_every_modp_group(group: dh.DHGroup) -> None:
+    (der,) = _pem_blocks((CERTS / f"{group.name}.pem").read_bytes())
+    params = algos.DHParameters.load(der)
+    assert (params["p"].native, params["g"].native) == (group.p, group.g)
+
+
+@needs_openssl
+@pytest.mark.parametrize("name", sorted(RFC3526) + sorted(RFC7919))
+def test_openssl_recognises_the_certs_files_as_its_named_groups(name: str) -> None:
+    text = subprocess.run(
+        ["openssl", "pkeyparam", "-noout", "-text", "-in", CERTS / f"{name}.pem"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert f"GROUP: {name.replace('modp-', 'modp_')}" in text
