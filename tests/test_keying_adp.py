@@ -70,25 +70,18 @@ def test_legacy_round_trip_uses_keyed_md5_and_switches() -> None:
 
 def test_kij_alg_zero_solicits_advice() -> None:
     link = pair("x25519")
-    wire = bytearray(link.a.protect(udp(), NOW))
-    off = locate_upper(wire)[2]
-    header = SkipHeader.parse_from(wire, off, num.header_ekp_length)[0]
-    solicit = SkipHeader(2, 0, 0, header.next_header, header.n, 0, header.crypt_alg,
-                         header.mac_alg).encode()
-    packet = bytes(wire[:off]) + solicit + bytes(wire[off + header.length:])
-    fixed = bytearray(packet)
-    total = len(fixed)
-    fixed[2:4] = total.to_bytes(2, "big")
-    fixed[10:12] = b"\0\0"
-    from skip.wire.ip import ipv4_checksum
-    fixed[10:12] = ipv4_checksum(fixed, 0, 20).to_bytes(2, "big")
+    solicitation = link.a.solicit("b", NOW)
+    _v, _nh, off, proto = locate_upper(solicitation)
+    header = SkipHeader.parse_from(solicitation, off, num.header_ekp_length)[0]
+    assert proto == 57 and header.kij_alg == 0 and header.ekp == b""
     with pytest.raises(SkipError) as err:
-        link.b.unprotect(bytes(fixed), NOW)
-    assert err.value.reason == "no_kp"
+        link.b.unprotect(solicitation, NOW)
+    assert err.value.reason == "no_kp"  # nothing is delivered
     answer = _adp_answer(link.b)
     assert link.a.unprotect(answer, NOW) is None
-    assert link.a.capabilities["b"].code == AdpCode.NONE
-    assert link.a.capabilities["b"].kij == (10,)
+    advice = link.a.capabilities["b"]
+    assert advice.code == AdpCode.NONE and advice.kij == (10,)
+    assert set(advice.crypt) == {10, 11, 12, 13, 14} and advice.comp == ()
 
 
 def test_answers_are_rate_limited() -> None:

@@ -33,7 +33,7 @@ from skip.crypto.kp_wrap import (
     modern_unwrap_kp,
     modern_wrap_kp,
 )
-from skip.errors import KeyingError, ParseError, PolicyError, SkipError
+from skip.errors import ConfigError, KeyingError, ParseError, PolicyError, SkipError
 from skip.keying import adp
 from skip.keying.events import (
     AlgorithmsChanged,
@@ -49,7 +49,15 @@ from skip.keying.kij_cache import KijCache, KijEntry
 from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import LEGACY_ADP, MODERN_ADP, Suite
 from skip.keying.transforms import Transforms, build
-from skip.wire.ip import PROTO_AH, PROTO_ICMP, build_ipv4, build_ipv6, locate_upper
+from skip.wire.ip import (
+    PROTO_AH,
+    PROTO_ESP,
+    PROTO_ICMP,
+    PROTO_NONE,
+    build_ipv4,
+    build_ipv6,
+    locate_upper,
+)
 from skip.wire.nsid import STANDARD_NSIDS, NsidTable
 from skip.wire.skip_header import IP_PROTOCOL_SKIP, SkipHeader, measure
 from skip.wire.skip_icmp import ICMP_TYPE_SKIP, AdpCode, SkipIcmp
@@ -139,7 +147,7 @@ class SkipEndpoint:
         self._rx: dict[tuple[bytes, bytes, bytes], _RxKey] = {}
         self._rx_per_peer: dict[str, int] = {}
         self._rx_n = -1
-        self._layouts: dict[tuple[int, int], int] = {}  # memo for _header_end
+        self._layouts: dict[tuple[int, int], int] = {}  # memo of _measure
         self._suites: dict[str, Suite] = {}  # ADP-chosen suites, by peer name
         self.capabilities: dict[str, SkipIcmp] = {}  # last ADP advice, by peer name
         self._pending: OrderedDict[bytes, deque[tuple[str, bytes]]] = OrderedDict()
@@ -154,7 +162,7 @@ class SkipEndpoint:
 
     def add_identity(self, identity: LocalIdentity) -> None:
         if identity.name in self._identities:
-            raise KeyingError("bad_header", f"identity {identity.name!r} exists")
+            raise ConfigError("config_invalid", f"identity {identity.name!r} exists")
         self._identities[identity.name] = identity
         if identity.nsid:
             self._identity_by_mkid[(identity.nsid, identity.mkid)] = identity
@@ -168,7 +176,11 @@ class SkipEndpoint:
         ``tunnel``: send to this peer in tunnel mode with this outer destination address.
         Returns the events the release produced (they are also queued in :meth:`events`).
         """
-        self.remove_peer(peer.name)
+        old = self._peers.get(peer.name)
+        if old is not None and (old.group, old.public) == (peer.group, peer.public):
+            self._unindex(old)  # same key (a renewed certificate): keep keys and replay state
+        else:
+            self.remove_peer(peer.name)
         self._peers[peer.name] = peer
         if peer.nsid:
             self._peer_by_mkid[(peer.nsid, peer.mkid)] = peer
@@ -185,16 +197,20 @@ class SkipEndpoint:
         peer = self._peers.pop(name, None)
         if peer is None:
             return
-        for table in (self._peer_by_mkid, self._peer_by_addr):
-            for k in [k for k, p in table.items() if p is peer]:
-                del table[k]
-        self._tunnels.pop(name, None)
+        self._unindex(peer)
         self.kij_cache.discard(lambda key: key[1] == name)
         self._retire_tx(name)
         for k in [k for k, v in self._rx.items() if v.peer == name]:
             del self._rx[k]
         self._rx_per_peer.pop(name, None)
         self._suites.pop(name, None)
+
+    def _unindex(self, peer: Peer) -> None:
+        for table in (self._peer_by_mkid, self._peer_by_addr):
+            for k in [k for k, p in table.items() if p is peer]:
+                del table[k]
+        self._tunnels.pop(peer.name, None)
+        self._tx_by_route.clear()
 
     def _retire_tx(self, peer_name: str) -> None:
         for pair in [p for p in self._tx if p[1] == peer_name]:
@@ -225,6 +241,26 @@ class SkipEndpoint:
         if peer.group.startswith("skip-"):
             return self.policy.legacy_default
         return self.policy.modern_default
+
+    def solicit(self, peer: str, now: float, *, identity: str | None = None) -> bytes:
+        """A SKIP packet with Kij Alg 0 (no Kp): asks the peer for SKIP ICMP (ADP-00).
+
+        It carries the peer's current Crypt/MAC numbers and nothing after the header (Next
+        Header 59); the answer, once unprotected, updates :attr:`capabilities`.
+        """
+        them = self._peers[peer]
+        me = self._identities[identity] if identity else next(
+            i for i in self._identities.values() if them.group in i.keys)
+        suite = self.suite_for(them)
+        n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
+        header = SkipHeader(suite.version, me.nsid, them.nsid, PROTO_NONE, n, 0,
+                            suite.crypt_alg, suite.mac_alg, 0, b"", me.mkid, them.mkid).encode()
+        for dst in sorted(them.addresses):
+            src = next((a for a in sorted(me.addresses) if len(a) == len(dst)), None)
+            if src is not None:
+                build = build_ipv4 if len(dst) == 4 else build_ipv6
+                return build(ip_address(src), ip_address(dst), IP_PROTOCOL_SKIP, header)
+        raise PolicyError("no_identity", "no address pair of one family to send it on")
 
     def events(self) -> list[Event]:
         """Drain the event queue."""
@@ -261,9 +297,12 @@ class SkipEndpoint:
         n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
         locate_upper(packet, verify_checksum=False)  # validates the header chain
         src, dst = _addresses(packet)
-        me = self._identities.get(identity_name or "") or self._identity_by_addr.get(src)
-        if me is None or (identity_name and me.name != identity_name):
-            raise PolicyError("no_identity", "no local principal sends from this address")
+        if identity_name is not None:
+            me = self._identities.get(identity_name)
+        else:
+            me = self._identity_by_addr.get(src)
+        if me is None:
+            raise PolicyError("no_identity", "no such local principal, or none at this address")
         them = self._peers.get(peer_name) if peer_name else self._peer_by_addr.get(dst)
         if them is None:
             if peer_name:
@@ -301,19 +340,16 @@ class SkipEndpoint:
             ekp = legacy_encrypt_kp(prof.kij[kij], kijn, kp, ekp_len, self.rng)
         else:
             ekp = modern_wrap_kp(kijn, kp)
-        header = SkipHeader(
-            suite.version, me.nsid, them.nsid, 0, n, kij, crypt, mac, 0, ekp, me.mkid, them.mkid,
-        )
-        header = replace(header, next_header=50 if suite.layers[0] == "esp" else PROTO_AH)
-        raw = header.encode()
-        transforms = self._transforms(suite, kp, ekp_len, raw, them, me, now, pre06=them.pre06)
+        next_header = PROTO_ESP if suite.layers[0] == "esp" else PROTO_AH
+        raw = SkipHeader(suite.version, me.nsid, them.nsid, next_header, n, kij, crypt, mac, 0,
+                         ekp, me.mkid, them.mkid).encode()
+        transforms = self._transforms(suite, kp, ekp_len, raw, them, me, pre06=them.pre06)
         self.counters["kp_new"] += 1
         expires = min(now + self.policy.kp_max_seconds, kdf.n_start(n + 1))
         return _TxKey(expires, self.policy.kp_max_bytes, suite, raw, transforms.sender(raw))
 
     def _transforms(self, suite: Suite, kp: bytes, ekp_len: int, header: bytes, them: Peer,
-                    me: LocalIdentity, now: float, *, pre06: bool, inbound: bool = False
-                    ) -> Transforms:
+                    me: LocalIdentity, *, pre06: bool, inbound: bool = False) -> Transforms:
         """Derive E_kp / A_kp and build the SAs (tunnel endpoints oriented for the direction)."""
         prof = suite.profile
         _, crypt, mac, _ = suite.algorithms
@@ -443,7 +479,7 @@ class SkipEndpoint:
         else:
             kp = modern_unwrap_kp(kijn, hdr.ekp)
         self.counters["kp_decrypted"] += 1
-        transforms = self._transforms(suite, kp, len(hdr.ekp), header, them, me, now,
+        transforms = self._transforms(suite, kp, len(hdr.ekp), header, them, me,
                                       pre06=them.pre06, inbound=True)
         authenticated = bool(hdr.mac_alg)
         return _RxKey(transforms, transforms.receiver(len(header)), them.name, me.name,
