@@ -8,7 +8,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from asn1crypto import x509
+from asn1crypto import algos, core, x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,12 +16,16 @@ from skip.crypto.dh import GROUPS
 from skip.errors import CertificateError, ParseError
 from skip.pki import (
     DHPrivateKey,
+    Revocation,
     dump_private_key,
+    issue_crl,
     load_certificate,
     load_certificates,
+    load_crls,
     load_private_key,
     load_public_key,
 )
+from skip.pki.asn1 import SubjectPublicKeyInfo
 from skip.pki.certificate import parse_certificate
 from skip.pki.dhkey import decode_spki, dump_public_key, encode_spki
 from skip.pki.names import parse_ip_attribute
@@ -183,10 +187,6 @@ def test_skip_2048_has_no_x942_form(dh_keys: Keys) -> None:
 
 def test_pkcs3_private_value_length_is_accepted(dh_keys: Keys) -> None:
     """PKCS #3 DHParameter may carry privateValueLength; skip-extensions A-X509-1."""
-    from asn1crypto import algos, core
-
-    from skip.pki.asn1 import SubjectPublicKeyInfo
-
     group = GROUPS["skip-1024"]
     y = int.from_bytes(dh_keys["skip-1024"].public.public_value)
     spki = SubjectPublicKeyInfo(
@@ -295,3 +295,35 @@ def test_der_parser_on_random_bytes(data: bytes) -> None:
 def test_spki_parser_on_random_bytes(data: bytes) -> None:
     with contextlib.suppress(CertificateError):
         decode_spki(data)
+
+
+def test_crl_round_trip(root_ca: Ca) -> None:
+    revoked = [Revocation(7, NOW - 100, "key_compromise"), Revocation(3, NOW - 50)]
+    crl = issue_crl(
+        signer=root_ca.signer,
+        issuer=root_ca.cert,
+        revoked=revoked,
+        this_update=NOW - 10,
+        next_update=NOW + 10,
+        number=42,
+    )
+    (again,) = load_crls(crl.pem())
+    assert again.revoked == {r.serial: r for r in revoked}
+    assert (again.number, again.this_update, again.next_update) == (42, NOW - 10, NOW + 10)
+    assert again.issuer == root_ca.cert.subject
+    empty = issue_crl(
+        signer=root_ca.signer,
+        issuer=root_ca.cert,
+        revoked=[],
+        this_update=NOW,
+        next_update=NOW + 1,
+        number=1,
+    )
+    assert load_crls(empty.der)[0].revoked == {}
+
+
+@given(st.binary(max_size=300))
+def test_crl_and_key_parsers_on_random_bytes(data: bytes) -> None:
+    for parse in (load_crls, load_private_key, load_public_key):
+        with contextlib.suppress(CertificateError):
+            parse(data)

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from asn1crypto import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from skip.crypto.dh import GROUPS
 from skip.errors import CertificateError
@@ -411,3 +414,23 @@ def test_openssl_signing_key_leaf_is_not_a_dh_certificate(openssl_pki: Path) -> 
     cert = load_certificate((openssl_pki / "ec.crt").read_bytes())
     anchor = load_certificate((openssl_pki / "ca.crt").read_bytes())
     assert skip_verdict(cert, [anchor], at=int(time.time())) == "cert_key_type"
+
+
+def test_legacy_sha1_signatures_need_opting_in(dh_keys: Keys) -> None:
+    """An RFC 1422-era signature: sha1WithRSAEncryption, refused unless policy allows."""
+    rsa_ca = make_ca("legacy RSA root", "rsa-pkcs1")
+    modern = make_leaf(rsa_ca, dh_keys["skip-1024"], profile="draft")
+    tbs = x509.TbsCertificate.load(modern.tbs)
+    tbs["signature"] = {"algorithm": "sha1_rsa"}
+    signature = rsa_ca.signer.key.sign(tbs.dump(), padding.PKCS1v15(), hashes.SHA1())
+    legacy = parse_certificate(
+        x509.Certificate(
+            {
+                "tbs_certificate": tbs,
+                "signature_algorithm": {"algorithm": "sha1_rsa"},
+                "signature_value": signature,
+            }
+        ).dump()
+    )
+    assert skip_verdict(legacy, [rsa_ca.cert]) == "cert_bad_signature"
+    assert skip_verdict(legacy, [rsa_ca.cert], policy=Policy(allow_legacy_signatures=True)) is None

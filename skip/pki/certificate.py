@@ -27,9 +27,13 @@ from asn1crypto import core, keys, x509
 
 from skip.crypto.dh import Rng
 from skip.errors import CertificateError
-from skip.pki.asn1 import SubjectPublicKeyInfo, parsing
-from skip.pki.dhkey import _ECX_OIDS as ECX_OIDS
-from skip.pki.dhkey import DHPublicKey, decode_spki, encode_spki, spki_algorithm
+from skip.pki.asn1 import (
+    OID_DH_KEY_AGREEMENT,
+    OID_DH_PUBLIC_NUMBER,
+    SubjectPublicKeyInfo,
+    parsing,
+)
+from skip.pki.dhkey import ECX_OIDS, DHPublicKey, decode_spki, encode_spki, spki_algorithm
 from skip.pki.names import (
     IPAddress,
     SkipName,
@@ -47,7 +51,7 @@ from skip.pki.pemfile import pem_blocks, pem_encode, read_pem_or_der
 from skip.pki.signing import Signer
 
 Profile = Literal["draft", "v3"]
-_DH_OIDS = {"1.2.840.113549.1.3.1", "1.2.840.10046.2.1", *ECX_OIDS}
+_DH_OIDS = {OID_DH_KEY_AGREEMENT, OID_DH_PUBLIC_NUMBER, *ECX_OIDS}
 _UTC = dt.UTC
 _UTCTIME_LIMIT = dt.datetime(2050, 1, 1, tzinfo=_UTC)  # RFC 5280 4.1.2.5
 

@@ -41,8 +41,8 @@ from skip.pki.pemfile import pem_encode, read_pem_or_der
 Encoding = Literal["pkcs3", "x942", "rfc8410"]
 ENCODINGS: tuple[Encoding, ...] = ("pkcs3", "x942", "rfc8410")
 
-_ECX_OIDS = {OID_X25519: "x25519", OID_X448: "x448"}
-_ECX_OID_BY_NAME = {name: oid for oid, name in _ECX_OIDS.items()}
+ECX_OIDS = {OID_X25519: "x25519", OID_X448: "x448"}
+_ECX_OID_BY_NAME = {name: oid for oid, name in ECX_OIDS.items()}
 
 
 @dataclass(frozen=True)
@@ -136,10 +136,10 @@ def decode_spki(spki_der: bytes) -> DHPublicKey:
         oid = spki["algorithm"]["algorithm"].dotted
         raw = bytes(spki["public_key"].native)
         params = spki["algorithm"]["parameters"]
-        if oid in _ECX_OIDS:
+        if oid in ECX_OIDS:
             if params.native is not None:
                 raise CertificateError("cert_malformed", "RFC 8410 keys have no parameters")
-            group = GROUPS[_ECX_OIDS[oid]]
+            group = GROUPS[ECX_OIDS[oid]]
             if len(raw) != group.public_size:
                 raise CertificateError("bad_public_value", f"{group.name} key of {len(raw)} bytes")
             return DHPublicKey(group, raw, "rfc8410")
@@ -242,8 +242,8 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> DHPrivateK
         info = PrivateKeyInfo.load(der, strict=True)
         oid = info["private_key_algorithm"]["algorithm"].dotted
         inner = bytes(info["private_key"].native)
-        if oid in _ECX_OIDS:
-            group = GROUPS[_ECX_OIDS[oid]]
+        if oid in ECX_OIDS:
+            group = GROUPS[ECX_OIDS[oid]]
             raw = bytes(core.OctetString.load(inner, strict=True).native)
             return DHPrivateKey(group, raw)
         spki = SubjectPublicKeyInfo(

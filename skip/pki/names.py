@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from asn1crypto import core, x509
@@ -140,13 +141,15 @@ def parse_dn(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def build_name(pairs: list[tuple[str, str]], ip_attributes: list[IPAddress] = ()) -> x509.Name:
+def build_name(
+    pairs: Sequence[tuple[str, str]], ip_attributes: Sequence[IPAddress] = ()
+) -> x509.Name:
     """A Name with one RDN per attribute, in the order given, then one Sun ipAddress RDN per
     address (skip-x509-00: "iterating on the SEQUENCE-OF" of the RDN sequence)."""
     rdns = []
     for key, value in pairs:
         if key.upper() == "IPADDRESS":
-            ip_attributes = [*ip_attributes, parse_ip_attribute(value)]
+            ip_attributes = (*ip_attributes, parse_ip_attribute(value))
             continue
         name_type = _ATTRIBUTES.get(key.upper())
         if name_type is None:
@@ -190,6 +193,10 @@ def name_attributes(name: x509.Name) -> list[tuple[str, str]]:
 
 
 def format_name(name: x509.Name) -> str:
-    return ",".join(
-        f"{key}={value.replace(',', chr(92) + ',')}" for key, value in name_attributes(name)
-    )
+    """RFC 4514-like text in certificate order: "CN=host1,ipAddress=10.0.0.1"."""
+    return ",".join(f"{key}={_escape(value)}" for key, value in name_attributes(name))
+
+
+def _escape(value: str) -> str:
+    """Commas inside a value are written as backslash-comma, which :func:`parse_dn` reads."""
+    return value.replace(",", r"\,")

@@ -149,7 +149,7 @@ def require_name(peer: PeerKey, nsid: int, mkid: bytes) -> None:
 
 
 def check_time(cert: Certificate | UdhCertificate, now: float) -> None:
-    what = getattr(cert, "subject_text", None) or "UDH value"
+    what = cert.subject_text if isinstance(cert, Certificate) else "the UDH value"
     if now < cert.not_before:
         raise CertificateError(
             "cert_not_yet_valid", f"{what} is not valid before {cert.not_before}"
@@ -203,6 +203,7 @@ def _build_chain(
     pool = [c for c in intermediates if c.dh_key is None]
     last_error: CertificateError | None = None
     while len(chain) <= policy.max_chain_length:
+        last_error = None
         candidates = trust.issuers_of(current) + [c for c in pool if c.subject == current.issuer]
         if current.authority_key_id:  # try the key-id match first during CA key rollover
             candidates.sort(key=lambda c: c.subject_key_id != current.authority_key_id)
