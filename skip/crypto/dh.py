@@ -6,15 +6,19 @@ enough for the group, and peer public values checked before use (a value of 1, p
 outside the prime-order subgroup would leak bits of our long-term private key or force a
 predictable Kij).
 
-Finite-field arithmetic runs in OpenSSL through ``cryptography`` (a 2048-bit exchange costs
-about 0.2-0.5 ms there against ~20 ms with Python's ``pow``). ``cryptography`` marks
-finite-field DH deprecated, so its use is confined to the few ``_ffdh_*`` helpers below: if
-the backend has to change, only they change.
+Finite-field arithmetic for the RFC 3526 / RFC 7919 groups runs in OpenSSL through
+``cryptography`` (a 2048-bit exchange costs about 0.2-0.5 ms there against ~20 ms with a
+full-length Python ``pow``); the SKIP primes and custom groups use Python's ``pow``, because
+OpenSSL re-tests the primality of moduli it does not know by name whenever a key object is
+built (see :func:`_ffdh_power`). ``cryptography`` marks finite-field DH deprecated, so its use
+is confined to :func:`_ffdh_power` here (plus the PKCS #8 encryption of DH key files in
+skip.pki.dhkey): if the backend has to change, only those change.
 
 Byte conventions (shared by keying, pki and the wire formats):
 
-- MODP private values are the exponent, big-endian, ``private_size`` bytes; public values and
-  shared secrets are big-endian and left-padded to the byte length of p (``public_size``).
+- MODP private values are the exponent, big-endian: ``private_size`` bytes for keys made here,
+  up to ``public_size`` bytes for keys imported from elsewhere; public values and shared
+  secrets are big-endian and left-padded to the byte length of p (``public_size``).
 - X25519 / X448 private, public and shared values are the raw 32 / 56 byte strings of RFC 7748.
 """
 
