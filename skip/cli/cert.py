@@ -583,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
         "create a CA directory (ca.crt, ca.key, revoked.json)",
         f"{PROG} init-ca ca --subject 'CN=Example SKIP CA,O=Example' --key-type ed25519",
     )
-    p.add_argument("dir")
+    p.add_argument("dir", help="directory for ca.crt, ca.key and revoked.json")
     p.add_argument("--subject", required=True, help="CA name, e.g. 'CN=Example CA,O=Example'")
     p.add_argument("--key-type", choices=CA_KEY_TYPES, default="ed25519")
     p.add_argument("--rsa-bits", type=int, default=3072)
@@ -600,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
         "generate a long-term DH private key",
         f"{PROG} genkey host1.key --group ffdhe3072 --public host1.pub",
     )
-    p.add_argument("out")
+    p.add_argument("out", help="private key file to write (PKCS#8 PEM, mode 0600)")
     p.add_argument("--group", choices=sorted(GROUPS), default="ffdhe2048")
     p.add_argument("--public", help="also write the public key (PEM) here")
     p.add_argument(
@@ -655,8 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
         "describe a certificate, UDH value, CRL or key",
         f"{PROG} show host1.crt --json",
     )
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("file", help="certificate, UDH value, CRL, public or private key")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--passphrase-file", help="passphrase of an encrypted private key")
 
     p = _command(
@@ -666,20 +666,24 @@ def build_parser() -> argparse.ArgumentParser:
         "validate a certificate or UDH value at a given time",
         f"{PROG} verify host1.crt --ca ca/ca.crt --crl ca.crl --at 2026-06-01 --ip 10.0.0.1",
     )
-    p.add_argument("file")
+    p.add_argument("file", help="certificate (PEM/DER) or UDH value")
     p.add_argument("--ca", action="append", default=[], help="trust anchor file(s)")
     p.add_argument("--untrusted", action="append", default=[], help="intermediate CA file(s)")
     p.add_argument("--crl", action="append", default=[], help="CRL file(s)")
     p.add_argument("--at", default="now", help="validation time: ISO 8601, @seconds or now")
     wanted = p.add_mutually_exclusive_group()
     wanted.add_argument("--name", help="NSID:MKIDHEX the key must answer to (8:<md5> for UDH)")
-    wanted.add_argument("--ip")
-    wanted.add_argument("--dns")
-    wanted.add_argument("--email")
-    p.add_argument("--require-crl", action="store_true")
-    p.add_argument("--allow-custom-groups", action="store_true")
+    wanted.add_argument("--ip", help="address the key must answer to (NSID 1/3)")
+    wanted.add_argument("--dns", help="DNS name the key must answer to (NSID 4)")
+    wanted.add_argument("--email", help="mailbox the key must answer to (NSID 9)")
+    p.add_argument("--require-crl", action="store_true", help="refuse issuers without a CRL")
+    p.add_argument(
+        "--allow-custom-groups",
+        action="store_true",
+        help="accept DH parameters that are not a well-known group (slow checks)",
+    )
     p.add_argument("--allow-legacy", action="store_true", help="accept MD5/SHA-1 signatures")
-    p.add_argument("--min-bits", type=int, default=1024)
+    p.add_argument("--min-bits", type=int, default=1024, help="smallest MODP modulus accepted")
 
     p = _command(
         sub,
@@ -689,8 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} name host1.crt",
         aliases=("fingerprint",),
     )
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("file", help="DH certificate or UDH value")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = _command(
         sub,
@@ -699,7 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
         "convert to PEM, DER, UDH or DNS CERT record text",
         f"{PROG} export host1.crt --format dns --owner host1.example.",
     )
-    p.add_argument("file")
+    p.add_argument("file", help="certificate, CRL, public key or UDH value")
     p.add_argument("--format", choices=("pem", "der", "udh", "dns"), required=True)
     p.add_argument("--owner", help="owner name of the DNS CERT record")
     p.add_argument("--out", help="write here instead of standard output")
@@ -712,7 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
         "record revocations in a CA directory",
         f"{PROG} revoke --ca ca host2.crt --reason key_compromise",
     )
-    p.add_argument("cert", nargs="*")
+    p.add_argument("cert", nargs="*", help="certificate(s) to revoke")
     p.add_argument("--ca", required=True)
     p.add_argument("--serial", action="append", default=[], help="serial number in hex")
     p.add_argument("--reason", choices=REASONS, default=None)
