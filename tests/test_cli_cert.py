@@ -19,7 +19,9 @@ import dns.rdatatype
 import pytest
 
 from skip.cli.cert import build_parser, main
-from skip.pki import load_certificate, parse_udh
+from skip.crypto.dh import GROUPS
+from skip.pki import DHPublicKey, load_certificate, parse_udh
+from skip.pki.dhkey import dump_public_key
 
 from .pki_support import needs_openssl, openssl
 
@@ -114,7 +116,7 @@ def test_the_small_pki(pki: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = fails(capsys, "verify", "host3.crt", "--ca", "ca/ca.crt", "--crl", "ca.crl")
     assert "cert_revoked" in line and "key_compromise" in line
     assert "OK" in ok(capsys, "verify", "host3.crt", "--ca", "ca/ca.crt")  # without the CRL
-    assert "OK" in ok(capsys, "verify", "host1.crt", "--ca", "ca/ca.crt", "--ip", "10.0.0.1")
+    assert "OK" in ok(capsys, "verify", "host1.crt", "--ca", "ca", "--ip", "10.0.0.1")
     assert "cert_name_mismatch" in fails(
         capsys, "verify", "host1.crt", "--ca", "ca/ca.crt", "--ip", "10.0.0.2"
     )
@@ -217,6 +219,22 @@ def test_files_and_refusals(pki: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "cert_malformed" in fails(capsys, "show", "junk.bin")
     assert "cert_exists" in fails(capsys, "init-ca", "ca", "--subject", "CN=again")
     assert "cert_key_type" in fails(capsys, "name", "ca/ca.crt")
+    group = GROUPS["ffdhe2048"]
+    evil = DHPublicKey(group, (group.p - 1).to_bytes(group.public_size), "x942")
+    Path("evil.pub").write_bytes(dump_public_key(evil))
+    assert "bad_public_value" in fails(
+        capsys,
+        "issue",
+        "--ca",
+        "ca",
+        "--public",
+        "evil.pub",
+        "--subject",
+        "CN=evil",
+        "--out",
+        "evil.crt",
+    )
+    assert not Path("evil.crt").exists()
 
 
 def test_passphrases(

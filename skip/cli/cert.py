@@ -51,7 +51,13 @@ from skip.pki.signing import (
     scheme_of_algorithm,
 )
 from skip.pki.udh import UdhCertificate, make_udh, parse_udh
-from skip.pki.validation import Policy, TrustStore, validate_certificate, validate_udh
+from skip.pki.validation import (
+    Policy,
+    TrustStore,
+    check_dh_key,
+    validate_certificate,
+    validate_udh,
+)
 
 PROG = "skip-cert"
 CA_CERT, CA_KEY, CA_STATE = "ca.crt", "ca.key", "revoked.json"
@@ -173,13 +179,23 @@ def read_object(
 
 
 def read_dh_public(args: argparse.Namespace) -> DHPublicKey:
+    """The holder's public value, checked like a peer would check it: a CA must not certify
+    parameters or values that every relying party would refuse."""
     if args.key:
-        return load_private_key(
+        key = load_private_key(
             Path(args.key).read_bytes(), read_passphrase(args.key_passphrase_file)
         ).public
-    if args.public:
-        return load_public_key(Path(args.public).read_bytes())
-    return parse_udh(Path(args.udh).read_bytes()).dh_key
+    elif args.public:
+        key = load_public_key(Path(args.public).read_bytes())
+    else:
+        key = parse_udh(Path(args.udh).read_bytes()).dh_key
+    check_dh_key(key)
+    return key
+
+
+def anchor_file(path: str) -> Path:
+    """``--ca`` takes a certificate file or a CA directory made by init-ca."""
+    return Path(path) / CA_CERT if Path(path).is_dir() else Path(path)
 
 
 # --- descriptions (show / name / --json) -------------------------------------------------------
@@ -377,7 +393,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     elif isinstance(obj, Certificate):
         if not args.ca:
             raise ConfigError("config_invalid", "give the trust anchors with --ca FILE")
-        anchors = [c for path in args.ca for c in load_certificates(Path(path).read_bytes())]
+        anchors = [c for path in args.ca for c in load_certificates(anchor_file(path).read_bytes())]
         intermediates = [c for p in args.untrusted for c in load_certificates(Path(p).read_bytes())]
         crls = [c for path in args.crl for c in load_crls(Path(path).read_bytes())]
         peer = validate_certificate(
@@ -667,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} verify host1.crt --ca ca/ca.crt --crl ca.crl --at 2026-06-01 --ip 10.0.0.1",
     )
     p.add_argument("file", help="certificate (PEM/DER) or UDH value")
-    p.add_argument("--ca", action="append", default=[], help="trust anchor file(s)")
+    p.add_argument("--ca", action="append", default=[], help="trust anchor file(s) or CA directory")
     p.add_argument("--untrusted", action="append", default=[], help="intermediate CA file(s)")
     p.add_argument("--crl", action="append", default=[], help="CRL file(s)")
     p.add_argument("--at", default="now", help="validation time: ISO 8601, @seconds or now")
