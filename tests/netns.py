@@ -320,10 +320,15 @@ class Capture:
         self.proc.wait(timeout=10)
         return self.path.read_bytes()
 
+    #: IPv6 neighbour discovery, MLD and IGMP are link plumbing, not traffic
+    NOT_LINK_LOCAL = ("(ip or ipv6) and not igmp and "
+                      "not (icmpv6.type >= 130 and icmpv6.type <= 143)")
+
     def protocols(self) -> list[str]:
-        """One "v4:PROTO" / "v6:NEXTHDR" / "udp:PORT" entry per IP packet, read by tshark."""
+        """One "v4:PROTO" / "v6:NEXTHDR" / "udp:PORT" entry per IP packet except neighbour
+        discovery, as tshark reads them."""
         fields = subprocess.run(
-            ["tshark", "-r", str(self.path), "-Y", "ip or ipv6", "-T", "fields",
+            ["tshark", "-r", str(self.path), "-Y", self.NOT_LINK_LOCAL, "-T", "fields",
              "-e", "ip.proto", "-e", "ipv6.nxt", "-e", "udp.dstport"],
             capture_output=True, text=True, check=True).stdout
         out = []

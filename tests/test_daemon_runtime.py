@@ -6,6 +6,7 @@ nomadic address learning, ICMP too-big, counting and log hygiene."""
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import json
 import logging
@@ -64,6 +65,7 @@ class DoubleEngine:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
         self.expect: dict[bytes, tuple[str, str]] = {}
+        self.counted: collections.Counter[str] = collections.Counter({"kp_generated": 1})
 
     def protect(self, packet: bytes, now: float, rule: PeerPolicy, outer: Any) -> bytes:
         self.sent.append((rule.name, str(outer)))
@@ -71,6 +73,7 @@ class DoubleEngine:
 
     def unprotect(self, datagram: bytes, now: float) -> Inbound:
         if MARK not in datagram:
+            self.counted["bad_icv"] += 1  # like the real engine, it counts what it refuses
             raise IntegrityError("bad_icv", "test double: not marked")
         inner = datagram[datagram.index(MARK) + len(MARK):]
         name, outer = self.expect.get(inner[12:16], ("beta", "192.0.2.2"))
@@ -80,7 +83,7 @@ class DoubleEngine:
         return []
 
     def counters(self) -> dict[str, int]:
-        return {"kp_generated": 1}
+        return dict(self.counted)
 
     def peers(self, now: float) -> list[dict[str, Any]]:
         return [{"rule": "beta", "algorithms": "double", "kp_age": 3.0}]
@@ -155,6 +158,7 @@ def test_too_big_answers_with_icmp_to_the_sender(daemon: Daemon) -> None:
     assert daemon.drops["packet_too_big"] == 1 and not daemon.sender.packets
     (icmp,) = daemon.tun.packets
     assert icmp[9] == 1 and icmp[16:20] == bytes([10, 57, 0, 7]) and icmp[20:22] == b"\x03\x04"
+    assert icmp[12:16] == bytes([192, 0, 0, 8])  # RFC 7600 dummy, not one of our addresses
     assert struct.unpack_from("!H", icmp, 26)[0] == 1500 - OVERHEAD
 
 
@@ -190,7 +194,7 @@ def test_nomadic_peer_address_is_learned(daemon: Daemon) -> None:
 def test_garbage_is_counted_by_reason(daemon: Daemon) -> None:
     daemon.inbound(b"\x45" + bytes(30), 1.0)
     daemon.outbound(b"\x99garbage", 1.0)
-    assert daemon.drops == {"bad_icv": 1, "bad_version": 1}
+    assert daemon.counters()["drops"] == {"bad_icv": 1, "bad_version": 1}
     samples = list(daemon.samples())
     assert ("skipd_dropped_packets_total", "counter", "packets dropped, by reason code",
             {"reason": "bad_icv"}, 1) in samples

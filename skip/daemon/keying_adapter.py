@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from skip.crypto import skip_numbers as num
@@ -83,14 +83,23 @@ def suite_overhead(suite: Suite, tunnel_v6: bool | None, mkid_bytes: int) -> int
 class _PeerSpec:
     """What add_peer was called with; equal specs mean the peer and its keys can stay."""
 
-    peer: Peer
+    peer: Peer = field(compare=False)  # Peer compares by identity: compare its content below
     tunnel: IPAddress | None
     fingerprint: str
+    content: tuple[object, ...]
+
+    @classmethod
+    def of(cls, peer: Peer, tunnel: IPAddress | None, fingerprint: str) -> _PeerSpec:
+        return cls(peer, tunnel, fingerprint, (peer.group, peer.public, peer.nsid, peer.mkid,
+                                               peer.addresses, peer.suite, peer.pre06))
+
+
+ValidatorFactory = Callable[[Config], Validator]
 
 
 class SkipKeying(KeyingEngine):
-    def __init__(self, config: Config, now: float, validate: Validator) -> None:
-        self.validate = validate
+    def __init__(self, config: Config, now: float, validators: ValidatorFactory) -> None:
+        self.validators = validators
         self.kp_born: dict[str, float] = {}
         self.skew: dict[str, int] = {}
         self.outer: dict[str, IPAddress] = {}
@@ -129,12 +138,12 @@ class SkipKeying(KeyingEngine):
             except SkipError as exc:
                 creds.refused.append((key.source, exc.reason, f"peer {rule.name}: {exc}"))
                 continue
-            specs[rule.name] = _PeerSpec(peer, tunnel, key.fingerprint)
+            specs[rule.name] = _PeerSpec.of(peer, tunnel, key.fingerprint)
         return specs
 
     def reconfigure(self, config: Config, now: float, fresh: bool = False) -> None:
         """All or nothing: everything is built before the running endpoint is touched."""
-        creds = load_credentials(config, now, self.validate)
+        creds = load_credentials(config, now, self.validators(config))  # fresh anchors, CRLs
         identity = self._identity(creds, config)
         specs = self._specs(config, creds)
         policy = self._policy(config)
@@ -170,6 +179,7 @@ class SkipKeying(KeyingEngine):
                 outer: IPAddress) -> bytes | None:
         spec = self.specs.get(rule.name)
         if spec is None:
+            self.endpoint.counters.hit("unknown_mkid")  # the engine's counters hold its drops
             raise KeyingError("unknown_mkid", f"no valid certificate for peer {rule.name}")
         if rule.nomadic and spec.tunnel != outer and rule.mode == "tunnel":
             self.outer[rule.name] = outer  # it moved: tunnel SAs follow its new address
@@ -267,4 +277,4 @@ def build_engine(config: Config, now: float) -> KeyingEngine | None:
     """None when no rule protects anything (skipd then only passes or denies cleartext)."""
     if not any(rule.action == "protect" for rule in (config.default, *config.peers)):
         return None
-    return SkipKeying(config, now, default_validator(config))
+    return SkipKeying(config, now, default_validator)

@@ -66,7 +66,9 @@ class Routing:
         # MLD reports into the tunnel; configured addresses work without it
         _sysctl(f"ipv6/conf/{self.interface}/addr_gen_mode", "1")
         try:
-            self.ipr.link("set", index=self.index, mtu=mtu, state="up")
+            # a longer queue toward skipd absorbs bursts (the default 500 packets is one
+            # TCP window at 1.4 kB) while the single-threaded daemon is busy elsewhere
+            self.ipr.link("set", index=self.index, mtu=mtu, txqlen=4096, state="up")
             for iface in addresses:
                 self.ipr.addr("add", index=self.index, address=str(iface.ip),
                               prefixlen=iface.network.prefixlen,

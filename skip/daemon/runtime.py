@@ -27,7 +27,7 @@ from skip.daemon.config import Config, IPAddress, PeerPolicy, SkipName, load_con
 from skip.daemon.control import ControlServer
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
 from skip.daemon.metrics import MetricsServer, Sample
-from skip.daemon.packet import summarize, too_big
+from skip.daemon.packet import Summary, summarize, too_big
 from skip.daemon.policy import PolicyTable
 from skip.daemon.routing import Routing
 from skip.daemon.sockets import RawReceiver, RawSender, UdpTransport
@@ -36,6 +36,7 @@ from skip.errors import REASONS, ConfigError, SkipError
 
 EngineFactory = Callable[[Config, float], KeyingEngine | None]
 _BATCH = 64
+_DUMMY_V4 = ipaddress.ip_address("192.0.0.8")
 #: settings that name kernel objects skipd created; changing them needs a restart
 _RESTART_ONLY = ("interface", "control_socket", "udp_port", "fwmark", "table", "rule_priority",
                  "metrics")
@@ -207,8 +208,11 @@ class Daemon:
 
     # --- data plane -------------------------------------------------------------------------
 
-    def _drop(self, reason: str, message: str, **values: object) -> None:
-        self.drops[reason] += 1
+    def _drop(self, reason: str, message: str, counted: bool = False, **values: object) -> None:
+        """Count (unless the keying engine already ``counted`` it: its counters are merged
+        into :meth:`counters`) and log, rate limited."""
+        if not counted:
+            self.drops[reason] += 1
         self.droplog.drop(reason, message, **values)
 
     def _stats(self, rule: PeerPolicy) -> PeerStats:
@@ -264,7 +268,8 @@ class Daemon:
         try:
             wire = self.engine.protect(packet, now, rule, outer)
         except SkipError as exc:
-            self._drop(exc.reason, "protect failed", peer=rule.name, dst=str(info.dst))
+            self._drop(exc.reason, "protect failed", counted=True, peer=rule.name,
+                       dst=str(info.dst))
             return
         finally:
             self._drain_events()
@@ -284,16 +289,17 @@ class Daemon:
     def _too_big(self, packet: bytes, mtu: int, rule: PeerPolicy) -> None:
         self._drop("packet_too_big", "packet too big once protected", peer=rule.name, mtu=mtu)
         info = summarize(packet)
-        reporter = self._tun_address(info.version)
-        if reporter is not None and self.tun is not None:
+        if self.tun is not None:
             self.tun.write(too_big(packet, max(mtu, 576 if info.version == 4 else 1280),
-                                   reporter))
+                                   self._reporter(info)))
 
-    def _tun_address(self, version: int) -> IPAddress | None:
-        for iface in self.config.daemon.addresses:
-            if iface.version == version:
-                return iface.ip
-        return ipaddress.ip_address("192.0.0.8") if version == 4 else None  # RFC 7600 dummy
+    @staticmethod
+    def _reporter(info: Summary) -> IPAddress:
+        """Source of skipd's ICMP errors. Not an address of this host: the kernel would take
+        an error "from itself" arriving on the TUN device for a spoof and drop it. IPv4 has
+        the dummy address for exactly this case (RFC 7600); for IPv6 the error speaks for the
+        destination whose path is too narrow."""
+        return _DUMMY_V4 if info.version == 4 else info.dst
 
     def _send(self, datagram: bytes, rule: PeerPolicy | None) -> bool:
         try:
@@ -321,7 +327,8 @@ class Daemon:
         try:
             result = self.engine.unprotect(datagram, now)
         except SkipError as exc:
-            self._drop(exc.reason, "inbound SKIP packet dropped", src=_source(datagram))
+            self._drop(exc.reason, "inbound SKIP packet dropped", counted=True,
+                       src=_source(datagram))
             return
         finally:
             self._drain_events()

@@ -33,6 +33,17 @@ _IPV6_RECVHOPLIMIT = 51
 _IPV6_HOPLIMIT = 52
 _MAX = 65535
 _CMSG_SPACE = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+_SO_RCVBUFFORCE = 33
+#: a burst of full-size packets arrives faster than one Python thread drains them; the default
+#: ~200 kB buffer overflows within a TCP window and every overflow is a retransmission
+RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+def _big_receive_buffer(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
+    except PermissionError:  # without CAP_NET_ADMIN: as much as net.core.rmem_max allows
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 def _marked(family: int, kind: int, proto: int, mark: int) -> socket.socket:
@@ -69,6 +80,7 @@ class RawReceiver:
         self.family = family
         self.sock = socket.socket(family, socket.SOCK_RAW, PROTO_SKIP)
         self.sock.setblocking(False)
+        _big_receive_buffer(self.sock)
         if family == socket.AF_INET6:
             self.sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVPKTINFO, 1)
             self.sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVHOPLIMIT, 1)
@@ -105,6 +117,7 @@ class UdpTransport:
         self.sock = _marked(socket.AF_INET6, socket.SOCK_DGRAM, 0, mark)
         self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _big_receive_buffer(self.sock)
         self.sock.bind(("::", port))
 
     def fileno(self) -> int:
