@@ -333,3 +333,28 @@ def test_a_cached_kp_expires_with_its_n() -> None:
     with pytest.raises(SkipError) as err:
         link.b.unprotect(wire, later)
     assert err.value.reason == "n_out_of_window"
+
+
+def test_several_principals_on_one_node() -> None:
+    """Destination MKIDs select the local principal; each principal pair has its own Kp."""
+    from skip.keying.endpoint import SkipEndpoint
+    from skip.keying.identity import LocalIdentity, Peer
+
+    from .keying_harness import ADDR, private
+
+    group = "x25519"
+    principals = [LocalIdentity.create(name, {group: private(name, group)}, nsid=6,
+                                       mkid=name.encode() * 8, addresses=[ADDR["b"][0]])
+                  for name in ("u1", "u2")]
+    node_b = SkipEndpoint(principals, [peer_of(identity("a", (group,)), group)])
+    node_a = SkipEndpoint([identity("a", (group,))], [
+        Peer.create(p.name, group, p.publics[group], nsid=p.nsid, mkid=p.mkid,
+                    addresses=[ADDR["b"][0]]) for p in principals])
+    wires = {name: node_a.protect(udp(), NOW, peer=name) for name in ("u1", "u2")}
+    assert _header(wires["u1"]).dst_mkid == b"u1" * 8
+    assert _header(wires["u1"]).ekp != _header(wires["u2"]).ekp
+    for name, wire in wires.items():
+        assert node_b.unprotect(wire, NOW).identity == name
+    reply = node_b.protect(udp("b", "a"), NOW, identity="u2")
+    assert _header(reply).src_mkid == b"u2" * 8
+    assert node_a.unprotect(reply, NOW).peer == "u2"

@@ -179,6 +179,8 @@ class SkipEndpoint:
         old = self._peers.get(peer.name)
         if old is not None and (old.group, old.public) == (peer.group, peer.public):
             self._unindex(old)  # same key (a renewed certificate): keep keys and replay state
+            if (old.suite, old.pre06) != (peer.suite, peer.pre06):
+                self._retire_tx(peer.name)
         else:
             self.remove_peer(peer.name)
         self._peers[peer.name] = peer
