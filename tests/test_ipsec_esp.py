@@ -41,7 +41,7 @@ def test_dummy_tfc_packet_is_checked_then_discarded(suite, mode):
 
 def test_tunnel_trailing_tfc_padding_is_dropped():
     inner = datagram(6, 10)
-    assert decapsulate(0, 41, inner + b"\0" * 17) == inner
+    assert decapsulate(b"\x45\x00", 41, inner + b"\0" * 17) == inner
 
 
 def test_tunnel_ecn_ce_is_propagated_to_ect_inner():
@@ -75,7 +75,7 @@ def test_legacy_inner_next_header_zero_is_ipv4():
 ])
 def test_tunnel_payload_must_match_its_next_header(next_header, inner, reason):
     with pytest.raises(ParseError) as e:
-        decapsulate(0, next_header, inner)
+        decapsulate(b"\x45\x00", next_header, inner)
     assert e.value.reason == reason
 
 

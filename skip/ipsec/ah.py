@@ -20,7 +20,6 @@ from skip.ipsec.layout import (
     decapsulate,
     finish_head,
     rebuild_transport,
-    traffic_class,
     transport_head,
 )
 from skip.ipsec.sa import Rng, SecurityAssociation, Shim, _bad_sa
@@ -75,7 +74,7 @@ class AhSA(SecurityAssociation):
         else:
             version, offset, next_header = outer.version, 0, check_inner(packet)
         ah_len, length, zero_field, icv_pad = self._layout[version]
-        seq = self._next_sequence()
+        seq = self._send.next()
         ah_head = self._head(next_header, length, seq)
         shim_bytes = b"" if shim is None else shim[1]
         protocol = PROTO_AH if shim is None else shim[0]
@@ -87,9 +86,8 @@ class AhSA(SecurityAssociation):
             finish_head(ip_head)
         else:
             total = outer.size + extra + len(packet)
-            ident = self._next_ipv4_id()
-            ip_head = outer.build(packet, total, protocol, ident)
-            image = outer.image(total, protocol, ident)
+            ip_head = outer.build(packet, total, protocol)
+            image = outer.image(total, protocol)
         body = packet[offset:]
         shim_image = shim_bytes if shim_icv is None else shim_icv
         if self.esn:
@@ -106,7 +104,8 @@ class AhSA(SecurityAssociation):
             raise _bad_sa(f"shim_icv has {len(shim_icv)} bytes, the shim {shim_len}")
         ah_len, _, zero_field, icv_pad = self._layout[version]
         next_header, spi, seq_low, end = parse_fields(packet, offset, self.sequence)
-        self._check_spi(spi)
+        if spi != self.spi:
+            self._bad_spi(spi)
         if end - offset != ah_len:
             raise ParseError("bad_length",
                              f"AH of {end - offset} bytes, this SA's is {ah_len} on IPv{version}")
@@ -129,4 +128,4 @@ class AhSA(SecurityAssociation):
         payload = packet[end:]
         if self._outer is None:
             return rebuild_transport(packet, nh_off, ip_end, next_header, payload)
-        return decapsulate(traffic_class(packet), next_header, payload)
+        return decapsulate(packet, next_header, payload)

@@ -29,7 +29,6 @@ from skip.ipsec.layout import (
     decapsulate,
     finish_head,
     rebuild_transport,
-    traffic_class,
     transport_head,
 )
 from skip.ipsec.sa import Rng, SecurityAssociation, Shim, _bad_sa
@@ -94,7 +93,7 @@ class EspSA(SecurityAssociation):
             next_header = 0 if dummy else check_inner(packet)
         if dummy:
             next_header = PROTO_NONE
-        seq = self._next_sequence()
+        seq = self._send.next()
         pad = -(len(body) + 2) % self._align
         plaintext = b"".join((body, PADDING[pad], bytes((pad, next_header))))
         if self.sequence:
@@ -117,8 +116,7 @@ class EspSA(SecurityAssociation):
             ip_head = finish_head(transport_head(packet, nh_off, offset, protocol,
                                                  offset + esp_len))
         else:
-            ip_head = outer.build(b"" if dummy else packet, outer.size + esp_len, protocol,
-                                  self._next_ipv4_id())
+            ip_head = outer.build(b"" if dummy else packet, outer.size + esp_len, protocol)
         return b"".join((ip_head, shim_bytes, head, sealed, icv))
 
     # -- receive ----------------------------------------------------------------------------
@@ -131,13 +129,16 @@ class EspSA(SecurityAssociation):
             raise ParseError("truncated", f"ESP packet of {size - offset} bytes is too short")
         if self.sequence:
             spi, seq_low = _HEAD_SEQ.unpack_from(packet, offset)
-            self._check_spi(spi)
+            if spi != self.spi:
+                self._bad_spi(spi)
             replay = self._replay
             seq = replay.check(seq_low)
             aad = (_AAD_ESN.pack(spi, seq >> 32, seq_low) if self.esn
                    else packet[offset:body])
         else:
-            self._check_spi(_HEAD_SPI.unpack_from(packet, offset)[0])
+            spi = _HEAD_SPI.unpack_from(packet, offset)[0]
+            if spi != self.spi:
+                self._bad_spi(spi)
             replay = None
             aad = packet[offset:body]
         mac = self._mac
@@ -155,4 +156,4 @@ class EspSA(SecurityAssociation):
         payload = memoryview(plaintext)[:payload_end]
         if self._outer is None:
             return rebuild_transport(packet, nh_off, ip_end, next_header, payload)
-        return decapsulate(traffic_class(packet), next_header, payload)
+        return decapsulate(packet, next_header, payload)

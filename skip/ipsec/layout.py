@@ -51,6 +51,8 @@ def check_inner(packet: BytesLike) -> int:
 
     Inner fragments are fine (the tunnel carries them opaquely); the lengths must add up.
     """
+    if len(packet) >= 20 and packet[0] == 0x45 and packet[2] << 8 | packet[3] == len(packet):
+        return PROTO_IPV4  # the common option-free IPv4 header, checked in one line
     if not packet:
         raise ParseError("truncated", "empty inner datagram")
     version = packet[0] >> 4
@@ -69,15 +71,16 @@ class OuterHeader:
     Fresh TTL / hop limit; DSCP and ECN copied from the inner header (RFC 6040 "normal mode"
     is a plain copy on encapsulation); IPv4 DF copied, set or cleared per ``df`` (an inner
     IPv6 datagram counts as DF clear, as RFC 4213 section 3.2 lets the outer IPv4 fragment);
-    a fresh IPv4 Identification from the SA's counter; IPv6 flow label 0 (RFC 6437 allows it).
+    a fresh IPv4 Identification from :attr:`next_id`; IPv6 flow label 0 (RFC 6437 allows it).
     The IPv4 checksum is the template's precomputed one's-complement sum plus the few
     per-packet words, not a pass over the header.
     """
 
-    __slots__ = ("_base", "_df", "_dst", "_src", "_ttl", "size", "version")
+    __slots__ = ("_base", "_df", "_dst", "_src", "_ttl", "last_id", "next_id", "size",
+                 "version")
 
     def __init__(self, src: str | IPv4Address | IPv6Address, dst: str | IPv4Address | IPv6Address,
-                 ttl: int, df: str) -> None:
+                 ttl: int, df: str, first_id: int) -> None:
         s, d = ip_address(src), ip_address(dst)
         if s.version != d.version:
             raise AlgorithmError("bad_sa", f"tunnel endpoints {s} and {d} differ in IP version")
@@ -87,9 +90,13 @@ class OuterHeader:
             raise AlgorithmError("bad_sa", f"tunnel TTL / hop limit {ttl} is not 1..255")
         self.version = s.version
         self.size = 20 if s.version == 4 else 40
-        self._src, self._dst, self._ttl, self._df = s.packed, d.packed, ttl, df
+        self._src, self._dst, self._ttl = s.packed, d.packed, ttl
+        #: None: copy DF from an inner IPv4 header; else the fixed flags word.
+        self._df = None if df == "copy" else (IPV4_FLAG_DF if df == "set" else 0)
         words = struct.unpack("!4H", self._src + self._dst) if s.version == 4 else ()
         self._base = 0x4500 + (ttl << 8) + sum(words)
+        self.next_id = first_id & 0xFFFF
+        self.last_id = self.next_id
 
     @property
     def src(self) -> IPv4Address | IPv6Address:
@@ -99,33 +106,40 @@ class OuterHeader:
     def dst(self) -> IPv4Address | IPv6Address:
         return ip_address(self._dst)
 
-    def _df_bit(self, inner: BytesLike) -> int:
-        if self._df == "copy":
-            return IPV4_FLAG_DF if inner[0] >> 4 == 4 and inner[6] & 0x40 else 0
-        return IPV4_FLAG_DF if self._df == "set" else 0
+    def build(self, inner: BytesLike, total: int, protocol: int) -> bytes:
+        """The outer header of a datagram of ``total`` bytes whose next header is
+        ``protocol``, for the inner datagram ``inner`` (empty for a dummy packet)."""
+        tc = flags = 0
+        if inner:
+            b0 = inner[0]
+            if b0 >> 4 == 4:
+                tc = inner[1]
+                flags = inner[6] << 8 & IPV4_FLAG_DF
+            else:
+                tc = (b0 & 0x0F) << 4 | inner[1] >> 4
+        if self.version == 6:
+            if total - 40 > 0xFFFF:
+                raise ParseError("bad_length", f"outer IPv6 payload of {total - 40} bytes")
+            return _IPV6.pack(0x60000000 | tc << 20, total - 40, protocol, self._ttl, self._src,
+                              self._dst)
+        if total > 0xFFFF:
+            raise ParseError("bad_length", f"outer IPv4 datagram of {total} bytes")
+        if self._df is not None:
+            flags = self._df
+        ident = self.last_id = self.next_id
+        self.next_id = (ident + 1) & 0xFFFF
+        s = self._base + tc + total + ident + flags + protocol
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        return _IPV4.pack(0x45, tc, total, ident, flags, self._ttl, protocol, ~s & 0xFFFF,
+                          self._src, self._dst)
 
-    def build(self, inner: BytesLike, total: int, protocol: int, ident: int) -> bytes:
-        """The outer header of a datagram of ``total`` bytes whose next header is ``protocol``."""
-        tc = traffic_class(inner) if inner else 0
+    def image(self, total: int, protocol: int) -> bytes:
+        """The AH ICV image of the header :meth:`build` just made: TOS, flags, TTL, checksum
+        (IPv4) or traffic class, flow label, hop limit (IPv6) zeroed (RFC 4302 3.3.3.1)."""
         if self.version == 4:
-            if total > 0xFFFF:
-                raise ParseError("bad_length", f"outer IPv4 datagram of {total} bytes")
-            frag = self._df_bit(inner) if inner else 0
-            s = self._base + tc + total + ident + frag + protocol
-            s = (s & 0xFFFF) + (s >> 16)
-            s = (s & 0xFFFF) + (s >> 16)
-            return _IPV4.pack(0x45, tc, total, ident, frag, self._ttl, protocol, ~s & 0xFFFF,
-                              self._src, self._dst)
-        if total - 40 > 0xFFFF:
-            raise ParseError("bad_length", f"outer IPv6 payload of {total - 40} bytes")
-        return _IPV6.pack(0x60000000 | tc << 20, total - 40, protocol, self._ttl, self._src,
-                          self._dst)
-
-    def image(self, total: int, protocol: int, ident: int) -> bytes:
-        """The AH ICV image of :meth:`build`'s header: TOS, flags, TTL, checksum (IPv4) or
-        traffic class, flow label, hop limit (IPv6) zeroed (RFC 4302 3.3.3.1)."""
-        if self.version == 4:
-            return _IPV4.pack(0x45, 0, total, ident, 0, 0, protocol, 0, self._src, self._dst)
+            return _IPV4.pack(0x45, 0, total, self.last_id, 0, 0, protocol, 0, self._src,
+                              self._dst)
         return _IPV6.pack(0x60000000, total - 40, protocol, 0, self._src, self._dst)
 
 
@@ -154,30 +168,36 @@ def rebuild_transport(packet: BytesLike, nh_off: int, offset: int, next_header: 
     return b"".join((finish_head(head), payload))
 
 
-def decapsulate(outer_tc: int, next_header: int, inner: BytesLike) -> bytes:
+def decapsulate(outer: BytesLike, next_header: int, inner: BytesLike) -> bytes:
     """The inner datagram of a tunnel, checked against the Next Header that announced it.
 
-    Trailing bytes past the inner datagram's own length (ESP TFC padding, RFC 4303 2.7) are
-    dropped.  ECN (RFC 6040): an outer CE mark is copied into an ECN-capable inner header;
-    a Not-ECT inner one is left alone (simplified: RFC 6040 would drop it).
+    ``outer`` is the received datagram (for its ECN bits).  Trailing bytes past the inner
+    datagram's own length (ESP TFC padding, RFC 4303 2.7) are dropped.  ECN (RFC 6040): an
+    outer CE mark is copied into an ECN-capable inner header; a Not-ECT inner one is left
+    alone (simplified: RFC 6040 would drop it).
     """
     want = TUNNEL_NEXT_HEADERS.get(next_header)
     if want is None:
         raise ParseError("unsupported_protocol",
                          f"tunnel-mode payload with Next Header {next_header}, not 4/41")
+    size = len(inner)
+    if not (want == 4 and size >= 20 and inner[0] == 0x45 and inner[2] << 8 | inner[3] == size):
+        inner = _trimmed_inner(want, next_header, inner)  # all but option-free, unpadded IPv4
+    outer_ecn = (outer[1] if outer[0] >> 4 == 4 else outer[1] >> 4) & _ECN_CE
+    if outer_ecn == _ECN_CE and traffic_class(inner) & _ECN_CE not in (0, _ECN_CE):
+        return _mark_ce(inner)
+    return bytes(inner)
+
+
+def _trimmed_inner(want: int, next_header: int, inner: BytesLike) -> BytesLike:
     if not inner:
         raise ParseError("truncated", "empty inner datagram")
     if inner[0] >> 4 != want:
         raise ParseError("bad_version",
                          f"Next Header {next_header} announced IPv{want}, got IPv{inner[0] >> 4}")
-    if want == 4:
-        if len(inner) < 4:
-            raise ParseError("truncated", "inner IPv4 header cut short")
-        length = (inner[2] << 8) | inner[3]
-    else:
-        if len(inner) < 6:
-            raise ParseError("truncated", "inner IPv6 header cut short")
-        length = ((inner[4] << 8) | inner[5]) + 40
+    if len(inner) < (4 if want == 4 else 6):
+        raise ParseError("truncated", "inner IP header cut short")
+    length = inner[2] << 8 | inner[3] if want == 4 else (inner[4] << 8 | inner[5]) + 40
     if length > len(inner):
         raise ParseError("truncated", f"inner datagram claims {length} bytes, has {len(inner)}")
     inner = inner[:length]
@@ -185,9 +205,7 @@ def decapsulate(outer_tc: int, next_header: int, inner: BytesLike) -> bytes:
         check_ipv4(inner, verify_checksum=False)
     else:
         check_ipv6(inner)
-    if outer_tc & _ECN_CE == _ECN_CE and traffic_class(inner) & _ECN_CE not in (0, _ECN_CE):
-        return _mark_ce(inner)
-    return bytes(inner)
+    return inner
 
 
 def _mark_ce(inner: BytesLike) -> bytes:

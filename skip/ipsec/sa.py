@@ -77,7 +77,6 @@ class SecurityAssociation:
         "integrity",
         "integrity_key",
         "mode",
-        "next_ipv4_id",
         "sequence",
         "spi",
     )
@@ -140,12 +139,12 @@ class SecurityAssociation:
         if mode == "tunnel":
             if tunnel_src is None or tunnel_dst is None:
                 raise _bad_sa("tunnel mode needs tunnel_src and tunnel_dst")
-            self._outer: OuterHeader | None = OuterHeader(tunnel_src, tunnel_dst, tunnel_ttl, df)
+            self._outer: OuterHeader | None = OuterHeader(
+                tunnel_src, tunnel_dst, tunnel_ttl, df, int.from_bytes(rng(2), "big"))
         else:
             if tunnel_src is not None or tunnel_dst is not None:
                 raise _bad_sa("tunnel_src/tunnel_dst only make sense in tunnel mode")
             self._outer = None
-        self.next_ipv4_id = int.from_bytes(rng(2), "big")
         self.integrity: IntegrityAlgorithm | None = None
         self.integrity_key = bytes(integrity_key)
         self._setup(cipher, bytes(cipher_key), integrity, allow_legacy, allow_unauthenticated, rng)
@@ -221,6 +220,17 @@ class SecurityAssociation:
         self._send = SequenceCounter(esn=self.esn or not self.sequence, last=last)
 
     @property
+    def next_ipv4_id(self) -> int | None:
+        """The Identification of the next outer IPv4 header (tunnel mode over IPv4)."""
+        return self._outer.next_id if self._outer else None
+
+    @next_ipv4_id.setter
+    def next_ipv4_id(self, value: int) -> None:
+        if self._outer is None:
+            raise _bad_sa("only a tunnel-mode SA builds outer headers")
+        self._outer.next_id = value & 0xFFFF
+
+    @property
     def replay_window(self) -> ReplayWindow | None:
         """The receive window (None for SKIP-era SAs, which have no sequence numbers)."""
         return self._replay
@@ -249,14 +259,6 @@ class SecurityAssociation:
         }
 
     # -- shared per-packet helpers ----------------------------------------------------------
-    def _next_sequence(self) -> int:
-        return self._send.next()
-
-    def _next_ipv4_id(self) -> int:
-        ident = self.next_ipv4_id
-        self.next_ipv4_id = (ident + 1) & 0xFFFF
-        return ident
-
     def _seq_hi(self, seq: int) -> bytes:
         return _SEQ_HI.pack(seq >> 32)
 
@@ -273,6 +275,5 @@ class SecurityAssociation:
                              f"found protocol {proto}")
         return version, nh_off, ip_end, ip_end + shim_len
 
-    def _check_spi(self, spi: int) -> None:
-        if spi != self.spi:
-            raise SkipError("bad_spi", f"SPI {spi:#010x} is not this SA's {self.spi:#010x}")
+    def _bad_spi(self, spi: int) -> None:
+        raise SkipError("bad_spi", f"SPI {spi:#010x} is not this SA's {self.spi:#010x}")

@@ -95,11 +95,6 @@ def ipv4_checksum(data: BytesLike, start: int = 0, end: int | None = None) -> in
     return ~total & 0xFFFF
 
 
-def _put_ipv4_checksum(buf: bytearray, header_length: int) -> None:
-    buf[10] = buf[11] = 0
-    _H.pack_into(buf, 10, ipv4_checksum(buf, 0, header_length))
-
-
 # --------------------------------------------------------------------------------------------
 # IPv4 options
 # --------------------------------------------------------------------------------------------
@@ -218,7 +213,7 @@ class IPv4Header:
         )
         buf[IPV4_MIN_HEADER:] = self.options
         if fix_checksum:
-            _put_ipv4_checksum(buf, self.header_length)
+            finish_ipv4_header(buf)
         return bytes(buf)
 
 
@@ -500,6 +495,16 @@ def _ipv6_reject_fragment(packet: BytesLike, offset: int) -> None:
         raise ParseError("fragment", "an IPv6 fragment: AH/ESP work on whole datagrams")
 
 
+def _plain_ipv4(packet: BytesLike, verify_checksum: bool) -> bool:
+    """The common case in one test: a whole, unfragmented IPv4 datagram without options (and
+    with a good checksum if asked: a correct header sums to 0xFFFF, 0 modulo 0xFFFF).
+    False sends the caller down the general path, which also says what is wrong."""
+    size = len(packet)
+    return (size >= IPV4_MIN_HEADER and packet[0] == 0x45 and packet[2] << 8 | packet[3] == size
+            and not (packet[6] & 0x3F or packet[7])
+            and (not verify_checksum or int.from_bytes(packet[:20], "big") % 0xFFFF == 0))
+
+
 def insertion_point(packet: BytesLike) -> tuple[int, int, int, int]:
     """Where an AH/ESP (or shim) header goes in a whole datagram, for transport mode.
 
@@ -511,6 +516,8 @@ def insertion_point(packet: BytesLike) -> tuple[int, int, int, int]:
     that follow them stay behind AH/ESP, end-to-end (RFC 4303 section 3.1.1).
     Fragments are refused (reason ``fragment``): IPsec works on whole datagrams.
     """
+    if _plain_ipv4(packet, False):
+        return 4, 9, IPV4_MIN_HEADER, packet[9]
     if _version(packet) == 4:
         hl = check_ipv4(packet, verify_checksum=False)
         _ipv4_reject_fragment(packet)
@@ -538,6 +545,8 @@ def locate_upper(packet: BytesLike, *, verify_checksum: bool = True) -> tuple[in
     past every IPv6 extension header (AH/ESP ends the walk).  IPv4 checksums are verified by
     default: transport-mode ESP does not cover the IP header, so this is its only guard.
     """
+    if _plain_ipv4(packet, verify_checksum):
+        return 4, 9, IPV4_MIN_HEADER, packet[9]
     if _version(packet) == 4:
         hl = check_ipv4(packet, verify_checksum=verify_checksum)
         _ipv4_reject_fragment(packet)
@@ -624,5 +633,12 @@ def set_payload_length(buf: bytearray, total: int) -> None:
 
 
 def finish_ipv4_header(buf: bytearray) -> None:
-    """Recompute the checksum of the IPv4 header at the start of ``buf``."""
-    _put_ipv4_checksum(buf, (buf[0] & 0x0F) * 4)
+    """Recompute the checksum of the IPv4 header at the start of ``buf``.
+
+    :func:`ipv4_checksum` inlined for the per-packet path: the header is never all zeros (its
+    version nibble is 4), so a sum of 0 modulo 0xFFFF is the one's-complement 0xFFFF.
+    """
+    hl = (buf[0] & 0x0F) * 4
+    buf[10] = buf[11] = 0
+    total = int.from_bytes(buf[:hl], "big") % 0xFFFF or 0xFFFF
+    _H.pack_into(buf, 10, ~total & 0xFFFF)
