@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from skip.crypto.dh import GROUPS, DHGroup
-from skip.errors import KeyingError
+from skip.errors import CertificateError, KeyingError
 from skip.keying.suite import Suite
+from skip.pki.validation import PeerKey
 from skip.wire.nsid import STANDARD_NSIDS, Nsid, NsidTable
 
 
@@ -119,9 +120,23 @@ class Peer:
         return cls(name, group_name, bytes(public), nsid, bytes(mkid),
                    packed_addresses(addresses), suite, pre06)
 
-    @property
-    def key_id(self) -> tuple[int, bytes]:
-        """How received packets find this peer: (NSID, MKID), or (0, first address)."""
-        if self.nsid:
-            return self.nsid, self.mkid
-        return 0, min(self.addresses) if self.addresses else b""
+    @classmethod
+    def from_peer_key(cls, name: str, key: PeerKey, *, nsid: int | None = None,
+                      suite: Suite | None = None, pre06: bool = False) -> Peer:
+        """A peer from a validated certificate or UDH value (:mod:`skip.pki`).
+
+        Its IPv4/IPv6 names become its addresses. It is named on the wire by the name of
+        NSID ``nsid`` it answers to; by default by its address (NSID 0) when it has one, else
+        by its first other name (NSID 8 for a UDH value).
+        """
+        addresses = [n.mkid for n in key.names if n.nsid in (Nsid.IPV4, Nsid.IPV6)]
+        if nsid is None:
+            nsid = Nsid.NONE if addresses else key.names[0].nsid if key.names else Nsid.NONE
+        mkid = b""
+        if nsid != Nsid.NONE:
+            match = next((n.mkid for n in key.names if n.nsid == nsid), None)
+            if match is None:
+                raise CertificateError("cert_name_mismatch", f"the key has no NSID {nsid} name")
+            mkid = match
+        return cls.create(name, key.group.name, key.public_value, nsid=nsid, mkid=mkid,
+                          addresses=addresses, suite=suite, pre06=pre06)
