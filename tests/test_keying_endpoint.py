@@ -358,3 +358,14 @@ def test_several_principals_on_one_node() -> None:
     reply = node_b.protect(udp("b", "a"), NOW, identity="u2")
     assert _header(reply).src_mkid == b"u2" * 8
     assert node_a.unprotect(reply, NOW).peer == "u2"
+
+
+def test_status_shows_no_key_bytes() -> None:
+    link = pair("x25519")
+    link.send(udp())
+    status = link.a.status(NOW + 10)
+    assert status["tx_keys"][0]["peer"] == "b" and status["tx_keys"][0]["expires_in"] == 110
+    assert status["counters"]["tx_ok"] == 1 and status["kij_cache"]["entries"] == 1
+    text = repr(status)
+    for secret in (identity("a", ("x25519",)).keys["x25519"].hex(),):
+        assert secret not in text

@@ -264,6 +264,27 @@ class SkipEndpoint:
                 return build(ip_address(src), ip_address(dst), IP_PROTOCOL_SKIP, header)
         raise PolicyError("no_identity", "no address pair of one family to send it on")
 
+    def status(self, now: float) -> dict[str, object]:
+        """Everything an operator may see (skipctl): names, algorithms, key ages, no key bytes."""
+        return {
+            "identities": [{"name": i.name, "nsid": i.nsid, "mkid": i.mkid.hex(),
+                            "groups": sorted(i.keys)} for i in self._identities.values()],
+            "peers": [{"name": p.name, "group": p.group, "nsid": p.nsid, "mkid": p.mkid.hex(),
+                       "suite": self.suite_for(p).algorithms,
+                       "version": self.suite_for(p).version,
+                       "advice": self.capabilities[p.name].encode().hex()
+                       if p.name in self.capabilities else None,
+                       "rx_keys": self._rx_per_peer.get(p.name, 0)}
+                      for p in self._peers.values()],
+            "tx_keys": [{"identity": me, "peer": them, "suite": tx.suite.algorithms,
+                         "expires_in": max(0.0, tx.expires - now), "bytes_left": tx.budget}
+                        for (me, them), tx in self._tx.items()],
+            "kij_cache": {"entries": len(self.kij_cache), "capacity": self.kij_cache.capacity,
+                          "computed": self.kij_cache.computed},
+            "pending": {name.hex(): len(q) for name, q in self._pending.items()},
+            "counters": dict(self.counters),
+        }
+
     def events(self) -> list[Event]:
         """Drain the event queue."""
         out = list(self._events)
@@ -605,8 +626,12 @@ class SkipEndpoint:
         if suite is None:
             return
         n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
-        tx = self._new_tx(me, them, suite, n, now)
-        self._events.append(Transmit(tx.send(reply), "adp"))
+        try:  # a one-off Kp: answers are rare (rate limited) and must not disturb traffic keys
+            wire = self._new_tx(me, them, suite, n, now).send(reply)
+        except SkipError as err:  # e.g. no DH budget: count it, keep the packet's own reason
+            self.counters.hit(err.reason)
+            return
+        self._events.append(Transmit(wire, "adp"))
         self.counters["adp_sent"] += 1
 
     def _adp_suite(self, version: int) -> Suite | None:
