@@ -369,3 +369,23 @@ def test_status_shows_no_key_bytes() -> None:
     text = repr(status)
     for secret in (identity("a", ("x25519",)).keys["x25519"].hex(),):
         assert secret not in text
+
+
+@pytest.mark.parametrize(("group", "suite"), [("skip-1024", Suite(1, 2, 2, 1)),
+                                              ("x25519", None)])
+def test_host_to_host_tunnel_by_policy(group, suite) -> None:
+    policy = KeyingPolicy(allow_legacy=True, mode="tunnel")
+    link = pair(group, suite, policy_a=policy, policy_b=policy)
+    wire, got = link.send(udp())
+    assert got.packet == udp()
+    # the whole datagram rides inside: ESP's payload is bigger than the transport-mode one
+    transport = pair(group, suite).a.protect(udp(), NOW)
+    assert len(wire) >= len(transport) + 20  # one more IPv4 header, inside ESP
+
+
+def test_policy_is_checked() -> None:
+    from skip.errors import ConfigError
+    for bad in ({"mode": "bus"}, {"kp_max_bytes": 0}, {"kp_max_bytes": 2**40},
+                {"kp_max_seconds": 0}):
+        with pytest.raises(ConfigError):
+            KeyingPolicy(**bad)

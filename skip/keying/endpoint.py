@@ -386,13 +386,18 @@ class SkipEndpoint:
             )
         tunnel = None
         outer = self._tunnels.get(them.name)
+        if outer is None and self.policy.mode == "tunnel":
+            # host-to-host tunnel: the outer header carries the principals' own addresses
+            outer = min(them.addresses, default=None)
+            if outer is None:
+                raise PolicyError("no_identity", f"tunnel mode needs an address of {them.name}")
         if outer is not None:
             local = next((a for a in sorted(me.addresses) if len(a) == len(outer)), None)
             if local is None:
                 raise PolicyError("no_identity", "no local address of the tunnel's family")
             tunnel = (outer, local) if inbound else (local, outer)
-        return build(suite, e_kp, a_kp, mode=self.policy.mode, tunnel=tunnel,
-                     replay_window=self.policy.replay_window, rng=self.rng)
+        return build(suite, e_kp, a_kp, tunnel=tunnel, replay_window=self.policy.replay_window,
+                     rng=self.rng)
 
     # --- receiving -------------------------------------------------------------------------
 

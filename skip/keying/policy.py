@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from skip.crypto import skip_numbers as num
+from skip.errors import ConfigError
 from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT, Suite
+
+_MAX_KP_BYTES = 20 * (2**32 - 1)
 
 
 def _all_implemented(version: int) -> frozenset[tuple[int, int]]:
@@ -43,6 +46,15 @@ class KeyingPolicy:
     accepted: dict[int, frozenset[tuple[int, int]]] = field(
         default_factory=lambda: {v: _all_implemented(v) for v in num.VERSIONS}
     )
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("transport", "tunnel"):
+            raise ConfigError("config_invalid", f"mode must be transport or tunnel: {self.mode}")
+        if not 0 < self.kp_max_bytes <= _MAX_KP_BYTES:
+            # even 20-byte datagrams could not then exhaust one Kp's 32-bit sequence space
+            raise ConfigError("config_invalid", f"kp_max_bytes must be 1..{_MAX_KP_BYTES}")
+        if self.kp_max_seconds <= 0 or self.replay_window < 1 or self.kij_cache_size < 1:
+            raise ConfigError("config_invalid", "lifetimes, window and cache must be positive")
 
     def accepts(self, version: int, cls: num.AlgClass, number: int) -> bool:
         if version == num.LEGACY_VERSION and not self.allow_legacy:

@@ -56,13 +56,13 @@ def build(
     e_kp: bytes,
     a_kp: bytes,
     *,
-    mode: str,
     tunnel: tuple[bytes, bytes] | None,
     replay_window: int,
     rng: Rng,
 ) -> Transforms:
     """SAs for one Kp. Legacy keys are the low-order bytes of the 32-byte E_kp / A_kp; modern
-    E_kp / A_kp already have the exact sizes (HKDF output)."""
+    E_kp / A_kp already have the exact sizes (HKDF output). ``tunnel`` = (outer source, outer
+    destination) puts the innermost SA in tunnel mode; the outer AH of AH+ESP stays transport."""
     prof = suite.profile
     legacy = suite.version == num.LEGACY_VERSION
     crypt = prof.crypt.get(suite.crypt_alg) if suite.crypt_alg else None
@@ -80,7 +80,7 @@ def build(
         {"tunnel_src": ip_address(tunnel[0]), "tunnel_dst": ip_address(tunnel[1])}
         if tunnel else {}
     )
-    inner_mode = "tunnel" if tunnel else mode
+    inner_mode = "tunnel" if tunnel else "transport"
     layers = suite.layers
     sas: list[SecurityAssociation] = []
     for i, layer in enumerate(layers):
