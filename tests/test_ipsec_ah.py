@@ -49,17 +49,48 @@ def strip_ah(routed: bytes, at: int, ah_len: int) -> bytes:
 
 @pytest.mark.parametrize("suite", [SHA256, KEYED_MD5], ids=lambda s: s.id)
 def test_ipv4_mutable_fields_and_options_may_change_in_flight(suite):
+    """Routers rewrite TTL, ECN, DF, record route, timestamp and the source route.  An RFC
+    1826 SA is told to use the RFC 4302 image here (ah_mutable), see the next test for its
+    own rule."""
     route = bytes([10, 9, 9, 9, 10, 0, 0, 2])
     original = build_ipv4("10.0.0.1", "10.5.5.5", PROTO_UDP, b"payload", tos=0x10, options=[
         IPv4Option(IPV4_OPT_LSRR, bytes([4]) + route),
         IPv4Option(IPV4_OPT_RR, bytes([4]) + bytes(8)),
         IPv4Option(148, b"\0\0")])
-    wire = suite.sa("transport").protect(original)
+    wire = suite.sa("transport", ah_mutable="rfc4302").protect(original)
     routed = ipv4_router_hop(ipv4_router_hop(wire, b"\x0a\x05\x05\x05"), b"\x0a\x09\x09\x09")
     assert routed[16:20] == bytes([10, 0, 0, 2]) and routed[8] == wire[8] - 2
     _, _, at, _ = locate_upper(routed)
     ah_len = len(wire) - len(original)
-    assert suite.sa("transport").unprotect(routed) == strip_ah(routed, at, ah_len)
+    rx = suite.sa("transport", ah_mutable="rfc4302")
+    assert rx.unprotect(routed) == strip_ah(routed, at, ah_len)
+
+
+@pytest.mark.parametrize(("offset", "value", "accepted"), [
+    (8, 0x01, True),  # TTL
+    (1, 0x03, False),  # TOS/ECN: covered by RFC 1826's image
+    (6, 0x40, False),  # DF
+])
+def test_rfc1826_image_zeroes_only_ttl_and_checksum(offset, value, accepted):
+    assert KEYED_MD5.sa("transport").ah_mutable == "rfc1826"  # the default without sequence
+    wire = bytearray(KEYED_MD5.sa("transport").protect(datagram(4, 20)))
+    wire[offset] ^= value
+    finish_ipv4_header(wire)
+    rx = KEYED_MD5.sa("transport")
+    if accepted:
+        rx.unprotect(bytes(wire))
+    else:
+        with pytest.raises(IntegrityError):
+            rx.unprotect(bytes(wire))
+
+
+def test_rfc1826_ipv6_image_zeroes_hop_limit_only():
+    wire = bytearray(KEYED_MD5.sa("transport").protect(datagram(6, 20)))
+    wire[7] -= 1
+    KEYED_MD5.sa("transport").unprotect(bytes(wire))
+    wire[3] ^= 1  # flow label
+    with pytest.raises(IntegrityError):
+        KEYED_MD5.sa("transport").unprotect(bytes(wire))
 
 
 @pytest.mark.parametrize(("offset", "value"), [(4, 0x99), (12, 0x0B), (19, 0x07), (22, 0x95)])
@@ -116,14 +147,12 @@ def test_rfc1826_and_rfc4302_length_fields():
 
 def test_keyed_md5_ah_icv_recomputed_by_hand():
     """RFC 1826 + RFC 1828, computed here from the RFC text with hashlib: MD5(key ||
-    keyfill || datagram with TOS, flags/offset, TTL, checksum and auth data zeroed || key)."""
+    keyfill || datagram with TTL, checksum and auth data zeroed || key)."""
     key = KEYED_MD5.keys()["integrity_key"]
     original = build_ipv4("10.1.1.1", "10.2.2.2", PROTO_UDP, b"hello, 1995", tos=8, ttl=30,
                           flags=2, identification=77)
     wire = KEYED_MD5.sa("transport").protect(original)
     image = bytearray(wire)
-    image[1] = 0  # TOS
-    image[6:8] = b"\0\0"  # flags + offset
     image[8] = 0  # TTL
     image[10:12] = b"\0\0"  # checksum
     image[28:44] = bytes(16)  # authentication data

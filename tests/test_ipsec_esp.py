@@ -191,6 +191,7 @@ KEY16, KEY20 = bytes(range(16)), bytes(range(20))
     ({"cipher_key": bytes(15)}, "bad_key"),
     ({"integrity_key": bytes(5)}, "bad_key"),
     ({"replay_window": 0}, "bad_sa"),
+    ({"ah_mutable": "rfc4302"}, "bad_sa"),  # an AH parameter
 ])
 def test_inconsistent_parameters(kwargs, reason):
     args = {"protocol": "esp", "spi": 300, "mode": "transport", "cipher": "aes-cbc",
@@ -204,6 +205,7 @@ def test_inconsistent_parameters(kwargs, reason):
 @pytest.mark.parametrize(("kwargs", "reason"), [
     ({"cipher": "aes-cbc", "cipher_key": KEY16}, "bad_sa"),
     ({"integrity": None}, "bad_sa"),
+    ({"ah_mutable": "rfc2402"}, "bad_sa"),
 ])
 def test_inconsistent_ah_parameters(kwargs, reason):
     args = {"integrity": "hmac-sha1-96", "integrity_key": KEY20, **kwargs}

@@ -2,8 +2,9 @@
 
 The ICV covers the whole datagram as the receiver will see it (RFC 4302 section 3.3.3.1):
 the IP header chain with every mutable field zeroed or given its final value
-(:func:`skip.wire.ip.zero_mutable_fields`), any shim header (SKIP's, as immutable data), the AH
-header with its ICV field zeroed, the payload, and with ESN the high 32 bits of the sequence
+(:func:`skip.wire.ip.zero_mutable_fields`; RFC 1826 SAs zero fewer base-header fields, see
+``ah_mutable``), any shim header (SKIP's, as immutable data), the AH header with its ICV
+field zeroed, the payload, and with ESN the high 32 bits of the sequence
 number after the end (never sent).  The ICV field is padded with zeros so the AH header is a
 multiple of 32 bits (IPv4) or 64 bits (IPv6); the padding is zero in the image too, so the
 receiver does not depend on its content.
@@ -33,6 +34,9 @@ from skip.wire.ah import (
 )
 from skip.wire.ip import PROTO_AH, BytesLike, insertion_point, zero_mutable_fields
 
+#: The two readings of "mutable fields" (see zero_mutable_fields).
+AH_MUTABLE = ("rfc4302", "rfc1826")
+
 
 class AhSA(SecurityAssociation):
     """An AH security association; build it through :class:`SecurityAssociation`."""
@@ -40,10 +44,17 @@ class AhSA(SecurityAssociation):
     protocol = "ah"
     protocol_number = PROTO_AH
 
-    __slots__ = ("_fixed", "_layout", "_mac")
+    __slots__ = ("_fixed", "_layout", "_mac", "_rfc1826", "ah_mutable")
 
     def _setup(self, cipher: str | None, cipher_key: bytes, integrity: str | None,
-               allow_legacy: bool, allow_unauthenticated: bool, rng: Rng) -> None:
+               allow_legacy: bool, allow_unauthenticated: bool, ah_mutable: str | None,
+               rng: Rng) -> None:
+        if ah_mutable is None:
+            ah_mutable = "rfc4302" if self.sequence else "rfc1826"
+        if ah_mutable not in AH_MUTABLE:
+            raise _bad_sa(f"ah_mutable must be one of {AH_MUTABLE}, got {ah_mutable!r}")
+        self.ah_mutable = ah_mutable
+        self._rfc1826 = ah_mutable == "rfc1826"
         if cipher is not None or cipher_key:
             raise _bad_sa("AH does not encrypt: give no cipher")
         if integrity is None:
@@ -81,13 +92,13 @@ class AhSA(SecurityAssociation):
         extra = len(shim_bytes) + ah_len
         if outer is None:
             ip_head = transport_head(packet, nh_off, offset, protocol, len(packet) + extra)
-            image: BytesLike = bytearray(ip_head)
-            zero_mutable_fields(image, offset)
+            image = bytearray(ip_head)
+            zero_mutable_fields(image, offset, rfc1826=self._rfc1826)
             finish_head(ip_head)
         else:
-            total = outer.size + extra + len(packet)
-            ip_head = outer.build(packet, total, protocol)
-            image = outer.image(total, protocol)
+            ip_head = outer.build(packet, outer.size + extra + len(packet), protocol)
+            image = bytearray(ip_head)
+            zero_mutable_fields(image, outer.size, rfc1826=self._rfc1826)
         body = packet[offset:]
         shim_image = shim_bytes if shim_icv is None else shim_icv
         if self.esn:
@@ -113,7 +124,7 @@ class AhSA(SecurityAssociation):
         if replay is not None:
             seq = replay.check(seq_low)
         image = bytearray(packet[:ip_end])
-        zero_mutable_fields(image, ip_end)
+        zero_mutable_fields(image, ip_end, rfc1826=self._rfc1826)
         shim_image = packet[ip_end:offset] if shim_icv is None else shim_icv
         head_end = offset + self._fixed
         icv = packet[head_end : end - len(icv_pad)]

@@ -50,7 +50,10 @@ class EspSA(SecurityAssociation):
                  "cipher_key")
 
     def _setup(self, cipher: str | None, cipher_key: bytes, integrity: str | None,
-               allow_legacy: bool, allow_unauthenticated: bool, rng: Rng) -> None:
+               allow_legacy: bool, allow_unauthenticated: bool, ah_mutable: str | None,
+               rng: Rng) -> None:
+        if ah_mutable is not None:
+            raise _bad_sa("ah_mutable is an AH parameter; ESP never covers the IP header")
         if cipher is None:
             raise _bad_sa("ESP needs a cipher ('null' for integrity-only ESP)")
         alg: CipherAlgorithm = get_cipher(cipher, allow_legacy=allow_legacy)

@@ -76,8 +76,7 @@ class OuterHeader:
     per-packet words, not a pass over the header.
     """
 
-    __slots__ = ("_base", "_df", "_dst", "_src", "_ttl", "last_id", "next_id", "size",
-                 "version")
+    __slots__ = ("_base", "_df", "_dst", "_src", "_ttl", "next_id", "size", "version")
 
     def __init__(self, src: str | IPv4Address | IPv6Address, dst: str | IPv4Address | IPv6Address,
                  ttl: int, df: str, first_id: int) -> None:
@@ -96,7 +95,6 @@ class OuterHeader:
         words = struct.unpack("!4H", self._src + self._dst) if s.version == 4 else ()
         self._base = 0x4500 + (ttl << 8) + sum(words)
         self.next_id = first_id & 0xFFFF
-        self.last_id = self.next_id
 
     @property
     def src(self) -> IPv4Address | IPv6Address:
@@ -126,21 +124,13 @@ class OuterHeader:
             raise ParseError("bad_length", f"outer IPv4 datagram of {total} bytes")
         if self._df is not None:
             flags = self._df
-        ident = self.last_id = self.next_id
+        ident = self.next_id
         self.next_id = (ident + 1) & 0xFFFF
         s = self._base + tc + total + ident + flags + protocol
         s = (s & 0xFFFF) + (s >> 16)
         s = (s & 0xFFFF) + (s >> 16)
         return _IPV4.pack(0x45, tc, total, ident, flags, self._ttl, protocol, ~s & 0xFFFF,
                           self._src, self._dst)
-
-    def image(self, total: int, protocol: int) -> bytes:
-        """The AH ICV image of the header :meth:`build` just made: TOS, flags, TTL, checksum
-        (IPv4) or traffic class, flow label, hop limit (IPv6) zeroed (RFC 4302 3.3.3.1)."""
-        if self.version == 4:
-            return _IPV4.pack(0x45, 0, total, self.last_id, 0, 0, protocol, 0, self._src,
-                              self._dst)
-        return _IPV6.pack(0x60000000, total - 40, protocol, 0, self._src, self._dst)
 
 
 def transport_head(packet: BytesLike, nh_off: int, offset: int, protocol: int,

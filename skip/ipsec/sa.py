@@ -60,6 +60,11 @@ class SecurityAssociation:
     tunnel_src, tunnel_dst, tunnel_ttl, df
         Tunnel mode: the outer addresses (IPv4 or IPv6, independent of the inner version), the
         outer TTL / hop limit and the IPv4 DF policy ``"copy"`` / ``"set"`` / ``"clear"``.
+    ah_mutable
+        AH only: which fields the ICV treats as mutable.  ``"rfc4302"`` (RFC 2402/4302:
+        TOS, flags, fragment offset, TTL, checksum; IPv6 traffic class, flow label, hop
+        limit) or ``"rfc1826"`` (the 1995 rule: TTL and checksum; IPv6 hop limit).  Default:
+        ``"rfc4302"`` with ``sequence=True``, ``"rfc1826"`` with ``sequence=False``.
     allow_legacy
         Opt in to DES, 3DES, keyed MD5/SHA-1 and HMAC-MD5 (refused with ``legacy_refused``
         otherwise).
@@ -116,6 +121,7 @@ class SecurityAssociation:
         df: str = "copy",
         allow_legacy: bool = False,
         allow_unauthenticated: bool = False,
+        ah_mutable: str | None = None,
         rng: Rng = os.urandom,
     ) -> None:
         if protocol != self.protocol:
@@ -147,11 +153,13 @@ class SecurityAssociation:
             self._outer = None
         self.integrity: IntegrityAlgorithm | None = None
         self.integrity_key = bytes(integrity_key)
-        self._setup(cipher, bytes(cipher_key), integrity, allow_legacy, allow_unauthenticated, rng)
+        self._setup(cipher, bytes(cipher_key), integrity, allow_legacy, allow_unauthenticated,
+                    ah_mutable, rng)
 
     # -- subclass hooks ---------------------------------------------------------------------
     def _setup(self, cipher: str | None, cipher_key: bytes, integrity: str | None,
-               allow_legacy: bool, allow_unauthenticated: bool, rng: Rng) -> None:
+               allow_legacy: bool, allow_unauthenticated: bool, ah_mutable: str | None,
+               rng: Rng) -> None:
         raise NotImplementedError
 
     def _protect(self, packet: memoryview, shim: Shim | None, shim_icv: BytesLike | None,

@@ -56,6 +56,9 @@ IPV6_HEADER = 40
 #: known or not, is zeroed whole (type, length and data), as Appendix A1 lists them all as
 #: mutable or experimental and an unknown option cannot be trusted to stay put.
 IPV4_IMMUTABLE_OPTIONS = frozenset({0, 1, 130, 133, 134, 148, 149})
+#: The options RFC 791 routers rewrite in flight: record route, timestamp, loose and strict
+#: source route.  The RFC 1826 image zeroes only these.
+IPV4_ROUTER_OPTIONS = frozenset({7, 68, 131, 137})
 IPV4_OPT_EOL = 0
 IPV4_OPT_NOP = 1
 IPV4_OPT_LSRR = 131
@@ -563,7 +566,7 @@ def locate_upper(packet: BytesLike, *, verify_checksum: bool = True) -> tuple[in
     return 6, nh_off, off, nh
 
 
-def zero_mutable_fields(buf: bytearray, header_end: int) -> None:
+def zero_mutable_fields(buf: bytearray, header_end: int, *, rfc1826: bool = False) -> None:
     """Turn ``buf[:header_end]`` (an IP header chain) into its AH ICV image, in place.
 
     RFC 4302 section 3.3.3.1 and Appendix A.  IPv4: TOS, flags + fragment offset, TTL and
@@ -572,12 +575,18 @@ def zero_mutable_fields(buf: bytearray, header_end: int) -> None:
     flow label and hop limit become 0; options with the "may change" bit keep type and length
     but get zero data; a routing header and the destination address take the values the
     final receiver will see (segments left 0).
+
+    ``rfc1826``: the 1995 rule instead, "TTL and Header Checksum are the only fields in the
+    IPv4 base header handled specially" and, for IPv6, the Hop Limit only; of the IPv4
+    options only those RFC 791 routers rewrite (record route, timestamp, source routes) are
+    zeroed, an unrecognised one is included.  Extension headers are treated as above.
     """
     if buf[0] >> 4 == 4:
-        buf[1] = 0
-        buf[6] = buf[7] = buf[8] = buf[10] = buf[11] = 0
+        buf[8] = buf[10] = buf[11] = 0
+        if not rfc1826:
+            buf[1] = buf[6] = buf[7] = 0
         for kind, off, length in _walk_ipv4_options(buf, IPV4_MIN_HEADER, header_end):
-            if kind in IPV4_IMMUTABLE_OPTIONS:
+            if kind in IPV4_IMMUTABLE_OPTIONS or (rfc1826 and kind not in IPV4_ROUTER_OPTIONS):
                 continue
             if kind in (IPV4_OPT_LSRR, IPV4_OPT_SSRR) and length >= 7:
                 pointer = buf[off + 2]
@@ -585,8 +594,10 @@ def zero_mutable_fields(buf: bytearray, header_end: int) -> None:
                     buf[16:20] = buf[off + length - 4 : off + length]
             buf[off : off + length] = bytes(length)
         return
-    buf[0] &= 0xF0
-    buf[1] = buf[2] = buf[3] = buf[7] = 0
+    buf[7] = 0
+    if not rfc1826:
+        buf[0] &= 0xF0
+        buf[1] = buf[2] = buf[3] = 0
     off, nh = IPV6_HEADER, buf[6]
     while off < header_end and nh in EXTENSION_HEADERS:
         end = _extension_end(buf, off, nh)
