@@ -233,16 +233,18 @@ def _toml(value: object) -> str:
 
 def skipd_config(work: Path, me: str, pki: Path, *, overlay: Sequence[str] = (),
                  peers: Sequence[dict[str, object]] = (), default: str = "deny",
-                 daemon: dict[str, object] | None = None, store: Path | None = None) -> Path:
-    """Write ``work/ME.toml`` for host ``me`` (keys from ``pki``, peer certificates from
-    ``store``, default ``work/peers-ME``) and return its path."""
+                 daemon: dict[str, object] | None = None, store: Path | None = None,
+                 certificate: str = "{me}.pem", anchor: str = "ca.pem") -> Path:
+    """Write ``work/ME.toml`` for host ``me`` (``ME.key``, its certificate, the CA and
+    ``ca.crl`` in ``pki``; peer certificates in ``store``, default ``work/peers-ME``) and
+    return its path."""
     settings = {"control_socket": str(work / f"{me}.sock"), "addresses": list(overlay),
                 "log_format": "json", **(daemon or {})}
     lines = ["[daemon]", *(f"{k} = {_toml(v)}" for k, v in settings.items()), "",
              "[identity]",
              f"private_key = {_toml(pki / f'{me}.key')}",
-             f"certificate = {_toml(pki / f'{me}.pem')}",
-             f"trust_anchors = {_toml([str(pki / 'ca.pem')])}",
+             f"certificate = {_toml(pki / certificate.format(me=me))}",
+             f"trust_anchors = {_toml([str(pki / anchor)])}",
              f"crls = {_toml([str(pki / 'ca.crl')])}",
              f"peer_certificates = {_toml(store or work / f'peers-{me}')}", "",
              "[default]", f"action = {_toml(default)}", ""]
