@@ -433,9 +433,7 @@ class SkipEndpoint:
                     inner = rx.transforms.unprotect(packet, length, shim_icv)
             else:
                 local_n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
-                if not -1 <= n - local_n <= 1:
-                    raise KeyingError("n_out_of_window", f"n {n}, local n {local_n}")
-                rx = self._admit(packet, end, header, src, dst, now)
+                rx = self._admit(packet, end, header, src, dst, local_n, now)
                 if rx is None:
                     return None
                 inner = rx.transforms.unprotect(packet, length, shim_icv)
@@ -466,8 +464,9 @@ class SkipEndpoint:
         return end - off
 
     def _admit(self, packet: bytes, end: int, header: bytes, src: bytes, dst: bytes,
-               now: float) -> _RxKey | None:
-        """First packet under a Kp: every check, then key recovery (the slow path)."""
+               local_n: int, now: float) -> _RxKey | None:
+        """First packet under a Kp: every check in the order of skip-core s. 1.4, then key
+        recovery (the slow path)."""
         hdr = SkipHeader.parse(header, num.header_ekp_length, self.nsids)
         if hdr.version == num.LEGACY_VERSION and not self.policy.allow_legacy:
             raise PolicyError("legacy_refused", "SKIP version 1 is disabled by policy")
@@ -479,6 +478,8 @@ class SkipEndpoint:
             me = self._identity_by_addr.get(dst)
             if me is None:
                 raise KeyingError("no_identity", "no local principal at the destination")
+        if not -1 <= hdr.n - local_n <= 1:
+            raise KeyingError("n_out_of_window", f"n {hdr.n}, local n {local_n}")
         if hdr.src_nsid:
             them = self._peer_by_mkid.get((hdr.src_nsid, hdr.src_mkid))
         else:
