@@ -389,3 +389,18 @@ def test_policy_is_checked() -> None:
                 {"kp_max_seconds": 0}):
         with pytest.raises(ConfigError):
             KeyingPolicy(**bad)
+
+
+_LINKS: dict[Suite, object] = {}
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.sampled_from(LEGACY_SUITES + MODERN_SUITES), st.binary(max_size=1500), st.booleans(),
+       st.booleans())
+def test_round_trip_property(suite: Suite, payload: bytes, v6: bool, reply: bool) -> None:
+    link = _LINKS.get(suite)
+    if link is None:
+        link = _LINKS[suite] = pair("skip-1024" if suite.version == 1 else "x25519", suite)
+    packet = udp("b", "a", payload, v6=v6) if reply else udp(payload=payload, v6=v6)
+    _wire, got = link.send(packet, a_to_b=not reply)
+    assert got.packet == packet
