@@ -27,9 +27,8 @@ from skip.ipsec.kat import FixedIvForTesting
 from skip.ipsec.layout import (
     check_inner,
     decapsulate,
-    finish_head,
     rebuild_transport,
-    transport_head,
+    spliced_head,
 )
 from skip.ipsec.sa import Rng, SecurityAssociation, Shim, _bad_sa
 from skip.wire.esp import PADDING, split_trailer
@@ -116,8 +115,7 @@ class EspSA(SecurityAssociation):
         esp_len = len(shim_bytes) + len(head) + len(sealed) + len(icv)
         protocol = PROTO_ESP if shim is None else shim[0]
         if outer is None:
-            ip_head = finish_head(transport_head(packet, nh_off, offset, protocol,
-                                                 offset + esp_len))
+            ip_head = spliced_head(packet, nh_off, offset, protocol, offset + esp_len)
         else:
             ip_head = outer.build(b"" if dummy else packet, outer.size + esp_len, protocol)
         return b"".join((ip_head, shim_bytes, head, sealed, icv))

@@ -30,6 +30,7 @@ from skip.wire.ip import (
 
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _IPV6 = struct.Struct("!IHBB16s16s")
+_IPV4_WORDS = struct.Struct("!BBHHHBBHHHHH")  # addresses as 16-bit words, for the checksum
 _ECN_CE = 3
 
 #: Inner Next Header values accepted in tunnel mode.  0 means IPv4 in pre-IPsec SKIP code
@@ -126,11 +127,32 @@ class OuterHeader:
             flags = self._df
         ident = self.next_id
         self.next_id = (ident + 1) & 0xFFFF
-        s = self._base + tc + total + ident + flags + protocol
-        s = (s & 0xFFFF) + (s >> 16)
-        s = (s & 0xFFFF) + (s >> 16)
-        return _IPV4.pack(0x45, tc, total, ident, flags, self._ttl, protocol, ~s & 0xFFFF,
+        checksum = _fold(self._base + tc + total + ident + flags + protocol)
+        return _IPV4.pack(0x45, tc, total, ident, flags, self._ttl, protocol, checksum,
                           self._src, self._dst)
+
+
+def _fold(total: int) -> int:
+    """The IPv4 checksum from a plain sum of 16-bit words (at most 2**32, never 0)."""
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def spliced_head(packet: BytesLike, nh_off: int, offset: int, protocol: int,
+                 total: int) -> bytes:
+    """:func:`transport_head` with the checksum filled in, as bytes.
+
+    The option-free IPv4 header (nearly every datagram) is rebuilt with one unpack and one
+    pack, its checksum summed from the unpacked words, instead of copy, patch and re-sum.
+    """
+    if offset == 20 and packet[0] == 0x45 and total <= 0xFFFF:
+        _, tos, _, ident, frag, ttl, _, _, s1, s2, d1, d2 = _IPV4_WORDS.unpack_from(packet)
+        checksum = _fold(0x4500 + tos + total + ident + frag + (ttl << 8) + protocol
+                         + s1 + s2 + d1 + d2)
+        return _IPV4_WORDS.pack(0x45, tos, total, ident, frag, ttl, protocol, checksum,
+                                s1, s2, d1, d2)
+    return bytes(finish_head(transport_head(packet, nh_off, offset, protocol, total)))
 
 
 def transport_head(packet: BytesLike, nh_off: int, offset: int, protocol: int,
@@ -154,8 +176,8 @@ def rebuild_transport(packet: BytesLike, nh_off: int, offset: int, next_header: 
                       payload: BytesLike) -> bytes:
     """The datagram after transport-mode AH/ESP removal: ``packet[:offset]`` (next header
     restored, length and checksum fixed) followed by ``payload``."""
-    head = transport_head(packet, nh_off, offset, next_header, offset + len(payload))
-    return b"".join((finish_head(head), payload))
+    head = spliced_head(packet, nh_off, offset, next_header, offset + len(payload))
+    return b"".join((head, payload))
 
 
 def decapsulate(outer: BytesLike, next_header: int, inner: BytesLike) -> bytes:
