@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 
-from skip.crypto.skip_numbers import AlgClass
+from skip.crypto.skip_numbers import MODERN_VERSION, AlgClass
 from skip.keying.policy import KeyingPolicy
-from skip.keying.suite import Suite
+from skip.keying.suite import LEGACY_ADP, MODERN_ADP, Suite
 from skip.wire.skip_icmp import AdpCode, SkipIcmp
 
 #: Which code bit reports which class.
@@ -98,3 +99,23 @@ def choose(policy: KeyingPolicy, current: Suite, advice: SkipIcmp) -> Suite | No
     if kij is None or crypt is None or mac is None:
         return None
     return Suite(version, kij, crypt, mac)
+
+
+def answer_suite(policy: KeyingPolicy, version: int) -> Suite | None:
+    """How to protect a SKIP ICMP answer; None if policy leaves nothing usable.
+
+    Version 1: AH with keyed MD5 (ADP-00 makes it mandatory), Kij Alg 3DES else DES
+    (A-ADP-1). Version 2: our most preferred AEAD (every modern node implements them all).
+    """
+    if version == MODERN_VERSION:
+        aeads = [c for c in policy.preference(version, AlgClass.CRYPT) if _is_aead(version, c)]
+        kijs = policy.preference(version, AlgClass.KIJ)
+        if not (aeads and kijs):
+            return None
+        return replace(MODERN_ADP, kij_alg=kijs[0], crypt_alg=aeads[0], mac_alg=aeads[0])
+    if not policy.accepts(version, AlgClass.MAC, LEGACY_ADP.mac_alg):
+        return None
+    for kij in (2, 1):
+        if policy.accepts(version, AlgClass.KIJ, kij):
+            return replace(LEGACY_ADP, kij_alg=kij)
+    return None

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 import struct
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from ipaddress import ip_address
 
 from skip.crypto import kdf
@@ -46,8 +46,9 @@ from skip.keying.events import (
 )
 from skip.keying.identity import LocalIdentity, Peer, group, skip_name
 from skip.keying.kij_cache import KijCache, KijEntry
+from skip.keying.pending import PendingPackets
 from skip.keying.policy import KeyingPolicy
-from skip.keying.suite import LEGACY_ADP, MODERN_ADP, Suite
+from skip.keying.suite import Suite, check_group
 from skip.keying.transforms import Transforms, build
 from skip.wire.ip import (
     PROTO_AH,
@@ -69,7 +70,6 @@ _FIXED_WORDS = struct.Struct("!III")
 _MAX_LAYOUTS = 4096  # real traffic uses a handful; the bound stops a flood of variants
 _IPV4_PLAIN = 20  # an IPv4 header without options (first byte 0x45)
 _PROTO_ICMPV6 = 58
-_MIN_MODERN_MODP_BITS = 2048
 
 
 def _addresses(packet: bytes | memoryview) -> tuple[bytes, bytes]:
@@ -150,7 +150,7 @@ class SkipEndpoint:
         self._layouts: dict[tuple[int, int], int] = {}  # memo of _measure
         self._suites: dict[str, Suite] = {}  # ADP-chosen suites, by peer name
         self.capabilities: dict[str, SkipIcmp] = {}  # last ADP advice, by peer name
-        self._pending: OrderedDict[bytes, deque[tuple[str, bytes]]] = OrderedDict()
+        self._pending = PendingPackets(self.policy.pending_peers, self.policy.queue_per_peer)
         self._events: deque[Event] = deque()
         self._adp_limiter = adp.AnswerLimiter(self.policy.adp_interval, self.policy.adp_sources)
         for identity in identities:
@@ -227,7 +227,7 @@ class SkipEndpoint:
         """
         peer = self._peers[peer_name]
         version = version or self.suite_for(peer).version
-        self._check_version(version, peer.group)
+        check_group(version, group(peer.group))
         names = [identity_name] if identity_name else list(self._identities)
         for name in names:
             identity = self._identities[name]
@@ -281,7 +281,7 @@ class SkipEndpoint:
                         for (me, them), tx in self._tx.items()],
             "kij_cache": {"entries": len(self.kij_cache), "capacity": self.kij_cache.capacity,
                           "computed": self.kij_cache.computed},
-            "pending": {name.hex(): len(q) for name, q in self._pending.items()},
+            "pending": self._pending.sizes(),
             "counters": dict(self.counters),
         }
 
@@ -349,7 +349,7 @@ class SkipEndpoint:
     def _new_tx(self, me: LocalIdentity, them: Peer, suite: Suite, n: int, now: float) -> _TxKey:
         """A fresh Kp: new at every n, after the byte/time limits, per peer and principal."""
         suite.check()
-        self._check_version(suite.version, them.group)
+        check_group(suite.version, group(them.group))
         self._check_accepts(suite)
         entry = self._kij_entry(me, them, suite.version, now)
         prof = suite.profile
@@ -497,7 +497,7 @@ class SkipEndpoint:
             return None
         suite = Suite(hdr.version, hdr.kij_alg, hdr.crypt_alg, hdr.mac_alg)
         suite.check()
-        self._check_version(hdr.version, them.group)
+        check_group(hdr.version, group(them.group))
         entry = self._kij_entry(me, them, hdr.version, now)
         legacy = hdr.version == num.LEGACY_VERSION
         kijn = entry.kijn_for(hdr.n, kdf.legacy_kijn if legacy else kdf.modern_kijn)
@@ -549,15 +549,6 @@ class SkipEndpoint:
         return self.kij_cache.get((me.name, them.name, version),
                                   self._kij_function(me, them, version), now)
 
-    def _check_version(self, version: int, group_name: str) -> None:
-        dh = group(group_name)
-        if version == num.LEGACY_VERSION and dh.kind != "modp":
-            raise KeyingError("bad_group", "the legacy profile is defined for MODP groups only")
-        if version == num.MODERN_VERSION and dh.kind == "modp" and (
-            dh.bits < _MIN_MODERN_MODP_BITS or dh.name.startswith("skip-")
-        ):
-            raise KeyingError("bad_group", "the modern profile needs X25519, X448 or MODP>=2048")
-
     def _check_accepts(self, suite: Suite) -> None:
         failed = adp.failed_classes(self.policy, suite.version, suite.algorithms)
         if failed:
@@ -567,15 +558,8 @@ class SkipEndpoint:
 
     def _queue(self, name: bytes, direction: str, packet: bytes, nsid: int, mkid: bytes,
                address: bytes) -> None:
-        queue = self._pending.get(name)
-        if queue is None:
-            if len(self._pending) >= self.policy.pending_peers:
-                raise KeyingError("queue_full", "too many principals await certificates")
-            queue = self._pending[name] = deque()
+        if self._pending.add(name, direction, packet):
             self._events.append(CertificateNeeded(nsid, mkid, address, name, direction))
-        if len(queue) >= self.policy.queue_per_peer:
-            raise KeyingError("queue_full", f"{len(queue)} packets already wait for {name.hex()}")
-        queue.append((direction, packet))
         self.counters["queued"] += 1
         self.counters["cert_pending"] += 1
 
@@ -586,15 +570,10 @@ class SkipEndpoint:
         outer = self._tunnels.get(peer.name)
         if outer:
             names.add(skip_name(0, b"", outer))
-        produced: list[Event] = []
-        for name in names:
-            queue = self._pending.pop(name, None)
-            if not queue:
-                continue
-            if now is None:
-                raise KeyingError("cert_pending", "releasing queued packets needs `now`")
-            for direction, packet in queue:
-                produced.append(self._replay_queued(direction, packet, now))
+        waiting = self._pending.take(names)
+        if waiting and now is None:
+            raise KeyingError("cert_pending", "releasing queued packets needs `now`")
+        produced = [self._replay_queued(direction, packet, now) for direction, packet in waiting]
         self._events.extend(produced)
         return produced
 
@@ -628,7 +607,7 @@ class SkipEndpoint:
             reply = build_ipv4(ip_address(dst), ip_address(src), PROTO_ICMP, message)
         else:
             reply = build_ipv6(ip_address(dst), ip_address(src), PROTO_ICMP, message)
-        suite = self._adp_suite(hdr.version)
+        suite = adp.answer_suite(self.policy, hdr.version)
         if suite is None:
             return
         n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
@@ -639,26 +618,6 @@ class SkipEndpoint:
             return
         self._events.append(Transmit(wire, "adp"))
         self.counters["adp_sent"] += 1
-
-    def _adp_suite(self, version: int) -> Suite | None:
-        """How to protect an ADP answer; None if policy leaves nothing usable.
-
-        Legacy: AH with keyed MD5 (ADP-00), Kij Alg 3DES else DES (A-ADP-1). Modern: our most
-        preferred AEAD (every modern implementation implements all modern numbers).
-        """
-        if version == num.MODERN_VERSION:
-            aeads = [c for c in self.policy.preference(version, num.AlgClass.CRYPT)
-                     if Suite(version, 0, c, c).aead]
-            kijs = self.policy.preference(version, num.AlgClass.KIJ)
-            if not (aeads and kijs):
-                return None
-            return replace(MODERN_ADP, kij_alg=kijs[0], crypt_alg=aeads[0], mac_alg=aeads[0])
-        if not self.policy.accepts(version, num.AlgClass.MAC, LEGACY_ADP.mac_alg):
-            return None
-        for kij in (2, 1):
-            if self.policy.accepts(version, num.AlgClass.KIJ, kij):
-                return replace(LEGACY_ADP, kij_alg=kij)
-        return None
 
     def _maybe_adp(self, inner: bytes, rx: _RxKey) -> bool:
         """Consume a SKIP ICMP message carried by an authenticated SKIP packet."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from skip.crypto import skip_numbers as num
-from skip.errors import AlgorithmError
+from skip.crypto.dh import DHGroup
+from skip.errors import AlgorithmError, KeyingError
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +73,16 @@ MODERN_DEFAULT = Suite(num.MODERN_VERSION, num.AES256_KEY_WRAP, num.AES256_GCM, 
 #: How ADP answers are protected (ADP-00: SKIP + AH with keyed MD5; A-ADP-1: Kij Alg 3DES).
 LEGACY_ADP = Suite(num.LEGACY_VERSION, 2, 0, 1)
 MODERN_ADP = MODERN_DEFAULT
+
+
+_MIN_MODERN_MODP_BITS = 2048
+
+
+def check_group(version: int, dh: DHGroup) -> None:
+    """Which key agreement each profile is defined for (docs/protocol/decisions.md 3.9)."""
+    if version == num.LEGACY_VERSION and dh.kind != "modp":
+        raise KeyingError("bad_group", "the legacy profile is defined for MODP groups only")
+    if version == num.MODERN_VERSION and dh.kind == "modp" and (
+        dh.bits < _MIN_MODERN_MODP_BITS or dh.name.startswith("skip-")
+    ):
+        raise KeyingError("bad_group", "the modern profile needs X25519, X448 or MODP>=2048")
