@@ -404,3 +404,13 @@ def test_round_trip_property(suite: Suite, payload: bytes, v6: bool, reply: bool
     packet = udp("b", "a", payload, v6=v6) if reply else udp(payload=payload, v6=v6)
     _wire, got = link.send(packet, a_to_b=not reply)
     assert got.packet == packet
+
+
+def test_too_many_unknown_principals_are_refused() -> None:
+    link = pair("x25519", policy_a=KeyingPolicy(pending_peers=1))
+    link.a.remove_peer("b")
+    assert link.a.protect(udp("a", "b"), NOW) is None
+    with pytest.raises(SkipError) as err:
+        link.a.protect(udp("a", "c"), NOW)  # a second unknown principal
+    assert err.value.reason == "queue_full"
+    assert len(link.a.events()) == 1 and link.a.status(NOW)["pending"] == {"010a000002": 1}
