@@ -298,18 +298,21 @@ class SkipEndpoint:
         """SKIP-protect one IP datagram to its peer; None if it waits for a certificate.
 
         The local principal is found by the source address and the peer by the destination
-        address, unless named explicitly. The common case (IPv4 without options, a current Kp
-        for this address pair) runs inline here; the engine validates the IP header.
+        address, unless named explicitly. The common case (a current Kp for the named pair, or
+        for this IPv4 address pair) runs inline here; the engine validates the IP header.
         """
         try:
-            if identity is None and peer is None and len(packet) >= _IPV4_PLAIN and \
-                    packet[0] == 0x45:
+            if identity is not None and peer is not None:
+                tx = self._tx.get((identity, peer))
+            elif len(packet) >= _IPV4_PLAIN and packet[0] == 0x45 and identity is peer is None:
                 tx = self._tx_by_route.get(packet[12:20])
-                if tx is not None and now < tx.expires and tx.budget > 0:
-                    wire = tx.send(packet)
-                    tx.budget -= len(packet)
-                    self.counters["tx_ok"] += 1
-                    return wire
+            else:
+                tx = None
+            if tx is not None and now < tx.expires and tx.budget > 0:
+                wire = tx.send(packet)
+                tx.budget -= len(packet)
+                self.counters["tx_ok"] += 1
+                return wire
             return self._protect(packet, now, identity, peer)
         except SkipError as err:
             self.counters.hit(err.reason)
