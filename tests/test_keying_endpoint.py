@@ -414,3 +414,13 @@ def test_too_many_unknown_principals_are_refused() -> None:
         link.a.protect(udp("a", "c"), NOW)  # a second unknown principal
     assert err.value.reason == "queue_full"
     assert len(link.a.events()) == 1 and link.a.status(NOW)["pending"] == {"010a000002": 1}
+
+
+def test_named_pair_reuses_its_kp() -> None:
+    link = pair("x25519")
+    first = link.a.protect(udp(), NOW, identity="a", peer="b")
+    second = link.a.protect(udp(), NOW + 1, identity="a", peer="b")
+    assert _header(first) == _header(second) and link.a.counters["kp_new"] == 1
+    with pytest.raises(SkipError) as err:
+        link.a.protect(udp(), NOW, identity="a", peer="nobody")
+    assert err.value.reason == "unknown_mkid"
