@@ -253,3 +253,14 @@ def test_ah_sa_rejects_esp_packet():
     with pytest.raises(ParseError) as e:
         SHA256.sa("transport").unprotect(wire)
     assert e.value.reason == "unsupported_protocol"
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"shim_icv": bytes(8)},  # an image without a shim
+    {"shim": (PROTO_SKIP, bytes(8)), "shim_icv": bytes(7)},
+    {"shim": (256, bytes(8))},
+])
+def test_bad_shim_arguments(kwargs):
+    with pytest.raises(SkipError) as e:
+        KEYED_MD5.sa("transport").protect(datagram(4, 12), **kwargs)
+    assert e.value.reason == "bad_sa"

@@ -31,7 +31,7 @@ from skip.ipsec.layout import (
     spliced_head,
 )
 from skip.ipsec.sa import Rng, SecurityAssociation, Shim, _bad_sa
-from skip.wire.esp import PADDING, split_trailer
+from skip.wire.esp import PADDING, header_size, split_trailer
 from skip.wire.ip import PROTO_ESP, PROTO_NONE, BytesLike, insertion_point
 
 _HEAD_SEQ = struct.Struct("!II")
@@ -73,7 +73,7 @@ class EspSA(SecurityAssociation):
                     "add an integrity algorithm, use AH on top, or pass "
                     "allow_unauthenticated=True")
         self._icv_size = self.integrity.icv_size if self.integrity else 0
-        self._head_size = 8 if self.sequence else 4
+        self._head_size = header_size(self.sequence)
         self._align = max(alg.block_size, 4)
         # Smallest body: IV, one block of ciphertext holding at least the 2-byte trailer, tag.
         self._min_body = alg.iv_size + max(alg.block_size, 2) + alg.icv_size

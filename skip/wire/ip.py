@@ -367,10 +367,6 @@ class ExtensionHeader:
     next_header: int
     body: bytes
 
-    @property
-    def length(self) -> int:
-        return 2 + len(self.body)
-
     @classmethod
     def parse_from(cls, data: BytesLike, offset: int, kind: int) -> tuple[ExtensionHeader, int]:
         """Parse the header of type ``kind`` at ``offset``; returns it and its end offset."""
