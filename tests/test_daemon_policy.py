@@ -140,7 +140,7 @@ def test_fragmentation_needed_is_a_valid_icmp_error() -> None:
     assert err[20:22] == bytes([3, 4])
     assert struct.unpack_from("!H", err, 26)[0] == 1300
     assert err[28:48] == original[:20]
-    assert summarize(err).dst == ip("10.57.0.2")
+    assert summarize(err).destination == ip("10.57.0.2")
     assert len(err) <= 576
 
 

@@ -107,10 +107,6 @@ class PeerPolicy:
     certificate: Path | None = None
     nomadic: bool = False
 
-    def outer_address(self, inner_destination: IPAddress) -> IPAddress:
-        """Where SKIP packets for ``inner_destination`` are sent (transport: the host itself)."""
-        return self.tunnel if self.tunnel is not None else inner_destination
-
 
 @dataclass(frozen=True)
 class Config:

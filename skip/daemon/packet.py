@@ -29,14 +29,23 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """Policy-relevant facts about one IP packet."""
+    """Policy-relevant facts about one IP packet. Addresses stay packed bytes: building
+    ``ipaddress`` objects for every packet cost more than the policy lookup itself."""
 
     version: int
-    src: IPAddress
-    dst: IPAddress
+    src: bytes
+    dst: bytes
     protocol: int
     sport: int | None
     dport: int | None
+
+    @property
+    def source(self) -> IPAddress:
+        return ipaddress.ip_address(self.src)
+
+    @property
+    def destination(self) -> IPAddress:
+        return ipaddress.ip_address(self.dst)
 
 
 def summarize(packet: bytes | memoryview) -> Summary:
@@ -65,8 +74,7 @@ def _summarize_v4(packet: bytes | memoryview) -> Summary:
         raise ParseError("bad_length", f"IPv4 header length {ihl} with {len(packet)} bytes")
     frag = struct.unpack_from("!H", packet, 6)[0]
     protocol = packet[9]
-    src = ipaddress.IPv4Address(bytes(packet[12:16]))
-    dst = ipaddress.IPv4Address(bytes(packet[16:20]))
+    src, dst = bytes(packet[12:16]), bytes(packet[16:20])
     sport, dport = (None, None) if frag & 0x1FFF else _ports(packet, ihl, protocol)
     return Summary(4, src, dst, protocol, sport, dport)
 
@@ -74,8 +82,7 @@ def _summarize_v4(packet: bytes | memoryview) -> Summary:
 def _summarize_v6(packet: bytes | memoryview) -> Summary:
     if len(packet) < 40:
         raise ParseError("truncated", f"IPv6 header needs 40 bytes, got {len(packet)}")
-    src = ipaddress.IPv6Address(bytes(packet[8:24]))
-    dst = ipaddress.IPv6Address(bytes(packet[24:40]))
+    src, dst = bytes(packet[8:24]), bytes(packet[24:40])
     nxt, offset = packet[6], 40
     for _ in range(_MAX_EXTENSIONS):
         if nxt == _IPV6_FRAGMENT:
@@ -120,13 +127,13 @@ def too_big(packet: bytes, mtu: int, reporter: IPAddress) -> bytes:
         body = struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + quote
         body = body[:2] + struct.pack("!H", internet_checksum(body)) + body[4:]
         header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(body), 0, 0, 64,
-                                       PROTO_ICMP, 0, reporter.packed, info.src.packed))
+                                       PROTO_ICMP, 0, reporter.packed, info.src))
         header[10:12] = struct.pack("!H", internet_checksum(bytes(header)))
         return bytes(header) + body
     quote = packet[:1232]
     body = struct.pack("!BBHI", 2, 0, 0, mtu) + quote
-    pseudo = reporter.packed + info.src.packed + struct.pack("!I3xB", len(body), PROTO_ICMPV6)
+    pseudo = reporter.packed + info.src + struct.pack("!I3xB", len(body), PROTO_ICMPV6)
     body = body[:2] + struct.pack("!H", internet_checksum(pseudo + body)) + body[4:]
     header = struct.pack("!IHBB16s16s", 6 << 28, len(body), PROTO_ICMPV6, 64, reporter.packed,
-                         info.src.packed)
+                         info.src)
     return header + body

@@ -32,7 +32,7 @@ class PolicyTable:
     def __init__(self, config: Config) -> None:
         self.default = config.default
         self.kmp_port = config.daemon.key_management_port
-        self.hosts: dict[IPAddress, PeerPolicy] = {}
+        self.hosts: dict[bytes, PeerPolicy] = {}  # packed address -> rule
         # per family, prefix length -> {network address int -> rule}; lookups walk the distinct
         # prefix lengths longest first, so cost grows with those, not with the number of rules
         self._nets: dict[int, list[tuple[int, dict[int, PeerPolicy]]]] = {4: [], 6: []}
@@ -44,7 +44,7 @@ class PolicyTable:
             if rule.peer.nsid:
                 self.by_name[rule.peer] = rule
             for host in rule.hosts:
-                self.hosts[host] = rule
+                self.hosts[host.packed] = rule
             for net in rule.networks:
                 nets.setdefault((net.version, net.prefixlen), {})[int(net.network_address)] = rule
         for (version, plen), table in sorted(nets.items(), key=lambda kv: -kv[0][1]):
@@ -52,12 +52,16 @@ class PolicyTable:
 
     def for_address(self, address: IPAddress) -> Decision:
         """The rule for traffic whose remote (inner) address is ``address``."""
-        rule = self.hosts.get(address)
+        return self.for_packed(address.packed)
+
+    def for_packed(self, packed: bytes) -> Decision:
+        """:meth:`for_address` on the 4 or 16 bytes a packet carries (the per-packet path)."""
+        rule = self.hosts.get(packed)
         if rule is not None:
             return Decision(rule.action, rule, "host")
-        bits = 32 if address.version == 4 else 128
-        value = int(address)
-        for plen, table in self._nets[address.version]:
+        bits = len(packed) * 8
+        value = int.from_bytes(packed, "big")
+        for plen, table in self._nets[4 if bits == 32 else 6]:
             rule = table.get(value >> (bits - plen) << (bits - plen))
             if rule is not None:
                 return Decision(rule.action, rule, "network")
@@ -67,7 +71,7 @@ class PolicyTable:
         """Decision for a cleartext packet read from the TUN device (remote = destination)."""
         if self.is_key_management(info):
             return Decision("allow-cleartext", self.default, "key-management")
-        return self.for_address(info.dst)
+        return self.for_packed(info.dst)
 
     def inbound(self, info: Summary, peer: str) -> Decision:
         """Decision for a packet that arrived (remote = source); ``peer`` is the rule name of
@@ -76,7 +80,7 @@ class PolicyTable:
         rule = self.by_label.get(peer)
         if rule is not None and rule.nomadic and not rule.hosts and not rule.networks:
             return Decision(rule.action, rule, "nomadic")
-        return self.for_address(info.src)
+        return self.for_packed(info.src)
 
     def authorised(self, decision: Decision, peer: str) -> bool:
         """May the authenticated ``peer`` send from the inner source that chose ``decision``?

@@ -250,7 +250,7 @@ class Daemon:
         rule = decision.rule
         if decision.action == "deny":
             self._drop("policy_deny", "outbound packet denied", peer=rule.name,
-                       dst=str(info.dst), matched=decision.matched)
+                       dst=str(info.destination), matched=decision.matched)
             return
         if decision.action == "allow-cleartext":
             self.traffic["cleartext_out"] += 1
@@ -260,7 +260,8 @@ class Daemon:
             self._drop("config_invalid", "protect rule without a keying engine", peer=rule.name)
             return
         stats = self._stats(rule)
-        outer = stats.outer if rule.nomadic else rule.outer_address(info.dst)
+        outer = stats.outer if rule.nomadic else \
+            (rule.tunnel if rule.tunnel is not None else info.destination)
         if outer is None:
             self._drop("unknown_mkid", "nomadic peer has not been heard from yet",
                        peer=rule.name)
@@ -269,7 +270,7 @@ class Daemon:
             wire = self.engine.protect(packet, now, rule, outer)
         except SkipError as exc:
             self._drop(exc.reason, "protect failed", counted=True, peer=rule.name,
-                       dst=str(info.dst))
+                       dst=str(info.destination))
             return
         finally:
             self._drain_events()
@@ -299,7 +300,7 @@ class Daemon:
         an error "from itself" arriving on the TUN device for a spoof and drop it. IPv4 has
         the dummy address for exactly this case (RFC 7600); for IPv6 the error speaks for the
         destination whose path is too narrow."""
-        return _DUMMY_V4 if info.version == 4 else info.dst
+        return _DUMMY_V4 if info.version == 4 else info.destination
 
     def _send(self, datagram: bytes, rule: PeerPolicy | None) -> bool:
         try:
@@ -347,11 +348,11 @@ class Daemon:
         rule = decision.rule
         if decision.action != "protect":
             self._drop("policy_deny", "protected packet for a rule that does not protect",
-                       peer=rule.name, src=str(info.src))
+                       peer=rule.name, src=str(info.source))
             return
         if not self.policy.authorised(decision, result.peer):
             self._drop("inner_source_mismatch", "peer sent an inner address it does not own",
-                       peer=result.peer, src=str(info.src), rule=rule.name)
+                       peer=result.peer, src=str(info.source), rule=rule.name)
             return
         if (result.version == 1) != (rule.profile == "legacy"):
             self._drop("legacy_refused" if result.version == 1 else "unsupported_algorithm",
@@ -481,6 +482,6 @@ class Daemon:
 
 def _source(datagram: bytes) -> str:
     try:
-        return str(summarize(datagram).src)
+        return str(summarize(datagram).source)
     except SkipError:
         return "?"

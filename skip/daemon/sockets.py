@@ -26,13 +26,16 @@ from skip.daemon.packet import PROTO_SKIP
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+_IPV6_FLOWINFO = 11
 _IPV6_HDRINCL = 36
 _IPV6_RECVPKTINFO = 49
 _IPV6_PKTINFO = 50
 _IPV6_RECVHOPLIMIT = 51
 _IPV6_HOPLIMIT = 52
+_IPV6_RECVTCLASS = 66
+_IPV6_TCLASS = 67
 _MAX = 65535
-_CMSG_SPACE = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+_CMSG_SPACE = socket.CMSG_SPACE(20) + 3 * socket.CMSG_SPACE(4)
 _SO_RCVBUFFORCE = 33
 #: a burst of full-size packets arrives faster than one Python thread drains them; the default
 #: ~200 kB buffer overflows within a TCP window and every overflow is a retransmission
@@ -82,8 +85,11 @@ class RawReceiver:
         self.sock.setblocking(False)
         _big_receive_buffer(self.sock)
         if family == socket.AF_INET6:
-            self.sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVPKTINFO, 1)
-            self.sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVHOPLIMIT, 1)
+            # everything of the IPv6 header the kernel strips, so the rebuilt header is the
+            # one that was sent: a legacy AH (RFC 1826) covers the flow label and class
+            for option in (_IPV6_RECVPKTINFO, _IPV6_RECVHOPLIMIT, _IPV6_RECVTCLASS,
+                           _IPV6_FLOWINFO):
+                self.sock.setsockopt(socket.IPPROTO_IPV6, option, 1)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -95,14 +101,21 @@ class RawReceiver:
             data, ancillary, _flags, source = self.sock.recvmsg(_MAX, _CMSG_SPACE)
         except BlockingIOError:
             return None
-        dst, hops = b"\0" * 16, 64
+        dst, hops, tclass, flow = b"\0" * 16, 64, 0, 0
         for level, kind, value in ancillary:
-            if level == socket.IPPROTO_IPV6 and kind == _IPV6_PKTINFO and len(value) >= 16:
+            if level != socket.IPPROTO_IPV6 or len(value) < 4:
+                continue
+            if kind == _IPV6_PKTINFO and len(value) >= 16:
                 dst = value[:16]
-            elif level == socket.IPPROTO_IPV6 and kind == _IPV6_HOPLIMIT and len(value) >= 4:
+            elif kind == _IPV6_HOPLIMIT:
                 hops = struct.unpack("=i", value[:4])[0]
+            elif kind == _IPV6_TCLASS:
+                tclass = struct.unpack("=i", value[:4])[0] & 0xFF
+            elif kind == _IPV6_FLOWINFO:
+                flow = struct.unpack("!I", value[:4])[0] & 0xFFFFF
         src = socket.inet_pton(socket.AF_INET6, source[0].split("%")[0])
-        header = struct.pack("!IHBB16s16s", 6 << 28, len(data), PROTO_SKIP, hops, src, dst)
+        first = 6 << 28 | tclass << 20 | flow
+        header = struct.pack("!IHBB16s16s", first, len(data), PROTO_SKIP, hops, src, dst)
         return header + data
 
     def close(self) -> None:
