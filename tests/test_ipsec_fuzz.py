@@ -12,7 +12,14 @@ from skip.errors import SkipError
 from skip.ipsec import peek
 from skip.wire.ah import AHHeader
 from skip.wire.esp import ESPHeader, ESPTrailer
-from skip.wire.ip import finish_ipv4_header
+from skip.wire.ip import (
+    ExtensionHeader,
+    IPv4Option,
+    IPv6Option,
+    build_ipv4,
+    build_ipv6,
+    finish_ipv4_header,
+)
 from tests.ipsec_cases import LAYOUTS, Suite, datagram
 
 SUITES = (
@@ -70,3 +77,39 @@ def test_header_parsers(data, offset, sequence):
     survive(AHHeader.parse_from, data, offset, sequence=sequence)
     survive(ESPHeader.parse_from, data, offset, sequence=sequence)
     survive(ESPTrailer.parse, data, check_pattern=sequence)
+
+
+IPV4_OPTIONS = st.lists(st.sampled_from([
+    IPv4Option(148, b"\0\0"), IPv4Option(1), IPv4Option(7, bytes([4]) + bytes(8)),
+    IPv4Option(68, bytes([5, 0]) + bytes(4)), IPv4Option(130, bytes(9)),
+]), max_size=3)
+IPV6_CHAINS = st.lists(st.sampled_from([
+    ExtensionHeader.with_options(0, 0, [IPv6Option(0x3E, b"x" * 5)]),
+    ExtensionHeader.with_options(60, 0, [IPv6Option(0x1E, b"dst")]),
+    ExtensionHeader.routing(0, ["2001:db8::5", "2001:db8::6"]),
+    ExtensionHeader.fragment(0, 0, False, 99),
+]), max_size=3).map(lambda hs: sorted(hs, key=lambda h: h.kind != 0))  # hop-by-hop first
+
+
+@st.composite
+def datagrams(draw) -> bytes:
+    payload = draw(st.binary(max_size=300))
+    protocol = draw(st.sampled_from([1, 6, 17, 58, 253]))
+    if draw(st.booleans()):
+        return build_ipv4("10.0.0.1", "10.9.9.9", protocol, payload,
+                          tos=draw(st.integers(0, 255)), ttl=draw(st.integers(1, 255)),
+                          identification=draw(st.integers(0, 65535)),
+                          flags=draw(st.sampled_from([0, 2])), options=draw(IPV4_OPTIONS))
+    return build_ipv6("2001:db8::1", "2001:db8::9", protocol, payload,
+                      traffic_class=draw(st.integers(0, 255)),
+                      flow_label=draw(st.integers(0, 2**20 - 1)),
+                      hop_limit=draw(st.integers(1, 255)), extension_headers=draw(IPV6_CHAINS))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SUITES), st.sampled_from(LAYOUTS), datagrams())
+def test_round_trip_of_arbitrary_datagrams(suite, layout, packet):
+    mode, _, outer = layout
+    if mode == "tunnel":
+        outer = 4 if packet[0] >> 4 == 6 else 6  # always the other version outside
+    assert suite.sa(mode, outer).unprotect(suite.sa(mode, outer).protect(packet)) == packet
