@@ -6,6 +6,9 @@ from __future__ import annotations
 class Counters:
     """Packets and bytes through one SA, and rejections per reason code.
 
+    Bytes are those of the cleartext datagrams: what went into ``protect`` and what came
+    out of ``unprotect``.
+
     Plain attributes (no locking, no dict per packet): the engine bumps them in its hot path
     and skipd / skipctl read them.  ``rejected`` maps a reason code to a count and only holds
     codes that happened.  A ``tfc_dummy`` discard is counted there too: it is a drop by design,

@@ -6,8 +6,9 @@ Two kinds of code live here, on purpose:
   options) with ``parse``/``encode`` for control paths, tests, tools and the demo;
 * small functions on ``bytes``/``bytearray`` for the per-packet path of the ESP/AH engine:
   :func:`insertion_point` (where AH/ESP goes on output), :func:`locate_upper` (where it is on
-  input), :func:`zero_mutable_fields` (the AH "mutable fields zeroed" image, RFC 4302
-  section 3.3.3.1 and Appendix A) and :func:`ipv4_checksum`. They build no objects per packet.
+  input), :func:`zero_mutable_fields` (the AH "mutable fields zeroed" image of RFC 4302
+  section 3.3.3.1 and Appendix A, or of RFC 1826), :func:`set_payload_length` and
+  :func:`finish_ipv4_header`. They build no objects per packet.
 
 Every parser is bounded: malformed bytes raise :class:`~skip.errors.ParseError` with a reason
 code, never ``IndexError`` or ``struct.error``.
