@@ -1,4 +1,5 @@
-"""Shared cases for the engine tests: algorithm suites, sample datagrams, SA pairs."""
+"""Shared cases for the wire and engine tests: algorithm suites, sample datagrams, SA pairs,
+and routers that change datagrams in flight the way RFC 791 / RFC 8200 let them."""
 
 from __future__ import annotations
 
@@ -8,15 +9,26 @@ from dataclasses import dataclass
 from skip.crypto.registry import get_cipher, get_integrity
 from skip.ipsec import SecurityAssociation
 from skip.wire.ip import (
+    EXTENSION_HEADERS,
+    IPV4_OPT_LSRR,
+    IPV4_OPT_RR,
+    IPV4_OPT_SSRR,
+    IPV6_OPT_MUTABLE,
+    PROTO_HOPOPTS,
     PROTO_ICMP,
     PROTO_ICMPV6,
+    PROTO_ROUTING,
     PROTO_TCP,
     PROTO_UDP,
     ExtensionHeader,
     IPv4Option,
     IPv6Option,
+    _extension_end,
+    _walk_ipv4_options,
+    _walk_ipv6_options,
     build_ipv4,
     build_ipv6,
+    finish_ipv4_header,
 )
 
 V4 = ("192.0.2.1", "198.51.100.7")
@@ -138,3 +150,53 @@ def datagram(version: int, size: int = 64, *, fancy: bool = False) -> bytes:
              ExtensionHeader.with_options(60, 0, [IPv6Option(0x1E, b"end")])] if fancy else []
     return build_ipv6(*V6, PROTO_TCP if size % 2 else PROTO_ICMPV6, payload, traffic_class=0x29,
                       flow_label=0xBEEF, extension_headers=chain)
+
+
+def ipv4_router_hop(pkt: bytes, me: bytes) -> bytes:
+    """What a router does to an IPv4 datagram (RFC 791/1812): TTL, TOS, DF, record route,
+    timestamps, and source-route processing; then a new checksum."""
+    b = bytearray(pkt)
+    b[8] -= 1
+    b[1] ^= 0x03  # ECN marking
+    b[6] |= 0x40  # a router may set DF
+    hl = (b[0] & 15) * 4
+    for kind, off, length in list(_walk_ipv4_options(b, 20, hl)):
+        ptr = b[off + 2] if length > 2 else 0
+        if kind == IPV4_OPT_RR and ptr + 3 <= length:
+            b[off + ptr - 1 : off + ptr + 3] = me
+            b[off + 2] += 4
+        elif kind == 68 and ptr + 3 <= length:  # timestamp, flag 0: 32-bit timestamps
+            b[off + ptr - 1 : off + ptr + 3] = b"\x00\x01\x02\x03"
+            b[off + 2] += 4
+        elif kind in (IPV4_OPT_LSRR, IPV4_OPT_SSRR) and ptr + 3 <= length:
+            nxt = bytes(b[off + ptr - 1 : off + ptr + 3])
+            b[off + ptr - 1 : off + ptr + 3] = me
+            b[off + 2] += 4
+            b[16:20] = nxt
+    finish_ipv4_header(b)
+    return bytes(b)
+
+
+def ipv6_router_hops(pkt: bytes) -> bytes:
+    """Every router on a type-0 route: hop limit, traffic class, flow label, the data of
+    "may change" options in the hop-by-hop header, and the RFC 2460 address swap."""
+    b = bytearray(pkt)
+    off, nh = 40, b[6]
+    while nh in EXTENSION_HEADERS:
+        end = _extension_end(b, off, nh)
+        if nh == PROTO_ROUTING:
+            while b[off + 3]:
+                count = (end - off - 8) // 16
+                i = count - b[off + 3]
+                at = off + 8 + 16 * i
+                b[24:40], b[at : at + 16] = bytes(b[at : at + 16]), bytes(b[24:40])
+                b[off + 3] -= 1
+                b[7] -= 1
+                b[1] ^= 0x5A
+                b[3] ^= 0x77
+        elif nh == PROTO_HOPOPTS:
+            for kind, doff, dlen in _walk_ipv6_options(b, off + 2, end):
+                if kind & IPV6_OPT_MUTABLE:
+                    b[doff : doff + dlen] = bytes(x ^ 0xFF for x in b[doff : doff + dlen])
+        nh, off = b[off], end
+    return bytes(b)

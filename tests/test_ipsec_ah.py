@@ -28,8 +28,7 @@ from skip.wire.ip import (
     insertion_point,
     locate_upper,
 )
-from tests.ipsec_cases import Suite, datagram
-from tests.test_wire_ip import ipv4_router_hop, ipv6_router_hops
+from tests.ipsec_cases import Suite, datagram, ipv4_router_hop, ipv6_router_hops
 
 SHA256 = Suite("ah", integrity="hmac-sha2-256-128")
 KEYED_MD5 = Suite("ah", integrity="keyed-md5", sequence=False)

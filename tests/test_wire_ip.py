@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from skip.errors import ParseError
 from skip.wire import ip
 from skip.wire.ip import ExtensionHeader, IPv4Header, IPv4Option, IPv6Header, IPv6Option
+from tests.ipsec_cases import ipv4_router_hop, ipv6_router_hops
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -178,31 +179,6 @@ def image(pkt: bytes, end: int) -> bytes:
     return bytes(buf)
 
 
-def ipv4_router_hop(pkt: bytes, me: bytes) -> bytes:
-    """What a router does to an IPv4 datagram (RFC 791/1812): TTL, TOS, DF, record route,
-    timestamps, and source-route processing; then a new checksum."""
-    b = bytearray(pkt)
-    b[8] -= 1
-    b[1] ^= 0x03  # ECN marking
-    b[6] |= 0x40  # a router may set DF
-    hl = (b[0] & 15) * 4
-    for kind, off, length in list(ip._walk_ipv4_options(b, 20, hl)):
-        ptr = b[off + 2] if length > 2 else 0
-        if kind == ip.IPV4_OPT_RR and ptr + 3 <= length:
-            b[off + ptr - 1 : off + ptr + 3] = me
-            b[off + 2] += 4
-        elif kind == 68 and ptr + 3 <= length:  # timestamp, flag 0: 32-bit timestamps
-            b[off + ptr - 1 : off + ptr + 3] = b"\x00\x01\x02\x03"
-            b[off + 2] += 4
-        elif kind in (ip.IPV4_OPT_LSRR, ip.IPV4_OPT_SSRR) and ptr + 3 <= length:
-            nxt = bytes(b[off + ptr - 1 : off + ptr + 3])
-            b[off + ptr - 1 : off + ptr + 3] = me
-            b[off + 2] += 4
-            b[16:20] = nxt
-    ip.finish_ipv4_header(b)
-    return bytes(b)
-
-
 def test_ipv4_image_is_stable_across_routers_with_source_route():
     route = IPv4Address("10.9.9.9").packed + IPv4Address("10.0.0.2").packed  # hop 2, final
     opts = [
@@ -233,31 +209,6 @@ def test_ipv4_image_keeps_immutable_fields(offset):
     changed = bytearray(pkt)
     changed[offset] ^= 0x01
     assert image(bytes(changed), 20) != image(pkt, 20)
-
-
-def ipv6_router_hops(pkt: bytes) -> bytes:
-    """Every router on a type-0 route: hop limit, traffic class, flow label, the data of
-    "may change" options in the hop-by-hop header, and the RFC 2460 address swap."""
-    b = bytearray(pkt)
-    off, nh = 40, b[6]
-    while nh in ip.EXTENSION_HEADERS:
-        end = ip._extension_end(b, off, nh)
-        if nh == ip.PROTO_ROUTING:
-            while b[off + 3]:
-                count = (end - off - 8) // 16
-                i = count - b[off + 3]
-                at = off + 8 + 16 * i
-                b[24:40], b[at : at + 16] = bytes(b[at : at + 16]), bytes(b[24:40])
-                b[off + 3] -= 1
-                b[7] -= 1
-                b[1] ^= 0x5A
-                b[3] ^= 0x77
-        elif nh == ip.PROTO_HOPOPTS:
-            for kind, doff, dlen in ip._walk_ipv6_options(b, off + 2, end):
-                if kind & ip.IPV6_OPT_MUTABLE:
-                    b[doff : doff + dlen] = bytes(x ^ 0xFF for x in b[doff : doff + dlen])
-        nh, off = b[off], end
-    return bytes(b)
 
 
 def test_ipv6_image_is_stable_across_routers():
