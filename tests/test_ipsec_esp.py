@@ -154,6 +154,8 @@ def test_protocol_picks_the_class_and_harness_accessors():
     assert info["protocol"] == "esp" and info["replay_window"] == 64
     assert CBC.keys()["cipher_key"].hex() not in repr(info)
     assert GCM.sa("transport").integrity_name is None
+    ah = Suite("ah", integrity="hmac-sha1-96").sa("transport")
+    assert (ah.cipher, ah.cipher_key, ah.integrity_name) == (None, b"", "hmac-sha1-96")
 
 
 def test_legacy_needs_explicit_opt_in():

@@ -43,6 +43,9 @@ class AhSA(SecurityAssociation):
 
     protocol = "ah"
     protocol_number = PROTO_AH
+    #: AH never encrypts; these mirror EspSA's attributes so callers need not ask first.
+    cipher = None
+    cipher_key = b""
 
     __slots__ = ("_fixed", "_layout", "_mac", "_rfc1826", "ah_mutable")
 
