@@ -37,6 +37,13 @@ def _bad_sa(detail: str) -> AlgorithmError:
     return AlgorithmError("bad_sa", detail)
 
 
+def _check_shim(shim: Shim | None, shim_icv: BytesLike | None) -> None:
+    if shim is None or not 0 <= shim[0] <= 255 or (
+            shim_icv is not None and len(shim_icv) != len(shim[1])):
+        raise _bad_sa("shim must be (protocol 0..255, bytes); shim_icv only with a shim, "
+                      "of the same length")
+
+
 class SecurityAssociation:
     """One direction of one ESP or AH security association.
 
@@ -185,11 +192,8 @@ class SecurityAssociation:
         ``dummy``: send a dummy TFC packet (Next Header 59) whose content is the datagram's
         payload (transport) or ``packet`` itself, any bytes (tunnel).
         """
-        if (shim is None and shim_icv is not None) or (shim is not None and (
-                not 0 <= shim[0] <= 255
-                or (shim_icv is not None and len(shim_icv) != len(shim[1])))):
-            raise _bad_sa("shim must be (protocol 0..255, bytes); shim_icv only with a shim, "
-                          "of the same length")
+        if shim is not None or shim_icv is not None:
+            _check_shim(shim, shim_icv)
         try:
             out = self._protect(memoryview(packet), shim, shim_icv, dummy)
         except SkipError as err:
