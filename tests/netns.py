@@ -234,7 +234,8 @@ def _toml(value: object) -> str:
 def skipd_config(work: Path, me: str, pki: Path, *, overlay: Sequence[str] = (),
                  peers: Sequence[dict[str, object]] = (), default: str = "deny",
                  daemon: dict[str, object] | None = None, store: Path | None = None,
-                 certificate: str = "{me}.pem", anchor: str = "ca.pem") -> Path:
+                 certificate: str = "{me}.pem", anchor: str = "ca.pem",
+                 identity: dict[str, object] | None = None) -> Path:
     """Write ``work/ME.toml`` for host ``me`` (``ME.key``, its certificate, the CA and
     ``ca.crl`` in ``pki``; peer certificates in ``store``, default ``work/peers-ME``) and
     return its path."""
@@ -246,7 +247,8 @@ def skipd_config(work: Path, me: str, pki: Path, *, overlay: Sequence[str] = (),
              f"certificate = {_toml(pki / certificate.format(me=me))}",
              f"trust_anchors = {_toml([str(pki / anchor)])}",
              f"crls = {_toml([str(pki / 'ca.crl')])}",
-             f"peer_certificates = {_toml(store or work / f'peers-{me}')}", "",
+             f"peer_certificates = {_toml(store or work / f'peers-{me}')}",
+             *(f"{k} = {_toml(v)}" for k, v in (identity or {}).items()), "",
              "[default]", f"action = {_toml(default)}", ""]
     for peer in peers:
         lines += ["[[peer]]", *(f"{k} = {_toml(v)}" for k, v in peer.items()), ""]

@@ -43,6 +43,7 @@ LAN = {"a": ("192.0.2.1", "2001:db8:1::1"), "b": ("192.0.2.2", "2001:db8:1::2"),
 OVERLAY = {"a": ("10.57.0.1", "fd57::1"), "b": ("10.57.0.2", "fd57::2"),
            "g": ("10.57.0.3", "fd57::3")}
 C4, C6 = "10.9.0.2", "fd09::2"
+LAPTOP, LAPTOP_MKID = "10.57.0.9", "0a390009"
 
 
 class Site:
@@ -58,6 +59,7 @@ class Site:
         self.pki = work / "pki"
         hosts = {n: (LAN[n], "x25519") for n in LAN}
         hosts |= {f"{n}-legacy": (LAN[n], "skip-2048") for n in ("a", "b")}
+        hosts["laptop"] = ([LAPTOP], "x25519")  # named by its overlay address, NSID 1
         make_pki(self.pki, hosts, time.time(), revoked=["b"])
         self.procs: dict[str, subprocess.Popen] = {}
 
@@ -70,10 +72,13 @@ class Site:
         return path
 
     def start(self, host: str, me: str, peers: list[dict[str, object]], *,
-              store: tuple[str, ...], daemon: dict[str, object] | None = None) -> Path:
+              store: tuple[str, ...], daemon: dict[str, object] | None = None,
+              overlay: tuple[str, ...] | None = None,
+              identity: dict[str, object] | None = None) -> Path:
         self.store(me, *store)
-        config = skipd_config(self.work, me, self.pki, overlay=[f"{OVERLAY[host][0]}/24",
-                              f"{OVERLAY[host][1]}/64"], peers=peers, daemon=daemon)
+        config = skipd_config(self.work, me, self.pki, peers=peers, daemon=daemon,
+                              identity=identity, overlay=[f"{OVERLAY[host][0]}/24",
+                              f"{OVERLAY[host][1]}/64"] if overlay is None else overlay)
         self.procs[host] = start_skipd(self.ns[host], config, self.sock(me),
                                        self.work / f"{me}.log")
         return config
@@ -308,3 +313,51 @@ def test_policy_deny_for_a_protected_peer_address(running: Site) -> None:
     assert not site.ping("a", "10.57.0.66", 1)
     assert site.counters("a")["drops"]["policy_deny"] >= 1
     assert socket.has_ipv6
+
+
+def test_nomadic_peer_is_followed_by_mkid_and_not_by_forgeries(running: Site) -> None:
+    site = running
+    site.start("a", "a", [{"name": "laptop", "nomadic": True, "nsid": 1,
+                           "mkid": LAPTOP_MKID, "hosts": [LAPTOP], "action": "protect"}],
+               store=("laptop",))
+    server = [{"name": "server", "hosts": [OVERLAY["a"][0]], "tunnel": LAN["a"][0],
+               "action": "protect"}]
+    lan_b = site.lan["b"]
+
+    def laptop_at(address: str) -> None:
+        site.stop("b")
+        site.start("b", "laptop", server, store=("a",), overlay=(f"{LAPTOP}/24",),
+                   identity={"nsid": 1, "mkid": LAPTOP_MKID, "addresses": [address]})
+
+    def address() -> str:
+        return request(site.sock("a"), "peers")["result"][0]["address"]
+
+    laptop_at(LAN["b"][0])
+    assert not site.ping("a", LAPTOP, 1)  # not heard from yet: nowhere to send
+    assert site.ping("b", OVERLAY["a"][0]) and site.ping("a", LAPTOP)
+    assert address() == LAN["b"][0]
+    # a forged packet (a real one, replayed from another address) must not move the peer
+    listener = site.ns["a"].popen(sys.executable, "-c", (
+        "import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 57)\n"
+        "s.settimeout(10); sys.stdout.write(s.recv(65535).hex())\n"),
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    site.ping("b", OVERLAY["a"][0], 1)
+    real = bytes.fromhex(listener.communicate(timeout=10)[0])
+    forged = real[:12] + socket.inet_aton(LAN["g"][0]) + real[16:]
+    _send_raw(site.ns["g"], [forged])
+    time.sleep(0.3)
+    assert address() == LAN["b"][0]
+    assert site.ping("a", LAPTOP, 1)
+    # the laptop really moves: the next authenticated packet redirects skipd
+    moved = "192.0.2.19"
+    site.ns["b"].run("ip", "addr", "del", f"{LAN['b'][0]}/24", "dev", lan_b)
+    site.ns["b"].run("ip", "addr", "add", f"{moved}/24", "dev", lan_b)
+    try:
+        laptop_at(moved)
+        assert site.ping("b", OVERLAY["a"][0]) and site.ping("a", LAPTOP)
+        assert address() == moved
+    finally:  # (deleting a primary address would take the secondaries with it)
+        site.stop("b")
+        site.ns["b"].run("ip", "addr", "del", f"{moved}/24", "dev", lan_b, check=False)
+        site.ns["b"].run("ip", "addr", "add", f"{LAN['b'][0]}/24", "dev", lan_b, "nodad")

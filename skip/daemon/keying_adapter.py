@@ -29,6 +29,8 @@ from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT, Suite
 
 LOCAL = "local"
+#: the tunnel address of a nomadic peer not heard from yet (skipd sends nothing toward it)
+_UNHEARD = ipaddress.ip_address("0.0.0.0")
 _NUMBERS = {"legacy": num.LEGACY, "modern": num.MODERN}
 
 
@@ -128,8 +130,12 @@ class SkipKeying(KeyingEngine):
             key = creds.peers.get(rule.name)
             if rule.action != "protect" or key is None:
                 continue
-            tunnel = self.outer.get(rule.name) if rule.nomadic else \
-                (rule.tunnel if rule.mode == "tunnel" else None)
+            if rule.mode != "tunnel":
+                tunnel = None
+            elif rule.nomadic:  # tunnel SAs from the start; the address comes with its packets
+                tunnel = self.outer.get(rule.name, _UNHEARD)
+            else:
+                tunnel = rule.tunnel
             hosts = [str(h) for h in rule.hosts] if rule.mode == "transport" else []
             try:
                 peer = Peer.create(rule.name, key.public.group.name, key.public.public_value,
@@ -163,12 +169,17 @@ class SkipKeying(KeyingEngine):
             self.kp_born.pop(name, None)
         for name, spec in specs.items():
             if self.specs.get(name) != spec:
-                self._add(spec, now)
+                self._add(spec, now, self.specs.get(name))
         self.specs = specs
         self.rules = {r.name: r for r in config.peers}
         self.config = config
 
-    def _add(self, spec: _PeerSpec, now: float) -> None:
+    def _add(self, spec: _PeerSpec, now: float | None,
+             previous: _PeerSpec | None = None) -> None:
+        if previous is not None and previous.tunnel != spec.tunnel:
+            # the SAs of a live Kp embed the tunnel end points, and add_peer keeps the keys of
+            # an unchanged public value: a new address needs the peer forgotten first
+            self.endpoint.remove_peer(spec.peer.name)
         self.endpoint.add_peer(spec.peer, now,
                                tunnel=str(spec.tunnel) if spec.tunnel is not None else None)
         self.kp_born.pop(spec.peer.name, None)
@@ -181,10 +192,6 @@ class SkipKeying(KeyingEngine):
         if spec is None:
             self.endpoint.counters.hit("unknown_mkid")  # the engine's counters hold its drops
             raise KeyingError("unknown_mkid", f"no valid certificate for peer {rule.name}")
-        if rule.nomadic and spec.tunnel != outer and rule.mode == "tunnel":
-            self.outer[rule.name] = outer  # it moved: tunnel SAs follow its new address
-            spec = self.specs[rule.name] = replace(spec, tunnel=outer)
-            self._add(spec, now)
         before = self.endpoint.counters["kp_new"]
         wire = self.endpoint.protect(packet, now, identity=LOCAL, peer=rule.name)
         if self.endpoint.counters["kp_new"] != before:
@@ -197,12 +204,29 @@ class SkipKeying(KeyingEngine):
             return None
         return self._inbound(got, _outer_source(datagram), now)
 
+    def _follow(self, name: str, outer: IPAddress, now: float) -> None:
+        """A nomadic peer authenticated a packet from ``outer``: send there from now on.
+
+        Only after authentication (and the replay check) under the current keys, so a forged
+        or replayed packet cannot move it. The first contact only replaces the placeholder
+        (no Kp was ever sent toward it); a later move must also replace the live Kp, whose
+        SAs embed the old address: the keying engine has no call for that alone, so the peer
+        is re-added, which restarts its receive windows too (see docs/skipd.md).
+        """
+        spec = self.specs.get(name)
+        if spec is None or spec.tunnel == outer:
+            return
+        self.outer[name] = outer  # remembered across reloads
+        moved = replace(spec, tunnel=outer)
+        self.specs[name] = moved
+        self._add(moved, now, spec if spec.tunnel != _UNHEARD else None)
+
     def _inbound(self, got: kev.Received, outer: IPAddress | None, now: float) -> Inbound:
         local_n = (int(now) - 788918400) // 3600
         self.skew[got.peer] = got.n - local_n
         rule = self.rules.get(got.peer)
-        if rule is not None and rule.nomadic and outer is not None:
-            self.outer[got.peer] = outer
+        if rule is not None and rule.nomadic and rule.mode == "tunnel" and outer is not None:
+            self._follow(got.peer, outer, now)
         return Inbound(got.packet, got.peer, outer, got.version)
 
     def events(self) -> list[object]:
