@@ -141,3 +141,33 @@ def test_documented_example_is_valid() -> None:
     assert [p.name for p in cfg.peers] == ["beta", "site-c", "museum", "laptop", "printer"]
     assert cfg.peers[2].profile == "legacy" and cfg.peers[2].mac_alg == "keyed-md5"
     assert cfg.identity.peer_certificates == Path("/etc/skip/peers")
+
+
+def test_skipd_check_validates_certificates_too(tmp_path: Path) -> None:
+    """`skipd --check` (run by the systemd unit before start) reads keys, anchors, CRLs and
+    the peer store, and refuses a revoked own certificate with one line."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.netns import make_pki, skipd_config
+
+    pki = tmp_path / "pki"
+    make_pki(pki, {"a": (["192.0.2.1"], "x25519"), "b": (["192.0.2.2"], "x25519")},
+             time.time(), revoked=["a"])
+    (tmp_path / "peers-a").mkdir()
+    (tmp_path / "peers-a" / "b.pem").write_bytes((pki / "b.pem").read_bytes())
+    config = skipd_config(tmp_path, "a", pki, peers=[
+        {"name": "b", "hosts": ["10.57.0.2"], "tunnel": "192.0.2.2", "action": "protect"}])
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "skip.cli.skipd", "-c", str(config),
+                               "--check"], capture_output=True, text=True)
+
+    ok = check()
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("OK (1 peers, default action deny)")
+    (pki / "ca.crl").write_bytes((pki / "revoked.crl").read_bytes())
+    refused = check()
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "our own certificate" in refused.stderr and "cert_revoked" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
