@@ -46,6 +46,13 @@ FIELDS = (
 )
 
 
+def _unsized(name: str) -> str:
+    """tshark infers the AES key size from the key: aes-256-gcm-16 -> aes-gcm-16."""
+    for bits in ("128", "192", "256"):
+        name = name.replace(f"aes-{bits}-", "aes-")
+    return name
+
+
 @dataclass(frozen=True)
 class TsharkSA:
     ip_version: int
@@ -63,7 +70,7 @@ class TsharkSA:
             self.src,
             self.dst,
             f"0x{self.spi:08x}",
-            TSHARK_ENCRYPTION[self.encryption],
+            TSHARK_ENCRYPTION[_unsized(self.encryption)],
             "0x" + self.encryption_key.hex() if self.encryption_key else "",
             TSHARK_INTEGRITY[self.integrity],
             "0x" + self.integrity_key.hex() if self.integrity_key else "",
