@@ -102,6 +102,8 @@ def test_complete_file_loads_with_paths_resolved(tmp_path: Path) -> None:
         (("name = \"laptop\"", "name = \"beta\""), "peer[2].name", "already belongs"),
         (("log_format = \"json\"", "log_format = true"), "daemon.log_format", "a boolean"),
         (("private_key = \"keys/a.key\"\n", ""), "identity.private_key", "together"),
+        (("nomadic = true\nnsid = 4", "nomadic = true\nprofile = \"legacy\"\nnsid = 4"),
+         "peer[2].nomadic", "modern profile"),
         (("crypt_alg = \"des-cbc\"", "crypt_alg = \"aes-256-gcm-16\""), "peer[1].crypt_alg",
          "not a legacy-profile algorithm"),
     ],

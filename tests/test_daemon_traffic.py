@@ -357,6 +357,12 @@ def test_nomadic_peer_is_followed_by_mkid_and_not_by_forgeries(running: Site) ->
         laptop_at(moved)
         assert site.ping("b", OVERLAY["a"][0]) and site.ping("a", LAPTOP)
         assert address() == moved
+        # the receive windows survived the move: the old packet is still a replay
+        replays = site.counters("a")["drops"].get("replay", 0)
+        _send_raw(site.ns["g"], [forged])
+        time.sleep(0.3)
+        assert site.counters("a")["drops"]["replay"] == replays + 1
+        assert address() == moved and site.ping("a", LAPTOP, 1)
     finally:  # (deleting a primary address would take the secondaries with it)
         site.stop("b")
         site.ns["b"].run("ip", "addr", "del", f"{moved}/24", "dev", lan_b, check=False)

@@ -337,6 +337,9 @@ def _peer(s: _Section, default: PeerPolicy) -> PeerPolicy:
                "its SKIP packets go to (or nomadic = true)")
     if nomadic and peer.nsid == 0:
         s.fail(s.key("nsid"), "a nomadic peer is recognised by its MKID: give nsid and mkid")
+    if nomadic and base.profile != "modern":
+        s.fail(s.key("nomadic"), "nomadic peers need the modern profile (a legacy AH covers "
+               "the outer address, which changes when the peer moves)")
     if nomadic and tunnel is not None:
         s.fail(s.key("tunnel"), "a nomadic peer's outer address is learned, not configured")
     if not hosts and not networks and not nomadic:

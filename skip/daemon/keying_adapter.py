@@ -21,6 +21,7 @@ from skip.daemon import logs
 from skip.daemon.config import MKID_LENGTHS, Config, IPAddress, PeerPolicy, SkipName
 from skip.daemon.credentials import Credentials, Validator, load_credentials
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
+from skip.daemon.packet import internet_checksum
 from skip.errors import ConfigError, KeyingError, SkipError
 from skip.keying import events as kev
 from skip.keying.endpoint import SkipEndpoint
@@ -104,7 +105,9 @@ class SkipKeying(KeyingEngine):
         self.validators = validators
         self.kp_born: dict[str, float] = {}
         self.skew: dict[str, int] = {}
-        self.outer: dict[str, IPAddress] = {}
+        self.specs: dict[str, _PeerSpec] = {}
+        #: nomadic peers now elsewhere than the tunnel address their SAs were built with
+        self.moved: dict[str, IPAddress] = {}
         self.reconfigure(config, now, fresh=True)
 
     # --- configuration ----------------------------------------------------------------------
@@ -133,7 +136,8 @@ class SkipKeying(KeyingEngine):
             if rule.mode != "tunnel":
                 tunnel = None
             elif rule.nomadic:  # tunnel SAs from the start; the address comes with its packets
-                tunnel = self.outer.get(rule.name, _UNHEARD)
+                known = self.specs.get(rule.name)
+                tunnel = known.tunnel if known is not None else _UNHEARD
             else:
                 tunnel = rule.tunnel
             hosts = [str(h) for h in rule.hosts] if rule.mode == "transport" else []
@@ -196,7 +200,8 @@ class SkipKeying(KeyingEngine):
         wire = self.endpoint.protect(packet, now, identity=LOCAL, peer=rule.name)
         if self.endpoint.counters["kp_new"] != before:
             self.kp_born[rule.name] = now
-        return wire
+        moved = self.moved.get(rule.name)
+        return _redirect(wire, moved) if wire is not None and moved is not None else wire
 
     def unprotect(self, datagram: bytes, now: float) -> Inbound | None:
         got = self.endpoint.unprotect(datagram, now)
@@ -207,19 +212,24 @@ class SkipKeying(KeyingEngine):
     def _follow(self, name: str, outer: IPAddress, now: float) -> None:
         """A nomadic peer authenticated a packet from ``outer``: send there from now on.
 
-        Only after authentication (and the replay check) under the current keys, so a forged
-        or replayed packet cannot move it. The first contact only replaces the placeholder
-        (no Kp was ever sent toward it); a later move must also replace the live Kp, whose
-        SAs embed the old address: the keying engine has no call for that alone, so the peer
-        is re-added, which restarts its receive windows too (see docs/skipd.md).
+        Only after authentication and the replay check under its current keys, so a forged
+        or replayed packet cannot move it. The first contact replaces the placeholder tunnel
+        (nothing was ever sent toward it). Later moves leave the engine's peer alone, since
+        re-adding it would restart its replay windows, and redirect the protected packets
+        instead (:meth:`protect`); only a change of address family re-adds it.
         """
         spec = self.specs.get(name)
-        if spec is None or spec.tunnel == outer:
+        if spec is None or spec.tunnel is None:
             return
-        self.outer[name] = outer  # remembered across reloads
-        moved = replace(spec, tunnel=outer)
-        self.specs[name] = moved
-        self._add(moved, now, spec if spec.tunnel != _UNHEARD else None)
+        if spec.tunnel == outer:
+            self.moved.pop(name, None)
+        elif spec.tunnel == _UNHEARD or spec.tunnel.version != outer.version:
+            first = spec.tunnel == _UNHEARD
+            self.specs[name] = replace(spec, tunnel=outer)
+            self._add(self.specs[name], now, None if first else spec)
+            self.moved.pop(name, None)
+        else:
+            self.moved[name] = outer
 
     def _inbound(self, got: kev.Received, outer: IPAddress | None, now: float) -> Inbound:
         local_n = (int(now) - 788918400) // 3600
@@ -279,6 +289,21 @@ class SkipKeying(KeyingEngine):
             (True if tunnel is None else tunnel.version == 6)
         mkids = MKID_LENGTHS[rule.peer.nsid] + MKID_LENGTHS[self.config.identity.name.nsid]
         return suite_overhead(suite_for_rule(rule), v6, mkids)
+
+
+def _redirect(datagram: bytes, destination: IPAddress) -> bytes:
+    """The same protected datagram sent elsewhere: the modern profile's ESP does not cover
+    the outer header (nomadic peers are modern-only for this reason), IPv4 needs its header
+    checksum redone."""
+    out = bytearray(datagram)
+    if destination.version == 4:
+        ihl = (out[0] & 0x0F) * 4
+        out[16:20] = destination.packed
+        out[10:12] = b"\0\0"
+        out[10:12] = internet_checksum(bytes(out[:ihl])).to_bytes(2, "big")
+    else:
+        out[24:40] = destination.packed
+    return bytes(out)
 
 
 def _address(packed: bytes) -> IPAddress | None:
