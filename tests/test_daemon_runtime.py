@@ -65,11 +65,13 @@ class DoubleEngine:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
         self.expect: dict[bytes, tuple[str, str]] = {}
+        self.nomads: dict[str, str] = {}
         self.counted: collections.Counter[str] = collections.Counter({"kp_generated": 1})
 
-    def protect(self, packet: bytes, now: float, rule: PeerPolicy, outer: Any) -> bytes:
-        self.sent.append((rule.name, str(outer)))
-        return ipv4(b"", "192.0.2.1", str(outer), proto=57) + MARK + packet + bytes(OVERHEAD - 30)
+    def protect(self, packet: bytes, now: float, rule: PeerPolicy) -> bytes:
+        outer = str(self.nomads.get(rule.name, rule.tunnel))
+        self.sent.append((rule.name, outer))
+        return ipv4(b"", "192.0.2.1", outer, proto=57) + MARK + packet + bytes(OVERHEAD - 30)
 
     def unprotect(self, datagram: bytes, now: float) -> Inbound:
         if MARK not in datagram:
@@ -77,6 +79,8 @@ class DoubleEngine:
             raise IntegrityError("bad_icv", "test double: not marked")
         inner = datagram[datagram.index(MARK) + len(MARK):]
         name, outer = self.expect.get(inner[12:16], ("beta", "192.0.2.2"))
+        if name == "roamer":
+            self.nomads[name] = outer  # like the real engine: follows authenticated packets
         return Inbound(inner, name, ipaddress.ip_address(outer))
 
     def events(self) -> list[object]:

@@ -337,6 +337,9 @@ def _peer(s: _Section, default: PeerPolicy) -> PeerPolicy:
                "its SKIP packets go to (or nomadic = true)")
     if nomadic and peer.nsid == 0:
         s.fail(s.key("nsid"), "a nomadic peer is recognised by its MKID: give nsid and mkid")
+    if nomadic and base.mode != "tunnel":
+        s.fail(s.key("nomadic"), "nomadic peers use tunnel mode (their inner addresses stay, "
+               "the outer one changes)")
     if nomadic and base.profile != "modern":
         s.fail(s.key("nomadic"), "nomadic peers need the modern profile (a legacy AH covers "
                "the outer address, which changes when the peer moves)")

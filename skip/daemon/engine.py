@@ -44,10 +44,10 @@ class Transmit:
 
 
 class KeyingEngine(Protocol):
-    def protect(self, packet: bytes, now: float, rule: PeerPolicy,
-                outer: IPAddress) -> bytes | None:
-        """The protected outer datagram, or None when the packet waits for a certificate.
-        Raises SkipError with a reason code when it must be dropped."""
+    def protect(self, packet: bytes, now: float, rule: PeerPolicy) -> bytes | None:
+        """The protected outer datagram for ``rule``'s peer (addressed to its tunnel, its
+        host, or where a nomadic peer last wrote from), or None when the packet waits for a
+        certificate. Raises SkipError with a reason code when it must be dropped."""
 
     def unprotect(self, datagram: bytes, now: float) -> Inbound | None:
         """None when the engine kept the packet (queued for a certificate, or consumed as

@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from skip.crypto import kdf
 from skip.crypto import skip_numbers as num
 from skip.crypto.registry import get_cipher, get_integrity
-from skip.daemon import logs
+from skip.daemon import logs, trust
 from skip.daemon.config import MKID_LENGTHS, Config, IPAddress, PeerPolicy, SkipName
 from skip.daemon.credentials import Credentials, Validator, load_credentials
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
@@ -190,8 +191,7 @@ class SkipKeying(KeyingEngine):
 
     # --- packets ----------------------------------------------------------------------------
 
-    def protect(self, packet: bytes, now: float, rule: PeerPolicy,
-                outer: IPAddress) -> bytes | None:
+    def protect(self, packet: bytes, now: float, rule: PeerPolicy) -> bytes | None:
         spec = self.specs.get(rule.name)
         if spec is None:
             self.endpoint.counters.hit("unknown_mkid")  # the engine's counters hold its drops
@@ -232,10 +232,9 @@ class SkipKeying(KeyingEngine):
             self.moved[name] = outer
 
     def _inbound(self, got: kev.Received, outer: IPAddress | None, now: float) -> Inbound:
-        local_n = (int(now) - 788918400) // 3600
-        self.skew[got.peer] = got.n - local_n
+        self.skew[got.peer] = got.n - kdf.counter_n(now)
         rule = self.rules.get(got.peer)
-        if rule is not None and rule.nomadic and rule.mode == "tunnel" and outer is not None:
+        if rule is not None and rule.nomadic and outer is not None:
             self._follow(got.peer, outer, now)
         return Inbound(got.packet, got.peer, outer, got.version)
 
@@ -315,15 +314,8 @@ def _outer_source(datagram: bytes) -> IPAddress | None:
     return _address(bytes(packed))
 
 
-def default_validator(config: Config) -> Validator:
-    """Validation against the configured trust anchors and CRLs (skip.pki)."""
-    from skip.daemon.trust import validator
-
-    return validator(config)
-
-
 def build_engine(config: Config, now: float) -> KeyingEngine | None:
     """None when no rule protects anything (skipd then only passes or denies cleartext)."""
     if not any(rule.action == "protect" for rule in (config.default, *config.peers)):
         return None
-    return SkipKeying(config, now, default_validator)
+    return SkipKeying(config, now, trust.validator)

@@ -260,14 +260,12 @@ class Daemon:
             self._drop("config_invalid", "protect rule without a keying engine", peer=rule.name)
             return
         stats = self._stats(rule)
-        outer = stats.outer if rule.nomadic else \
-            (rule.tunnel if rule.tunnel is not None else info.destination)
-        if outer is None:
+        if rule.nomadic and stats.outer is None:
             self._drop("unknown_mkid", "nomadic peer has not been heard from yet",
                        peer=rule.name)
             return
         try:
-            wire = self.engine.protect(packet, now, rule, outer)
+            wire = self.engine.protect(packet, now, rule)
         except SkipError as exc:
             self._drop(exc.reason, "protect failed", counted=True, peer=rule.name,
                        dst=str(info.destination))
