@@ -73,6 +73,7 @@ class Daemon:
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.stopping: asyncio.Event | None = None
+        self.background: set[asyncio.Task[None]] = set()  # SIGHUP reloads in progress
         # pyroute2's synchronous IPRoute drives an event loop of its own, so all netlink work
         # runs on one dedicated thread (set-up, reload, teardown: never per packet)
         self.netlink = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netlink")
@@ -81,6 +82,12 @@ class Daemon:
 
     async def start(self) -> None:
         cfg = self.config.daemon
+        loop = asyncio.get_running_loop()
+        # first of all: a SIGTERM during start-up must still run the clean-up in run()
+        self.stopping = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self._sighup)
         self.engine = self.engine_factory(self.config, time.time())
         self.mtu = self._compute_mtu(self.config, self.engine)
         self.tun = TunDevice(cfg.interface)
@@ -90,7 +97,6 @@ class Daemon:
         await self._netlink(self.routing.add_rules)
         await self._netlink(self._install_routes)
         self.sender = RawSender(cfg.fwmark)
-        loop = asyncio.get_running_loop()
         loop.add_reader(self.tun.fileno(), self._on_tun)
         if cfg.udp_port:
             self.udp = UdpTransport(cfg.udp_port, cfg.fwmark)
@@ -108,10 +114,6 @@ class Daemon:
         if cfg.metrics:
             self.metrics = MetricsServer(cfg.metrics[0], cfg.metrics[1], self.samples)
             await self.metrics.start()
-        self.stopping = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
-        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._sighup()))
         logs.LOGGER.info("skipd started", extra=logs.fields(
             interface=self.tun.name, mtu=self.mtu, peers=len(self.config.peers),
             transport=f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57"))
@@ -202,7 +204,11 @@ class Daemon:
         logs.LOGGER.info("configuration reloaded", extra=logs.fields(peers=len(new.peers)))
         return f"reloaded {new.path}: {len(new.peers)} peers"
 
-    async def _sighup(self) -> None:
+    def _sighup(self) -> None:
+        self.background.add(task := asyncio.get_running_loop().create_task(self._reload_quietly()))
+        task.add_done_callback(self.background.discard)
+
+    async def _reload_quietly(self) -> None:
         with contextlib.suppress(SkipError):  # logged by reload(); the old config stays
             await self.reload()
 
