@@ -216,6 +216,8 @@ def test_unknown_peer_is_refused_logged_and_counted(running: Site) -> None:
     log = (site.work / "b.log").read_text()
     assert "unknown peer" in log and "nsid 1 192.0.2.1" in log
     assert "no certificate in the local store" in log
+    unknown = request(site.sock("b"), "status")["result"]["unknown_peers"]
+    assert [u["name"] for u in unknown] == ["nsid 1 192.0.2.1"]
 
 
 def test_revoked_certificate_is_refused_after_reload(running: Site) -> None:

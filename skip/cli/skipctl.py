@@ -50,7 +50,11 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def format_status(result: dict[str, Any]) -> str:
-    return "\n".join(f"{k:>15}: {v}" for k, v in result.items())
+    unknown = result.pop("unknown_peers", [])
+    lines = [f"{k:>15}: {v}" for k, v in result.items()]
+    lines += [f"{'unknown peer':>15}: {u['name']} ({_age(u['seconds_ago'])} ago)"
+              for u in unknown]
+    return "\n".join(lines)
 
 
 def format_peers(result: list[dict[str, Any]]) -> str:

@@ -408,7 +408,10 @@ class Daemon:
             "peers": len(self.config.peers), "default_action": self.config.default.action,
             "protected_in": self.traffic["protected_in"],
             "protected_out": self.traffic["protected_out"],
-            "dropped": sum(self.drops.values()),
+            "dropped": sum(self.counters()["drops"].values()),
+            # principals heard from without a certificate (most recent last; at most 64)
+            "unknown_peers": [{"name": str(name), "seconds_ago": round(time.time() - seen, 1)}
+                              for name, seen in self.unknown.items()],
         }
 
     def peers(self) -> list[dict[str, Any]]:
