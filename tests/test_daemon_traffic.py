@@ -195,13 +195,17 @@ def test_gateway_protects_the_network_behind_it(running: Site) -> None:
     assert site.counters("g")["traffic"]["protected_in"] > 1000
 
 
-def test_skip_in_udp(running: Site) -> None:
+def test_skip_in_udp_on_different_ports(running: Site) -> None:
     site = running
-    start_pair(site, udp_port=4057)
+    site.start("a", "a", rules_ab("a", "b", udp_port=4058)[:1], store=("b",),
+               daemon={"udp_port": 4057})
+    site.start("b", "b", rules_ab("b", "a", udp_port=4057)[:1], store=("a",),
+               daemon={"udp_port": 4058})
     cap = site.capture()
     assert site.ping("a", OVERLAY["b"][0]) and site.ping("a", OVERLAY["b"][1])
     assert udp_exchange(site.ns["b"], site.ns["a"], OVERLAY["b"][0], MARKER) == MARKER
-    assert_only_skip(cap, {"udp:4057"}, minimum=8)  # 2 pings x 2 families + 1 UDP, both ways
+    # 2 pings x 2 families + 1 UDP message, each way
+    assert_only_skip(cap, {"udp:4057", "udp:4058"}, minimum=10)
     assert request(site.sock("a"), "status")["result"]["transport"] == "udp/4057"
 
 

@@ -106,6 +106,7 @@ class PeerPolicy:
     mac_alg: str | None = None
     certificate: Path | None = None
     nomadic: bool = False
+    udp_port: int | None = None  # the peer's SKIP-in-UDP port (default: daemon.udp_port)
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,7 @@ def _peer(s: _Section, default: PeerPolicy) -> PeerPolicy:
     peer = _mkid(s, "", required_nsid=True) or SkipName()
     local = _mkid(s, "local_")
     nomadic = s.get("nomadic", bool, False)
+    udp_port = s.integer("udp_port", 0, 0, 65535) or None
     cert = s.path_value("certificate")
     if base.mode == "tunnel" and base.action == "protect" and tunnel is None and not nomadic:
         s.fail(s.key("tunnel"), "a protected tunnel-mode peer needs the outer address "
@@ -355,6 +357,7 @@ def _peer(s: _Section, default: PeerPolicy) -> PeerPolicy:
         name=name, action=base.action, profile=base.profile, mode=base.mode, hosts=hosts,
         networks=networks, tunnel=tunnel, peer=peer, local=local, kij_alg=base.kij_alg,
         crypt_alg=base.crypt_alg, mac_alg=base.mac_alg, certificate=cert, nomadic=nomadic,
+        udp_port=udp_port,
     )
 
 

@@ -61,6 +61,7 @@ class Daemon:
         self.drops: collections.Counter[str] = collections.Counter()
         self.traffic: collections.Counter[str] = collections.Counter()
         self.stats: dict[str, PeerStats] = {}
+        self.udp_peers: dict[str, tuple[str, int]] = {}  # authenticated UDP sources by peer
         self.unknown: collections.OrderedDict[SkipName, float] = collections.OrderedDict()
         self.droplog = logs.DropLog()
         self.started = time.time()
@@ -235,11 +236,11 @@ class Daemon:
                 return
             self._guarded(self.outbound, packet)
 
-    def _guarded(self, handler: Callable[[bytes, float], None], packet: bytes) -> None:
+    def _guarded(self, handler: Callable[..., None], packet: bytes, *extra: Any) -> None:
         """A bug on one packet must cost that packet, not the daemon (and not the loop's
         reader): count it, log it with its traceback (rate limited like every drop)."""
         try:
-            handler(packet, time.time())
+            handler(packet, time.time(), *extra)
         except Exception as exc:  # the one place that must catch everything
             self.drops["internal_error"] += 1
             if self.droplog.allow("internal_error") is not None:
@@ -307,9 +308,11 @@ class Daemon:
         return _DUMMY_V4 if info.version == 4 else info.destination
 
     def _send(self, datagram: bytes, rule: PeerPolicy | None) -> bool:
+        """Cleartext (``rule`` None) goes out raw; SKIP over UDP goes where the peer was last
+        authenticated from (its NAT mapping), else to its configured port."""
         try:
             if self.udp is not None and rule is not None:
-                self.udp.send(datagram)
+                self.udp.send(datagram, self.udp_peers.get(rule.name), rule.udp_port)
             else:
                 assert self.sender is not None
                 self.sender.send(datagram)
@@ -319,13 +322,15 @@ class Daemon:
         return True
 
     def _on_wire(self, source: RawReceiver | UdpTransport) -> None:
+        udp = isinstance(source, UdpTransport)
         for _ in range(_BATCH):
             datagram = source.read()
             if datagram is None:
                 return
-            self._guarded(self.inbound, datagram)
+            self._guarded(self.inbound, datagram, source.last_source if udp else None)
 
-    def inbound(self, datagram: bytes, now: float) -> None:
+    def inbound(self, datagram: bytes, now: float, via: tuple[str, int] | None = None) -> None:
+        """``via``: the UDP source it came from (SKIP-in-UDP), learned once authenticated."""
         if self.engine is None:
             self._drop("unknown_mkid", "SKIP packet but no protect rule is configured")
             return
@@ -337,35 +342,35 @@ class Daemon:
             return
         finally:
             self._drain_events()
-        if result is not None:
-            self.deliver(result, now)
+        if result is not None and self.deliver(result, now) and via is not None:
+            self.udp_peers[result.peer] = via
 
-    def deliver(self, result: Inbound, now: float) -> None:
+    def deliver(self, result: Inbound, now: float) -> bool:
         """Policy for an authenticated packet, then hand it to the kernel."""
         assert self.tun is not None
         try:
             info = summarize(result.packet)
         except SkipError as exc:
             self._drop(exc.reason, "malformed inner packet", peer=result.peer)
-            return
+            return False
         decision = self.policy.inbound(info, result.peer)
         rule = decision.rule
         if decision.action != "protect":
             self._drop("policy_deny", "protected packet for a rule that does not protect",
                        peer=rule.name, src=str(info.source))
-            return
+            return False
         if not self.policy.authorised(decision, result.peer):
             self._drop("inner_source_mismatch", "peer sent an inner address it does not own",
                        peer=result.peer, src=str(info.source), rule=rule.name)
-            return
+            return False
         if (result.version == 1) != (rule.profile == "legacy"):
             self._drop("legacy_refused" if result.version == 1 else "unsupported_algorithm",
                        "SKIP version does not match the rule's profile", peer=rule.name,
                        version=result.version)
-            return
+            return False
         if not self.tun.write(result.packet):
             self._drop("io_error", "TUN queue full")
-            return
+            return False
         stats = self._stats(rule)
         stats.packets_in += 1
         stats.bytes_in += len(result.packet)
@@ -373,6 +378,7 @@ class Daemon:
         if rule.nomadic and result.outer_src is not None:
             stats.outer = result.outer_src
         self.traffic["protected_in"] += 1
+        return True
 
     def _drain_events(self) -> None:
         assert self.engine is not None

@@ -127,6 +127,8 @@ class UdpTransport:
 
     def __init__(self, port: int, mark: int) -> None:
         self.port = port
+        #: (host, port) the last datagram came from: behind NAT, where replies must go
+        self.last_source: tuple[str, int] | None = None
         self.sock = _marked(socket.AF_INET6, socket.SOCK_DGRAM, 0, mark)
         self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -136,18 +138,25 @@ class UdpTransport:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, datagram: bytes, port: int | None = None) -> None:
-        if datagram[0] >> 4 == 4:
-            host = "::ffff:" + socket.inet_ntop(socket.AF_INET, datagram[16:20])
-        else:
-            host = socket.inet_ntop(socket.AF_INET6, datagram[24:40])
-        self.sock.sendto(datagram, (host, port or self.port))
+    def send(self, datagram: bytes, to: tuple[str, int] | None = None,
+             port: int | None = None) -> None:
+        """To ``to`` (an address a peer was seen at), else to the carried datagram's
+        destination on ``port`` (default: our own port)."""
+        if to is None:
+            if datagram[0] >> 4 == 4:
+                host = "::ffff:" + socket.inet_ntop(socket.AF_INET, datagram[16:20])
+            else:
+                host = socket.inet_ntop(socket.AF_INET6, datagram[24:40])
+            to = (host, port or self.port)
+        self.sock.sendto(datagram, to)
 
     def read(self) -> bytes | None:
         try:
-            return self.sock.recv(_MAX)
+            data, source = self.sock.recvfrom(_MAX)
         except BlockingIOError:
             return None
+        self.last_source = (source[0], source[1])
+        return data
 
     def close(self) -> None:
         self.sock.close()
