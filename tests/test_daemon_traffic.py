@@ -33,8 +33,10 @@ from tests.netns import (
     udp_exchange,
 )
 
-pytestmark = [pytest.mark.netns,
-              pytest.mark.skipif(can_run() is not None, reason=str(can_run()))]
+pytestmark = [pytest.mark.netns, pytest.mark.tshark,
+              pytest.mark.skipif(can_run() is not None, reason=str(can_run())),
+              pytest.mark.skipif(not (shutil.which("tshark") and shutil.which("dumpcap")),
+                                 reason="needs tshark and dumpcap (Debian package tshark)")]
 
 MB20 = 20 * 1024 * 1024
 MARKER = b"CLEARTEXT-MARKER-" * 20
