@@ -173,3 +173,18 @@ def test_skipd_check_validates_certificates_too(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "our own certificate" in refused.stderr and "cert_revoked" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_one_outer_address_names_one_peer() -> None:
+    """With NSID 0 the outer address is all the keying engine sees of the sender: two
+    protected rules may not share it (in tunnel or transport mode)."""
+    twin = '\n[[peer]]\nname = "beta-too"\nhosts = ["10.57.0.3"]\ntunnel = "192.0.2.2"\n' \
+        'action = "protect"\n'
+    with pytest.raises(ConfigError, match=r"peer\[3\]\.tunnel: 192.0.2.2 already belongs to "
+                       "peer 'beta'"):
+        parse(GOOD + twin)
+    transport = '\n[[peer]]\nname = "beta-host"\nhosts = ["192.0.2.2"]\n' \
+        'mode = "transport"\naction = "protect"\n'
+    with pytest.raises(ConfigError, match=r"peer\[3\]\.hosts: 192.0.2.2 already belongs"):
+        parse(GOOD + transport)
+    parse(GOOD + transport.replace("protect", "deny"))  # not protected: no SKIP name needed

@@ -60,7 +60,7 @@ class Site:
         self.ns["c"].run("ip", "-6", "route", "add", "default", "via", "fd09::1")
         self.pki = work / "pki"
         hosts = {n: (LAN[n], "x25519") for n in LAN}
-        hosts |= {f"{n}-legacy": (LAN[n], "skip-2048") for n in ("a", "b")}
+        hosts |= {f"{n}-legacy": (LAN[n], "skip-2048") for n in ("a", "b", "g")}
         hosts["laptop"] = ([LAPTOP], "x25519")  # named by its overlay address, NSID 1
         make_pki(self.pki, hosts, time.time(), revoked=["b"])
         self.procs: dict[str, subprocess.Popen] = {}
@@ -105,28 +105,30 @@ class Site:
         return Capture(self.ns[host], self.lan[host], self.work / f"lan-{host}-{time.time()}.pcap")
 
 
-def rules_ab(me: str, other: str, profile: str = "modern", **extra: object) -> list[dict]:
-    """Tunnel over IPv4 for both overlay addresses, transport over the IPv6 LAN."""
+def rules_ab(me: str, other: str, profile: str = "modern", swap: bool = False,
+             **extra: object) -> list[dict]:
+    """Both overlay addresses through a tunnel over one LAN family, transport over the other
+    (tunnel over IPv4 and transport over IPv6, or the reverse with ``swap``)."""
+    tunnel, transport = LAN[other][::-1] if swap else LAN[other]
     return [
-        {"name": other, "hosts": list(OVERLAY[other]), "tunnel": LAN[other][0],
+        {"name": other, "hosts": list(OVERLAY[other]), "tunnel": tunnel,
          "action": "protect", "profile": profile, **extra},
-        {"name": f"{other}-transport", "hosts": [LAN[other][1]], "mode": "transport",
+        {"name": f"{other}-transport", "hosts": [transport], "mode": "transport",
          "action": "protect", "profile": profile, **extra},
     ]
 
 
-def rules_a_to_g() -> list[dict]:
-    return [{"name": "g", "hosts": [OVERLAY["g"][0]], "networks": ["10.9.0.0/24"],
-             "tunnel": LAN["g"][0], "action": "protect"},
-            {"name": "g6", "networks": ["fd09::/64"], "tunnel": LAN["g"][1],
-             "action": "protect"}]
-
-
-def rules_g_to_a() -> list[dict]:
+def rules_gateway(me: str, profile: str) -> list[dict]:
+    """a's view: g and the networks behind it (over IPv4 and IPv6); g's view: a."""
+    if me == "a":
+        return [{"name": "g", "hosts": [OVERLAY["g"][0]], "networks": ["10.9.0.0/24"],
+                 "tunnel": LAN["g"][0], "action": "protect", "profile": profile},
+                {"name": "g6", "networks": ["fd09::/64"], "tunnel": LAN["g"][1],
+                 "action": "protect", "profile": profile}]
     return [{"name": "a", "hosts": [OVERLAY["a"][0]], "tunnel": LAN["a"][0],
-             "action": "protect"},
+             "action": "protect", "profile": profile},
             {"name": "a6", "hosts": [OVERLAY["a"][1]], "tunnel": LAN["a"][1],
-             "action": "protect"}]
+             "action": "protect", "profile": profile}]
 
 
 @pytest.fixture(scope="module")
@@ -143,11 +145,12 @@ def running(site: Site) -> Iterator[Site]:
         site.stop(host)
 
 
-def start_pair(site: Site, profile: str = "modern", **daemon: object) -> None:
+def start_pair(site: Site, profile: str = "modern", swap: bool = False,
+               **daemon: object) -> None:
     suffix = "-legacy" if profile == "legacy" else ""
-    site.start("a", f"a{suffix}", rules_ab("a", "b", profile), store=(f"b{suffix}",),
+    site.start("a", f"a{suffix}", rules_ab("a", "b", profile, swap), store=(f"b{suffix}",),
                daemon=daemon)
-    site.start("b", f"b{suffix}", rules_ab("b", "a", profile), store=(f"a{suffix}",),
+    site.start("b", f"b{suffix}", rules_ab("b", "a", profile, swap), store=(f"a{suffix}",),
                daemon=daemon)
 
 
@@ -160,16 +163,19 @@ def assert_only_skip(capture: Capture, allowed: set[str], minimum: int = 1000) -
 
 
 @pytest.mark.parametrize("profile", ["modern", "legacy"])
-def test_host_to_host_tunnel_and_transport(running: Site, profile: str) -> None:
+@pytest.mark.parametrize("swap", [False, True], ids=["tunnel4-transport6",
+                                                     "tunnel6-transport4"])
+def test_host_to_host_tunnel_and_transport(running: Site, profile: str, swap: bool) -> None:
     site = running
-    start_pair(site, profile)
+    start_pair(site, profile, swap)
+    transport = LAN["b"][0 if swap else 1]
     cap = site.capture()
-    for address in (*OVERLAY["b"], LAN["b"][1]):  # tunnel v4, tunnel v6-in-v4, transport v6
+    for address in (*OVERLAY["b"], transport):  # tunnel (IPv4 and IPv6 inside), transport
         assert site.ping("a", address), address
         assert udp_exchange(site.ns["b"], site.ns["a"], address, MARKER) == MARKER
     sent, got, _ = tcp_transfer(site.ns["b"], site.ns["a"], OVERLAY["b"][0], MB20)
     assert sent == got
-    sent, got, _ = tcp_transfer(site.ns["b"], site.ns["a"], LAN["b"][1], MB20 // 4, port=5003)
+    sent, got, _ = tcp_transfer(site.ns["b"], site.ns["a"], transport, MB20 // 4, port=5003)
     assert sent == got
     assert_only_skip(cap, {"v4:57", "v6:57"})
     me = "a-legacy" if profile == "legacy" else "a"
@@ -181,10 +187,12 @@ def test_host_to_host_tunnel_and_transport(running: Site, profile: str) -> None:
     assert not counters["drops"], counters["drops"]
 
 
-def test_gateway_protects_the_network_behind_it(running: Site) -> None:
+@pytest.mark.parametrize("profile", ["modern", "legacy"])
+def test_gateway_protects_the_network_behind_it(running: Site, profile: str) -> None:
     site = running
-    site.start("a", "a", rules_a_to_g(), store=("g",))
-    site.start("g", "g", rules_g_to_a(), store=("a",))
+    suffix = "-legacy" if profile == "legacy" else ""
+    site.start("a", f"a{suffix}", rules_gateway("a", profile), store=(f"g{suffix}",))
+    site.start("g", f"g{suffix}", rules_gateway("g", profile), store=(f"a{suffix}",))
     cap = site.capture("a")
     assert site.ping("a", C4) and site.ping("a", C6)
     assert udp_exchange(site.ns["c"], site.ns["a"], C6, MARKER) == MARKER
@@ -194,7 +202,7 @@ def test_gateway_protects_the_network_behind_it(running: Site) -> None:
     # behind the gateway the traffic is ordinary cleartext IP from a's overlay address
     route = site.ns["c"].run("ip", "route", "get", OVERLAY["a"][0]).stdout
     assert "via 10.9.0.1" in route
-    assert site.counters("g")["traffic"]["protected_in"] > 1000
+    assert site.counters(f"g{suffix}")["traffic"]["protected_in"] > 1000
 
 
 def test_skip_in_udp_on_different_ports(running: Site) -> None:

@@ -386,7 +386,9 @@ def parse_config(text: str, path: Path) -> Config:
 
 
 def _check_unique(path: Path, peers: tuple[PeerPolicy, ...]) -> None:
-    """Refuse overlaps the matcher would resolve silently: same name, host, network or MKID."""
+    """Refuse overlaps the matcher would resolve silently: same name, host, network or MKID,
+    or - for peers named by address (NSID 0) - the same outer address, which is then the only
+    thing that tells the keying engine whose packet it holds."""
     seen: dict[object, str] = {}
     for i, peer in enumerate(peers):
         keys: list[tuple[str, object]] = [("name", peer.name)]
@@ -394,10 +396,15 @@ def _check_unique(path: Path, peers: tuple[PeerPolicy, ...]) -> None:
         keys += [("networks", n) for n in peer.networks]
         if peer.peer.nsid:
             keys.append(("mkid", peer.peer))
+        elif peer.action == "protect" and peer.mode == "tunnel" and peer.tunnel is not None:
+            keys.append(("tunnel", peer.tunnel))
+        elif peer.action == "protect" and peer.mode == "transport":
+            keys += [("tunnel", h) for h in peer.hosts]  # the host is its own outer address
         for what, key in keys:
             if (what, key) in seen:
+                field = "hosts" if what == "tunnel" and peer.mode == "transport" else what
                 raise ConfigError("config_invalid",
-                                  f"{path}: peer[{i}].{what}: {key} already belongs to "
+                                  f"{path}: peer[{i}].{field}: {key} already belongs to "
                                   f"peer {seen[(what, key)]!r}")
             seen[(what, key)] = peer.name
 
