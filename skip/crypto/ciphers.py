@@ -17,10 +17,12 @@ encrypting a 1400-byte packet, so no context here creates one per packet:
   8-byte explicit IV is the caller's per-key unique counter (the SA's sequence number), which
   both RFCs allow and which guarantees nonce uniqueness without an RNG.
 
-Every context offers the wire-shaped pair ``seal(plaintext, aad, counter) -> iv || ciphertext``
-and ``open(payload, aad) -> plaintext`` (what the ESP payload field holds, so the engine slices
-and joins nothing), plus the architecture contract's ``encrypt``/``decrypt`` that keep the IV
-separate.
+Every context implements the pair ``encrypt(plaintext, aad, counter) -> (iv, ciphertext)`` and
+``decrypt(iv, ciphertext, aad) -> plaintext`` natively: the IV and the ciphertext are separate
+pieces wherever they come from (the counter, a separate CBC block), so the engine joins them
+straight into the packet and slices them straight out of it, one copy each way.  The
+wire-shaped ``seal(plaintext, aad, counter) -> iv || ciphertext`` and ``open(payload, aad)``
+(what the ESP payload field holds) are derived from them once, in :class:`CipherContext`.
 """
 
 from __future__ import annotations
@@ -47,45 +49,54 @@ def _truncated(size: int, minimum: int) -> ParseError:
 
 
 class CipherContext:
-    """One key's cipher, as the ESP engine uses it."""
+    """One key's cipher, as the ESP engine uses it.
 
-    __slots__ = ("iv_size",)
+    Subclasses implement :meth:`encrypt` and :meth:`_decrypt`; the length checks every
+    algorithm shares and the joined forms :meth:`seal` / :meth:`open` live here, once.
+    """
 
-    def __init__(self, iv_size: int) -> None:
+    __slots__ = ("_tag_size", "iv_size")
+
+    def __init__(self, iv_size: int, tag_size: int = 0) -> None:
         self.iv_size = iv_size
+        self._tag_size = tag_size  # an AEAD tag ends the ciphertext: its shortest length
 
-    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
-        """``iv || ciphertext`` (with the AEAD tag appended) for one packet.
+    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
+        """``(iv, ciphertext)`` for one packet (an AEAD tag is the ciphertext's tail).
 
         ``counter`` must be unique per key (the SA's 64-bit sequence number); ``aad`` is only
         used by AEAD algorithms (ESP: SPI || sequence number, 32 or 64 bits).
         """
         raise NotImplementedError
 
-    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
-        """The plaintext of ``iv || ciphertext [|| tag]``.
-
-        Raises ParseError("truncated" | "bad_block_size") for impossible lengths and
-        IntegrityError("bad_icv") when an AEAD tag does not verify.
-        """
+    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
+        """:meth:`decrypt` after the shared length checks."""
         raise NotImplementedError
 
-    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
-        """The architecture contract's form of :meth:`seal`: ``(iv, ciphertext)``."""
-        sealed = self.seal(plaintext, aad, counter)
-        return sealed[: self.iv_size], sealed[self.iv_size :]
-
     def decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
-        """The architecture contract's form of :meth:`open`."""
+        """The plaintext of one packet.
+
+        Raises ParseError("bad_length" | "truncated" | "bad_block_size") for impossible
+        lengths and IntegrityError("bad_icv") when an AEAD tag does not verify.
+        """
         if len(iv) != self.iv_size:
             raise ParseError("bad_length", f"IV is {len(iv)} bytes, expected {self.iv_size}")
-        return self.open(bytes(iv) + ciphertext, aad)
+        if len(ciphertext) < self._tag_size:
+            raise _truncated(len(ciphertext), self._tag_size)
+        return self._decrypt(iv, ciphertext, aad)
 
-    def _need(self, payload: BytesLike, minimum: int) -> int:
-        size = len(payload)
-        if size < minimum:
-            raise _truncated(size, minimum)
-        return size
+    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
+        """``iv || ciphertext [|| tag]``: the ESP payload field of :meth:`encrypt`."""
+        iv, ciphertext = self.encrypt(plaintext, aad, counter)
+        return iv + ciphertext
+
+    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
+        """The plaintext of an ESP payload field ``iv || ciphertext [|| tag]`` (errors as
+        :meth:`decrypt`)."""
+        iv_size = self.iv_size
+        if len(payload) < iv_size + self._tag_size:
+            raise _truncated(len(payload), iv_size + self._tag_size)
+        return self._decrypt(payload[:iv_size], payload[iv_size:], aad)
 
 
 class NullContext(CipherContext):
@@ -96,25 +107,31 @@ class NullContext(CipherContext):
     def __init__(self) -> None:
         super().__init__(0)
 
-    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
-        return bytes(plaintext)
+    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
+        return b"", bytes(plaintext)
 
-    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
-        return bytes(payload)
+    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
+        return bytes(ciphertext)
 
 
 class CbcContext(CipherContext):
-    """CBC with a random IV (RFC 3602 AES, RFC 2405 DES, RFC 2451 3DES); see the module doc."""
+    """CBC with a random IV (RFC 3602 AES, RFC 2405 DES, RFC 2451 3DES); see the module doc.
 
-    __slots__ = ("_block", "_decryptor", "_encryptor", "_rng")
+    The IV block and the ciphertext come from two ``update`` calls on the same encryptor (the
+    second chains from the first), which costs less than joining ``R || plaintext`` and
+    splitting the output again.  Decryption feeds the IV block first (its garbage output is
+    dropped) so the ciphertext chains from it.
+    """
+
+    __slots__ = ("_block", "_decrypt_update", "_encrypt_update", "_rng")
 
     def __init__(self, algorithm: CipherAlgorithm, block: int, rng: Rng) -> None:
         super().__init__(block)
         cipher = Cipher(algorithm, modes.CBC(bytes(block)))
         # A zero IV at creation: the encryptor's chain value is then known (CbcIv32Context
         # relies on it) and the decryptor's first, discarded block never matters.
-        self._encryptor = cipher.encryptor()
-        self._decryptor = cipher.decryptor()
+        self._encrypt_update = cipher.encryptor().update
+        self._decrypt_update = cipher.decryptor().update
         self._block = block
         self._rng = rng
 
@@ -135,16 +152,19 @@ class CbcContext(CipherContext):
                 f"ciphertext of {size} bytes is not a multiple of the {self._block}-byte block",
             )
 
-    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
+    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
         self._check_plaintext(plaintext)
         block = self._rng(self._block)
         if len(block) != self._block:  # a short block would shift the context for good
             raise AlgorithmError("bad_sa", f"rng returned {len(block)} bytes, not {self._block}")
-        return self._encryptor.update(block + plaintext)
+        update = self._encrypt_update
+        return update(block), update(plaintext)
 
-    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
-        self._check_ciphertext(self._need(payload, self._block))
-        return self._decryptor.update(payload)[self._block :]
+    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
+        self._check_ciphertext(len(ciphertext))
+        update = self._decrypt_update
+        update(iv)  # garbage (chained from the previous packet); sets the chain to the IV
+        return update(ciphertext)
 
 
 class CbcIv32Context(CbcContext):
@@ -171,20 +191,19 @@ class CbcIv32Context(CbcContext):
         value = int.from_bytes(iv32, "big")
         return (value << 32 | value ^ cls._IV32_MASK).to_bytes(8, "big")
 
-    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
+    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
         self._check_plaintext(plaintext)
         iv32 = (counter & self._IV32_MASK).to_bytes(4, "big")
         if not plaintext:
-            return iv32
+            return iv32, b""
         iv = int.from_bytes(self.expand_iv(iv32), "big")
         first = int.from_bytes(plaintext[:8], "big") ^ self._chain ^ iv
-        out = self._encryptor.update(first.to_bytes(8, "big") + plaintext[8:])
+        out = self._encrypt_update(first.to_bytes(8, "big") + plaintext[8:])
         self._chain = int.from_bytes(out[-8:], "big")
-        return iv32 + out
+        return iv32, out
 
-    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
-        self._check_ciphertext(self._need(payload, 4) - 4)
-        return self._decryptor.update(self.expand_iv(payload[:4]) + payload[4:])[8:]
+    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
+        return super()._decrypt(self.expand_iv(iv), ciphertext, aad)
 
 
 class CtrContext(CipherContext):
@@ -197,41 +216,35 @@ class CtrContext(CipherContext):
         self._context = Cipher(algorithm, modes.CTR(bytes(16))).encryptor()
         self._nonce = nonce
 
-    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
+    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
         iv = counter.to_bytes(_EXPLICIT_IV, "big")
-        self._context.reset_nonce(self._nonce + iv + _CTR_FIRST_BLOCK)
-        return iv + self._context.update(plaintext)
+        return iv, self._decrypt(iv, plaintext, aad)  # CTR: the same keystream XOR both ways
 
-    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
-        self._need(payload, _EXPLICIT_IV)
-        self._context.reset_nonce(self._nonce + payload[:_EXPLICIT_IV] + _CTR_FIRST_BLOCK)
-        return self._context.update(payload[_EXPLICIT_IV:])
+    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
+        self._context.reset_nonce(self._nonce + iv + _CTR_FIRST_BLOCK)
+        return self._context.update(ciphertext)
 
 
 class AeadContext(CipherContext):
     """AES-GCM with a 16-byte ICV (RFC 4106) or ChaCha20-Poly1305 (RFC 7634).
 
-    Nonce = salt(4) || IV(8), the IV being the big-endian counter; output = IV || ct || tag.
+    Nonce = salt(4) || IV(8), the IV being the big-endian counter; ciphertext = ct || tag.
     """
 
-    __slots__ = ("_aead", "_salt")
+    __slots__ = ("_aead_decrypt", "_aead_encrypt", "_salt")
 
-    def __init__(self, aead: AESGCM | ChaCha20Poly1305, salt: bytes) -> None:
-        super().__init__(_EXPLICIT_IV)
-        self._aead = aead
+    def __init__(self, aead: AESGCM | ChaCha20Poly1305, salt: bytes, tag: int = _GCM_TAG) -> None:
+        super().__init__(_EXPLICIT_IV, tag)
+        self._aead_encrypt, self._aead_decrypt = aead.encrypt, aead.decrypt
         self._salt = salt
 
-    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
+    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
         iv = counter.to_bytes(_EXPLICIT_IV, "big")
-        return iv + self._aead.encrypt(self._salt + iv, plaintext, aad)
+        return iv, self._aead_encrypt(self._salt + iv, plaintext, aad)
 
-    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
-        if len(payload) < _EXPLICIT_IV + _GCM_TAG:  # inline: this is the hottest path
-            raise _truncated(len(payload), _EXPLICIT_IV + _GCM_TAG)
+    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
         try:
-            return self._aead.decrypt(
-                self._salt + payload[:_EXPLICIT_IV], payload[_EXPLICIT_IV:], aad
-            )
+            return self._aead_decrypt(self._salt + iv, ciphertext, aad)
         except InvalidTag:
             raise IntegrityError("bad_icv", "AEAD tag does not verify") from None
 
@@ -246,24 +259,23 @@ class TruncatedGcmContext(AeadContext):
     constant time. Nothing is returned before the tag verified.
     """
 
-    __slots__ = ("_ctr", "_tag_size")
+    __slots__ = ("_ctr",)
 
     def __init__(self, aead: AESGCM, algorithm: CipherAlgorithm, salt: bytes, tag: int) -> None:
-        super().__init__(aead, salt)
+        super().__init__(aead, salt, tag)
         self._ctr = Cipher(algorithm, modes.CTR(bytes(16))).encryptor()
-        self._tag_size = tag
 
-    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
-        sealed = super().seal(plaintext, aad, counter)
-        return sealed[: len(sealed) - _GCM_TAG + self._tag_size]
+    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
+        iv, full = super().encrypt(plaintext, aad, counter)
+        return iv, full[: len(full) - _GCM_TAG + self._tag_size]
 
-    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
-        size = self._need(payload, _EXPLICIT_IV + self._tag_size)
-        nonce = self._salt + payload[:_EXPLICIT_IV]
+    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
+        size = len(ciphertext) - self._tag_size
+        nonce = self._salt + iv
         self._ctr.reset_nonce(nonce + _GCM_FIRST_DATA_BLOCK)
-        plaintext = self._ctr.update(payload[_EXPLICIT_IV : size - self._tag_size])
-        tag = self._aead.encrypt(nonce, plaintext, aad)[-_GCM_TAG:][: self._tag_size]
-        check_icv(tag, payload[size - self._tag_size :])
+        plaintext = self._ctr.update(ciphertext[:size])
+        tag = self._aead_encrypt(nonce, plaintext, aad)[-_GCM_TAG:][: self._tag_size]
+        check_icv(tag, ciphertext[size:])
         return plaintext
 
 
@@ -271,24 +283,22 @@ class GmacContext(AeadContext):
     """ENCR_NULL_AUTH_AES_GMAC (RFC 4543): GCM with no plaintext, everything authenticated.
 
     The payload stays in clear; the tag covers AAD = ``aad || IV || payload`` (RFC 4543 section
-    3.5: SPI, sequence number, IV, then the whole clear ESP payload and trailer).
+    3.5: SPI, sequence number, IV, then the whole clear ESP payload and trailer). The
+    "ciphertext" is ``payload || tag``.
     """
 
     __slots__ = ()
 
-    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
+    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
         iv = counter.to_bytes(_EXPLICIT_IV, "big")
-        clear = iv + plaintext
-        return clear + self._aead.encrypt(self._salt + iv, b"", bytes(aad) + clear)
+        clear = bytes(plaintext)
+        return iv, clear + self._aead_encrypt(self._salt + iv, b"", b"".join((aad, iv, clear)))
 
-    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
-        size = self._need(payload, _EXPLICIT_IV + _GCM_TAG)
-        clear = payload[: size - _GCM_TAG]
+    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
+        size = len(ciphertext) - _GCM_TAG
+        clear = bytes(ciphertext[:size])
         try:
-            self._aead.decrypt(
-                self._salt + payload[:_EXPLICIT_IV], payload[size - _GCM_TAG :],
-                bytes(aad) + clear,
-            )
+            self._aead_decrypt(self._salt + iv, ciphertext[size:], b"".join((aad, iv, clear)))
         except InvalidTag:
             raise IntegrityError("bad_icv", "GMAC tag does not verify") from None
-        return bytes(payload[_EXPLICIT_IV : size - _GCM_TAG])
+        return clear

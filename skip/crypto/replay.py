@@ -43,12 +43,13 @@ class ReplayWindow:
     travel in the packet.
     """
 
-    __slots__ = ("_bitmap", "_mask", "_top", "esn", "size")
+    __slots__ = ("_bitmap", "_limit", "_mask", "_top", "esn", "size")
 
     def __init__(self, size: int = 64, esn: bool = False) -> None:
         _check_window_size(size)
         self.size = size
         self.esn = esn
+        self._limit = _MAX_SEQ[esn]
         self._mask = (1 << size) - 1
         self._top = 0  # highest authenticated number; 0 = nothing received yet
         self._bitmap = 0
@@ -89,12 +90,12 @@ class ReplayWindow:
         Changes nothing. Raises ReplayError with reason ``seq_zero`` (number 0 is never sent),
         ``replay_too_old`` (left of the window) or ``replay`` (already accepted).
         """
-        seq = self.infer(seq_low32)
+        seq = self.infer(seq_low32) if self.esn else seq_low32
+        top = self._top
+        if seq > top:  # the in-order case: one comparison (top >= 0, so 0 never passes here)
+            return seq
         if seq == 0:
             raise ReplayError("seq_zero", "sequence number 0 is never valid")
-        top = self._top
-        if seq > top:
-            return seq
         behind = top - seq
         if behind >= self.size:
             raise ReplayError(
@@ -112,7 +113,7 @@ class ReplayWindow:
         """
         top = self._top
         if seq > top:
-            if seq > _MAX_SEQ[self.esn]:
+            if seq > self._limit:
                 raise ReplayError("seq_exhausted", f"{seq} exceeds the sequence space")
             advance = seq - top
             self._bitmap = (self._bitmap << advance | 1) & self._mask if advance < self.size else 1

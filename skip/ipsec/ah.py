@@ -78,7 +78,7 @@ class AhSA(SecurityAssociation):
         return HEAD_RFC1826.pack(next_header, length, 0, self.spi)
 
     # -- send -------------------------------------------------------------------------------
-    def _protect(self, packet: memoryview, shim: Shim | None, shim_icv: BytesLike | None,
+    def _protect(self, packet: BytesLike, shim: Shim | None, shim_icv: BytesLike | None,
                  dummy: bool) -> bytes:
         if dummy:
             raise _bad_sa("dummy (TFC) packets are an ESP feature (RFC 4303 section 2.6)")
@@ -112,8 +112,8 @@ class AhSA(SecurityAssociation):
         return b"".join((ip_head, shim_bytes, ah_head, icv, icv_pad, body))
 
     # -- receive ----------------------------------------------------------------------------
-    def _unprotect(self, packet: memoryview, shim_len: int, shim_icv: BytesLike | None) -> bytes:
-        version, nh_off, ip_end, offset = self._locate_received(packet, shim_len)
+    def _unprotect(self, packet: BytesLike, shim_len: int, shim_icv: BytesLike | None) -> bytes:
+        version, fields, nh_off, ip_end, offset = self._locate_received(packet, shim_len)
         if shim_icv is not None and len(shim_icv) != shim_len:
             raise _bad_sa(f"shim_icv has {len(shim_icv)} bytes, the shim {shim_len}")
         ah_len, _, zero_field, icv_pad = self._layout[version]
@@ -141,5 +141,5 @@ class AhSA(SecurityAssociation):
             replay.accept(seq)
         payload = packet[end:]
         if self._outer is None:
-            return rebuild_transport(packet, nh_off, ip_end, next_header, payload)
+            return rebuild_transport(packet, fields, nh_off, ip_end, next_header, payload)
         return decapsulate(packet, next_header, payload)

@@ -29,14 +29,16 @@ from skip.ipsec.layout import (
     decapsulate,
     rebuild_transport,
     spliced_head,
+    split_transport,
 )
 from skip.ipsec.sa import Rng, SecurityAssociation, Shim, _bad_sa
-from skip.wire.esp import PADDING, header_size, split_trailer
-from skip.wire.ip import PROTO_ESP, PROTO_NONE, BytesLike, insertion_point
+from skip.wire.esp import header_size, split_trailer, trailer
+from skip.wire.ip import PROTO_ESP, PROTO_NONE, BytesLike
 
 _HEAD_SEQ = struct.Struct("!II")
 _HEAD_SPI = struct.Struct("!I")
 _AAD_ESN = struct.Struct("!III")
+_LOW32 = 0xFFFFFFFF
 
 
 class EspSA(SecurityAssociation):
@@ -45,8 +47,8 @@ class EspSA(SecurityAssociation):
     protocol = "esp"
     protocol_number = PROTO_ESP
 
-    __slots__ = ("_align", "_cipher", "_head_size", "_icv_size", "_mac", "_min_body", "cipher",
-                 "cipher_key")
+    __slots__ = ("_align", "_decrypt", "_encrypt", "_head_size", "_icv_size", "_iv_size", "_mac",
+                 "_min_body", "cipher", "cipher_key")
 
     def _setup(self, cipher: str | None, cipher_key: bytes, integrity: str | None,
                allow_legacy: bool, allow_unauthenticated: bool, ah_mutable: str | None,
@@ -58,7 +60,7 @@ class EspSA(SecurityAssociation):
         alg: CipherAlgorithm = get_cipher(cipher, allow_legacy=allow_legacy)
         self.cipher = alg
         self.cipher_key = cipher_key
-        self._cipher: CipherContext = alg.new(cipher_key, rng=rng)
+        self._use_cipher(alg.new(cipher_key, rng=rng))
         self._mac: MacContext | None = None
         if integrity is not None:
             if alg.aead:
@@ -81,14 +83,19 @@ class EspSA(SecurityAssociation):
     def dangerously_fix_iv_for_testing(self, iv: bytes) -> None:
         """Send every following packet with ``iv``.  Known-answer tests ONLY: a repeated IV
         breaks CBC confidentiality and destroys GCM/ChaCha20 entirely (see skip.ipsec.kat)."""
-        self._cipher = FixedIvForTesting(self.cipher, self.cipher_key, iv)
+        self._use_cipher(FixedIvForTesting(self.cipher, self.cipher_key, iv))
+
+    def _use_cipher(self, context: CipherContext) -> None:
+        # The per-packet pair, bound once: one attribute load per packet instead of two.
+        self._encrypt, self._decrypt = context.encrypt, context.decrypt
+        self._iv_size = context.iv_size
 
     # -- send -------------------------------------------------------------------------------
-    def _protect(self, packet: memoryview, shim: Shim | None, shim_icv: BytesLike | None,
+    def _protect(self, packet: BytesLike, shim: Shim | None, shim_icv: BytesLike | None,
                  dummy: bool) -> bytes:
         outer = self._outer
         if outer is None:
-            _, nh_off, offset, next_header = insertion_point(packet)
+            fields, nh_off, offset, next_header = split_transport(packet)
             body = packet[offset:]
         else:
             body = packet
@@ -96,35 +103,38 @@ class EspSA(SecurityAssociation):
         if dummy:
             next_header = PROTO_NONE
         seq = self._send.next()
-        pad = -(len(body) + 2) % self._align
-        plaintext = b"".join((body, PADDING[pad], bytes((pad, next_header))))
         if self.sequence:
-            head = _HEAD_SEQ.pack(self.spi, seq & 0xFFFFFFFF)
-            aad = _AAD_ESN.pack(self.spi, seq >> 32, seq & 0xFFFFFFFF) if self.esn else head
+            head = _HEAD_SEQ.pack(self.spi, seq & _LOW32)
+            aad = _AAD_ESN.pack(self.spi, seq >> 32, seq & _LOW32) if self.esn else head
         else:
             head = aad = self._spi_bytes
-        sealed = self._cipher.seal(plaintext, aad, seq)
+        iv, ciphertext = self._encrypt(
+            body + trailer(-(len(body) + 2) % self._align, next_header), aad, seq)
         mac = self._mac
         if mac is None:
             icv = b""
         elif self.esn:
-            icv = mac.compute(head, sealed, self._seq_hi(seq))
+            icv = mac.compute(head, iv, ciphertext, self._seq_hi(seq))
         else:
-            icv = mac.compute(head, sealed)
-        shim_bytes = b"" if shim is None else shim[1]
-        esp_len = len(shim_bytes) + len(head) + len(sealed) + len(icv)
-        protocol = PROTO_ESP if shim is None else shim[0]
+            icv = mac.compute(head, iv, ciphertext)
+        esp_len = len(head) + len(iv) + len(ciphertext) + len(icv)
+        if shim is None:
+            shim_bytes, protocol = b"", PROTO_ESP
+        else:
+            protocol, shim_bytes = shim
+            esp_len += len(shim_bytes)
         if outer is None:
-            ip_head = spliced_head(packet, nh_off, offset, protocol, offset + esp_len)
+            ip_head = spliced_head(packet, fields, nh_off, offset, protocol, offset + esp_len,
+                                   verified=False)
         else:
             ip_head = outer.build(b"" if dummy else packet, outer.size + esp_len, protocol)
-        return b"".join((ip_head, shim_bytes, head, sealed, icv))
+        return b"".join((ip_head, shim_bytes, head, iv, ciphertext, icv))
 
     # -- receive ----------------------------------------------------------------------------
-    def _unprotect(self, packet: memoryview, shim_len: int, shim_icv: BytesLike | None) -> bytes:
-        _, nh_off, ip_end, offset = self._locate_received(packet, shim_len)
-        size = len(packet)
+    def _unprotect(self, packet: BytesLike, shim_len: int, shim_icv: BytesLike | None) -> bytes:
+        _, fields, nh_off, ip_end, offset = self._locate_received(packet, shim_len)
         body = offset + self._head_size
+        size = len(packet)
         end = size - self._icv_size
         if end - body < self._min_body:
             raise ParseError("truncated", f"ESP packet of {size - offset} bytes is too short")
@@ -134,8 +144,7 @@ class EspSA(SecurityAssociation):
                 self._bad_spi(spi)
             replay = self._replay
             seq = replay.check(seq_low)
-            aad = (_AAD_ESN.pack(spi, seq >> 32, seq_low) if self.esn
-                   else packet[offset:body])
+            aad = _AAD_ESN.pack(spi, seq >> 32, seq_low) if self.esn else packet[offset:body]
         else:
             spi = _HEAD_SPI.unpack_from(packet, offset)[0]
             if spi != self.spi:
@@ -148,7 +157,8 @@ class EspSA(SecurityAssociation):
                 mac.verify(packet[end:], packet[offset:end], self._seq_hi(seq))
             else:
                 mac.verify(packet[end:], packet[offset:end])
-        plaintext = self._cipher.open(packet[body:end], aad)
+        ciphertext = body + self._iv_size
+        plaintext = self._decrypt(packet[body:ciphertext], packet[ciphertext:end], aad)
         if replay is not None:
             replay.accept(seq)
         payload_end, next_header = split_trailer(plaintext, self.sequence)
@@ -156,5 +166,5 @@ class EspSA(SecurityAssociation):
             raise SkipError("tfc_dummy", "dummy packet (Next Header 59) discarded")
         payload = memoryview(plaintext)[:payload_end]
         if self._outer is None:
-            return rebuild_transport(packet, nh_off, ip_end, next_header, payload)
+            return rebuild_transport(packet, fields, nh_off, ip_end, next_header, payload)
         return decapsulate(packet, next_header, payload)

@@ -23,7 +23,7 @@ from skip.crypto.replay import ReplayWindow, SequenceCounter
 from skip.errors import AlgorithmError, ParseError, SkipError
 from skip.ipsec.counters import Counters
 from skip.ipsec.layout import OuterHeader
-from skip.wire.ip import BytesLike, locate_upper
+from skip.wire.ip import IPV4_MIN_HEADER, BytesLike, PlainIPv4, locate_upper, plain_ipv4
 
 Rng = Callable[[int], bytes]
 Shim = tuple[int, bytes]
@@ -169,11 +169,11 @@ class SecurityAssociation:
                rng: Rng) -> None:
         raise NotImplementedError
 
-    def _protect(self, packet: memoryview, shim: Shim | None, shim_icv: BytesLike | None,
+    def _protect(self, packet: BytesLike, shim: Shim | None, shim_icv: BytesLike | None,
                  dummy: bool) -> bytes:
         raise NotImplementedError
 
-    def _unprotect(self, packet: memoryview, shim_len: int, shim_icv: BytesLike | None) -> bytes:
+    def _unprotect(self, packet: BytesLike, shim_len: int, shim_icv: BytesLike | None) -> bytes:
         raise NotImplementedError
 
     def _integrity_context(self, name: str, allow_legacy: bool) -> MacContext:
@@ -195,7 +195,7 @@ class SecurityAssociation:
         if shim is not None or shim_icv is not None:
             _check_shim(shim, shim_icv)
         try:
-            out = self._protect(memoryview(packet), shim, shim_icv, dummy)
+            out = self._protect(packet, shim, shim_icv, dummy)
         except SkipError as err:
             self.counters.reject(err.reason)
             raise
@@ -215,7 +215,7 @@ class SecurityAssociation:
         also counted in :attr:`counters`.
         """
         try:
-            out = self._unprotect(memoryview(packet), shim_len, shim_icv)
+            out = self._unprotect(packet, shim_len, shim_icv)
         except SkipError as err:
             self.counters.reject(err.reason)
             raise
@@ -276,10 +276,17 @@ class SecurityAssociation:
     def _seq_hi(self, seq: int) -> bytes:
         return _SEQ_HI.pack(seq >> 32)
 
-    def _locate_received(self, packet: memoryview, shim_len: int) -> tuple[int, int, int, int]:
-        """``(version, nh_offset, ip_end, offset)``: the IP chain ends at ``ip_end``, the
-        shim (if any) follows, and this SA's header starts at ``offset``."""
-        version, nh_off, ip_end, proto = locate_upper(packet)
+    def _locate_received(self, packet: BytesLike,
+                         shim_len: int) -> tuple[int, PlainIPv4 | None, int, int, int]:
+        """``(version, fields, nh_offset, ip_end, offset)``: the IP chain ends at ``ip_end``,
+        the shim (if any) follows, and this SA's header starts at ``offset``.  ``fields`` are
+        those of a verified option-free IPv4 header (:func:`~skip.wire.ip.plain_ipv4`), else
+        None; every IPv4 checksum is verified (transport ESP does not cover the header)."""
+        fields = plain_ipv4(packet, True)
+        if fields is not None:
+            version, nh_off, ip_end, proto = 4, 9, IPV4_MIN_HEADER, fields[6]
+        else:
+            version, nh_off, ip_end, proto = locate_upper(packet)
         if shim_len:
             if shim_len < 0 or ip_end + shim_len > len(packet):
                 raise ParseError("truncated", f"no room for a {shim_len}-byte shim header")
@@ -287,7 +294,7 @@ class SecurityAssociation:
             raise ParseError("unsupported_protocol",
                              f"expected {self.protocol.upper()} ({self.protocol_number}), "
                              f"found protocol {proto}")
-        return version, nh_off, ip_end, ip_end + shim_len
+        return version, fields, nh_off, ip_end, ip_end + shim_len
 
     def _bad_spi(self, spi: int) -> None:
         raise SkipError("bad_spi", f"SPI {spi:#010x} is not this SA's {self.spi:#010x}")

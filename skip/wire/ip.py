@@ -75,8 +75,13 @@ IPV6_OPT_MUTABLE = 0x20
 IPV6_OPT_PAD1 = 0
 
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
+#: The option-free IPv4 header as the per-packet fast path sees it: version/IHL, TOS, Total
+#: Length, Identification, flags + fragment offset, TTL, Protocol, Checksum, both addresses.
+_IPV4_PLAIN = struct.Struct("!BBHHHBBH8s")
+PlainIPv4 = tuple[int, int, int, int, int, int, int, int, bytes]
 _IPV6 = struct.Struct("!IHBB16s16s")
 _H = struct.Struct("!H")
+_from_bytes = int.from_bytes  # bound once: looking it up on ``int`` per packet costs more
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,14 +500,19 @@ def _ipv6_reject_fragment(packet: BytesLike, offset: int) -> None:
         raise ParseError("fragment", "an IPv6 fragment: AH/ESP work on whole datagrams")
 
 
-def _plain_ipv4(packet: BytesLike, verify_checksum: bool) -> bool:
-    """The common case in one test: a whole, unfragmented IPv4 datagram without options (and
-    with a good checksum if asked: a correct header sums to 0xFFFF, 0 modulo 0xFFFF).
-    False sends the caller down the general path, which also says what is wrong."""
+def plain_ipv4(packet: BytesLike, verify_checksum: bool) -> PlainIPv4 | None:
+    """The common case in one test: the header fields of a whole, unfragmented IPv4 datagram
+    without options (with a good checksum if asked: a correct header sums to 0xFFFF, 0 modulo
+    0xFFFF), else None.  None sends the caller down the general path, which also says what is
+    wrong.  The fields are what :func:`respliced_ipv4` needs to rewrite the header."""
     size = len(packet)
-    return (size >= IPV4_MIN_HEADER and packet[0] == 0x45 and packet[2] << 8 | packet[3] == size
-            and not (packet[6] & 0x3F or packet[7])
-            and (not verify_checksum or int.from_bytes(packet[:20], "big") % 0xFFFF == 0))
+    if size < IPV4_MIN_HEADER:
+        return None
+    fields = _IPV4_PLAIN.unpack_from(packet)
+    if (fields[0] != 0x45 or fields[2] != size or fields[4] & 0x3FFF
+            or (verify_checksum and ipv4_sum(packet))):
+        return None
+    return fields
 
 
 def insertion_point(packet: BytesLike) -> tuple[int, int, int, int]:
@@ -516,7 +526,7 @@ def insertion_point(packet: BytesLike) -> tuple[int, int, int, int]:
     that follow them stay behind AH/ESP, end-to-end (RFC 4303 section 3.1.1).
     Fragments are refused (reason ``fragment``): IPsec works on whole datagrams.
     """
-    if _plain_ipv4(packet, False):
+    if plain_ipv4(packet, False) is not None:
         return 4, 9, IPV4_MIN_HEADER, packet[9]
     if _version(packet) == 4:
         hl = check_ipv4(packet, verify_checksum=False)
@@ -545,7 +555,7 @@ def locate_upper(packet: BytesLike, *, verify_checksum: bool = True) -> tuple[in
     past every IPv6 extension header (AH/ESP ends the walk).  IPv4 checksums are verified by
     default: transport-mode ESP does not cover the IP header, so this is its only guard.
     """
-    if _plain_ipv4(packet, verify_checksum):
+    if plain_ipv4(packet, verify_checksum) is not None:
         return 4, 9, IPV4_MIN_HEADER, packet[9]
     if _version(packet) == 4:
         hl = check_ipv4(packet, verify_checksum=verify_checksum)
@@ -638,6 +648,31 @@ def set_payload_length(buf: bytearray, total: int) -> None:
         if total - IPV6_HEADER > 0xFFFF:
             raise ParseError("bad_length", f"IPv6 payload of {total - IPV6_HEADER} bytes")
         _H.pack_into(buf, 4, total - IPV6_HEADER)
+
+
+def ipv4_sum(packet: BytesLike) -> int:
+    """The one's-complement sum of the option-free IPv4 header at ``packet[0]``, modulo 0xFFFF
+    (0 for a header whose checksum is right).
+
+    A base-65536 number modulo 0xFFFF is the sum of its digits modulo 0xFFFF (65536 = 1 mod
+    0xFFFF), so one ``int.from_bytes`` replaces a Python loop over the ten words.
+    """
+    return _from_bytes(packet[:IPV4_MIN_HEADER], "big") % 0xFFFF
+
+
+def respliced_ipv4(fields: PlainIPv4, header_sum: int, total: int, protocol: int) -> bytes:
+    """The option-free IPv4 header ``fields`` (from :func:`plain_ipv4`) with Total Length
+    ``total``, Protocol ``protocol`` and a fresh checksum: the transport-mode splice.
+
+    ``header_sum`` is the old header's :func:`ipv4_sum` (0 when its checksum was verified).
+    The new checksum is updated from the old one (RFC 1624: take the old words out of the sum,
+    put the new ones in) instead of summing the header again; with the old header's sum taken
+    into account a wrong old checksum does not carry over, so the result equals a full
+    recomputation, in :func:`finish_ipv4_header`'s convention (0, never 0xFFFF, for a sum of 0).
+    """
+    vihl, tos, old_total, ident, frag, ttl, old_protocol, checksum, addresses = fields
+    checksum = (checksum - header_sum + old_total - total + old_protocol - protocol) % 0xFFFF
+    return _IPV4_PLAIN.pack(vihl, tos, total, ident, frag, ttl, protocol, checksum, addresses)
 
 
 def finish_ipv4_header(buf: bytearray) -> None:
