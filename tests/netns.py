@@ -9,12 +9,21 @@ for this set-up (it is test scaffolding, not skipd's hot path).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+
+from skip.crypto.dh import GROUPS
+from skip.daemon.control import request
+from skip.pki.certificate import Subject, issue
+from skip.pki.crl import Revocation, issue_crl
+from skip.pki.dhkey import dump_private_key, generate_key
+from skip.pki.signing import generate_signer
 
 PREFIX = "skt-"
 
@@ -149,20 +158,10 @@ class Lab:
         self.namespaces.clear()
 
 
-@contextlib.contextmanager
-def lab(prefix: str = PREFIX) -> Iterator[Lab]:
-    with Lab(prefix) as made:
-        yield made
-
-
 def start_skipd(ns: Namespace, config: Path, socket_path: Path, log: Path,
                 timeout: float = 15) -> subprocess.Popen:
     """Run skipd in ``ns`` and wait until its control socket answers; raise with its log
     otherwise."""
-    import sys
-
-    from skip.daemon.control import request
-
     out = log.open("ab")
     proc = ns.popen(sys.executable, "-m", "skip.cli.skipd", "-c", str(config),
                     stdout=out, stderr=subprocess.STDOUT)
@@ -190,14 +189,6 @@ def make_pki(directory: Path, hosts: dict[str, tuple[Sequence[str], str]], now: 
     and one revoking ``revoked``, written as ``ca.pem``, ``ca.crl``, ``revoked.crl``,
     ``NAME.key``, ``NAME.pem``. Built with skip.pki (the demo uses the skip-cert command).
     Returns the serial number of each host certificate."""
-    import ipaddress
-
-    from skip.crypto.dh import GROUPS
-    from skip.pki.certificate import Subject, issue
-    from skip.pki.crl import Revocation, issue_crl
-    from skip.pki.dhkey import dump_private_key, generate_key
-    from skip.pki.signing import generate_signer
-
     directory.mkdir(parents=True, exist_ok=True)
     start, end = int(now) - 3600, int(now) + 30 * 86400
     signer = generate_signer()
@@ -260,8 +251,6 @@ def skipd_config(work: Path, me: str, pki: Path, *, overlay: Sequence[str] = (),
 def tcp_transfer(server: Namespace, client: Namespace, address: str, size: int,
                  port: int = 5001, timeout: float = 120) -> tuple[str, str, float]:
     """Send ``size`` random bytes over TCP; returns (sent sha256, received sha256, seconds)."""
-    import sys
-
     family = "AF_INET6" if ":" in address else "AF_INET"
     receiver = server.popen(sys.executable, "-c", (
         "import hashlib, socket\n"
@@ -290,8 +279,6 @@ def tcp_transfer(server: Namespace, client: Namespace, address: str, size: int,
 def udp_exchange(server: Namespace, client: Namespace, address: str, payload: bytes,
                  port: int = 5002) -> bytes:
     """One UDP datagram to an echo server in ``server``; returns what came back."""
-    import sys
-
     family = "AF_INET6" if ":" in address else "AF_INET"
     echo = server.popen(sys.executable, "-c", (
         f"import socket; s = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n"

@@ -4,12 +4,16 @@ with one line naming the file, the key and the problem."""
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from skip.daemon.config import load_config, parse_config
 from skip.errors import ConfigError
+from tests.netns import make_pki, skipd_config
 
 GOOD = """
 [daemon]
@@ -148,12 +152,6 @@ def test_documented_example_is_valid() -> None:
 def test_skipd_check_validates_certificates_too(tmp_path: Path) -> None:
     """`skipd --check` (run by the systemd unit before start) reads keys, anchors, CRLs and
     the peer store, and refuses a revoked own certificate with one line."""
-    import subprocess
-    import sys
-    import time
-
-    from tests.netns import make_pki, skipd_config
-
     pki = tmp_path / "pki"
     make_pki(pki, {"a": (["192.0.2.1"], "x25519"), "b": (["192.0.2.2"], "x25519")},
              time.time(), revoked=["a"])

@@ -61,10 +61,6 @@ def _iperf(lab_a, lab_b, address: str, seconds: float) -> dict:
             "bytes": result["sum_received"]["bytes"]}
 
 
-def _skipd_pids(lab, names: list[str]) -> list[int]:
-    return [proc.pid for proc in lab.processes if proc.poll() is None][-len(names):]
-
-
 def _start_pair(lab, ns, work: Path, pki: Path, profile: str, rule: dict,
                 profile_to: Path | None = None) -> list[int]:
     pids = []
