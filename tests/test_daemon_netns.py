@@ -165,3 +165,16 @@ def test_bad_config_refused_at_start_with_one_line(pair: Pair) -> None:
     assert result.stderr.strip() == (f"skipd: config_invalid: {pair.config}: daemon.mtu: 100 is "
                                      "below the IPv4 minimum of 576 (0 = automatic)")
     assert "skip0" not in kernel_state(pair.a)["links"]
+
+
+def test_a_killed_skipd_leaves_nothing_a_new_one_cannot_take_over(pair: Pair) -> None:
+    pair.write("deny")
+    proc = start_skipd(pair.a, pair.config, pair.sock, pair.log)
+    proc.kill()  # SIGKILL: no clean-up at all
+    proc.wait(timeout=10)
+    assert "fwmark 0x5c1" in kernel_state(pair.a)["rules4"]  # the rule outlived it
+    proc = start_skipd(pair.a, pair.config, pair.sock, pair.log)
+    assert not pair.ping(B4)
+    assert stop_skipd(proc) == 0
+    state = kernel_state(pair.a)
+    assert "fwmark" not in state["rules4"] + state["rules6"] and pair.ping(B4)

@@ -12,6 +12,7 @@ here runs per packet.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import socket
 from pathlib import Path
@@ -85,7 +86,8 @@ class Routing:
             except NetlinkError as exc:
                 if version == 6 and exc.code in (97, 95):  # IPv6 disabled in this kernel
                     continue
-                raise self._fail("add policy rule", exc) from None
+                if exc.code != errno.EEXIST:  # EEXIST: left by a killed skipd; ours now
+                    raise self._fail("add policy rule", exc) from None
             self.rules_added.append(family)
 
     def preferred_source(self, destination: ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -113,10 +115,11 @@ class Routing:
                 self.routes[net] = src
 
     def _route(self, op: str, net: IPNetwork, src: str | None) -> None:
+        """``add`` replaces a stale route (a killed skipd's) instead of failing on it."""
         extra = {"prefsrc": src} if src else {}
         try:
-            self.ipr.route(op, dst=str(net), oif=self.index, table=self.table,
-                           family=_FAMILIES[net.version], **extra)
+            self.ipr.route("replace" if op == "add" else op, dst=str(net), oif=self.index,
+                           table=self.table, family=_FAMILIES[net.version], **extra)
         except NetlinkError as exc:
             if op == "add":
                 raise self._fail(f"route {op} {net}", exc) from None
