@@ -32,7 +32,7 @@ from skip.wire.ah import (
     length_byte,
     parse_fields,
 )
-from skip.wire.ip import PROTO_AH, BytesLike, insertion_point, zero_mutable_fields
+from skip.wire.ip import PROTO_AH, BytesLike, insertion_point, plain_ipv4, zero_mutable_fields
 
 #: The two readings of "mutable fields" (see zero_mutable_fields).
 AH_MUTABLE = ("rfc4302", "rfc1826")
@@ -113,7 +113,8 @@ class AhSA(SecurityAssociation):
 
     # -- receive ----------------------------------------------------------------------------
     def _unprotect(self, packet: BytesLike, shim_len: int, shim_icv: BytesLike | None) -> bytes:
-        version, fields, nh_off, ip_end, offset = self._locate_received(packet, shim_len)
+        fields = plain_ipv4(packet, True)
+        version, nh_off, ip_end, offset = self._locate_received(packet, shim_len, fields)
         if shim_icv is not None and len(shim_icv) != shim_len:
             raise _bad_sa(f"shim_icv has {len(shim_icv)} bytes, the shim {shim_len}")
         ah_len, _, zero_field, icv_pad = self._layout[version]

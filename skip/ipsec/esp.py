@@ -24,16 +24,19 @@ from skip.crypto.integrity import MacContext
 from skip.crypto.registry import CipherAlgorithm, get_cipher
 from skip.errors import ParseError, SkipError
 from skip.ipsec.kat import FixedIvForTesting
-from skip.ipsec.layout import (
-    check_inner,
-    decapsulate,
-    rebuild_transport,
-    spliced_head,
-    split_transport,
-)
+from skip.ipsec.layout import check_inner, decapsulate, rebuild_transport, spliced_head
 from skip.ipsec.sa import Rng, SecurityAssociation, Shim, _bad_sa
 from skip.wire.esp import header_size, split_trailer, trailer
-from skip.wire.ip import PROTO_ESP, PROTO_NONE, BytesLike
+from skip.wire.ip import (
+    IPV4_MIN_HEADER,
+    PROTO_ESP,
+    PROTO_NONE,
+    BytesLike,
+    insertion_point,
+    ipv4_sum,
+    plain_ipv4,
+    respliced_ipv4,
+)
 
 _HEAD_SEQ = struct.Struct("!II")
 _HEAD_SPI = struct.Struct("!I")
@@ -95,7 +98,11 @@ class EspSA(SecurityAssociation):
                  dummy: bool) -> bytes:
         outer = self._outer
         if outer is None:
-            fields, nh_off, offset, next_header = split_transport(packet)
+            fields = plain_ipv4(packet, False)
+            if fields is not None:  # option-free IPv4: nearly every datagram
+                offset, next_header = IPV4_MIN_HEADER, fields[6]
+            else:
+                _, nh_off, offset, next_header = insertion_point(packet)
             body = packet[offset:]
         else:
             body = packet
@@ -124,15 +131,21 @@ class EspSA(SecurityAssociation):
             protocol, shim_bytes = shim
             esp_len += len(shim_bytes)
         if outer is None:
-            ip_head = spliced_head(packet, fields, nh_off, offset, protocol, offset + esp_len,
-                                   verified=False)
+            if fields is not None:
+                ip_head = respliced_ipv4(fields, ipv4_sum(packet), offset + esp_len, protocol)
+            else:
+                ip_head = spliced_head(packet, nh_off, offset, protocol, offset + esp_len)
         else:
             ip_head = outer.build(b"" if dummy else packet, outer.size + esp_len, protocol)
         return b"".join((ip_head, shim_bytes, head, iv, ciphertext, icv))
 
     # -- receive ----------------------------------------------------------------------------
     def _unprotect(self, packet: BytesLike, shim_len: int, shim_icv: BytesLike | None) -> bytes:
-        _, fields, nh_off, ip_end, offset = self._locate_received(packet, shim_len)
+        fields = plain_ipv4(packet, True)
+        if fields is not None and fields[6] == PROTO_ESP and not shim_len:
+            nh_off, ip_end, offset = 9, IPV4_MIN_HEADER, IPV4_MIN_HEADER  # the common case
+        else:
+            _, nh_off, ip_end, offset = self._locate_received(packet, shim_len, fields)
         body = offset + self._head_size
         size = len(packet)
         end = size - self._icv_size

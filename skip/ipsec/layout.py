@@ -19,7 +19,6 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from skip.errors import AlgorithmError, ParseError
 from skip.wire.ip import (
     IPV4_FLAG_DF,
-    IPV4_MIN_HEADER,
     PROTO_IPV4,
     PROTO_IPV6,
     BytesLike,
@@ -27,9 +26,6 @@ from skip.wire.ip import (
     check_ipv4,
     check_ipv6,
     finish_ipv4_header,
-    insertion_point,
-    ipv4_sum,
-    plain_ipv4,
     respliced_ipv4,
     set_payload_length,
 )
@@ -144,28 +140,11 @@ def _fold(total: int) -> int:
     return ~total & 0xFFFF
 
 
-def split_transport(packet: BytesLike) -> tuple[PlainIPv4 | None, int, int, int]:
-    """Where AH/ESP goes in a datagram to protect in transport mode: ``(fields, nh_off,
-    offset, next_header)`` as :func:`~skip.wire.ip.insertion_point` gives them, ``fields``
-    being the option-free IPv4 header's (:func:`~skip.wire.ip.plain_ipv4`) or None."""
-    fields = plain_ipv4(packet, False)
-    if fields is not None:
-        return fields, 9, IPV4_MIN_HEADER, fields[6]
-    _, nh_off, offset, next_header = insertion_point(packet)
-    return None, nh_off, offset, next_header
-
-
-def spliced_head(packet: BytesLike, fields: PlainIPv4 | None, nh_off: int, offset: int,
-                 protocol: int, total: int, *, verified: bool) -> bytes:
-    """``packet[:offset]`` with the Next Header at ``nh_off`` set to ``protocol``, the length
-    set to ``total`` and the checksum fixed, as bytes.
-
-    An option-free IPv4 header (``fields`` from :func:`~skip.wire.ip.plain_ipv4`, nearly every
-    datagram) is rewritten by :func:`~skip.wire.ip.respliced_ipv4` in one pack; ``verified``
-    says its checksum was checked on receipt, which spares summing it again.
-    """
-    if fields is not None:
-        return respliced_ipv4(fields, 0 if verified else ipv4_sum(packet), total, protocol)
+def spliced_head(packet: BytesLike, nh_off: int, offset: int, protocol: int,
+                 total: int) -> bytes:
+    """:func:`transport_head` with the checksum filled in, as bytes: the general transport
+    splice (the engines rewrite an option-free IPv4 header with
+    :func:`~skip.wire.ip.respliced_ipv4` first)."""
     return bytes(finish_head(transport_head(packet, nh_off, offset, protocol, total)))
 
 
@@ -189,11 +168,16 @@ def finish_head(head: bytearray) -> bytearray:
 def rebuild_transport(packet: BytesLike, fields: PlainIPv4 | None, nh_off: int, offset: int,
                       next_header: int, payload: BytesLike) -> bytes:
     """The datagram after transport-mode AH/ESP removal: ``packet[:offset]`` (next header
-    restored, length and checksum fixed) followed by ``payload``.  ``packet`` is a received
-    datagram whose IPv4 checksum was verified (:meth:`SecurityAssociation._locate_received`)."""
-    head = spliced_head(packet, fields, nh_off, offset, next_header, offset + len(payload),
-                        verified=True)
-    return head + payload
+    restored, length and checksum fixed) followed by ``payload``.
+
+    ``packet`` is a received datagram whose IPv4 checksum was verified; ``fields`` are its
+    option-free IPv4 header's (:func:`~skip.wire.ip.plain_ipv4`), rewritten in one pack
+    without summing the header again, or None for any other header chain.
+    """
+    total = offset + len(payload)
+    if fields is not None:
+        return respliced_ipv4(fields, 0, total, next_header) + payload
+    return spliced_head(packet, nh_off, offset, next_header, total) + payload
 
 
 def decapsulate(outer: BytesLike, next_header: int, inner: BytesLike) -> bytes:

@@ -23,7 +23,7 @@ from skip.crypto.replay import ReplayWindow, SequenceCounter
 from skip.errors import AlgorithmError, ParseError, SkipError
 from skip.ipsec.counters import Counters
 from skip.ipsec.layout import OuterHeader
-from skip.wire.ip import IPV4_MIN_HEADER, BytesLike, PlainIPv4, locate_upper, plain_ipv4
+from skip.wire.ip import IPV4_MIN_HEADER, BytesLike, PlainIPv4, locate_upper
 
 Rng = Callable[[int], bytes]
 Shim = tuple[int, bytes]
@@ -276,13 +276,15 @@ class SecurityAssociation:
     def _seq_hi(self, seq: int) -> bytes:
         return _SEQ_HI.pack(seq >> 32)
 
-    def _locate_received(self, packet: BytesLike,
-                         shim_len: int) -> tuple[int, PlainIPv4 | None, int, int, int]:
-        """``(version, fields, nh_offset, ip_end, offset)``: the IP chain ends at ``ip_end``,
-        the shim (if any) follows, and this SA's header starts at ``offset``.  ``fields`` are
-        those of a verified option-free IPv4 header (:func:`~skip.wire.ip.plain_ipv4`), else
-        None; every IPv4 checksum is verified (transport ESP does not cover the header)."""
-        fields = plain_ipv4(packet, True)
+    def _locate_received(self, packet: BytesLike, shim_len: int, fields: PlainIPv4 | None
+                         ) -> tuple[int, int, int, int]:
+        """``(version, nh_offset, ip_end, offset)``: the IP chain ends at ``ip_end``, the shim
+        (if any) follows, and this SA's header starts at ``offset``.
+
+        ``fields`` is ``plain_ipv4(packet, True)``, which the caller needs anyway: a verified
+        option-free IPv4 header, or None for every other chain, which is walked here (IPv4
+        checksums verified: transport ESP does not cover the header, so this is its guard).
+        """
         if fields is not None:
             version, nh_off, ip_end, proto = 4, 9, IPV4_MIN_HEADER, fields[6]
         else:
@@ -294,7 +296,7 @@ class SecurityAssociation:
             raise ParseError("unsupported_protocol",
                              f"expected {self.protocol.upper()} ({self.protocol_number}), "
                              f"found protocol {proto}")
-        return version, fields, nh_off, ip_end, ip_end + shim_len
+        return version, nh_off, ip_end, ip_end + shim_len
 
     def _bad_spi(self, spi: int) -> None:
         raise SkipError("bad_spi", f"SPI {spi:#010x} is not this SA's {self.spi:#010x}")
