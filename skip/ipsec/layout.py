@@ -27,12 +27,14 @@ from skip.wire.ip import (
     check_ipv6,
     finish_ipv4_header,
     respliced_ipv4,
+    respliced_ipv6,
     set_payload_length,
 )
 
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _IPV6 = struct.Struct("!IHBB16s16s")
 _ECN_CE = 3
+_IPV6_NEXT_HEADER = 6  # offset of the fixed IPv6 header's Next Header byte
 
 #: Inner Next Header values accepted in tunnel mode.  0 means IPv4 in pre-IPsec SKIP code
 #: (skip-core Q8: "accept 0 as IPv4 on input"); senders always use 4 or 41.
@@ -144,7 +146,10 @@ def spliced_head(packet: BytesLike, nh_off: int, offset: int, protocol: int,
                  total: int) -> bytes:
     """:func:`transport_head` with the checksum filled in, as bytes: the general transport
     splice (the engines rewrite an option-free IPv4 header with
-    :func:`~skip.wire.ip.respliced_ipv4` first)."""
+    :func:`~skip.wire.ip.respliced_ipv4` first).  A lone fixed IPv6 header (its Next Header
+    at byte 6 is the one to change) takes the one-pack :func:`~skip.wire.ip.respliced_ipv6`."""
+    if nh_off == _IPV6_NEXT_HEADER:
+        return respliced_ipv6(packet, total, protocol)
     return bytes(finish_head(transport_head(packet, nh_off, offset, protocol, total)))
 
 

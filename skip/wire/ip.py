@@ -79,6 +79,9 @@ _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 #: Length, Identification, flags + fragment offset, TTL, Protocol, Checksum, both addresses.
 _IPV4_PLAIN = struct.Struct("!BBHHHBBH8s")
 PlainIPv4 = tuple[int, int, int, int, int, int, int, int, bytes]
+#: The fixed IPv6 header split around the two fields a transport splice changes: version to
+#: flow label, Payload Length, Next Header, hop limit and both addresses.
+_IPV6_SPLICE = struct.Struct("!4sHB33s")
 _IPV6 = struct.Struct("!IHBB16s16s")
 _H = struct.Struct("!H")
 _from_bytes = int.from_bytes  # bound once: looking it up on ``int`` per packet costs more
@@ -506,11 +509,10 @@ def plain_ipv4(packet: BytesLike, verify_checksum: bool) -> PlainIPv4 | None:
     0xFFFF), else None.  None sends the caller down the general path, which also says what is
     wrong.  The fields are what :func:`respliced_ipv4` needs to rewrite the header."""
     size = len(packet)
-    if size < IPV4_MIN_HEADER:
+    if size < IPV4_MIN_HEADER or packet[0] != 0x45:
         return None
     fields = _IPV4_PLAIN.unpack_from(packet)
-    if (fields[0] != 0x45 or fields[2] != size or fields[4] & 0x3FFF
-            or (verify_checksum and ipv4_sum(packet))):
+    if fields[2] != size or fields[4] & 0x3FFF or (verify_checksum and ipv4_sum(packet)):
         return None
     return fields
 
@@ -673,6 +675,16 @@ def respliced_ipv4(fields: PlainIPv4, header_sum: int, total: int, protocol: int
     vihl, tos, old_total, ident, frag, ttl, old_protocol, checksum, addresses = fields
     checksum = (checksum - header_sum + old_total - total + old_protocol - protocol) % 0xFFFF
     return _IPV4_PLAIN.pack(vihl, tos, total, ident, frag, ttl, protocol, checksum, addresses)
+
+
+def respliced_ipv6(packet: BytesLike, total: int, next_header: int) -> bytes:
+    """The fixed IPv6 header of ``packet`` with the Payload Length of a ``total``-byte datagram
+    and Next Header ``next_header``: the transport splice when no extension header precedes
+    AH/ESP, in one unpack and one pack."""
+    if total - IPV6_HEADER > 0xFFFF:
+        raise ParseError("bad_length", f"IPv6 payload of {total - IPV6_HEADER} bytes")
+    first, _, _, rest = _IPV6_SPLICE.unpack_from(packet)
+    return _IPV6_SPLICE.pack(first, total - IPV6_HEADER, next_header, rest)
 
 
 def finish_ipv4_header(buf: bytearray) -> None:
