@@ -145,13 +145,6 @@ class CbcContext(CipherContext):
                 f"{self._block}-byte block: pad it first",
             )
 
-    def _check_ciphertext(self, size: int) -> None:
-        if size % self._block:
-            raise ParseError(
-                "bad_block_size",
-                f"ciphertext of {size} bytes is not a multiple of the {self._block}-byte block",
-            )
-
     def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
         self._check_plaintext(plaintext)
         block = self._rng(self._block)
@@ -161,7 +154,10 @@ class CbcContext(CipherContext):
         return update(block), update(plaintext)
 
     def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
-        self._check_ciphertext(len(ciphertext))
+        if len(ciphertext) % self._block:
+            raise ParseError(
+                "bad_block_size", f"ciphertext of {len(ciphertext)} bytes is not a multiple of "
+                f"the {self._block}-byte block")
         update = self._decrypt_update
         update(iv)  # garbage (chained from the previous packet); sets the chain to the IV
         return update(ciphertext)

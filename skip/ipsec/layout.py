@@ -130,16 +130,10 @@ class OuterHeader:
             flags = self._df
         ident = self.next_id
         self.next_id = (ident + 1) & 0xFFFF
-        checksum = _fold(self._base + tc + total + ident + flags + protocol)
+        # The negated word sum modulo 0xFFFF is the checksum (finish_ipv4_header's convention).
+        checksum = -(self._base + tc + total + ident + flags + protocol) % 0xFFFF
         return _IPV4.pack(0x45, tc, total, ident, flags, self._ttl, protocol, checksum,
                           self._src, self._dst)
-
-
-def _fold(total: int) -> int:
-    """The IPv4 checksum from a plain sum of 16-bit words (at most 2**32, never 0)."""
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def spliced_head(packet: BytesLike, nh_off: int, offset: int, protocol: int,
