@@ -56,6 +56,10 @@ REASONS: dict[str, str] = {
     "kij_cache_full": "the master-key cache is full of peers that must not be evicted",
     "no_identity": "no local SKIP identity matches the packet's source address or principal",
     "cert_pending": "the packet waits in the bounded queue for the peer's certificate",
+    "cert_wait_expired": "a packet waited longer than allowed for its peer's certificate",
+    "queue_evicted": "a packet waiting for a certificate made room for another principal",
+    "nomadic_unheard": "a nomadic peer has sent no authenticated packet yet: no address to "
+    "send to",
     # --- certificates -----------------------------------------------------------------------
     "cert_malformed": "the certificate, CRL or UDH encoding does not parse",
     "cert_expired": "the certificate is not valid at the given time",

@@ -406,16 +406,6 @@ def test_round_trip_property(suite: Suite, payload: bytes, v6: bool, reply: bool
     assert got.packet == packet
 
 
-def test_too_many_unknown_principals_are_refused() -> None:
-    link = pair("x25519", policy_a=KeyingPolicy(pending_peers=1))
-    link.a.remove_peer("b")
-    assert link.a.protect(udp("a", "b"), NOW) is None
-    with pytest.raises(SkipError) as err:
-        link.a.protect(udp("a", "c"), NOW)  # a second unknown principal
-    assert err.value.reason == "queue_full"
-    assert len(link.a.events()) == 1 and link.a.status(NOW)["pending"] == {"010a000002": 1}
-
-
 def test_named_pair_reuses_its_kp() -> None:
     link = pair("x25519")
     first = link.a.protect(udp(), NOW, identity="a", peer="b")

@@ -11,6 +11,7 @@ from skip.keying.events import (
 )
 from skip.keying.identity import LocalIdentity, Peer
 from skip.keying.policy import KeyingPolicy
+from skip.keying.status import PeerStatus
 from skip.keying.suite import Suite
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "KeyingPolicy",
     "LocalIdentity",
     "Peer",
+    "PeerStatus",
     "Received",
     "SkipEndpoint",
     "Suite",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -48,6 +48,7 @@ from skip.keying.identity import LocalIdentity, Peer, group, skip_name
 from skip.keying.kij_cache import KijCache, KijEntry
 from skip.keying.pending import PendingPackets
 from skip.keying.policy import KeyingPolicy
+from skip.keying.status import PeerStatus
 from skip.keying.suite import Suite, check_group
 from skip.keying.transforms import Transforms, build
 from skip.wire.ip import (
@@ -70,6 +71,8 @@ _FIXED_WORDS = struct.Struct("!III")
 _MAX_LAYOUTS = 4096  # real traffic uses a handful; the bound stops a flood of variants
 _IPV4_PLAIN = 20  # an IPv4 header without options (first byte 0x45)
 _PROTO_ICMPV6 = 58
+_SEQ = struct.Struct("!I")
+_SEQ_OFFSET = {PROTO_ESP: 4, PROTO_AH: 8}  # from the start of ESP / AH to its sequence number
 
 
 def _addresses(packet: bytes | memoryview) -> tuple[bytes, bytes]:
@@ -77,6 +80,23 @@ def _addresses(packet: bytes | memoryview) -> tuple[bytes, bytes]:
     if packet[0] >> 4 == 4:
         return bytes(packet[12:16]), bytes(packet[16:20])
     return bytes(packet[8:24]), bytes(packet[24:40])
+
+
+@dataclass(slots=True, eq=False)
+class _PeerState:
+    """Per-peer facts that outlive any one Kp: where its packets go and when it was heard.
+
+    Kept while the peer's public value stays the same (a renewed certificate, a new tunnel),
+    dropped with its keys by remove_peer. Send and receive keys point at it, so the per-packet
+    bookkeeping is an attribute store, not a dictionary look-up.
+    """
+
+    tunnel: bytes | None = None  # outer destination (tunnel mode); learned if nomadic
+    nomadic: bool = False
+    sent: float | None = None  # `now` of the last packet protected for the peer
+    received: float | None = None  # `now` of the last packet from the peer that verified
+    last: _RxKey | None = None  # the Kp that packet came under (its n)
+    newest: _RxKey | None = None  # the Kp admitted last: only its packets move a nomadic peer
 
 
 @dataclass(slots=True)
@@ -94,6 +114,9 @@ class _TxKey:
     suite: Suite
     header: bytes
     send: Callable[[bytes], bytes]
+    born: float
+    transforms: Transforms
+    state: _PeerState
 
 
 @dataclass(slots=True)
@@ -108,6 +131,7 @@ class _RxKey:
     algorithms: tuple[int, int, int, int]
     n: int
     authenticated: bool
+    state: _PeerState
     accept_from: float = 0.0  # local times at which the local n is within +-1 of n
     accept_until: float = 0.0
 
@@ -141,7 +165,7 @@ class SkipEndpoint:
         self._peers: dict[str, Peer] = {}
         self._peer_by_mkid: dict[tuple[int, bytes], Peer] = {}
         self._peer_by_addr: dict[bytes, Peer] = {}
-        self._tunnels: dict[str, bytes] = {}
+        self._state: dict[str, _PeerState] = {}
         self._tx: dict[tuple[str, str], _TxKey] = {}
         self._tx_by_route: dict[bytes, _TxKey] = {}  # IPv4 source+destination -> current Kp
         self._rx: dict[tuple[bytes, bytes, bytes], _RxKey] = {}
@@ -150,7 +174,8 @@ class SkipEndpoint:
         self._layouts: dict[tuple[int, int], int] = {}  # memo of _measure
         self._suites: dict[str, Suite] = {}  # ADP-chosen suites, by peer name
         self.capabilities: dict[str, SkipIcmp] = {}  # last ADP advice, by peer name
-        self._pending = PendingPackets(self.policy.pending_peers, self.policy.queue_per_peer)
+        self._pending = PendingPackets(self.policy.pending_peers, self.policy.queue_per_peer,
+                                       self.policy.pending_seconds)
         self._events: deque[Event] = deque()
         self._adp_limiter = adp.AnswerLimiter(self.policy.adp_interval, self.policy.adp_sources)
         for identity in identities:
@@ -173,24 +198,38 @@ class SkipEndpoint:
                  tunnel: str | bytes | None = None) -> list[Event]:
         """Learn (or replace) a peer; packets queued for it are released at ``now``.
 
-        ``tunnel``: send to this peer in tunnel mode with this outer destination address.
-        Returns the events the release produced (they are also queued in :meth:`events`).
+        ``tunnel``: send to this peer in tunnel mode with this outer destination address (for
+        a nomadic peer: where to send until it is heard from; None keeps a learned address).
+        A peer renewed with the same public value keeps its master key, its receive Kps and
+        their replay windows (its traffic stays valid); if anything about how we send to it
+        changed (tunnel, names, algorithms), its send Kps are retired, so the next packet
+        starts a new Kp with SAs for the new parameters. Returns the events the release
+        produced (they are also queued in :meth:`events`).
         """
+        if peer.nomadic and self.suite_for(peer).version != num.MODERN_VERSION:
+            # a legacy packet can be replayed from anywhere: it must never move a peer
+            raise ConfigError("config_invalid", f"nomadic peer {peer.name!r} needs the modern "
+                              "profile (replay protection)")
+        outer = ip_address(tunnel).packed if tunnel is not None else None
         old = self._peers.get(peer.name)
-        if old is not None and (old.group, old.public) == (peer.group, peer.public):
-            self._unindex(old)  # same key (a renewed certificate): keep keys and replay state
-            if (old.suite, old.pre06) != (peer.suite, peer.pre06):
+        state = self._state.get(peer.name)
+        if old is not None and state is not None and \
+                (old.group, old.public) == (peer.group, peer.public):
+            if outer is None and old.nomadic and peer.nomadic:
+                outer = state.tunnel
+            self._unindex(old)
+            if _sending(old, state.tunnel) != _sending(peer, outer):
                 self._retire_tx(peer.name)
         else:
             self.remove_peer(peer.name)
+            state = self._state[peer.name] = _PeerState()
+        state.tunnel, state.nomadic = outer, peer.nomadic
         self._peers[peer.name] = peer
         if peer.nsid:
             self._peer_by_mkid[(peer.nsid, peer.mkid)] = peer
         for a in peer.addresses:
             self._peer_by_addr[a] = peer
-        if tunnel is not None:
-            outer = ip_address(tunnel).packed
-            self._tunnels[peer.name] = outer
+        if outer is not None and not peer.nomadic:
             self._peer_by_addr.setdefault(outer, peer)
         return self._release(peer, now)
 
@@ -206,12 +245,12 @@ class SkipEndpoint:
             del self._rx[k]
         self._rx_per_peer.pop(name, None)
         self._suites.pop(name, None)
+        self._state.pop(name, None)
 
     def _unindex(self, peer: Peer) -> None:
         for table in (self._peer_by_mkid, self._peer_by_addr):
             for k in [k for k, p in table.items() if p is peer]:
                 del table[k]
-        self._tunnels.pop(peer.name, None)
         self._tx_by_route.clear()
 
     def _retire_tx(self, peer_name: str) -> None:
@@ -285,6 +324,36 @@ class SkipEndpoint:
             "counters": dict(self.counters),
         }
 
+    def peer_status(self, name: str, now: float) -> PeerStatus:
+        """The state of one peer for operators: key ages and counts, never key bytes.
+
+        The current send Kp is the newest live one toward the peer (from any local principal);
+        the skew is that of the last packet that verified, against the local n of its arrival.
+        """
+        peer = self._peers.get(name)
+        if peer is None:
+            raise KeyingError("unknown_mkid", f"no peer named {name!r}")
+        state = self._state[name]
+        live = [tx for me in self._identities
+                if (tx := self._tx.get((me, name))) is not None
+                and now < tx.expires and tx.budget > 0]
+        tx = max(live, key=lambda k: k.born, default=None)
+        suite = self.suite_for(peer)
+        last = state.last
+        return PeerStatus(
+            peer=name, version=suite.version, algorithms=suite.algorithms,
+            tunnel=str(ip_address(state.tunnel)) if state.tunnel else None,
+            nomadic=peer.nomadic,
+            kp_age=max(0.0, now - tx.born) if tx else None,
+            kp_bytes=self.policy.kp_max_bytes - tx.budget if tx else 0,
+            kp_packets=tx.transforms.sas[0].counters.packets_out if tx else 0,
+            last_sent=state.sent, last_received=state.received,
+            last_n=last.n if last else None,
+            n_skew=last.n - kdf.counter_n(state.received)
+            if last and state.received is not None else None,
+            rx_keys=self._rx_per_peer.get(name, 0),
+        )
+
     def events(self) -> list[Event]:
         """Drain the event queue."""
         out = list(self._events)
@@ -311,6 +380,7 @@ class SkipEndpoint:
             if tx is not None and now < tx.expires and tx.budget > 0:
                 wire = tx.send(packet)
                 tx.budget -= len(packet)
+                tx.state.sent = now
                 self.counters["tx_ok"] += 1
                 return wire
             return self._protect(packet, now, identity, peer)
@@ -333,7 +403,7 @@ class SkipEndpoint:
         if them is None:
             if peer_name:
                 raise KeyingError("unknown_mkid", f"no peer named {peer_name!r}")
-            self._queue(skip_name(0, b"", dst), "outbound", packet, 0, b"", dst)
+            self._queue(skip_name(0, b"", dst), "outbound", packet, 0, b"", dst, now)
             return None
         pair = (me.name, them.name)
         tx = self._tx.get(pair)
@@ -346,11 +416,15 @@ class SkipEndpoint:
             self._tx_by_route[packet[12:20]] = tx  # bounded: only routes that found a pair
         wire = tx.send(packet)
         tx.budget -= len(packet)
+        tx.state.sent = now
         self.counters["tx_ok"] += 1
         return wire
 
     def _new_tx(self, me: LocalIdentity, them: Peer, suite: Suite, n: int, now: float) -> _TxKey:
         """A fresh Kp: new at every n, after the byte/time limits, per peer and principal."""
+        state = self._state[them.name]
+        if state.nomadic and state.tunnel is None:
+            raise KeyingError("nomadic_unheard", f"{them.name!r} has not been heard from yet")
         suite.check()
         check_group(suite.version, group(them.group))
         self._check_accepts(suite)
@@ -372,11 +446,18 @@ class SkipEndpoint:
         transforms = self._transforms(suite, kp, ekp_len, raw, them, me, pre06=them.pre06)
         self.counters["kp_new"] += 1
         expires = min(now + self.policy.kp_max_seconds, kdf.n_start(n + 1))
-        return _TxKey(expires, self.policy.kp_max_bytes, suite, raw, transforms.sender(raw))
+        return _TxKey(expires, self.policy.kp_max_bytes, suite, raw, transforms.sender(raw),
+                      now, transforms, state)
 
     def _transforms(self, suite: Suite, kp: bytes, ekp_len: int, header: bytes, them: Peer,
-                    me: LocalIdentity, *, pre06: bool, inbound: bool = False) -> Transforms:
-        """Derive E_kp / A_kp and build the SAs (tunnel endpoints oriented for the direction)."""
+                    me: LocalIdentity, *, pre06: bool, inbound: bytes | None = None
+                    ) -> Transforms:
+        """Derive E_kp / A_kp and build the SAs (tunnel endpoints oriented for the direction).
+
+        ``inbound``: the outer source of the received packet the SAs are for (None: sending).
+        Receiving SAs only decide the mode: the engine does not compare a tunnel packet's outer
+        addresses with them, so a nomadic peer's SAs stay valid wherever it sends from.
+        """
         prof = suite.profile
         _, crypt, mac, _ = suite.algorithms
         if suite.version == num.LEGACY_VERSION:
@@ -388,7 +469,8 @@ class SkipEndpoint:
                 kp, header, prof.crypt_key_size(crypt), prof.mac_key_size(crypt, mac)
             )
         tunnel = None
-        outer = self._tunnels.get(them.name)
+        state = self._state[them.name]
+        outer = inbound if state.nomadic and inbound is not None else state.tunnel
         if outer is None and self.policy.mode == "tunnel":
             # host-to-host tunnel: the outer header carries the principals' own addresses
             outer = min(them.addresses, default=None)
@@ -398,7 +480,7 @@ class SkipEndpoint:
             local = next((a for a in sorted(me.addresses) if len(a) == len(outer)), None)
             if local is None:
                 raise PolicyError("no_identity", "no local address of the tunnel's family")
-            tunnel = (outer, local) if inbound else (local, outer)
+            tunnel = (outer, local) if inbound is not None else (local, outer)
         return build(suite, e_kp, a_kp, tunnel=tunnel, replay_window=self.policy.replay_window,
                      rng=self.rng)
 
@@ -441,6 +523,11 @@ class SkipEndpoint:
                     return None
                 inner = rx.transforms.unprotect(packet, length, shim_icv)
                 self._store_rx(key, rx, local_n)
+            state = rx.state
+            state.received = now
+            state.last = rx
+            if state.nomadic and src != state.tunnel:
+                self._roam(rx, src, packet, end)
             if inner[9 if inner[0] >> 4 == 4 else 6] == PROTO_ICMP and self._maybe_adp(inner, rx):
                 return None
             self.counters["rx_ok"] += 1
@@ -496,7 +583,7 @@ class SkipEndpoint:
             raise KeyingError(_first_reason(failed), f"algorithms {algs}")
         if them is None:
             self._queue(skip_name(hdr.src_nsid, hdr.src_mkid, src), "inbound", packet,
-                        hdr.src_nsid, hdr.src_mkid, src)
+                        hdr.src_nsid, hdr.src_mkid, src, now)
             return None
         suite = Suite(hdr.version, hdr.kij_alg, hdr.crypt_alg, hdr.mac_alg)
         suite.check()
@@ -512,10 +599,10 @@ class SkipEndpoint:
             kp = modern_unwrap_kp(kijn, hdr.ekp)
         self.counters["kp_decrypted"] += 1
         transforms = self._transforms(suite, kp, len(hdr.ekp), header, them, me,
-                                      pre06=them.pre06, inbound=True)
+                                      pre06=them.pre06, inbound=bytes(src))
         authenticated = bool(hdr.mac_alg)
         return _RxKey(transforms, transforms.receiver(len(header)), them.name, me.name,
-                      hdr.version, algs, hdr.n, authenticated)
+                      hdr.version, algs, hdr.n, authenticated, self._state[them.name])
 
     def _store_rx(self, key: tuple[bytes, bytes, bytes], rx: _RxKey, local_n: int) -> None:
         """Remember a verified Kp. Bounded: live Kps (n within +-1) are never evicted, because
@@ -529,6 +616,32 @@ class SkipEndpoint:
             raise KeyingError("kp_limit", f"{count} live traffic keys from {rx.peer!r}")
         self._rx[key] = rx
         self._rx_per_peer[rx.peer] = count + 1
+        rx.state.newest = rx
+
+    def _roam(self, rx: _RxKey, src: bytes, packet: bytes, end: int) -> None:
+        """A nomadic peer's packet verified from another outer address: send there from now on.
+
+        Only a packet that can only have come from the peer now moves it: it verified (ICV)
+        and passed the replay check under the peer's newest Kp, in the modern profile (legacy
+        has no replay protection), and it is the highest sequence number seen under that Kp,
+        so a packet delayed or reordered from the old address does not move the peer back.
+        The receive side is untouched (same Kps, same replay windows); the send Kps are
+        retired, so the next packet starts a Kp whose SAs carry the new outer header.
+        """
+        state = rx.state
+        if rx.version != num.MODERN_VERSION or rx is not state.newest:
+            return
+        sa = rx.transforms.sas[0]  # the modern profile has one layer: ESP, or AH alone
+        window = sa.replay_window
+        seq = _SEQ.unpack_from(packet, end + _SEQ_OFFSET[sa.protocol_number])[0]
+        if window is None or window.top & 0xFFFFFFFF != seq:
+            return
+        me = self._identities.get(rx.identity)
+        if me is None or not any(len(a) == len(src) for a in me.addresses):
+            return  # no local address of that family to answer from
+        state.tunnel = bytes(src)
+        self._retire_tx(rx.peer)
+        self.counters["peer_moved"] += 1
 
     def _forget_rx(self, key: tuple[bytes, bytes, bytes]) -> None:
         rx = self._rx.pop(key)
@@ -560,19 +673,27 @@ class SkipEndpoint:
     # --- certificates not yet known --------------------------------------------------------
 
     def _queue(self, name: bytes, direction: str, packet: bytes, nsid: int, mkid: bytes,
-               address: bytes) -> None:
-        if self._pending.add(name, direction, packet):
+               address: bytes, now: float) -> None:
+        first, dropped = self._pending.add(name, direction, packet, now)
+        self._count_dropped(dropped)
+        if first:
             self._events.append(CertificateNeeded(nsid, mkid, address, name, direction))
         self.counters["queued"] += 1
         self.counters["cert_pending"] += 1
+
+    def _count_dropped(self, dropped: Counter[str]) -> None:
+        for reason, packets in dropped.items():
+            self.counters.hit(reason, packets)
 
     def _release(self, peer: Peer, now: float | None) -> list[Event]:
         names = {skip_name(0, b"", a) for a in peer.addresses}
         if peer.nsid:
             names.add(skip_name(peer.nsid, peer.mkid))
-        outer = self._tunnels.get(peer.name)
-        if outer:
+        outer = self._state[peer.name].tunnel
+        if outer and not peer.nomadic:
             names.add(skip_name(0, b"", outer))
+        if now is not None:
+            self._count_dropped(self._pending.expire(now))  # never release stale packets
         waiting = self._pending.take(names)
         if waiting and now is None:
             raise KeyingError("cert_pending", "releasing queued packets needs `now`")
@@ -650,6 +771,12 @@ class SkipEndpoint:
                                   int(advice.code))
             )
         return True
+
+
+def _sending(peer: Peer, tunnel: bytes | None) -> tuple[object, ...]:
+    """What a send Kp's header and SAs were built from, besides the public value: names
+    (destination MKID), addresses (the host-to-host tunnel end point), algorithms, tunnel."""
+    return (peer.nsid, peer.mkid, peer.addresses, peer.suite, peer.pre06, peer.nomadic, tunnel)
 
 
 def _suite_is_aead(rx: _RxKey) -> bool:

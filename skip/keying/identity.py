@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from skip.crypto.dh import GROUPS, DHGroup
-from skip.errors import CertificateError, KeyingError
+from skip.errors import CertificateError, ConfigError, KeyingError
 from skip.keying.suite import Suite
 from skip.pki.validation import PeerKey
 from skip.wire.nsid import STANDARD_NSIDS, Nsid, NsidTable
@@ -98,7 +98,9 @@ class Peer:
     when we send to it); ``addresses`` map IP addresses to it (needed for NSID 0 and to find the
     peer of an outgoing packet). ``suite`` is the per-peer algorithm choice (None: the
     endpoint's default for the group); ``pre06`` selects the draft-04/05 E_kp/A_kp for peers
-    from the 1995 interop builds.
+    from the 1995 interop builds. ``nomadic``: the peer's outer address is not configured but
+    learned from its authenticated packets (tunnel mode, modern profile, named by MKID; see
+    docs/keying.md, "Nomadic peers").
     """
 
     name: str
@@ -109,16 +111,21 @@ class Peer:
     addresses: frozenset[bytes] = frozenset()
     suite: Suite | None = None
     pre06: bool = False
+    nomadic: bool = False
 
     @classmethod
     def create(cls, name: str, group_name: str, public: bytes, *, nsid: int = 0,
                mkid: bytes = b"", addresses: Iterable[str | bytes] = (), suite: Suite | None = None,
-               pre06: bool = False, nsids: NsidTable = STANDARD_NSIDS) -> Peer:
+               pre06: bool = False, nomadic: bool = False,
+               nsids: NsidTable = STANDARD_NSIDS) -> Peer:
         """Validate and build; a bad public value is refused here, before any DH work."""
         _check_name(nsid, mkid, nsids)
+        if nomadic and not nsid:
+            # with NSID 0 the source address *is* the peer's name: it cannot move
+            raise ConfigError("config_invalid", f"nomadic peer {name!r} needs an NSID/MKID")
         group(group_name).validate_public(public)
         return cls(name, group_name, bytes(public), nsid, bytes(mkid),
-                   packed_addresses(addresses), suite, pre06)
+                   packed_addresses(addresses), suite, pre06, nomadic)
 
     @classmethod
     def from_peer_key(cls, name: str, key: PeerKey, *, nsid: int | None = None,

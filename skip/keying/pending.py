@@ -1,44 +1,80 @@
 """Packets waiting for a principal's certificate: a small, bounded holding area.
 
 Draft-06 only says a receiver "may have to obtain" an unknown sender's public value; skip-core
-s. 8.2 recommends holding a few packets while the certificate is fetched. Both bounds matter:
-an attacker naming many unknown principals fills ``max_names`` and is refused (``queue_full``)
-without growing memory, and no principal holds more than ``per_name`` packets.
+s. 8.2 recommends holding a few packets while the certificate is fetched. Three bounds matter:
+no principal holds more than ``per_name`` packets (``queue_full``); a principal whose
+certificate has not come within ``max_age`` seconds of its first packet loses its slot
+(``cert_wait_expired``: by then its packets are stale, and a later packet asks again); and
+when ``max_names`` principals wait, a new one replaces the one that has been quiet longest
+(``queue_evicted``). Without the last two, an attacker naming random principals would fill
+the table once and lock every real principal out for good; with them, a flood can only make
+real principals' first packets wait again, never stop them being asked for.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
 
 from skip.errors import KeyingError
 
 
+@dataclass(slots=True)
+class _Waiting:
+    since: float  # when the principal's first packet was queued (its certificate was asked)
+    packets: deque[tuple[str, bytes]] = field(default_factory=deque)
+
+
 class PendingPackets:
-    def __init__(self, max_names: int, per_name: int) -> None:
+    def __init__(self, max_names: int, per_name: int, max_age: float) -> None:
         self.max_names = max_names
         self.per_name = per_name
-        self._queues: OrderedDict[bytes, deque[tuple[str, bytes]]] = OrderedDict()
+        self.max_age = max_age
+        # least recently queued-to first: the order LRU replacement evicts in
+        self._queues: OrderedDict[bytes, _Waiting] = OrderedDict()
 
-    def add(self, name: bytes, direction: str, packet: bytes) -> bool:
-        """Hold ``packet`` for the principal ``name``; True if nobody was waiting for it yet
-        (the caller then asks for its certificate)."""
-        queue = self._queues.get(name)
-        first = queue is None
-        if first:
+    def add(self, name: bytes, direction: str, packet: bytes,
+            now: float) -> tuple[bool, Counter[str]]:
+        """Hold ``packet`` for the principal ``name``.
+
+        Returns (first, dropped): ``first`` is True if nobody was waiting for ``name`` (the
+        caller then asks for its certificate); ``dropped`` counts the packets that expiry and
+        replacement discarded to make room, by reason code.
+        """
+        dropped = self.expire(now)
+        waiting = self._queues.get(name)
+        first = waiting is None
+        if waiting is None:
+            if self.max_names < 1:
+                raise KeyingError("queue_full", "no principal may wait for a certificate")
             if len(self._queues) >= self.max_names:
-                raise KeyingError("queue_full", "too many principals await certificates")
-            queue = self._queues[name] = deque()
-        if len(queue) >= self.per_name:
-            raise KeyingError("queue_full", f"{len(queue)} packets already wait for {name.hex()}")
-        queue.append((direction, packet))
-        return first
+                _, evicted = self._queues.popitem(last=False)
+                dropped["queue_evicted"] += len(evicted.packets)
+            waiting = self._queues[name] = _Waiting(now)
+        else:
+            self._queues.move_to_end(name)
+        if len(waiting.packets) >= self.per_name:
+            raise KeyingError("queue_full",
+                              f"{len(waiting.packets)} packets already wait for {name.hex()}")
+        waiting.packets.append((direction, packet))
+        return first, dropped
+
+    def expire(self, now: float) -> Counter[str]:
+        """Drop the principals that have waited longer than ``max_age``; counts by reason."""
+        dropped: Counter[str] = Counter()
+        stale = [n for n, w in self._queues.items() if now - w.since > self.max_age]
+        for name in stale:
+            dropped["cert_wait_expired"] += len(self._queues.pop(name).packets)
+        return dropped
 
     def take(self, names: set[bytes]) -> list[tuple[str, bytes]]:
         """Remove and return, oldest first per name, what waits for any of ``names``."""
         out: list[tuple[str, bytes]] = []
         for name in names:
-            out.extend(self._queues.pop(name, ()))
+            waiting = self._queues.pop(name, None)
+            if waiting is not None:
+                out.extend(waiting.packets)
         return out
 
     def sizes(self) -> dict[str, int]:
-        return {name.hex(): len(q) for name, q in self._queues.items()}
+        return {name.hex(): len(w.packets) for name, w in self._queues.items()}

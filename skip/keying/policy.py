@@ -23,6 +23,9 @@ class KeyingPolicy:
     Kp lifetime: draft-06 s. 2.2 says SHOULD re-key every 10 MB or 2 minutes and MUST at every
     change of n. ``kij_cache_size`` bounds the master-key cache; ``dh_per_second`` bounds the
     DH computations an unprecomputed peer may cause (draft-06 s. 1.6.3 clogging defence).
+    ``pending_seconds`` is how long a principal's packets wait for its certificate: a fetch
+    (CDP, DNS) that has not answered by then has failed or is slow, and the packets it held
+    are stale for the transports that sent them (TCP retransmits after its 1 s RTO).
     ``accepted`` lists, per version, the (class, number) pairs policy accepts on receive; a
     packet using anything else is refused and answered with SKIP ICMP.
     """
@@ -35,6 +38,7 @@ class KeyingPolicy:
     dh_burst: int = 20
     queue_per_peer: int = 4
     pending_peers: int = 64
+    pending_seconds: float = 5.0
     rx_keys: int = 65536
     rx_keys_per_peer: int = 512
     replay_window: int = 64
@@ -53,7 +57,8 @@ class KeyingPolicy:
         if not 0 < self.kp_max_bytes <= _MAX_KP_BYTES:
             # even 20-byte datagrams could not then exhaust one Kp's 32-bit sequence space
             raise ConfigError("config_invalid", f"kp_max_bytes must be 1..{_MAX_KP_BYTES}")
-        if self.kp_max_seconds <= 0 or self.replay_window < 1 or self.kij_cache_size < 1:
+        if self.kp_max_seconds <= 0 or self.replay_window < 1 or self.kij_cache_size < 1 or \
+                self.pending_seconds <= 0:
             raise ConfigError("config_invalid", "lifetimes, window and cache must be positive")
 
     def accepts(self, version: int, cls: num.AlgClass, number: int) -> bool:
