@@ -672,6 +672,8 @@ def respliced_ipv4(fields: PlainIPv4, header_sum: int, total: int, protocol: int
     into account a wrong old checksum does not carry over, so the result equals a full
     recomputation, in :func:`finish_ipv4_header`'s convention (0, never 0xFFFF, for a sum of 0).
     """
+    if total > 0xFFFF:
+        raise ParseError("bad_length", f"IPv4 datagram of {total} bytes")
     vihl, tos, old_total, ident, frag, ttl, old_protocol, checksum, addresses = fields
     checksum = (checksum - header_sum + old_total - total + old_protocol - protocol) % 0xFFFF
     return _IPV4_PLAIN.pack(vihl, tos, total, ident, frag, ttl, protocol, checksum, addresses)
