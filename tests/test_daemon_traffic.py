@@ -388,7 +388,69 @@ def test_nomadic_peer_is_followed_by_mkid_and_not_by_forgeries(running: Site) ->
         _send_raw(site.ns["g"], [forged])
         assert eventually(lambda: site.counters("a")["drops"].get("replay") == replays + 1)
         assert address() == moved and site.ping("a", LAPTOP, 1)
+        # a flush forgets keys, not where the laptop is
+        assert request(site.sock("a"), "flush")["ok"]
+        assert address() == moved and site.ping("a", LAPTOP, 1)
     finally:  # (deleting a primary address would take the secondaries with it)
         site.stop("b")
         site.ns["b"].run("ip", "addr", "del", f"{moved}/24", "dev", lan_b, check=False)
         site.ns["b"].run("ip", "addr", "add", f"{LAN['b'][0]}/24", "dev", lan_b, "nodad")
+
+
+def _capture_one(ns: Namespace) -> subprocess.Popen:
+    """A raw protocol-57 listener in ``ns``: its stdout is the first SKIP datagram, in hex."""
+    listener = ns.popen(sys.executable, "-c", (
+        "import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 57)\n"
+        "s.settimeout(10); sys.stdout.write(s.recv(65535).hex())\n"),
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    return listener
+
+
+def test_reload_moving_a_tunnel_keeps_traffic_and_replay_windows(running: Site) -> None:
+    """b names itself by MKID, so its tunnel address can change under a reload of a. The
+    keying engine sends to the new address with a new Kp and keeps b's receive windows."""
+    site = running
+    moved = "192.0.2.12"
+    b_rule = {"name": "b", "hosts": list(OVERLAY["b"]), "tunnel": LAN["b"][0], "nsid": 1,
+              "mkid": "c0000202", "action": "protect"}
+    overlay_a = [f"{OVERLAY['a'][0]}/24", f"{OVERLAY['a'][1]}/64"]
+    site.start("a", "a", [b_rule], store=("b",))
+    site.start("b", "b", [{"name": "a", "hosts": list(OVERLAY["a"]), "tunnel": LAN["a"][0],
+                           "action": "protect"}], store=("a",),
+               identity={"nsid": 1, "mkid": "c0000202"})
+    site.ns["b"].run("ip", "addr", "add", f"{moved}/24", "dev", site.lan["b"], "nodad")
+    try:
+        listener = _capture_one(site.ns["a"])
+        assert site.ping("b", OVERLAY["a"][0], 1)
+        from_b = bytes.fromhex(listener.communicate(timeout=10)[0])
+        before = site.counters("a")["engine"]
+        ping = site.ns["a"].popen("ping", "-c", "40", "-i", "0.05", OVERLAY["b"][0],
+                                  stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        skipd_config(site.work, "a", site.pki, peers=[{**b_rule, "tunnel": moved}],
+                     overlay=overlay_a)
+        assert request(site.sock("a"), "reload")["ok"]
+        out, _ = ping.communicate(timeout=20)
+        assert " 0% packet loss" in out, out
+        [peer] = request(site.sock("a"), "peers")["result"]
+        assert peer["address"] == moved
+        after = site.counters("a")["engine"]
+        assert after["kij_computed"] == before["kij_computed"]  # same key: no DH
+        assert after["kp_new"] > before["kp_new"]  # a new Kp for SAs toward the new address
+        cap = Capture(site.ns["b"], site.lan["b"], site.work / "moved.pcap")
+        assert site.ping("a", OVERLAY["b"][0], 3)
+        cap.stop()
+        to_moved = subprocess.run(
+            ["tshark", "-r", str(cap.path), "-Y", f"ip.dst == {moved} and ip.proto == 57",
+             "-T", "fields", "-e", "frame.number"], capture_output=True, text=True, check=True)
+        assert len(to_moved.stdout.split()) >= 3  # the kernel saw SKIP going to the new address
+        [peer] = request(site.sock("a"), "peers")["result"]  # the engine's own read-out
+        assert 0 <= peer["kp_age"] < 10 and peer["kp_packets"] >= 3 and peer["kp_bytes"] > 0
+        assert peer["n_skew"] == 0 and peer["rx_keys"] >= 1
+        # b's receive window on a survived the reload: an old packet of b is still a replay
+        replays = site.counters("a")["drops"].get("replay", 0)
+        _send_raw(site.ns["g"], [from_b])
+        assert eventually(lambda: site.counters("a")["drops"].get("replay", 0) == replays + 1)
+    finally:
+        site.ns["b"].run("ip", "addr", "del", f"{moved}/24", "dev", site.lan["b"], check=False)

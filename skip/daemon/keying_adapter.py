@@ -3,26 +3,25 @@
 One :class:`~skip.keying.endpoint.SkipEndpoint` holds our principal and one
 :class:`~skip.keying.identity.Peer` per protecting ``[[peer]]`` rule that has a valid
 certificate, named after the rule, so every packet the engine authenticates names the rule it
-may speak for. Reload adds, replaces and removes peers one by one: a peer whose certificate,
-suite and tunnel are unchanged keeps its cached master key and traffic keys.
+may speak for. Reload adds, replaces and removes peers one by one: a peer whose certificate is
+unchanged keeps its cached master key and receive keys (with their replay windows) whatever
+else changed, and the engine renews its send keys when its tunnel or algorithms did. Nomadic
+peers are the engine's too: it learns their address from their verified packets.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from skip.crypto import kdf
 from skip.crypto import skip_numbers as num
 from skip.crypto.registry import get_cipher, get_integrity
 from skip.daemon import logs, trust
 from skip.daemon.config import MKID_LENGTHS, Config, IPAddress, PeerPolicy, SkipName
 from skip.daemon.credentials import Credentials, Validator, load_credentials
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
-from skip.daemon.packet import internet_checksum
 from skip.errors import ConfigError, KeyingError, SkipError
 from skip.keying import events as kev
 from skip.keying.endpoint import SkipEndpoint
@@ -31,8 +30,6 @@ from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT, Suite
 
 LOCAL = "local"
-#: the tunnel address of a nomadic peer not heard from yet (skipd sends nothing toward it)
-_UNHEARD = ipaddress.ip_address("0.0.0.0")
 _NUMBERS = {"legacy": num.LEGACY, "modern": num.MODERN}
 
 
@@ -95,7 +92,8 @@ class _PeerSpec:
     @classmethod
     def of(cls, peer: Peer, tunnel: IPAddress | None, fingerprint: str) -> _PeerSpec:
         return cls(peer, tunnel, fingerprint, (peer.group, peer.public, peer.nsid, peer.mkid,
-                                               peer.addresses, peer.suite, peer.pre06))
+                                               peer.addresses, peer.suite, peer.pre06,
+                                               peer.nomadic))
 
 
 ValidatorFactory = Callable[[Config], Validator]
@@ -104,11 +102,7 @@ ValidatorFactory = Callable[[Config], Validator]
 class SkipKeying(KeyingEngine):
     def __init__(self, config: Config, now: float, validators: ValidatorFactory) -> None:
         self.validators = validators
-        self.kp_born: dict[str, float] = {}
-        self.skew: dict[str, int] = {}
         self.specs: dict[str, _PeerSpec] = {}
-        #: nomadic peers now elsewhere than the tunnel address their SAs were built with
-        self.moved: dict[str, IPAddress] = {}
         self.reconfigure(config, now, fresh=True)
 
     # --- configuration ----------------------------------------------------------------------
@@ -134,18 +128,13 @@ class SkipKeying(KeyingEngine):
             key = creds.peers.get(rule.name)
             if rule.action != "protect" or key is None:
                 continue
-            if rule.mode != "tunnel":
-                tunnel = None
-            elif rule.nomadic:  # tunnel SAs from the start; the address comes with its packets
-                known = self.specs.get(rule.name)
-                tunnel = known.tunnel if known is not None else _UNHEARD
-            else:
-                tunnel = rule.tunnel
+            # a nomadic peer's tunnel address is learned by the engine from its packets
+            tunnel = rule.tunnel if rule.mode == "tunnel" and not rule.nomadic else None
             hosts = [str(h) for h in rule.hosts] if rule.mode == "transport" else []
             try:
                 peer = Peer.create(rule.name, key.public.group.name, key.public.public_value,
                                    nsid=rule.peer.nsid, mkid=rule.peer.mkid, addresses=hosts,
-                                   suite=suite_for_rule(rule))
+                                   suite=suite_for_rule(rule), nomadic=rule.nomadic)
             except SkipError as exc:
                 creds.refused.append((key.source, exc.reason, f"peer {rule.name}: {exc}"))
                 continue
@@ -165,78 +154,49 @@ class SkipKeying(KeyingEngine):
             identity.publics != self.identity.publics or \
             (identity.nsid, identity.mkid, identity.addresses) != \
             (self.identity.nsid, self.identity.mkid, self.identity.addresses)
+        learned: dict[str, str] = {}
         if rebuild:
+            learned = {} if fresh else self._learned()
             self.endpoint = SkipEndpoint([identity], policy=policy)
             self.identity = identity
             self.specs: dict[str, _PeerSpec] = {}
         for name in [n for n in self.specs if n not in specs]:
             self.endpoint.remove_peer(name)
-            self.kp_born.pop(name, None)
         for name, spec in specs.items():
             if self.specs.get(name) != spec:
-                self._add(spec, now, self.specs.get(name))
+                self._add(spec, now, learned.get(name))
         self.specs = specs
-        self.rules = {r.name: r for r in config.peers}
         self.config = config
 
-    def _add(self, spec: _PeerSpec, now: float | None,
-             previous: _PeerSpec | None = None) -> None:
-        if previous is not None and previous.tunnel != spec.tunnel:
-            # the SAs of a live Kp embed the tunnel end points, and add_peer keeps the keys of
-            # an unchanged public value: a new address needs the peer forgotten first
-            self.endpoint.remove_peer(spec.peer.name)
-        self.endpoint.add_peer(spec.peer, now,
-                               tunnel=str(spec.tunnel) if spec.tunnel is not None else None)
-        self.kp_born.pop(spec.peer.name, None)
+    def _add(self, spec: _PeerSpec, now: float | None, learned: str | None = None) -> None:
+        """(Re)configure one peer. The engine keeps what an unchanged public value allows and
+        renews the rest; ``learned``: a nomadic peer's address, carried into a new endpoint."""
+        tunnel = str(spec.tunnel) if spec.tunnel is not None else learned
+        self.endpoint.add_peer(spec.peer, now, tunnel=tunnel)
+
+    def _learned(self) -> dict[str, str]:
+        """Where the current endpoint sends to each nomadic peer (to survive a rebuild)."""
+        out = {}
+        for name, spec in self.specs.items():
+            # (peer_status's time only matters for key ages)
+            tunnel = self.endpoint.peer_status(name, 0.0).tunnel if spec.peer.nomadic else None
+            if tunnel is not None:
+                out[name] = tunnel
+        return out
 
     # --- packets ----------------------------------------------------------------------------
 
     def protect(self, packet: bytes, now: float, rule: PeerPolicy) -> bytes | None:
-        spec = self.specs.get(rule.name)
-        if spec is None:
+        if rule.name not in self.specs:
             self.endpoint.counters.hit("unknown_mkid")  # the engine's counters hold its drops
             raise KeyingError("unknown_mkid", f"no valid certificate for peer {rule.name}")
-        before = self.endpoint.counters["kp_new"]
-        wire = self.endpoint.protect(packet, now, identity=LOCAL, peer=rule.name)
-        if self.endpoint.counters["kp_new"] != before:
-            self.kp_born[rule.name] = now
-        moved = self.moved.get(rule.name)
-        return _redirect(wire, moved) if wire is not None and moved is not None else wire
+        return self.endpoint.protect(packet, now, identity=LOCAL, peer=rule.name)
 
     def unprotect(self, datagram: bytes, now: float) -> Inbound | None:
         got = self.endpoint.unprotect(datagram, now)
         if got is None:
             return None
-        return self._inbound(got, _outer_source(datagram), now)
-
-    def _follow(self, name: str, outer: IPAddress, now: float) -> None:
-        """A nomadic peer authenticated a packet from ``outer``: send there from now on.
-
-        Only after authentication and the replay check under its current keys, so a forged
-        or replayed packet cannot move it. The first contact replaces the placeholder tunnel
-        (nothing was ever sent toward it). Later moves leave the engine's peer alone, since
-        re-adding it would restart its replay windows, and redirect the protected packets
-        instead (:meth:`protect`); only a change of address family re-adds it.
-        """
-        spec = self.specs.get(name)
-        if spec is None or spec.tunnel is None:
-            return
-        if spec.tunnel == outer:
-            self.moved.pop(name, None)
-        elif spec.tunnel == _UNHEARD or spec.tunnel.version != outer.version:
-            first = spec.tunnel == _UNHEARD
-            self.specs[name] = replace(spec, tunnel=outer)
-            self._add(self.specs[name], now, None if first else spec)
-            self.moved.pop(name, None)
-        else:
-            self.moved[name] = outer
-
-    def _inbound(self, got: kev.Received, outer: IPAddress | None, now: float) -> Inbound:
-        self.skew[got.peer] = got.n - kdf.counter_n(now)
-        rule = self.rules.get(got.peer)
-        if rule is not None and rule.nomadic and outer is not None:
-            self._follow(got.peer, outer, now)
-        return Inbound(got.packet, got.peer, outer, got.version)
+        return _inbound(got, _outer_source(datagram))
 
     def events(self) -> list[object]:
         out: list[object] = []
@@ -248,7 +208,7 @@ class SkipKeying(KeyingEngine):
             elif isinstance(event, kev.Transmit):
                 out.append(Transmit(event.packet, event.why))
             elif isinstance(event, kev.Received):
-                out.append(self._inbound(event, None, time.time()))
+                out.append(_inbound(event, None))
             elif isinstance(event, kev.AlgorithmsChanged):
                 logs.LOGGER.info("peer advised other algorithms (ADP)", extra=logs.fields(
                     peer=event.peer, old=str(event.old), new=str(event.new)))
@@ -260,27 +220,32 @@ class SkipKeying(KeyingEngine):
         return dict(self.endpoint.counters)
 
     def peers(self, now: float) -> list[dict[str, Any]]:
+        """The engine's read-out per peer (``SkipEndpoint.peer_status``), named for skipctl."""
         rows = []
         for name, spec in self.specs.items():
-            suite = self.endpoint.suite_for(spec.peer)
+            status = self.endpoint.peer_status(name, now)
+            kij, crypt, mac, _ = status.algorithms
+            suite = Suite(status.version, kij, crypt, mac)
             prof = suite.profile
-            kij, crypt, mac, _ = suite.algorithms
             algs = {"kij": prof.kij[kij].name, "crypt": prof.crypt[crypt].name if crypt else None,
                     "mac": None if suite.aead or not mac else prof.mac[mac].name}
-            born = self.kp_born.get(name)
-            rows.append({"rule": name, "algorithms": algs, "group": spec.peer.group,
-                         "kp_age": round(now - born, 1) if born is not None else None,
-                         "n_skew": self.skew.get(name), "certificate": spec.fingerprint[:16]})
+            row = {"rule": name, "algorithms": algs, "group": spec.peer.group,
+                   "kp_age": round(status.kp_age, 1) if status.kp_age is not None else None,
+                   "kp_bytes": status.kp_bytes, "kp_packets": status.kp_packets,
+                   "n_skew": status.n_skew, "rx_keys": status.rx_keys,
+                   "certificate": spec.fingerprint[:16]}
+            if status.tunnel is not None:
+                row["address"] = status.tunnel  # where its packets go (learned, if nomadic)
+            rows.append(row)
         return rows
 
     def flush(self) -> int:
         """Forget every cached Kij and Kp by rebuilding the endpoint from the same peers."""
-        count = len(self.specs)
+        learned = self._learned()
         self.endpoint = SkipEndpoint([self.identity], policy=self.endpoint.policy)
-        for spec in self.specs.values():
-            self._add(spec, None)
-        self.kp_born.clear()
-        return count
+        for name, spec in self.specs.items():
+            self._add(spec, None, learned.get(name))
+        return len(self.specs)
 
     def overhead(self, rule: PeerPolicy) -> int:
         tunnel = rule.tunnel if rule.mode == "tunnel" else None
@@ -290,19 +255,8 @@ class SkipKeying(KeyingEngine):
         return suite_overhead(suite_for_rule(rule), v6, mkids)
 
 
-def _redirect(datagram: bytes, destination: IPAddress) -> bytes:
-    """The same protected datagram sent elsewhere: the modern profile's ESP does not cover
-    the outer header (nomadic peers are modern-only for this reason), IPv4 needs its header
-    checksum redone."""
-    out = bytearray(datagram)
-    if destination.version == 4:
-        ihl = (out[0] & 0x0F) * 4
-        out[16:20] = destination.packed
-        out[10:12] = b"\0\0"
-        out[10:12] = internet_checksum(bytes(out[:ihl])).to_bytes(2, "big")
-    else:
-        out[24:40] = destination.packed
-    return bytes(out)
+def _inbound(got: kev.Received, outer: IPAddress | None) -> Inbound:
+    return Inbound(got.packet, got.peer, outer, got.version)
 
 
 def _address(packed: bytes) -> IPAddress | None:
