@@ -15,7 +15,7 @@ from skip.errors import SkipError
 from skip.keying.events import CertificateNeeded, Received, Transmit
 from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import Suite
-from skip.wire.ip import locate_upper
+from skip.wire.ip import ipv4_checksum, locate_upper
 from skip.wire.skip_header import SkipHeader
 
 from .keying_harness import NOW, identity, pair, peer_of, udp
@@ -153,6 +153,32 @@ def test_modern_replay_is_rejected() -> None:
     with pytest.raises(SkipError) as err:
         link.b.unprotect(wire, NOW + 1)
     assert err.value.reason == "replay"
+
+
+def _with_ip_options(wire: bytes) -> bytes:
+    """The same IPv4 datagram with 4 bytes of options (NOP, NOP, NOP, EOL) in its header."""
+    out = bytearray(wire[:20]) + b"\x01\x01\x01\x00" + wire[20:]
+    out[0] = 0x46
+    out[2:4] = len(out).to_bytes(2, "big")
+    out[10:12] = b"\0\0"
+    out[10:12] = ipv4_checksum(out, 0, 24).to_bytes(2, "big")
+    return bytes(out)
+
+
+@pytest.mark.parametrize("mkids", [False, True], ids=["by-address", "by-mkid"])
+def test_a_replay_cannot_reach_its_kp_under_another_cache_key(mkids: bool) -> None:
+    """IP options and Rsvd bits change the bytes but not the Kp: the packet must meet the same
+    receive state (replay window), not be admitted afresh."""
+    link = pair("x25519", mkids=mkids)
+    wire, _ = link.send(udp())
+    assert link.b.unprotect(_with_ip_options(link.a.protect(udp(), NOW)), NOW).peer == "a"
+    rsvd = bytearray(wire)
+    rsvd[20] |= 0x05
+    for replay in (_with_ip_options(wire), bytes(rsvd)):
+        with pytest.raises(SkipError) as err:
+            link.b.unprotect(replay, NOW)
+        assert err.value.reason == "replay"
+    assert link.b.counters["kp_decrypted"] == 1
 
 
 def test_pre06_switch() -> None:

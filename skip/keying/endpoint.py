@@ -66,8 +66,9 @@ from skip.wire.skip_icmp import ICMP_TYPE_SKIP, AdpCode, SkipIcmp
 
 Rng = Callable[[int], bytes]
 
-#: The fixed part of a SKIP header as three words: Ver|Rsvd NSIDs NextHeader, n, algorithms.
-_FIXED_WORDS = struct.Struct("!III")
+#: The fixed part of a SKIP header but n (which the cached Kp knows): Ver|Rsvd NSIDs
+#: NextHeader, and the algorithms word.
+_FIXED_WORDS = struct.Struct("!I4xI")
 _MAX_LAYOUTS = 4096  # real traffic uses a handful; the bound stops a flood of variants
 _IPV4_PLAIN = 20  # an IPv4 header without options (first byte 0x45)
 _PROTO_ICMPV6 = 58
@@ -80,6 +81,29 @@ def _addresses(packet: bytes | memoryview) -> tuple[bytes, bytes]:
     if packet[0] >> 4 == 4:
         return bytes(packet[12:16]), bytes(packet[16:20])
     return bytes(packet[8:24]), bytes(packet[24:40])
+
+
+#: A verified Kp is found by its SKIP header (as its ICV image) and by the addresses that name
+#: a principal: bytes src|dst|header when both are named by address (NSID 0), else a tuple
+#: with b"" for a principal named by MKID (then any address reaches it). One form per NSID
+#: pair, whatever the IP options or Rsvd bits, so a packet cannot reach the same Kp under a
+#: second key (with a fresh replay window).
+_RxCacheKey = bytes | tuple[bytes, bytes, bytes]
+_RSVD_AND_NSIDS = 0x0FFFFF00  # of the first SKIP header word
+
+
+def _rx_key(packet: bytes, off: int, end: int, word0: int) -> tuple[_RxCacheKey, bytes | None]:
+    """The receive-cache key of a packet, and its header's ICV image when Rsvd is not zero
+    (Rsvd is ignored on receive and zero in the AH ICV, draft-06 s. 1.8 and 1.10.1)."""
+    src, dst = _addresses(packet)
+    header = packet[off:end]
+    shim_icv = None
+    if word0 & 0x0F000000:
+        header = shim_icv = bytes((header[0] & 0xF0,)) + header[1:]
+    if word0 & 0xFFFF00:
+        return (b"" if word0 & 0xFF0000 else src, b"" if word0 & 0xFF00 else dst, header), \
+            shim_icv
+    return src + dst + header, shim_icv
 
 
 @dataclass(slots=True, eq=False)
@@ -168,7 +192,7 @@ class SkipEndpoint:
         self._state: dict[str, _PeerState] = {}
         self._tx: dict[tuple[str, str], _TxKey] = {}
         self._tx_by_route: dict[bytes, _TxKey] = {}  # IPv4 source+destination -> current Kp
-        self._rx: dict[tuple[bytes, bytes, bytes], _RxKey] = {}
+        self._rx: dict[_RxCacheKey, _RxKey] = {}
         self._rx_per_peer: dict[str, int] = {}
         self._rx_n = -1
         self._layouts: dict[tuple[int, int], int] = {}  # memo of _measure
@@ -496,20 +520,18 @@ class SkipEndpoint:
         try:
             if len(packet) >= _IPV4_PLAIN + 12 and packet[0] == 0x45 and packet[9] == 57:
                 off = _IPV4_PLAIN
-                src, dst = packet[12:16], packet[16:20]
             else:
                 off = self._skip_offset(packet)
-                src, dst = _addresses(packet)
-            word0, n, word2 = _FIXED_WORDS.unpack_from(packet, off)
+            word0, word2 = _FIXED_WORDS.unpack_from(packet, off)
             length = self._layouts.get((word0, word2)) or self._measure(packet, off, word0, word2)
             end = off + length
             if end > len(packet):
                 raise ParseError("truncated", "SKIP header ends before its EKp / MKIDs")
-            header = packet[off:end]
             shim_icv = None
-            if word0 & 0x0F000000:  # Rsvd: ignored, and zero in the AH ICV image (s. 1.10.1)
-                header = shim_icv = bytes((header[0] & 0xF0,)) + header[1:]
-            key = (b"" if word0 & 0xFF0000 else src, b"" if word0 & 0xFF00 else dst, header)
+            if off == _IPV4_PLAIN and not word0 & _RSVD_AND_NSIDS:
+                key: _RxCacheKey = packet[12:end]  # what _rx_key makes of it, in one slice
+            else:
+                key, shim_icv = _rx_key(packet, off, end, word0)
             rx = self._rx.get(key)
             if rx is not None and rx.accept_from <= now < rx.accept_until:  # n within +-1
                 if shim_icv is None:
@@ -518,6 +540,8 @@ class SkipEndpoint:
                     inner = rx.transforms.unprotect(packet, length, shim_icv)
             else:
                 local_n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
+                src, dst = _addresses(packet)
+                header = shim_icv or packet[off:end]
                 rx = self._admit(packet, end, header, src, dst, local_n, now)
                 if rx is None:
                     return None
@@ -526,12 +550,12 @@ class SkipEndpoint:
             state = rx.state
             state.received = now
             state.last = rx
-            if state.nomadic and src != state.tunnel:
-                self._roam(rx, src, packet, end)
+            if state.nomadic:
+                self._roam(rx, packet, end)
             if inner[9 if inner[0] >> 4 == 4 else 6] == PROTO_ICMP and self._maybe_adp(inner, rx):
                 return None
             self.counters["rx_ok"] += 1
-            return Received(inner, rx.peer, rx.identity, rx.version, rx.algorithms, n)
+            return Received(inner, rx.peer, rx.identity, rx.version, rx.algorithms, rx.n)
         except SkipError as err:
             self.counters.hit(err.reason)
             raise
@@ -604,7 +628,7 @@ class SkipEndpoint:
         return _RxKey(transforms, transforms.receiver(len(header)), them.name, me.name,
                       hdr.version, algs, hdr.n, authenticated, self._state[them.name])
 
-    def _store_rx(self, key: tuple[bytes, bytes, bytes], rx: _RxKey, local_n: int) -> None:
+    def _store_rx(self, key: _RxCacheKey, rx: _RxKey, local_n: int) -> None:
         """Remember a verified Kp. Bounded: live Kps (n within +-1) are never evicted, because
         in the modern profile that would reopen their replay window; new ones are refused."""
         if local_n != self._rx_n:
@@ -618,8 +642,8 @@ class SkipEndpoint:
         self._rx_per_peer[rx.peer] = count + 1
         rx.state.newest = rx
 
-    def _roam(self, rx: _RxKey, src: bytes, packet: bytes, end: int) -> None:
-        """A nomadic peer's packet verified from another outer address: send there from now on.
+    def _roam(self, rx: _RxKey, packet: bytes, end: int) -> None:
+        """A nomadic peer's packet verified: if from another outer address, send there now on.
 
         Only a packet that can only have come from the peer now moves it: it verified (ICV)
         and passed the replay check under the peer's newest Kp, in the modern profile (legacy
@@ -629,7 +653,8 @@ class SkipEndpoint:
         retired, so the next packet starts a Kp whose SAs carry the new outer header.
         """
         state = rx.state
-        if rx.version != num.MODERN_VERSION or rx is not state.newest:
+        src = _addresses(packet)[0]
+        if src == state.tunnel or rx.version != num.MODERN_VERSION or rx is not state.newest:
             return
         sa = rx.transforms.sas[0]  # the modern profile has one layer: ESP, or AH alone
         window = sa.replay_window
@@ -643,7 +668,7 @@ class SkipEndpoint:
         self._retire_tx(rx.peer)
         self.counters["peer_moved"] += 1
 
-    def _forget_rx(self, key: tuple[bytes, bytes, bytes]) -> None:
+    def _forget_rx(self, key: _RxCacheKey) -> None:
         rx = self._rx.pop(key)
         self._rx_per_peer[rx.peer] -= 1
 
