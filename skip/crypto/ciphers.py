@@ -17,12 +17,10 @@ encrypting a 1400-byte packet, so no context here creates one per packet:
   8-byte explicit IV is the caller's per-key unique counter (the SA's sequence number), which
   both RFCs allow and which guarantees nonce uniqueness without an RNG.
 
-Every context implements the pair ``encrypt(plaintext, aad, counter) -> (iv, ciphertext)`` and
-``decrypt(iv, ciphertext, aad) -> plaintext`` natively: the IV and the ciphertext are separate
-pieces wherever they come from (the counter, a separate CBC block), so the engine joins them
-straight into the packet and slices them straight out of it, one copy each way.  The
-wire-shaped ``seal(plaintext, aad, counter) -> iv || ciphertext`` and ``open(payload, aad)``
-(what the ESP payload field holds) are derived from them once, in :class:`CipherContext`.
+Every context offers the wire-shaped pair ``seal(plaintext, aad, counter) -> iv || ciphertext``
+and ``open(payload, aad) -> plaintext`` (what the ESP payload field holds, so the engine slices
+and joins nothing), plus the architecture contract's ``encrypt``/``decrypt`` that keep the IV
+separate.
 """
 
 from __future__ import annotations
@@ -49,54 +47,45 @@ def _truncated(size: int, minimum: int) -> ParseError:
 
 
 class CipherContext:
-    """One key's cipher, as the ESP engine uses it.
+    """One key's cipher, as the ESP engine uses it."""
 
-    Subclasses implement :meth:`encrypt` and :meth:`_decrypt`; the length checks every
-    algorithm shares and the joined forms :meth:`seal` / :meth:`open` live here, once.
-    """
+    __slots__ = ("iv_size",)
 
-    __slots__ = ("_tag_size", "iv_size")
-
-    def __init__(self, iv_size: int, tag_size: int = 0) -> None:
+    def __init__(self, iv_size: int) -> None:
         self.iv_size = iv_size
-        self._tag_size = tag_size  # an AEAD tag ends the ciphertext: its shortest length
 
-    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
-        """``(iv, ciphertext)`` for one packet (an AEAD tag is the ciphertext's tail).
+    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
+        """``iv || ciphertext`` (with the AEAD tag appended) for one packet.
 
         ``counter`` must be unique per key (the SA's 64-bit sequence number); ``aad`` is only
         used by AEAD algorithms (ESP: SPI || sequence number, 32 or 64 bits).
         """
         raise NotImplementedError
 
-    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
-        """:meth:`decrypt` after the shared length checks."""
+    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
+        """The plaintext of ``iv || ciphertext [|| tag]``.
+
+        Raises ParseError("truncated" | "bad_block_size") for impossible lengths and
+        IntegrityError("bad_icv") when an AEAD tag does not verify.
+        """
         raise NotImplementedError
 
-    def decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
-        """The plaintext of one packet.
+    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
+        """The architecture contract's form of :meth:`seal`: ``(iv, ciphertext)``."""
+        sealed = self.seal(plaintext, aad, counter)
+        return sealed[: self.iv_size], sealed[self.iv_size :]
 
-        Raises ParseError("bad_length" | "truncated" | "bad_block_size") for impossible
-        lengths and IntegrityError("bad_icv") when an AEAD tag does not verify.
-        """
+    def decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
+        """The architecture contract's form of :meth:`open`."""
         if len(iv) != self.iv_size:
             raise ParseError("bad_length", f"IV is {len(iv)} bytes, expected {self.iv_size}")
-        if len(ciphertext) < self._tag_size:
-            raise _truncated(len(ciphertext), self._tag_size)
-        return self._decrypt(iv, ciphertext, aad)
+        return self.open(bytes(iv) + ciphertext, aad)
 
-    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
-        """``iv || ciphertext [|| tag]``: the ESP payload field of :meth:`encrypt`."""
-        iv, ciphertext = self.encrypt(plaintext, aad, counter)
-        return iv + ciphertext
-
-    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
-        """The plaintext of an ESP payload field ``iv || ciphertext [|| tag]`` (errors as
-        :meth:`decrypt`)."""
-        iv_size = self.iv_size
-        if len(payload) < iv_size + self._tag_size:
-            raise _truncated(len(payload), iv_size + self._tag_size)
-        return self._decrypt(payload[:iv_size], payload[iv_size:], aad)
+    def _need(self, payload: BytesLike, minimum: int) -> int:
+        size = len(payload)
+        if size < minimum:
+            raise _truncated(size, minimum)
+        return size
 
 
 class NullContext(CipherContext):
@@ -107,31 +96,25 @@ class NullContext(CipherContext):
     def __init__(self) -> None:
         super().__init__(0)
 
-    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
-        return b"", bytes(plaintext)
+    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
+        return bytes(plaintext)
 
-    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
-        return bytes(ciphertext)
+    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
+        return bytes(payload)
 
 
 class CbcContext(CipherContext):
-    """CBC with a random IV (RFC 3602 AES, RFC 2405 DES, RFC 2451 3DES); see the module doc.
+    """CBC with a random IV (RFC 3602 AES, RFC 2405 DES, RFC 2451 3DES); see the module doc."""
 
-    The IV block and the ciphertext come from two ``update`` calls on the same encryptor (the
-    second chains from the first), which costs less than joining ``R || plaintext`` and
-    splitting the output again.  Decryption feeds the IV block first (its garbage output is
-    dropped) so the ciphertext chains from it.
-    """
-
-    __slots__ = ("_block", "_decrypt_update", "_encrypt_update", "_rng")
+    __slots__ = ("_block", "_decryptor", "_encryptor", "_rng")
 
     def __init__(self, algorithm: CipherAlgorithm, block: int, rng: Rng) -> None:
         super().__init__(block)
         cipher = Cipher(algorithm, modes.CBC(bytes(block)))
         # A zero IV at creation: the encryptor's chain value is then known (CbcIv32Context
         # relies on it) and the decryptor's first, discarded block never matters.
-        self._encrypt_update = cipher.encryptor().update
-        self._decrypt_update = cipher.decryptor().update
+        self._encryptor = cipher.encryptor()
+        self._decryptor = cipher.decryptor()
         self._block = block
         self._rng = rng
 
@@ -145,22 +128,23 @@ class CbcContext(CipherContext):
                 f"{self._block}-byte block: pad it first",
             )
 
-    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
+    def _check_ciphertext(self, size: int) -> None:
+        if size % self._block:
+            raise ParseError(
+                "bad_block_size",
+                f"ciphertext of {size} bytes is not a multiple of the {self._block}-byte block",
+            )
+
+    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
         self._check_plaintext(plaintext)
         block = self._rng(self._block)
         if len(block) != self._block:  # a short block would shift the context for good
             raise AlgorithmError("bad_sa", f"rng returned {len(block)} bytes, not {self._block}")
-        update = self._encrypt_update
-        return update(block), update(plaintext)
+        return self._encryptor.update(block + plaintext)
 
-    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
-        if len(ciphertext) % self._block:
-            raise ParseError(
-                "bad_block_size", f"ciphertext of {len(ciphertext)} bytes is not a multiple of "
-                f"the {self._block}-byte block")
-        update = self._decrypt_update
-        update(iv)  # garbage (chained from the previous packet); sets the chain to the IV
-        return update(ciphertext)
+    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
+        self._check_ciphertext(self._need(payload, self._block))
+        return self._decryptor.update(payload)[self._block :]
 
 
 class CbcIv32Context(CbcContext):
@@ -187,19 +171,20 @@ class CbcIv32Context(CbcContext):
         value = int.from_bytes(iv32, "big")
         return (value << 32 | value ^ cls._IV32_MASK).to_bytes(8, "big")
 
-    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
+    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
         self._check_plaintext(plaintext)
         iv32 = (counter & self._IV32_MASK).to_bytes(4, "big")
         if not plaintext:
-            return iv32, b""
+            return iv32
         iv = int.from_bytes(self.expand_iv(iv32), "big")
         first = int.from_bytes(plaintext[:8], "big") ^ self._chain ^ iv
-        out = self._encrypt_update(first.to_bytes(8, "big") + plaintext[8:])
+        out = self._encryptor.update(first.to_bytes(8, "big") + plaintext[8:])
         self._chain = int.from_bytes(out[-8:], "big")
-        return iv32, out
+        return iv32 + out
 
-    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
-        return super()._decrypt(self.expand_iv(iv), ciphertext, aad)
+    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
+        self._check_ciphertext(self._need(payload, 4) - 4)
+        return self._decryptor.update(self.expand_iv(payload[:4]) + payload[4:])[8:]
 
 
 class CtrContext(CipherContext):
@@ -212,35 +197,41 @@ class CtrContext(CipherContext):
         self._context = Cipher(algorithm, modes.CTR(bytes(16))).encryptor()
         self._nonce = nonce
 
-    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
+    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
         iv = counter.to_bytes(_EXPLICIT_IV, "big")
-        return iv, self._decrypt(iv, plaintext, aad)  # CTR: the same keystream XOR both ways
-
-    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
         self._context.reset_nonce(self._nonce + iv + _CTR_FIRST_BLOCK)
-        return self._context.update(ciphertext)
+        return iv + self._context.update(plaintext)
+
+    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
+        self._need(payload, _EXPLICIT_IV)
+        self._context.reset_nonce(self._nonce + payload[:_EXPLICIT_IV] + _CTR_FIRST_BLOCK)
+        return self._context.update(payload[_EXPLICIT_IV:])
 
 
 class AeadContext(CipherContext):
     """AES-GCM with a 16-byte ICV (RFC 4106) or ChaCha20-Poly1305 (RFC 7634).
 
-    Nonce = salt(4) || IV(8), the IV being the big-endian counter; ciphertext = ct || tag.
+    Nonce = salt(4) || IV(8), the IV being the big-endian counter; output = IV || ct || tag.
     """
 
-    __slots__ = ("_aead_decrypt", "_aead_encrypt", "_salt")
+    __slots__ = ("_aead", "_salt")
 
-    def __init__(self, aead: AESGCM | ChaCha20Poly1305, salt: bytes, tag: int = _GCM_TAG) -> None:
-        super().__init__(_EXPLICIT_IV, tag)
-        self._aead_encrypt, self._aead_decrypt = aead.encrypt, aead.decrypt
+    def __init__(self, aead: AESGCM | ChaCha20Poly1305, salt: bytes) -> None:
+        super().__init__(_EXPLICIT_IV)
+        self._aead = aead
         self._salt = salt
 
-    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
+    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
         iv = counter.to_bytes(_EXPLICIT_IV, "big")
-        return iv, self._aead_encrypt(self._salt + iv, plaintext, aad)
+        return iv + self._aead.encrypt(self._salt + iv, plaintext, aad)
 
-    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
+    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
+        if len(payload) < _EXPLICIT_IV + _GCM_TAG:  # inline: this is the hottest path
+            raise _truncated(len(payload), _EXPLICIT_IV + _GCM_TAG)
         try:
-            return self._aead_decrypt(self._salt + iv, ciphertext, aad)
+            return self._aead.decrypt(
+                self._salt + payload[:_EXPLICIT_IV], payload[_EXPLICIT_IV:], aad
+            )
         except InvalidTag:
             raise IntegrityError("bad_icv", "AEAD tag does not verify") from None
 
@@ -255,23 +246,24 @@ class TruncatedGcmContext(AeadContext):
     constant time. Nothing is returned before the tag verified.
     """
 
-    __slots__ = ("_ctr",)
+    __slots__ = ("_ctr", "_tag_size")
 
     def __init__(self, aead: AESGCM, algorithm: CipherAlgorithm, salt: bytes, tag: int) -> None:
-        super().__init__(aead, salt, tag)
+        super().__init__(aead, salt)
         self._ctr = Cipher(algorithm, modes.CTR(bytes(16))).encryptor()
+        self._tag_size = tag
 
-    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
-        iv, full = super().encrypt(plaintext, aad, counter)
-        return iv, full[: len(full) - _GCM_TAG + self._tag_size]
+    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
+        sealed = super().seal(plaintext, aad, counter)
+        return sealed[: len(sealed) - _GCM_TAG + self._tag_size]
 
-    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
-        size = len(ciphertext) - self._tag_size
-        nonce = self._salt + iv
+    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
+        size = self._need(payload, _EXPLICIT_IV + self._tag_size)
+        nonce = self._salt + payload[:_EXPLICIT_IV]
         self._ctr.reset_nonce(nonce + _GCM_FIRST_DATA_BLOCK)
-        plaintext = self._ctr.update(ciphertext[:size])
-        tag = self._aead_encrypt(nonce, plaintext, aad)[-_GCM_TAG:][: self._tag_size]
-        check_icv(tag, ciphertext[size:])
+        plaintext = self._ctr.update(payload[_EXPLICIT_IV : size - self._tag_size])
+        tag = self._aead.encrypt(nonce, plaintext, aad)[-_GCM_TAG:][: self._tag_size]
+        check_icv(tag, payload[size - self._tag_size :])
         return plaintext
 
 
@@ -279,22 +271,24 @@ class GmacContext(AeadContext):
     """ENCR_NULL_AUTH_AES_GMAC (RFC 4543): GCM with no plaintext, everything authenticated.
 
     The payload stays in clear; the tag covers AAD = ``aad || IV || payload`` (RFC 4543 section
-    3.5: SPI, sequence number, IV, then the whole clear ESP payload and trailer). The
-    "ciphertext" is ``payload || tag``.
+    3.5: SPI, sequence number, IV, then the whole clear ESP payload and trailer).
     """
 
     __slots__ = ()
 
-    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
+    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
         iv = counter.to_bytes(_EXPLICIT_IV, "big")
-        clear = bytes(plaintext)
-        return iv, clear + self._aead_encrypt(self._salt + iv, b"", b"".join((aad, iv, clear)))
+        clear = iv + plaintext
+        return clear + self._aead.encrypt(self._salt + iv, b"", bytes(aad) + clear)
 
-    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
-        size = len(ciphertext) - _GCM_TAG
-        clear = bytes(ciphertext[:size])
+    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
+        size = self._need(payload, _EXPLICIT_IV + _GCM_TAG)
+        clear = payload[: size - _GCM_TAG]
         try:
-            self._aead_decrypt(self._salt + iv, ciphertext[size:], b"".join((aad, iv, clear)))
+            self._aead.decrypt(
+                self._salt + payload[:_EXPLICIT_IV], payload[size - _GCM_TAG :],
+                bytes(aad) + clear,
+            )
         except InvalidTag:
             raise IntegrityError("bad_icv", "GMAC tag does not verify") from None
-        return clear
+        return bytes(payload[_EXPLICIT_IV : size - _GCM_TAG])

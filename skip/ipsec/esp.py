@@ -50,8 +50,8 @@ class EspSA(SecurityAssociation):
     protocol = "esp"
     protocol_number = PROTO_ESP
 
-    __slots__ = ("_align", "_decrypt", "_encrypt", "_head_size", "_icv_size", "_iv_size", "_mac",
-                 "_min_body", "cipher", "cipher_key")
+    __slots__ = ("_align", "_head_size", "_icv_size", "_mac", "_min_body", "_open", "_seal",
+                 "cipher", "cipher_key")
 
     def _setup(self, cipher: str | None, cipher_key: bytes, integrity: str | None,
                allow_legacy: bool, allow_unauthenticated: bool, ah_mutable: str | None,
@@ -90,8 +90,7 @@ class EspSA(SecurityAssociation):
 
     def _use_cipher(self, context: CipherContext) -> None:
         # The per-packet pair, bound once: one attribute load per packet instead of two.
-        self._encrypt, self._decrypt = context.encrypt, context.decrypt
-        self._iv_size = context.iv_size
+        self._seal, self._open = context.seal, context.open
 
     # -- send -------------------------------------------------------------------------------
     def _protect(self, packet: BytesLike, shim: Shim | None, shim_icv: BytesLike | None,
@@ -115,16 +114,15 @@ class EspSA(SecurityAssociation):
             aad = _AAD_ESN.pack(self.spi, seq >> 32, seq & _LOW32) if self.esn else head
         else:
             head = aad = self._spi_bytes
-        iv, ciphertext = self._encrypt(
-            body + trailer(-(len(body) + 2) % self._align, next_header), aad, seq)
+        sealed = self._seal(body + trailer(-(len(body) + 2) % self._align, next_header), aad, seq)
         mac = self._mac
         if mac is None:
             icv = b""
         elif self.esn:
-            icv = mac.compute(head, iv, ciphertext, self._seq_hi(seq))
+            icv = mac.compute(head, sealed, self._seq_hi(seq))
         else:
-            icv = mac.compute(head, iv, ciphertext)
-        esp_len = len(head) + len(iv) + len(ciphertext) + len(icv)
+            icv = mac.compute(head, sealed)
+        esp_len = len(head) + len(sealed) + len(icv)
         if shim is None:
             shim_bytes, protocol = b"", PROTO_ESP
         else:
@@ -137,7 +135,7 @@ class EspSA(SecurityAssociation):
                 ip_head = spliced_head(packet, nh_off, offset, protocol, offset + esp_len)
         else:
             ip_head = outer.build(b"" if dummy else packet, outer.size + esp_len, protocol)
-        return b"".join((ip_head, shim_bytes, head, iv, ciphertext, icv))
+        return b"".join((ip_head, shim_bytes, head, sealed, icv))
 
     # -- receive ----------------------------------------------------------------------------
     def _unprotect(self, packet: BytesLike, shim_len: int, shim_icv: BytesLike | None) -> bytes:
@@ -170,8 +168,7 @@ class EspSA(SecurityAssociation):
                 mac.verify(packet[end:], packet[offset:end], self._seq_hi(seq))
             else:
                 mac.verify(packet[end:], packet[offset:end])
-        ciphertext = body + self._iv_size
-        plaintext = self._decrypt(packet[body:ciphertext], packet[ciphertext:end], aad)
+        plaintext = self._open(packet[body:end], aad)
         if replay is not None:
             replay.accept(seq)
         payload_end, next_header = split_trailer(plaintext, self.sequence)

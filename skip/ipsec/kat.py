@@ -29,7 +29,7 @@ class FixedIvForTesting(CipherContext):
     __slots__ = ("_algorithm", "_iv", "_key", "_open_ctx")
 
     def __init__(self, algorithm: CipherAlgorithm, key_material: bytes, iv: bytes) -> None:
-        super().__init__(algorithm.iv_size, algorithm.icv_size)
+        super().__init__(algorithm.iv_size)
         if len(iv) != algorithm.iv_size:
             raise AlgorithmError(
                 "bad_sa", f"{algorithm.name} IVs are {algorithm.iv_size} bytes, got {len(iv)}")
@@ -40,12 +40,12 @@ class FixedIvForTesting(CipherContext):
         alg = self._algorithm
         return alg.block_size > 1 and alg.iv_size == alg.block_size
 
-    def encrypt(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> tuple[bytes, bytes]:
+    def seal(self, plaintext: BytesLike, aad: BytesLike, counter: int) -> bytes:
         alg = self._algorithm
         if self._is_cbc():
             pre_image = alg.new(self._key).open(bytes(alg.block_size) + self._iv, b"")
-            return alg.new(self._key, rng=lambda n: pre_image).encrypt(plaintext, aad, counter)
-        return self._open_ctx.encrypt(plaintext, aad, int.from_bytes(self._iv, "big"))
+            return alg.new(self._key, rng=lambda n: pre_image).seal(plaintext, aad, counter)
+        return self._open_ctx.seal(plaintext, aad, int.from_bytes(self._iv, "big"))
 
-    def _decrypt(self, iv: BytesLike, ciphertext: BytesLike, aad: BytesLike) -> bytes:
-        return self._open_ctx.decrypt(iv, ciphertext, aad)
+    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
+        return self._open_ctx.open(payload, aad)
