@@ -4,14 +4,18 @@ queue under a flood, and nomadic peers whose outer address is learned from their
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from skip.crypto.kdf import counter_n
 from skip.errors import SkipError
 from skip.keying.endpoint import SkipEndpoint
 from skip.keying.events import CertificateNeeded, Transmit
 from skip.keying.identity import Peer
+from skip.keying.pending import PendingPackets
 from skip.keying.policy import KeyingPolicy
 from skip.wire.ip import build_ipv4, ipv4_checksum
 
@@ -220,3 +224,32 @@ def test_nomadic_needs_an_mkid_and_the_modern_profile() -> None:
     endpoint = SkipEndpoint([identity("a", ("skip-1024",))],
                             policy=KeyingPolicy(allow_legacy=True))
     _refused(lambda: endpoint.add_peer(legacy), "config_invalid")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.floats(0, 3)), max_size=60))
+def test_wait_queue_bounds_hold_under_any_arrivals(arrivals: list[tuple[int, float]]) -> None:
+    """Any arrival pattern, driven as the endpoint drives it (expire, then add): at most 3
+    principals, 2 packets each, none waiting longer than 5 s, and every packet is held,
+    refused or counted as dropped (a refusal must not lose the count of what expired)."""
+    pending = PendingPackets(max_names=3, per_name=2, max_age=5.0)
+    now, refused, dropped = 0.0, 0, Counter()
+    started: dict[bytes, float] = {}
+    for count, (name, step) in enumerate(arrivals, 1):
+        now += step
+        key = bytes([name])
+        dropped += pending.expire(now)
+        if key.hex() not in pending.sizes():
+            started[key] = now
+        try:
+            dropped["queue_evicted"] += pending.add(key, "inbound", b"p", now)[1]
+        except SkipError as err:
+            assert err.reason == "queue_full"
+            refused += 1
+        sizes = pending.sizes()
+        assert len(sizes) <= 3 and all(n <= 2 for n in sizes.values())
+        assert all(now - started[bytes.fromhex(k)] <= 5.0 for k in sizes)
+        assert sum(sizes.values()) + refused + sum(dropped.values()) == count
+    assert set(dropped) <= {"cert_wait_expired", "queue_evicted"}
+    dropped += pending.expire(now + 5.01)
+    assert pending.sizes() == {} and sum(dropped.values()) + refused == len(arrivals)

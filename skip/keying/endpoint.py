@@ -699,8 +699,10 @@ class SkipEndpoint:
 
     def _queue(self, name: bytes, direction: str, packet: bytes, nsid: int, mkid: bytes,
                address: bytes, now: float) -> None:
-        first, dropped = self._pending.add(name, direction, packet, now)
-        self._count_dropped(dropped)
+        self._count_dropped(self._pending.expire(now))
+        first, evicted = self._pending.add(name, direction, packet, now)
+        if evicted:
+            self.counters.hit("queue_evicted", evicted)
         if first:
             self._events.append(CertificateNeeded(nsid, mkid, address, name, direction))
         self.counters["queued"] += 1

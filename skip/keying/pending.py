@@ -33,31 +33,28 @@ class PendingPackets:
         # least recently queued-to first: the order LRU replacement evicts in
         self._queues: OrderedDict[bytes, _Waiting] = OrderedDict()
 
-    def add(self, name: bytes, direction: str, packet: bytes,
-            now: float) -> tuple[bool, Counter[str]]:
-        """Hold ``packet`` for the principal ``name``.
+    def add(self, name: bytes, direction: str, packet: bytes, now: float) -> tuple[bool, int]:
+        """Hold ``packet`` for the principal ``name`` (call :meth:`expire` first).
 
-        Returns (first, dropped): ``first`` is True if nobody was waiting for ``name`` (the
-        caller then asks for its certificate); ``dropped`` counts the packets that expiry and
-        replacement discarded to make room, by reason code.
+        Returns (first, evicted): ``first`` is True if nobody was waiting for ``name`` (the
+        caller then asks for its certificate); ``evicted`` counts the packets of the principal
+        that made room for it (``queue_evicted``).
         """
-        dropped = self.expire(now)
         waiting = self._queues.get(name)
-        first = waiting is None
-        if waiting is None:
-            if self.max_names < 1:
-                raise KeyingError("queue_full", "no principal may wait for a certificate")
-            if len(self._queues) >= self.max_names:
-                _, evicted = self._queues.popitem(last=False)
-                dropped["queue_evicted"] += len(evicted.packets)
-            waiting = self._queues[name] = _Waiting(now)
-        else:
+        if waiting is not None:
             self._queues.move_to_end(name)
-        if len(waiting.packets) >= self.per_name:
-            raise KeyingError("queue_full",
-                              f"{len(waiting.packets)} packets already wait for {name.hex()}")
-        waiting.packets.append((direction, packet))
-        return first, dropped
+            if len(waiting.packets) >= self.per_name:
+                raise KeyingError("queue_full",
+                                  f"{len(waiting.packets)} packets already wait for {name.hex()}")
+            waiting.packets.append((direction, packet))
+            return False, 0
+        if self.max_names < 1 or self.per_name < 1:
+            raise KeyingError("queue_full", "no packet may wait for a certificate")
+        evicted = 0
+        if len(self._queues) >= self.max_names:
+            evicted = len(self._queues.popitem(last=False)[1].packets)
+        self._queues[name] = _Waiting(now, deque([(direction, packet)]))
+        return True, evicted
 
     def expire(self, now: float) -> Counter[str]:
         """Drop the principals that have waited longer than ``max_age``; counts by reason."""
