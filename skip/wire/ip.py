@@ -8,7 +8,10 @@ Two kinds of code live here, on purpose:
   :func:`insertion_point` (where AH/ESP goes on output), :func:`locate_upper` (where it is on
   input), :func:`zero_mutable_fields` (the AH "mutable fields zeroed" image of RFC 4302
   section 3.3.3.1 and Appendix A, or of RFC 1826), :func:`set_payload_length` and
-  :func:`finish_ipv4_header`. They build no objects per packet.
+  :func:`finish_ipv4_header`, and the shortcuts for the common layouts: :func:`plain_ipv4`
+  (an option-free IPv4 header read in one unpack), :func:`ipv4_sum`, :func:`respliced_ipv4`
+  and :func:`respliced_ipv6` (the transport splice in one pack). They build no objects per
+  packet beyond the bytes they return.
 
 Every parser is bounded: malformed bytes raise :class:`~skip.errors.ParseError` with a reason
 code, never ``IndexError`` or ``struct.error``.
