@@ -253,3 +253,17 @@ def test_wait_queue_bounds_hold_under_any_arrivals(arrivals: list[tuple[int, flo
     assert set(dropped) <= {"cert_wait_expired", "queue_evicted"}
     dropped += pending.expire(now + 5.01)
     assert pending.sizes() == {} and sum(dropped.values()) + refused == len(arrivals)
+
+
+def test_nomadic_peer_may_move_to_the_other_address_family() -> None:
+    link = _nomadic()
+    a, b = link.a, link.b
+    a.unprotect(b.protect(udp("b", "a"), NOW), NOW)
+    ida = identity("a", ("x25519",), 8, b"A" * 16)
+    b.add_peer(peer_of(ida, "x25519"), NOW, tunnel="2001:db8::1")  # the laptop went IPv6-only
+    over_v6 = b.protect(udp("b", "a"), NOW + 1)
+    assert _outer(over_v6) == ("2001:db8::2", "2001:db8::1")
+    assert a.unprotect(over_v6, NOW + 1).packet == udp("b", "a")
+    reply = a.protect(udp(), NOW + 1, identity="a", peer="b")
+    assert _outer(reply) == ("2001:db8::1", "2001:db8::2")
+    assert b.unprotect(reply, NOW + 1).packet == udp()

@@ -14,7 +14,7 @@ real principals' first packets wait again, never stop them being asked for.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from skip.errors import KeyingError
 
@@ -22,7 +22,7 @@ from skip.errors import KeyingError
 @dataclass(slots=True)
 class _Waiting:
     since: float  # when the principal's first packet was queued (its certificate was asked)
-    packets: deque[tuple[str, bytes]] = field(default_factory=deque)
+    packets: deque[tuple[str, bytes]]
 
 
 class PendingPackets:
