@@ -174,7 +174,7 @@ class EspSA(SecurityAssociation):
         payload_end, next_header = split_trailer(plaintext, self.sequence)
         if next_header == PROTO_NONE:
             raise SkipError("tfc_dummy", "dummy packet (Next Header 59) discarded")
-        payload = memoryview(plaintext)[:payload_end]
+        payload = plaintext[:payload_end]
         if self._outer is None:
             return rebuild_transport(packet, fields, nh_off, ip_end, next_header, payload)
         return decapsulate(packet, next_header, payload)
