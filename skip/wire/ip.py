@@ -597,6 +597,8 @@ def zero_mutable_fields(buf: bytearray, header_end: int, *, rfc1826: bool = Fals
         buf[8] = buf[10] = buf[11] = 0
         if not rfc1826:
             buf[1] = buf[6] = buf[7] = 0
+        if header_end == IPV4_MIN_HEADER:
+            return  # no options: spare the walk (a generator per packet)
         for kind, off, length in _walk_ipv4_options(buf, IPV4_MIN_HEADER, header_end):
             if kind in IPV4_IMMUTABLE_OPTIONS or (rfc1826 and kind not in IPV4_ROUTER_OPTIONS):
                 continue
