@@ -24,6 +24,8 @@ from skip.wire.ip import (
     insertion_point,
     ipv4_checksum,
     ipv4_sum,
+    locate_upper,
+    lone_ipv6,
     plain_ipv4,
     respliced_ipv4,
     respliced_ipv6,
@@ -78,6 +80,18 @@ def test_plain_ipv4_refuses_what_the_general_path_must_see():
     bad_sum[11] ^= 1
     assert plain_ipv4(bytes(bad_sum), False) is not None
     assert plain_ipv4(bytes(bad_sum), True) is None
+
+
+def test_lone_ipv6_is_only_the_extension_free_whole_datagram():
+    plain = datagram(6, 40)
+    assert lone_ipv6(plain)
+    assert insertion_point(plain) == locate_upper(plain) == (6, 6, 40, plain[6])
+    assert not lone_ipv6(datagram(6, 40, fancy=True))  # hop-by-hop and destination options
+    assert not lone_ipv6(plain[:-1]) and not lone_ipv6(plain + b"x")  # length disagrees
+    assert not lone_ipv6(datagram(4, 40)) and not lone_ipv6(plain[:39])
+    with pytest.raises(ParseError) as err:
+        locate_upper(plain[:-1])  # the general walk says what is wrong
+    assert err.value.reason == "truncated"
 
 
 @pytest.mark.parametrize("fancy", [False, True])

@@ -9,9 +9,9 @@ Two kinds of code live here, on purpose:
   input), :func:`zero_mutable_fields` (the AH "mutable fields zeroed" image of RFC 4302
   section 3.3.3.1 and Appendix A, or of RFC 1826), :func:`set_payload_length` and
   :func:`finish_ipv4_header`, and the shortcuts for the common layouts: :func:`plain_ipv4`
-  (an option-free IPv4 header read in one unpack), :func:`ipv4_sum`, :func:`respliced_ipv4`
-  and :func:`respliced_ipv6` (the transport splice in one pack). They build no objects per
-  packet beyond the bytes they return.
+  (an option-free IPv4 header read in one unpack), :func:`lone_ipv6` (no extension header),
+  :func:`ipv4_sum`, :func:`respliced_ipv4` and :func:`respliced_ipv6` (the transport splice
+  in one pack). They build no objects per packet beyond the bytes they return.
 
 Every parser is bounded: malformed bytes raise :class:`~skip.errors.ParseError` with a reason
 code, never ``IndexError`` or ``struct.error``.
@@ -520,6 +520,16 @@ def plain_ipv4(packet: BytesLike, verify_checksum: bool) -> PlainIPv4 | None:
     return fields
 
 
+def lone_ipv6(packet: BytesLike) -> bool:
+    """The IPv6 common case in one test: a whole datagram whose fixed header is followed by no
+    extension header, so AH/ESP sits (or goes) right after byte 40.  False sends the caller
+    down the general chain walk, which also says what is wrong."""
+    size = len(packet)
+    return (size >= IPV6_HEADER and packet[0] >> 4 == 6
+            and (packet[4] << 8 | packet[5]) + IPV6_HEADER == size
+            and packet[6] not in EXTENSION_HEADERS)
+
+
 def insertion_point(packet: BytesLike) -> tuple[int, int, int, int]:
     """Where an AH/ESP (or shim) header goes in a whole datagram, for transport mode.
 
@@ -533,6 +543,8 @@ def insertion_point(packet: BytesLike) -> tuple[int, int, int, int]:
     """
     if plain_ipv4(packet, False) is not None:
         return 4, 9, IPV4_MIN_HEADER, packet[9]
+    if lone_ipv6(packet):
+        return 6, 6, IPV6_HEADER, packet[6]
     if _version(packet) == 4:
         hl = check_ipv4(packet, verify_checksum=False)
         _ipv4_reject_fragment(packet)
@@ -562,6 +574,8 @@ def locate_upper(packet: BytesLike, *, verify_checksum: bool = True) -> tuple[in
     """
     if plain_ipv4(packet, verify_checksum) is not None:
         return 4, 9, IPV4_MIN_HEADER, packet[9]
+    if lone_ipv6(packet):
+        return 6, 6, IPV6_HEADER, packet[6]
     if _version(packet) == 4:
         hl = check_ipv4(packet, verify_checksum=verify_checksum)
         _ipv4_reject_fragment(packet)
