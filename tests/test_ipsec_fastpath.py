@@ -30,7 +30,7 @@ from skip.wire.ip import (
     respliced_ipv4,
     respliced_ipv6,
 )
-from tests.ipsec_cases import AH_SUITES, ESP_SUITES, TUNNEL, datagram
+from tests.ipsec_cases import AH_SUITES, ALL_SUITES, ESP_SUITES, LAYOUTS, TUNNEL, datagram
 
 GCM = next(s for s in ESP_SUITES if s.cipher == "aes-gcm-16" and s.sequence)
 HMAC_AH = next(s for s in AH_SUITES if s.integrity == "hmac-sha2-256-128")
@@ -117,3 +117,18 @@ def test_oversized_datagrams_are_bad_length_on_every_path(suite, mode, version, 
         sa.protect(build(src, dst, 17, bytes(room)))
     assert err.value.reason == "bad_length"
     assert sa.counters.rejected == {"bad_length": 1}
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview], ids=lambda k: k.__name__)
+@pytest.mark.parametrize("suite", ALL_SUITES, ids=lambda s: s.id)
+def test_any_bytes_like_packet_goes_in_and_bytes_come_out(suite, kind):
+    """The fast paths join with ``+``, which a memoryview does not offer: the public methods
+    take bytes, bytearray and memoryview alike (and shims of any of them)."""
+    for mode, inner, outer in LAYOUTS:
+        for fancy in (False, True):
+            tx, rx = suite.sa(mode, outer), suite.sa(mode, outer)
+            original = datagram(inner, 50, fancy=fancy)
+            wire = tx.protect(kind(original))
+            assert type(wire) is bytes
+            out = rx.unprotect(kind(wire))
+            assert type(out) is bytes and out == original

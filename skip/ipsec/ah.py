@@ -81,7 +81,7 @@ class AhSA(SecurityAssociation):
         return HEAD_RFC1826.pack(next_header, length, 0, self.spi)
 
     # -- send -------------------------------------------------------------------------------
-    def _protect(self, packet: BytesLike, shim: Shim | None, shim_icv: BytesLike | None,
+    def _protect(self, packet: bytes, shim: Shim | None, shim_icv: BytesLike | None,
                  dummy: bool) -> bytes:
         if dummy:
             raise _bad_sa("dummy (TFC) packets are an ESP feature (RFC 4303 section 2.6)")
@@ -120,7 +120,7 @@ class AhSA(SecurityAssociation):
         return b"".join((ip_head, shim_bytes, ah_head, icv, icv_pad, body))
 
     # -- receive ----------------------------------------------------------------------------
-    def _unprotect(self, packet: BytesLike, shim_len: int, shim_icv: BytesLike | None) -> bytes:
+    def _unprotect(self, packet: bytes, shim_len: int, shim_icv: BytesLike | None) -> bytes:
         fields = plain_ipv4(packet, True)
         version, nh_off, ip_end, offset = self._locate_received(packet, shim_len, fields)
         if shim_icv is not None and len(shim_icv) != shim_len:

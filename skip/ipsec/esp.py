@@ -93,7 +93,7 @@ class EspSA(SecurityAssociation):
         self._seal, self._open = context.seal, context.open
 
     # -- send -------------------------------------------------------------------------------
-    def _protect(self, packet: BytesLike, shim: Shim | None, shim_icv: BytesLike | None,
+    def _protect(self, packet: bytes, shim: Shim | None, shim_icv: BytesLike | None,
                  dummy: bool) -> bytes:
         outer = self._outer
         if outer is None:
@@ -138,7 +138,7 @@ class EspSA(SecurityAssociation):
         return b"".join((ip_head, shim_bytes, head, sealed, icv))
 
     # -- receive ----------------------------------------------------------------------------
-    def _unprotect(self, packet: BytesLike, shim_len: int, shim_icv: BytesLike | None) -> bytes:
+    def _unprotect(self, packet: bytes, shim_len: int, shim_icv: BytesLike | None) -> bytes:
         fields = plain_ipv4(packet, True)
         if fields is not None and fields[6] == PROTO_ESP and not shim_len:
             nh_off, ip_end, offset = 9, IPV4_MIN_HEADER, IPV4_MIN_HEADER  # the common case
