@@ -192,8 +192,12 @@ def decapsulate(outer: BytesLike, next_header: int, inner: BytesLike) -> bytes:
         raise ParseError("unsupported_protocol",
                          f"tunnel-mode payload with Next Header {next_header}, not 4/41")
     size = len(inner)
-    if not (want == 4 and size >= 20 and inner[0] == 0x45 and inner[2] << 8 | inner[3] == size):
-        inner = _trimmed_inner(want, next_header, inner)  # all but option-free, unpadded IPv4
+    if want == 4:
+        whole = size >= 20 and inner[0] == 0x45 and inner[2] << 8 | inner[3] == size
+    else:
+        whole = size >= 40 and inner[0] >> 4 == 6 and (inner[4] << 8 | inner[5]) + 40 == size
+    if not whole:  # IPv4 options, TFC padding, or something to refuse: the general check
+        inner = _trimmed_inner(want, next_header, inner)
     outer_ecn = (outer[1] if outer[0] >> 4 == 4 else outer[1] >> 4) & _ECN_CE
     if outer_ecn == _ECN_CE and traffic_class(inner) & _ECN_CE not in (0, _ECN_CE):
         return _mark_ce(inner)
