@@ -13,6 +13,12 @@ Project extension: a ``sequence=False`` SA may still carry an integrity transfor
 cipher (RFC 1827 leaves the transform to the SA).  The ICV then covers ``SPI || IV ||
 ciphertext`` and the AAD is the SPI alone.  SKIP-era peers use encryption-only ESP, with AH
 for integrity.
+
+Each direction is one method: the option-free IPv4 header that nearly every datagram has is
+recognised and rewritten inline (:func:`~skip.wire.ip.plain_ipv4`,
+:func:`~skip.wire.ip.respliced_ipv4`); any other header chain falls back to the general walk
+(:func:`~skip.wire.ip.insertion_point`, :meth:`SecurityAssociation._locate_received`).  Why
+one method and not a per-SA fast twin: docs/engine.md, "Performance".
 """
 
 from __future__ import annotations
