@@ -21,7 +21,7 @@ from skip.daemon.config import PeerPolicy, parse_config
 from skip.daemon.engine import Inbound
 from skip.daemon.packet import internet_checksum
 from skip.daemon.runtime import Daemon
-from skip.errors import IntegrityError
+from skip.errors import IntegrityError, KeyingError
 
 CONFIG = """
 [daemon]
@@ -69,6 +69,9 @@ class DoubleEngine:
         self.counted: collections.Counter[str] = collections.Counter({"kp_generated": 1})
 
     def protect(self, packet: bytes, now: float, rule: PeerPolicy) -> bytes:
+        if rule.nomadic and rule.name not in self.nomads:
+            self.counted["nomadic_unheard"] += 1  # like the real engine: nowhere to send yet
+            raise KeyingError("nomadic_unheard", "test double: not heard from")
         outer = str(self.nomads.get(rule.name, rule.tunnel))
         self.sent.append((rule.name, outer))
         return ipv4(b"", "192.0.2.1", outer, proto=57) + MARK + packet + bytes(OVERHEAD - 30)
@@ -81,7 +84,7 @@ class DoubleEngine:
         name, outer = self.expect.get(inner[12:16], ("beta", "192.0.2.2"))
         if name == "roamer":
             self.nomads[name] = outer  # like the real engine: follows authenticated packets
-        return Inbound(inner, name, ipaddress.ip_address(outer))
+        return Inbound(inner, name)
 
     def events(self) -> list[object]:
         return []
@@ -90,9 +93,11 @@ class DoubleEngine:
         return dict(self.counted)
 
     def peers(self, now: float) -> list[dict[str, Any]]:
-        return [{"rule": "beta", "algorithms": "double", "kp_age": 3.0}]
+        rows = [{"rule": "beta", "algorithms": "double", "kp_age": 3.0}]
+        return rows + [{"rule": name, "address": address}
+                       for name, address in self.nomads.items()]
 
-    def flush(self) -> int:
+    def flush(self, now: float) -> int:
         return 0
 
     def reconfigure(self, config: Any, now: float) -> None:
@@ -185,14 +190,20 @@ def test_peer_cannot_claim_another_peers_addresses(daemon: Daemon) -> None:
     assert daemon.tun.packets == [spoof]
 
 
-def test_nomadic_peer_address_is_learned(daemon: Daemon) -> None:
+def _roamer(daemon: Daemon) -> dict[str, Any]:
+    return next(p for p in daemon.peers() if p["name"] == "roamer")
+
+
+def test_nomadic_peer_address_comes_from_the_engine(daemon: Daemon) -> None:
     daemon.outbound(udp("10.57.0.1", "10.57.0.9"), 1.0)
-    assert daemon.drops == {"unknown_mkid": 1}  # not heard from yet
+    assert daemon.counters()["drops"] == {"nomadic_unheard": 1}  # the engine's refusal
+    assert not daemon.sender.packets and _roamer(daemon)["address"] is None
     daemon.engine.expect[bytes([10, 57, 0, 9])] = ("roamer", "198.51.100.4")
     daemon.inbound(ipv4(b"", "198.51.100.4", "192.0.2.1", 57) + MARK
                    + udp("10.57.0.9", "10.57.0.1"), 2.0)
     daemon.outbound(udp("10.57.0.1", "10.57.0.9"), 3.0)
     assert daemon.engine.sent[-1] == ("roamer", "198.51.100.4")
+    assert _roamer(daemon)["address"] == "198.51.100.4"
 
 
 def test_garbage_is_counted_by_reason(daemon: Daemon) -> None:

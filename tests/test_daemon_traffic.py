@@ -265,7 +265,7 @@ def test_reload_and_restart_keep_traffic_flowing(running: Site) -> None:
     site.stop("b")
     site.start("b", "b", rules_ab("b", "a"), store=("a",))
     assert site.ping("a", OVERLAY["b"][0])
-    assert request(site.sock("a"), "flush")["result"]["flushed"] == 2
+    assert request(site.sock("a"), "flush")["result"]["flushed"] == 2  # Kij, send Kp to b
     assert site.ping("a", OVERLAY["b"][0])
 
 
@@ -311,6 +311,16 @@ def test_garbage_truncated_and_replayed_packets_are_dropped(running: Site) -> No
     assert eventually(lambda: site.counters("a")["drops"] == expected), \
         site.counters("a")["drops"]
     assert site.ping("a", OVERLAY["b"][0])  # and traffic keeps flowing
+    # a flush forgets a's master and send keys, not the replay window of b's Kp
+    before = site.counters("a")["engine"]
+    assert request(site.sock("a"), "flush")["ok"]
+    _send_raw(site.ns["b"], [real])
+    assert eventually(lambda: site.counters("a")["drops"].get("replay") == 7), \
+        site.counters("a")["drops"]
+    assert site.ping("a", OVERLAY["b"][0])  # fresh traffic: a new Kp from a recomputed Kij
+    after = site.counters("a")["engine"]
+    assert after["kij_computed"] == before["kij_computed"] + 1
+    assert after["kp_new"] == before["kp_new"] + 1
 
 
 def test_oversize_packets_get_icmp_not_silence(running: Site) -> None:
@@ -389,8 +399,11 @@ def test_nomadic_peer_is_followed_by_mkid_and_not_by_forgeries(running: Site) ->
         _send_raw(site.ns["g"], [forged])
         assert eventually(lambda: site.counters("a")["drops"].get("replay") == replays + 1)
         assert address() == moved and site.ping("a", LAPTOP, 1)
-        # a flush forgets keys, not where the laptop is
+        # a flush forgets keys, not where the laptop is nor the replay windows: the forgery
+        # still cannot move it
         assert request(site.sock("a"), "flush")["ok"]
+        _send_raw(site.ns["g"], [forged])
+        assert eventually(lambda: site.counters("a")["drops"].get("replay") == replays + 2)
         assert address() == moved and site.ping("a", LAPTOP, 1)
     finally:  # (deleting a primary address would take the secondaries with it)
         site.stop("b")

@@ -215,6 +215,21 @@ def test_nomadic_peer_renewed_keeps_its_learned_address() -> None:
     assert _outer(link.a.protect(udp(), NOW + 1, identity="a", peer="b"))[1] == "10.0.0.2"
 
 
+def test_a_flush_neither_moves_a_nomadic_peer_nor_lets_a_replay_move_it() -> None:
+    link = _nomadic()
+    a, b = link.a, link.b
+    first = b.protect(udp("b", "a"), NOW)
+    a.unprotect(first, NOW)
+    a.flush(NOW + 1)
+    assert a.peer_status("b", NOW + 1).tunnel == "10.0.0.2"
+    # the receive window outlived the flush: the captured packet, sent from elsewhere, is a
+    # replay and moves nothing (a fresh window would have accepted it and followed it)
+    _refused(lambda: a.unprotect(_from(first, "10.6.6.6"), NOW + 1), "replay")
+    assert a.peer_status("b", NOW + 1).tunnel == "10.0.0.2" and a.counters["peer_moved"] == 1
+    reply = a.protect(udp(), NOW + 1, identity="a", peer="b")
+    assert _outer(reply)[1] == "10.0.0.2" and b.unprotect(reply, NOW + 1).packet == udp()
+
+
 def test_nomadic_needs_an_mkid_and_the_modern_profile() -> None:
     idb = identity("b", ("x25519", "skip-1024"))
     _refused(lambda: Peer.create("b", "x25519", idb.publics["x25519"], nomadic=True),

@@ -20,7 +20,16 @@ from skip.errors import ConfigError, SkipError
 PEERS = [{"name": "beta", "address": "192.0.2.2", "action": "protect", "profile": "modern",
           "mode": "tunnel", "algorithms": {"crypt": "aes-gcm-16"}, "kp_age": 30.2,
           "bytes_in": 2_500_000, "bytes_out": 999, "last_packet": 1.5, "n_skew": 0,
-          "packets_in": 3, "packets_out": 2, "skip_name": "nsid 0 (address)"}]
+          "packets_in": 3, "packets_out": 2, "skip_name": "nsid 0 (address)"},
+         # a nomadic peer not heard from yet: the engine knows no address, key or skew
+         {"name": "laptop", "address": None, "action": "protect", "profile": "modern",
+          "mode": "tunnel", "algorithms": {"kij": None, "crypt": None, "mac": None},
+          "kp_age": None, "bytes_in": 0, "bytes_out": 0, "last_packet": None, "n_skew": None,
+          "packets_in": 0, "packets_out": 0, "skip_name": "nsid 1 0a390009"},
+         # a rule without a valid certificate: no engine read-out at all
+         {"name": "gamma", "action": "protect", "profile": "legacy", "mode": "transport",
+          "bytes_in": 0, "bytes_out": 0, "last_packet": None, "packets_in": 0,
+          "packets_out": 0, "skip_name": "nsid 0 (address)"}]
 
 
 async def _status(_req: dict[str, Any]) -> Any:
@@ -96,9 +105,22 @@ def test_skipctl_human_tables(server: Path, capsys: pytest.CaptureFixture[str]) 
     assert out[0].split()[:4] == ["NAME", "ADDRESS", "ACTION", "PROFILE"]
     assert out[1].split() == ["beta", "192.0.2.2", "protect", "modern", "tunnel", "aes-gcm-16",
                               "30s", "2.5MB", "999B", "2s", "0"]
+    assert out[2].split() == ["laptop", "-", "protect", "modern", "tunnel", "-", "-", "0B",
+                              "0B", "-", "-"]
+    assert out[3].split() == ["gamma", "-", "protect", "legacy", "transport", "-", "-", "0B",
+                              "0B", "-", "-"]
     assert skipctl.main(["counters", "-s", str(server)]) == 0
     text = capsys.readouterr().out
     assert "4  bad_icv" in text and "7  protected_in" in text
+
+
+def test_no_column_prints_none() -> None:
+    """JSON null is "not known yet": every formatter shows "-" for it, never Python's None."""
+    assert "None" not in skipctl.format_peers(PEERS)
+    status = skipctl.format_status({"interface": "skip0", "identity": None,
+                                    "unknown_peers": [{"name": "nsid 1 0a", "seconds_ago": None}]})
+    assert "None" not in status and status.splitlines()[1].split() == ["identity:", "-"]
+    assert "None" not in skipctl.format_counters({"drops": {}, "traffic": {}, "engine": {}})
 
 
 def test_skipctl_json_is_the_reply(server: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,6 +28,11 @@ COMMANDS = {
 }
 
 
+def _cell(value: Any) -> str:
+    """A table cell; "-" where skipd knows nothing yet (JSON null, a missing or empty field)."""
+    return "-" if value is None or value == "" else str(value)
+
+
 def _age(seconds: Any) -> str:
     if seconds is None:
         return "-"
@@ -51,7 +56,7 @@ def _table(rows: list[list[str]]) -> str:
 
 def format_status(result: dict[str, Any]) -> str:
     unknown = result.pop("unknown_peers", [])
-    lines = [f"{k:>15}: {v}" for k, v in result.items()]
+    lines = [f"{k:>15}: {_cell(v)}" for k, v in result.items()]
     lines += [f"{'unknown peer':>15}: {u['name']} ({_age(u['seconds_ago'])} ago)"
               for u in unknown]
     return "\n".join(lines)
@@ -63,13 +68,13 @@ def format_peers(result: list[dict[str, Any]]) -> str:
     rows = [["NAME", "ADDRESS", "ACTION", "PROFILE", "MODE", "ALGORITHMS", "KP AGE", "IN",
              "OUT", "LAST", "N SKEW"]]
     for p in result:
-        algs = p.get("algorithms") or "-"
+        algs = p.get("algorithms")
         if isinstance(algs, dict):
             algs = "/".join(str(v) for v in algs.values() if v)
-        rows.append([p["name"], str(p.get("address") or "-"), p["action"], p["profile"],
-                     p["mode"], str(algs), _age(p.get("kp_age")), _bytes(p["bytes_in"]),
+        rows.append([p["name"], _cell(p.get("address")), p["action"], p["profile"],
+                     p["mode"], _cell(algs), _age(p.get("kp_age")), _bytes(p["bytes_in"]),
                      _bytes(p["bytes_out"]), _age(p.get("last_packet")),
-                     str(p.get("n_skew", "-"))])
+                     _cell(p.get("n_skew"))])
     return _table(rows)
 
 

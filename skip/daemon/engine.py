@@ -23,7 +23,6 @@ class Inbound:
     packet: bytes  # the inner (cleartext) IP datagram to hand to the kernel
     peer: str  # the authenticated sender: the name of its [[peer]] rule (or of its
     #            certificate, for peers admitted by a protecting default rule)
-    outer_src: IPAddress | None  # where it came from (None: released from a queue)
     version: int = 2  # SKIP header version: 1 legacy profile, 2 modern
 
 
@@ -64,8 +63,9 @@ class KeyingEngine(Protocol):
     def peers(self, now: float) -> list[dict[str, Any]]:
         """Per-peer state without secrets: name, algorithms, Kp age, n skew..."""
 
-    def flush(self) -> int:
-        """Drop cached Kij/Kp; returns how many entries went."""
+    def flush(self, now: float) -> int:
+        """Drop cached master keys and send keys, never replay state; returns how many keys
+        went."""
 
     def reconfigure(self, config: Config, now: float) -> None:
         """Adopt a new configuration (identity, peers, certificates, CRLs) or raise SkipError

@@ -196,7 +196,7 @@ class SkipKeying(KeyingEngine):
         got = self.endpoint.unprotect(datagram, now)
         if got is None:
             return None
-        return _inbound(got, _outer_source(datagram))
+        return _inbound(got)
 
     def events(self) -> list[object]:
         out: list[object] = []
@@ -208,7 +208,7 @@ class SkipKeying(KeyingEngine):
             elif isinstance(event, kev.Transmit):
                 out.append(Transmit(event.packet, event.why))
             elif isinstance(event, kev.Received):
-                out.append(_inbound(event, None))
+                out.append(_inbound(event))
             elif isinstance(event, kev.AlgorithmsChanged):
                 logs.LOGGER.info("peer advised other algorithms (ADP)", extra=logs.fields(
                     peer=event.peer, old=str(event.old), new=str(event.new)))
@@ -239,13 +239,11 @@ class SkipKeying(KeyingEngine):
             rows.append(row)
         return rows
 
-    def flush(self) -> int:
-        """Forget every cached Kij and Kp by rebuilding the endpoint from the same peers."""
-        learned = self._learned()
-        self.endpoint = SkipEndpoint([self.identity], policy=self.endpoint.policy)
-        for name, spec in self.specs.items():
-            self._add(spec, None, learned.get(name))
-        return len(self.specs)
+    def flush(self, now: float) -> int:
+        """Forget master keys and send keys. The endpoint keeps the live receive keys with
+        their replay windows (``SkipEndpoint.flush``): rebuilding it instead would give every
+        peer's current Kp a fresh window, and each packet captured under it would pass again."""
+        return self.endpoint.flush(now)
 
     def overhead(self, rule: PeerPolicy) -> int:
         tunnel = rule.tunnel if rule.mode == "tunnel" else None
@@ -255,17 +253,13 @@ class SkipKeying(KeyingEngine):
         return suite_overhead(suite_for_rule(rule), v6, mkids)
 
 
-def _inbound(got: kev.Received, outer: IPAddress | None) -> Inbound:
-    return Inbound(got.packet, got.peer, outer, got.version)
+def _inbound(got: kev.Received) -> Inbound:
+    return Inbound(got.packet, got.peer, got.version)
 
 
 def _address(packed: bytes) -> IPAddress | None:
     return ipaddress.ip_address(packed) if len(packed) in (4, 16) else None
 
-
-def _outer_source(datagram: bytes) -> IPAddress | None:
-    packed = datagram[12:16] if datagram[0] >> 4 == 4 else datagram[8:24]
-    return _address(bytes(packed))
 
 
 def build_engine(config: Config, now: float) -> KeyingEngine | None:

@@ -49,7 +49,6 @@ class PeerStats:
     bytes_in: int = 0
     bytes_out: int = 0
     last_packet: float = 0.0
-    outer: IPAddress | None = None  # last authenticated outer address (nomadic peers)
 
 
 class Daemon:
@@ -266,11 +265,6 @@ class Daemon:
         if self.engine is None:
             self._drop("config_invalid", "protect rule without a keying engine", peer=rule.name)
             return
-        stats = self._stats(rule)
-        if rule.nomadic and stats.outer is None:
-            self._drop("unknown_mkid", "nomadic peer has not been heard from yet",
-                       peer=rule.name)
-            return
         try:
             wire = self.engine.protect(packet, now, rule)
         except SkipError as exc:
@@ -287,6 +281,7 @@ class Daemon:
             self._too_big(packet, len(packet) - (len(wire) - limit), rule)
             return
         if self._send(wire, rule):
+            stats = self._stats(rule)
             stats.packets_out += 1
             stats.bytes_out += len(packet)
             stats.last_packet = now
@@ -375,8 +370,6 @@ class Daemon:
         stats.packets_in += 1
         stats.bytes_in += len(result.packet)
         stats.last_packet = now
-        if rule.nomadic and result.outer_src is not None:
-            stats.outer = result.outer_src
         self.traffic["protected_in"] += 1
         return True
 
@@ -428,7 +421,10 @@ class Daemon:
         out = []
         for rule in self.config.peers:
             stats = self.stats.get(rule.name, PeerStats())
-            address = stats.outer or rule.tunnel or (rule.hosts[0] if rule.hosts else None)
+            # a nomadic peer's address is the engine's to tell (the row's update below): none
+            # until the peer is heard from
+            address = None if rule.nomadic else \
+                rule.tunnel or (rule.hosts[0] if rule.hosts else None)
             row: dict[str, Any] = {
                 "name": rule.name, "action": rule.action, "profile": rule.profile,
                 "mode": rule.mode, "address": str(address) if address else None,
@@ -480,7 +476,7 @@ class Daemon:
         return self.counters()
 
     async def _cmd_flush(self, _req: dict[str, Any]) -> Any:
-        flushed = self.engine.flush() if self.engine else 0
+        flushed = self.engine.flush(time.time()) if self.engine else 0
         logs.LOGGER.info("key caches flushed", extra=logs.fields(entries=flushed))
         return {"flushed": flushed}
 

@@ -277,10 +277,29 @@ class SkipEndpoint:
                 del table[k]
         self._tx_by_route.clear()
 
-    def _retire_tx(self, peer_name: str) -> None:
-        for pair in [p for p in self._tx if p[1] == peer_name]:
+    def _retire_tx(self, peer_name: str | None = None) -> int:
+        """Retire the send Kps toward one peer (None: toward every peer); returns how many."""
+        pairs = [p for p in self._tx if peer_name is None or p[1] == peer_name]
+        for pair in pairs:
             self._tx.pop(pair).expires = -1.0
         self._tx_by_route.clear()
+        return len(pairs)
+
+    def flush(self, now: float) -> int:
+        """An operator's "forget cached keys": master and send keys go, replay state stays.
+
+        Dropped: every Kij computed on demand (the next Kp that needs one computes it again,
+        within the DH budget), every send Kp (the next packet to each peer starts a new one)
+        and the receive Kps whose n is already outside the +-1 window at ``now``.
+        Kept: Kij pinned by :meth:`precompute` (pinned so that expected peers never wait for
+        the DH budget; recomputing would give the same bytes), and the live receive Kps with
+        their replay windows. A peer goes on sending under its Kp whatever we forget, so
+        forgetting it would buy nothing but a fresh window: every packet captured since that
+        Kp began would be accepted once more. Peers, learned nomadic addresses, algorithm
+        choices and queued packets are not keys and stay as well. Returns how many keys went.
+        """
+        dropped = self.kij_cache.drop_unpinned() + self._retire_tx()
+        return dropped + self._purge_rx(kdf.counter_n(now))
 
     def precompute(self, peer_name: str, identity_name: str | None = None, *,
                    version: int | None = None) -> None:
@@ -632,9 +651,7 @@ class SkipEndpoint:
         """Remember a verified Kp. Bounded: live Kps (n within +-1) are never evicted, because
         in the modern profile that would reopen their replay window; new ones are refused."""
         if local_n != self._rx_n:
-            self._rx_n = local_n
-            for k in [k for k, v in self._rx.items() if v.n < local_n - 1]:
-                self._forget_rx(k)
+            self._purge_rx(local_n)
         count = self._rx_per_peer.get(rx.peer, 0)
         if count >= self.policy.rx_keys_per_peer or len(self._rx) >= self.policy.rx_keys:
             raise KeyingError("kp_limit", f"{count} live traffic keys from {rx.peer!r}")
@@ -668,9 +685,14 @@ class SkipEndpoint:
         self._retire_tx(rx.peer)
         self.counters["peer_moved"] += 1
 
-    def _forget_rx(self, key: _RxCacheKey) -> None:
-        rx = self._rx.pop(key)
-        self._rx_per_peer[rx.peer] -= 1
+    def _purge_rx(self, local_n: int) -> int:
+        """Forget the receive Kps no packet can use any more (n below local n - 1)."""
+        self._rx_n = local_n
+        stale = [k for k, v in self._rx.items() if v.n < local_n - 1]
+        for k in stale:
+            rx = self._rx.pop(k)
+            self._rx_per_peer[rx.peer] -= 1
+        return len(stale)
 
     # --- keys ------------------------------------------------------------------------------
 

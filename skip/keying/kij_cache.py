@@ -110,6 +110,13 @@ class KijCache:
                 count += 1
         return count
 
+    def drop_unpinned(self) -> int:
+        """Forget every entry computed on demand (an operator's flush); pinned ones stay,
+        since they were computed to keep their peers out of the DH budget's reach."""
+        count = len(self._lru)
+        self._lru.clear()
+        return count
+
     def _compute(self, compute: Callable[[], bytes]) -> bytes:
         kij = compute()
         self.computed += 1
