@@ -82,6 +82,8 @@ REASONS: dict[str, str] = {
     "policy does not give it",
     "config_invalid": "the configuration is invalid",
     "io_error": "a file or device could not be read or written",
+    "in_use": "a port, socket path or device skipd needs is held by another process "
+    "(another skipd?)",
 }
 
 
