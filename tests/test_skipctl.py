@@ -49,12 +49,17 @@ async def _reload(_req: dict[str, Any]) -> Any:
     raise ConfigError("config_invalid", "/etc/skipd.toml: peer[0].action: 'x' is not one of")
 
 
+async def _broken(_req: dict[str, Any]) -> Any:
+    raise RuntimeError("a bug in a command")
+
+
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "run" / "skipd.sock"
     loop = asyncio.new_event_loop()
     control = ControlServer(path, {"status": _status, "peers": _peers,
-                                   "counters": _counters, "reload": _reload})
+                                   "counters": _counters, "reload": _reload,
+                                   "flush": _broken})
     ready = threading.Event()
 
     def serve() -> None:
@@ -86,6 +91,22 @@ def test_replies_and_refusals(server: Path) -> None:
     assert "peer[0].action" in refused["error"]
     unknown = request(server, "format-disk")
     assert unknown["ok"] is False and "unknown command" in unknown["error"]
+
+
+def test_a_failing_command_still_gets_a_reply(server: Path) -> None:
+    reply = request(server, "flush")
+    assert reply["ok"] is False and reply["reason"] == "internal_error"
+    assert "RuntimeError" in reply["error"]
+    assert request(server, "status")["ok"]  # still serving
+
+
+def test_a_second_server_on_the_same_path_is_refused(server: Path) -> None:
+    second = ControlServer(server, {})
+    with pytest.raises(SkipError) as err:
+        second.claim()
+    assert err.value.reason == "in_use" and "another skipd is running" in str(err.value)
+    asyncio.run(second.stop())  # it never claimed the path: the socket is not its to remove
+    assert request(server, "status")["ok"]
 
 
 def test_garbage_request_gets_an_error_not_a_crash(server: Path) -> None:

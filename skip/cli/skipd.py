@@ -17,6 +17,7 @@ from skip.daemon import logs
 from skip.daemon.config import load_config
 from skip.daemon.keying_adapter import build_engine
 from skip.daemon.runtime import Daemon
+from skip.daemon.system_errors import from_os_error
 from skip.errors import SkipError
 
 DEFAULT_CONFIG = "/etc/skip/skipd.toml"
@@ -43,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except SkipError as exc:
         print(f"skipd: {exc}", file=sys.stderr)
         return 2
-    except PermissionError as exc:
-        print(f"skipd: {exc.strerror}: {exc.filename or ''} (skipd needs root or "
-              "CAP_NET_ADMIN + CAP_NET_RAW)", file=sys.stderr)
+    except OSError as exc:  # where skipd claims a resource it names it; this is the safety net
+        print(f"skipd: {from_os_error(str(exc.filename or 'a system call'), exc)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -3,6 +3,13 @@
 A Unix socket created with mode 0600 inside a 0700 directory, so only root (skipd's user)
 can talk to it; no authentication protocol is needed on top. The socket is bound under a
 restrictive umask so there is no window in which it exists with looser permissions.
+
+The socket path is also what makes a skipd instance: :meth:`ControlServer.claim` takes an
+exclusive lock on ``<socket>.lock`` before skipd touches the kernel, so a second skipd given
+the same socket stops with ``in_use`` instead of replacing the first one's socket and sharing
+its routing rules. The kernel releases the lock when the process ends, however it ends, so a
+killed skipd never blocks its successor; the (empty) lock file stays, since removing it would
+let two starters lock two different files.
 Replies are ``{"ok": true, "result": ...}`` or ``{"ok": false, "reason": code, "error": text}``.
 """
 
@@ -10,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -17,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from skip.daemon import logs
+from skip.daemon.system_errors import from_os_error
 from skip.errors import SkipError
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -28,18 +38,41 @@ class ControlServer:
         self.path = path
         self.handlers = handlers
         self.server: asyncio.AbstractServer | None = None
+        self.lock: int | None = None  # descriptor holding the instance lock
+
+    def claim(self) -> None:
+        """Become the one skipd on this socket path, or raise ``in_use`` (see above)."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise from_os_error(f"cannot create the control socket's lock {lock}", exc) \
+                from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SkipError("in_use", f"{self.path}: another skipd is running on this control "
+                            "socket (stop it, or give this one its own daemon.control_socket, "
+                            "interface, table, fwmark and rule_priority)") from None
+        self.lock = fd
 
     async def start(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.lock is None:
+            self.claim()
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # a stale socket from a crashed run
+            self.path.unlink()  # a stale socket from a crashed run (we hold the lock)
         old = os.umask(0o177)
         try:
             self.server = await asyncio.start_unix_server(self._client, path=str(self.path),
                                                           limit=_MAX_REQUEST)
+            os.chmod(self.path, 0o600)
+        except OSError as exc:
+            raise from_os_error(f"cannot create the control socket {self.path}", exc) \
+                from None
         finally:
             os.umask(old)
-        os.chmod(self.path, 0o600)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -65,14 +98,26 @@ class ControlServer:
             return {"ok": True, "result": await handler(request)}
         except SkipError as exc:
             return {"ok": False, "reason": exc.reason, "error": str(exc)}
+        except Exception as exc:  # a bug in one command must not cost the client its answer
+            logs.LOGGER.error("unexpected error in a control command", exc_info=exc,
+                              extra=logs.fields(reason="internal_error", command=command))
+            return {"ok": False, "reason": "internal_error",
+                    "error": f"{command} failed unexpectedly ({type(exc).__name__}); see "
+                    "skipd's log"}
 
     async def stop(self) -> None:
+        """Close and remove the socket, and release the lock; a no-op for a server that never
+        claimed its path (the socket then belongs to another skipd)."""
+        if self.lock is None:
+            return
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
             self.server = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        os.close(self.lock)
+        self.lock = None
 
 
 def request(path: Path, command: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:

@@ -96,7 +96,11 @@ def load_credentials(config: Config, now: float, validate: Validator) -> Credent
         if not store.is_dir():
             raise ConfigError("config_invalid", f"{store}: identity.peer_certificates is not "
                               "a directory")
-        files = sorted(p for p in store.iterdir() if p.suffix.lower() in _CERT_SUFFIXES)
+        try:
+            files = sorted(p for p in store.iterdir() if p.suffix.lower() in _CERT_SUFFIXES)
+        except OSError as exc:
+            raise ConfigError("config_invalid", f"{store}: cannot list "
+                              f"identity.peer_certificates: {exc.strerror}") from None
         if len(files) > _MAX_STORE_FILES:
             raise ConfigError("config_invalid", f"{store}: more than {_MAX_STORE_FILES} files")
         for rule in wanted:

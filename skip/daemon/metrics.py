@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
 
+from skip.daemon.system_errors import from_os_error
+
 Sample = tuple[str, str, str, dict[str, str], float]  # name, type, help, labels, value
 
 
@@ -38,7 +40,11 @@ class MetricsServer:
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._client, self.host, self.port)
+        try:
+            self.server = await asyncio.start_server(self._client, self.host, self.port)
+        except OSError as exc:
+            raise from_os_error(f"cannot serve metrics on {self.host}:{self.port}", exc) \
+                from None
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

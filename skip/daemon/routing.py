@@ -20,6 +20,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from skip.daemon.system_errors import from_os_error
 from skip.errors import SkipError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -35,7 +36,10 @@ def _sysctl(path: str, value: str) -> None:
     (IPv6 may be disabled), failures to write are."""
     target = Path("/proc/sys/net") / path
     if target.exists():
-        target.write_text(value)
+        try:
+            target.write_text(value)
+        except OSError as exc:
+            raise from_os_error(f"cannot set {target}", exc) from None
 
 
 class Routing:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import contextlib
 import ipaddress
 import os
 import signal
@@ -73,6 +72,7 @@ class Daemon:
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.stopping: asyncio.Event | None = None
+        self.serving = False  # start() completed
         self.background: set[asyncio.Task[None]] = set()  # SIGHUP reloads in progress
         # pyroute2's synchronous IPRoute drives an event loop of its own, so all netlink work
         # runs on one dedicated thread (set-up, reload, teardown: never per packet)
@@ -88,6 +88,12 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        # before any kernel state: a second skipd on this socket must leave the first alone
+        self.control = ControlServer(cfg.control_socket, {
+            "status": self._cmd_status, "peers": self._cmd_peers,
+            "counters": self._cmd_counters, "flush": self._cmd_flush,
+            "reload": self._cmd_reload, "stop": self._cmd_stop})
+        self.control.claim()
         self.engine = self.engine_factory(self.config, time.time())
         self.mtu = self._compute_mtu(self.config, self.engine)
         self.tun = TunDevice(cfg.interface)
@@ -106,14 +112,11 @@ class Daemon:
                 receiver = RawReceiver(family)
                 self.receivers.append(receiver)
                 loop.add_reader(receiver.fileno(), self._on_wire, receiver)
-        self.control = ControlServer(cfg.control_socket, {
-            "status": self._cmd_status, "peers": self._cmd_peers,
-            "counters": self._cmd_counters, "flush": self._cmd_flush,
-            "reload": self._cmd_reload, "stop": self._cmd_stop})
         await self.control.start()
         if cfg.metrics:
             self.metrics = MetricsServer(cfg.metrics[0], cfg.metrics[1], self.samples)
             await self.metrics.start()
+        self.serving = True
         logs.LOGGER.info("skipd started", extra=logs.fields(
             interface=self.tun.name, mtu=self.mtu, peers=len(self.config.peers),
             transport=f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57"))
@@ -147,8 +150,10 @@ class Daemon:
             self.routing = None
         self.netlink.shutdown()
         self.tun = None
-        logs.LOGGER.info("skipd stopped", extra=logs.fields(
-            uptime=round(time.time() - self.started, 1)))
+        if self.serving:  # after a failed start, the error skipd prints is the whole story
+            logs.LOGGER.info("skipd stopped", extra=logs.fields(
+                uptime=round(time.time() - self.started, 1)))
+        self.serving = False
 
     # --- configuration ----------------------------------------------------------------------
 
@@ -209,8 +214,13 @@ class Daemon:
         task.add_done_callback(self.background.discard)
 
     async def _reload_quietly(self) -> None:
-        with contextlib.suppress(SkipError):  # logged by reload(); the old config stays
+        try:
             await self.reload()
+        except SkipError:
+            pass  # logged by reload(); the old configuration stays
+        except Exception as exc:  # a bug: into the log with its traceback, skipd runs on
+            logs.LOGGER.error("unexpected error during reload", exc_info=exc,
+                              extra=logs.fields(reason="internal_error"))
 
     # --- data plane -------------------------------------------------------------------------
 

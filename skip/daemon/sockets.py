@@ -23,6 +23,7 @@ import socket
 import struct
 
 from skip.daemon.packet import PROTO_SKIP
+from skip.daemon.system_errors import from_os_error
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -49,10 +50,24 @@ def _big_receive_buffer(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
-def _marked(family: int, kind: int, proto: int, mark: int) -> socket.socket:
-    sock = socket.socket(family, kind, proto)
+def _open(family: int, kind: int, proto: int) -> socket.socket:
+    try:
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        name = {socket.SOCK_RAW: "raw", socket.SOCK_DGRAM: "UDP"}.get(kind, "")
+        version = 4 if family == socket.AF_INET else 6
+        raise from_os_error(f"cannot open a {name} IPv{version} socket", exc) from None
     sock.setblocking(False)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+    return sock
+
+
+def _marked(family: int, kind: int, proto: int, mark: int) -> socket.socket:
+    sock = _open(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+    except OSError as exc:
+        sock.close()
+        raise from_os_error(f"cannot put fwmark {mark:#x} on a socket", exc) from None
     return sock
 
 
@@ -81,8 +96,7 @@ class RawReceiver:
 
     def __init__(self, family: int) -> None:
         self.family = family
-        self.sock = socket.socket(family, socket.SOCK_RAW, PROTO_SKIP)
-        self.sock.setblocking(False)
+        self.sock = _open(family, socket.SOCK_RAW, PROTO_SKIP)
         _big_receive_buffer(self.sock)
         if family == socket.AF_INET6:
             # everything of the IPv6 header the kernel strips, so the rebuilt header is the
@@ -131,9 +145,14 @@ class UdpTransport:
         self.last_source: tuple[str, int] | None = None
         self.sock = _marked(socket.AF_INET6, socket.SOCK_DGRAM, 0, mark)
         self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         _big_receive_buffer(self.sock)
-        self.sock.bind(("::", port))
+        # no SO_REUSEADDR: UDP has no TIME_WAIT to wait out, and with it a second skipd on
+        # the same port would silently share (and take over) this one's traffic
+        try:
+            self.sock.bind(("::", port))
+        except OSError as exc:
+            self.sock.close()
+            raise from_os_error(f"cannot bind the SKIP-in-UDP port {port}", exc) from None
 
     def fileno(self) -> int:
         return self.sock.fileno()

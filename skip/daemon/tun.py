@@ -8,11 +8,12 @@ Addresses, MTU and link state are set through netlink in :mod:`skip.daemon.routi
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
 
-from skip.errors import SkipError
+from skip.daemon.system_errors import from_os_error
 
 _TUNSETIFF = 0x400454CA
 _IFF_TUN = 0x0001
@@ -27,14 +28,15 @@ class TunDevice:
         try:
             fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
-            raise SkipError("io_error", f"cannot open /dev/net/tun: {exc.strerror}") from None
+            raise from_os_error("cannot open /dev/net/tun", exc) from None
         try:
             ifr = struct.pack("16sH22x", name.encode(), _IFF_TUN | _IFF_NO_PI)
             result = fcntl.ioctl(fd, _TUNSETIFF, ifr)
         except OSError as exc:
             os.close(fd)
-            raise SkipError("io_error", f"cannot create TUN device {name}: {exc.strerror}") \
-                from None
+            hint = f" (is {name} an interface of another kind? ip link show {name})" \
+                if exc.errno == errno.EINVAL else ""
+            raise from_os_error(f"cannot create TUN device {name}{hint}", exc) from None
         self.fd = fd
         self.name = result[:16].rstrip(b"\0").decode()
 
