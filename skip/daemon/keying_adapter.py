@@ -3,10 +3,12 @@
 One :class:`~skip.keying.endpoint.SkipEndpoint` holds our principal and one
 :class:`~skip.keying.identity.Peer` per protecting ``[[peer]]`` rule that has a valid
 certificate, named after the rule, so every packet the engine authenticates names the rule it
-may speak for. Reload adds, replaces and removes peers one by one: a peer whose certificate is
-unchanged keeps its cached master key and receive keys (with their replay windows) whatever
-else changed, and the engine renews its send keys when its tunnel or algorithms did. Nomadic
-peers are the engine's too: it learns their address from their verified packets.
+may speak for. The endpoint is made once and changed in place: reload adds, replaces and
+removes peers one by one, and hands a changed policy or principal to the endpoint itself. A
+peer whose certificate is unchanged keeps its cached master key and receive keys (with their
+replay windows) whatever else changed, and the engine renews its send keys when its tunnel or
+algorithms did. Nomadic peers are the engine's too: it learns their address from their
+verified packets.
 """
 
 from __future__ import annotations
@@ -142,7 +144,12 @@ class SkipKeying(KeyingEngine):
         return specs
 
     def reconfigure(self, config: Config, now: float, fresh: bool = False) -> None:
-        """All or nothing: everything is built before the running endpoint is touched."""
+        """All or nothing: everything is built before the running endpoint is touched.
+
+        The endpoint is made once and then changed in place, never rebuilt: a new one would
+        give every peer's current Kp a fresh replay window, so that each packet captured under
+        it would pass again, and would cost a DH computation per peer.
+        """
         creds = load_credentials(config, now, self.validators(config))  # fresh anchors, CRLs
         identity = self._identity(creds, config)
         specs = self._specs(config, creds)
@@ -150,39 +157,25 @@ class SkipKeying(KeyingEngine):
         for path, reason, text in creds.refused:
             logs.LOGGER.warning("certificate not used", extra=logs.fields(
                 reason=reason, file=path, error=text))
-        rebuild = fresh or policy != self.endpoint.policy or \
-            identity.publics != self.identity.publics or \
-            (identity.nsid, identity.mkid, identity.addresses) != \
-            (self.identity.nsid, self.identity.mkid, self.identity.addresses)
-        learned: dict[str, str] = {}
-        if rebuild:
-            learned = {} if fresh else self._learned()
+        if fresh:
             self.endpoint = SkipEndpoint([identity], policy=policy)
-            self.identity = identity
             self.specs: dict[str, _PeerSpec] = {}
+        else:
+            if policy != self.endpoint.policy:
+                self.endpoint.set_policy(policy)
+            if _principal(identity) != _principal(self.identity):
+                self.endpoint.replace_identity(identity)
+        self.identity = identity
         for name in [n for n in self.specs if n not in specs]:
             self.endpoint.remove_peer(name)
         for name, spec in specs.items():
             if self.specs.get(name) != spec:
-                self._add(spec, now, learned.get(name))
+                # the engine keeps what an unchanged public value allows (for a nomadic peer,
+                # without a tunnel: the address it learned) and renews the rest
+                tunnel = str(spec.tunnel) if spec.tunnel is not None else None
+                self.endpoint.add_peer(spec.peer, now, tunnel=tunnel)
         self.specs = specs
         self.config = config
-
-    def _add(self, spec: _PeerSpec, now: float | None, learned: str | None = None) -> None:
-        """(Re)configure one peer. The engine keeps what an unchanged public value allows and
-        renews the rest; ``learned``: a nomadic peer's address, carried into a new endpoint."""
-        tunnel = str(spec.tunnel) if spec.tunnel is not None else learned
-        self.endpoint.add_peer(spec.peer, now, tunnel=tunnel)
-
-    def _learned(self) -> dict[str, str]:
-        """Where the current endpoint sends to each nomadic peer (to survive a rebuild)."""
-        out = {}
-        for name, spec in self.specs.items():
-            # (peer_status's time only matters for key ages)
-            tunnel = self.endpoint.peer_status(name, 0.0).tunnel if spec.peer.nomadic else None
-            if tunnel is not None:
-                out[name] = tunnel
-        return out
 
     # --- packets ----------------------------------------------------------------------------
 
@@ -251,6 +244,11 @@ class SkipKeying(KeyingEngine):
             (True if tunnel is None else tunnel.version == 6)
         mkids = MKID_LENGTHS[rule.peer.nsid] + MKID_LENGTHS[self.config.identity.name.nsid]
         return suite_overhead(suite_for_rule(rule), v6, mkids)
+
+
+def _principal(identity: LocalIdentity) -> tuple[object, ...]:
+    """What an identity is made of (LocalIdentity compares by identity)."""
+    return dict(identity.keys), identity.nsid, identity.mkid, identity.addresses
 
 
 def _inbound(got: kev.Received) -> Inbound:

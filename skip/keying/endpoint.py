@@ -218,6 +218,47 @@ class SkipEndpoint:
         for a in identity.addresses:
             self._identity_by_addr[a] = identity
 
+    def replace_identity(self, identity: LocalIdentity) -> None:
+        """Rename, readdress or rekey a local principal in place (a driver's reload).
+
+        With the same private values, what was derived from them stays valid, and stays: the
+        master keys and the receive Kps with their replay windows (a new endpoint would give
+        each peer's current Kp a fresh window, and a captured packet would pass again). The
+        send Kps are retired: their headers and SAs carry the old names and addresses. With
+        other private values (a new key pair), everything derived from the old ones goes.
+        """
+        old = self._identities.pop(identity.name, None)
+        if old is None:
+            raise ConfigError("config_invalid", f"no identity {identity.name!r} to replace")
+        for table in (self._identity_by_mkid, self._identity_by_addr):
+            for k in [k for k, i in table.items() if i is old]:
+                del table[k]
+        self.add_identity(identity)
+        if dict(old.keys) != dict(identity.keys):
+            self.kij_cache.discard(lambda key: key[0] == identity.name)
+            self._drop_rx(lambda rx: rx.identity == identity.name)
+        self._retire_tx()
+
+    def set_policy(self, policy: KeyingPolicy) -> None:
+        """Adopt another policy in place (a driver's reload), keeping what it still allows.
+
+        The receive Kps stay with their replay windows (for the reason given under
+        :meth:`replace_identity`), except those the new policy refuses - legacy when it is no
+        longer allowed, algorithms no longer accepted - whose packets the slow path would now
+        refuse anyway. Send Kps are retired: their suites, lifetimes and mode came from the old
+        policy. The master-key cache, the certificate wait queue and the SKIP ICMP rate limit
+        take the new bounds (pinned master keys are never evicted to fit).
+        """
+        self.policy = policy
+        self.kij_cache.resize(policy.kij_cache_size, policy.dh_per_second, policy.dh_burst)
+        evicted = self._pending.resize(policy.pending_peers, policy.queue_per_peer,
+                                       policy.pending_seconds)
+        if evicted:
+            self.counters.hit("queue_evicted", evicted)
+        self._adp_limiter = adp.AnswerLimiter(policy.adp_interval, policy.adp_sources)
+        self._drop_rx(lambda rx: bool(adp.failed_classes(policy, rx.version, rx.algorithms)))
+        self._retire_tx()
+
     def add_peer(self, peer: Peer, now: float | None = None, *,
                  tunnel: str | bytes | None = None) -> list[Event]:
         """Learn (or replace) a peer; packets queued for it are released at ``now``.
@@ -265,8 +306,7 @@ class SkipEndpoint:
         self._unindex(peer)
         self.kij_cache.discard(lambda key: key[1] == name)
         self._retire_tx(name)
-        for k in [k for k, v in self._rx.items() if v.peer == name]:
-            del self._rx[k]
+        self._drop_rx(lambda rx: rx.peer == name)
         self._rx_per_peer.pop(name, None)
         self._suites.pop(name, None)
         self._state.pop(name, None)
@@ -688,11 +728,14 @@ class SkipEndpoint:
     def _purge_rx(self, local_n: int) -> int:
         """Forget the receive Kps no packet can use any more (n below local n - 1)."""
         self._rx_n = local_n
-        stale = [k for k, v in self._rx.items() if v.n < local_n - 1]
-        for k in stale:
+        return self._drop_rx(lambda rx: rx.n < local_n - 1)
+
+    def _drop_rx(self, doomed: Callable[[_RxKey], bool]) -> int:
+        keys = [k for k, rx in self._rx.items() if doomed(rx)]
+        for k in keys:
             rx = self._rx.pop(k)
             self._rx_per_peer[rx.peer] -= 1
-        return len(stale)
+        return len(keys)
 
     # --- keys ------------------------------------------------------------------------------
 

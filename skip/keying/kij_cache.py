@@ -110,6 +110,14 @@ class KijCache:
                 count += 1
         return count
 
+    def resize(self, capacity: int, dh_per_second: float, dh_burst: int) -> None:
+        """New bounds (a new policy): least recently used entries go until the rest fit."""
+        self.capacity = capacity
+        self.budget.rate, self.budget.burst = dh_per_second, dh_burst
+        self.budget.tokens = min(self.budget.tokens, float(dh_burst))
+        while len(self) > capacity and self._lru:
+            self._lru.popitem(last=False)
+
     def drop_unpinned(self) -> int:
         """Forget every entry computed on demand (an operator's flush); pinned ones stay,
         since they were computed to keep their peers out of the DH budget's reach."""

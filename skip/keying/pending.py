@@ -73,5 +73,14 @@ class PendingPackets:
                 out.extend(waiting.packets)
         return out
 
+    def resize(self, max_names: int, per_name: int, max_age: float) -> int:
+        """New bounds (a new policy); returns how many packets the surplus principals held
+        (evicted quietest first). Longer queues than ``per_name`` only stop growing."""
+        self.max_names, self.per_name, self.max_age = max_names, per_name, max_age
+        evicted = 0
+        while len(self._queues) > max(max_names, 0):
+            evicted += len(self._queues.popitem(last=False)[1].packets)
+        return evicted
+
     def sizes(self) -> dict[str, int]:
         return {name.hex(): len(w.packets) for name, w in self._queues.items()}
