@@ -112,6 +112,21 @@ def test_an_interface_name_taken_by_another_device(host: Namespace, work: Path) 
     assert kernel(host) == before
 
 
+def test_a_tun_device_deleted_under_skipd_stops_it_cleanly(host: Namespace,
+                                                           work: Path) -> None:
+    """Every read then fails (EBADFD): skipd must not spin on it, but stop, clean up and exit
+    non-zero so that its supervisor restarts it."""
+    log = work / "a.log"
+    proc = start_skipd(host, write(work, "a", sock=work / "a.sock"), work / "a.sock", log)
+    host.run("ip", "link", "del", "skip0")
+    assert proc.wait(timeout=10) == 2
+    text = log.read_text()
+    assert "Traceback" not in text and len(text) < 2000, text[:2000]
+    assert text.splitlines()[-1] == ("skipd: io_error: TUN device skip0 failed (deleted?): "
+                                     "File descriptor in bad state")
+    assert "fwmark" not in kernel(host)[0] and not (work / "a.sock").exists()
+
+
 def test_without_privileges(host: Namespace, work: Path) -> None:
     # the default kind of socket path: a directory nobody may create
     run = work / "run"

@@ -73,6 +73,7 @@ class Daemon:
         self.metrics: MetricsServer | None = None
         self.stopping: asyncio.Event | None = None
         self.serving = False  # start() completed
+        self.failure: SkipError | None = None  # what made skipd stop on its own
         self.background: set[asyncio.Task[None]] = set()  # SIGHUP reloads in progress
         # pyroute2's synchronous IPRoute drives an event loop of its own, so all netlink work
         # runs on one dedicated thread (set-up, reload, teardown: never per packet)
@@ -122,13 +123,16 @@ class Daemon:
             transport=f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57"))
 
     async def run(self) -> None:
-        """Start, serve until SIGTERM/SIGINT or ``skipctl stop``, and always clean up."""
+        """Start, serve until SIGTERM/SIGINT or ``skipctl stop``, and always clean up; raises
+        what made skipd stop on its own (its exit status then says so)."""
         try:
             await self.start()
             assert self.stopping is not None
             await self.stopping.wait()
         finally:
             await self.stop()
+        if self.failure is not None:
+            raise self.failure
 
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -240,10 +244,24 @@ class Daemon:
     def _on_tun(self) -> None:
         assert self.tun is not None
         for _ in range(_BATCH):
-            packet = self.tun.read()
+            try:
+                packet = self.tun.read()
+            except SkipError as exc:
+                self._fail(exc)
+                return
             if packet is None:
                 return
             self._guarded(self.outbound, packet)
+
+    def _fail(self, exc: SkipError) -> None:
+        """Stop on an error skipd cannot serve past (its TUN device went away, and the routes
+        with it): one log line, then a clean stop and a non-zero exit, so that a supervisor
+        restarts it (systemd: Restart=on-failure)."""
+        assert self.tun is not None and self.stopping is not None
+        asyncio.get_running_loop().remove_reader(self.tun.fileno())
+        logs.LOGGER.error("stopping", extra=logs.fields(reason=exc.reason, error=exc.detail))
+        self.failure = exc
+        self.stopping.set()
 
     def _guarded(self, handler: Callable[..., None], packet: bytes, *extra: Any) -> None:
         """A bug on one packet must cost that packet, not the daemon (and not the loop's
@@ -329,7 +347,11 @@ class Daemon:
     def _on_wire(self, source: RawReceiver | UdpTransport) -> None:
         udp = isinstance(source, UdpTransport)
         for _ in range(_BATCH):
-            datagram = source.read()
+            try:
+                datagram = source.read()
+            except OSError as exc:  # a socket reports an error once: count it, read on
+                self._drop("io_error", "receive failed", error=exc.strerror or str(exc))
+                return
             if datagram is None:
                 return
             self._guarded(self.inbound, datagram, source.last_source if udp else None)

@@ -44,10 +44,14 @@ class TunDevice:
         return self.fd
 
     def read(self) -> bytes | None:
+        """Raises SkipError when the device failed for good (deleted under skipd: EBADFD on
+        every read from then on)."""
         try:
             return os.read(self.fd, _MAX_PACKET)
         except BlockingIOError:
             return None
+        except OSError as exc:
+            raise from_os_error(f"TUN device {self.name} failed (deleted?)", exc) from None
 
     def write(self, packet: bytes) -> bool:
         """Hand a cleartext packet to the kernel; False if its queue is full (packet dropped,
