@@ -2,7 +2,7 @@
 recording TUN/sender, and a transparent test double for the keying engine (the real engine is
 exercised end to end in tests/test_daemon_netns.py). What is checked here is skipd's own
 logic: policy enforcement in both directions, the anti-spoofing check on inner sources,
-nomadic address learning, ICMP too-big, counting and log hygiene."""
+nomadic peers (whose address only the engine knows), ICMP too-big, counting and log hygiene."""
 
 from __future__ import annotations
 

@@ -371,6 +371,7 @@ def test_nomadic_peer_is_followed_by_mkid_and_not_by_forgeries(running: Site) ->
 
     laptop_at(LAN["b"][0])
     assert not site.ping("a", LAPTOP, 1)  # not heard from yet: nowhere to send
+    assert site.counters("a")["drops"]["nomadic_unheard"] >= 1 and address() is None
     assert site.ping("b", OVERLAY["a"][0]) and site.ping("a", LAPTOP)
     assert address() == LAN["b"][0]
     # a forged packet (a real one, replayed from another address) must not move the peer
