@@ -127,6 +127,22 @@ def test_a_tun_device_deleted_under_skipd_stops_it_cleanly(host: Namespace,
     assert "fwmark" not in kernel(host)[0] and not (work / "a.sock").exists()
 
 
+def test_a_route_the_kernel_refuses_on_reload_is_reported(host: Namespace, work: Path) -> None:
+    sock, log = work / "a.sock", work / "a.log"
+    config = write(work, "a", sock=sock)
+    start_skipd(host, config, sock, log)
+    host.run("sysctl", "-q", "-w", "net.ipv6.conf.skip0.disable_ipv6=1")
+    with config.open("a") as out:
+        out.write('[[peer]]\nname = "v6"\nhosts = ["2001:db8::9"]\naction = "deny"\n')
+    result = host.run(sys.executable, "-m", "skip.cli.skipctl", "reload", "-s", str(sock),
+                      check=False)
+    assert result.returncode == 1 and "io_error: netlink: route add 2001:db8::9" in \
+        result.stderr, result.stderr
+    assert "configuration reloaded, but the kernel refused a route [reason=io_error" in \
+        log.read_text()
+    assert request(sock, "status")["ok"]  # and skipd serves on
+
+
 def test_without_privileges(host: Namespace, work: Path) -> None:
     # the default kind of socket path: a directory nobody may create
     run = work / "run"

@@ -207,9 +207,14 @@ class Daemon:
             raise
         self.config = new
         self.policy = PolicyTable(new)
-        await self._netlink(self._install_routes)
         self.stats = {k: v for k, v in self.stats.items() if k in self.policy.by_label
                       or k == "default"}
+        try:
+            await self._netlink(self._install_routes)
+        except SkipError as exc:  # the kernel's part cannot be all or nothing: say so
+            logs.LOGGER.error("configuration reloaded, but the kernel refused a route",
+                              extra=logs.fields(reason=exc.reason, error=exc.detail))
+            raise
         logs.LOGGER.info("configuration reloaded", extra=logs.fields(peers=len(new.peers)))
         return f"reloaded {new.path}: {len(new.peers)} peers"
 
