@@ -10,6 +10,7 @@ the same socket stops with ``in_use`` instead of replacing the first one's socke
 its routing rules. The kernel releases the lock when the process ends, however it ends, so a
 killed skipd never blocks its successor; the (empty) lock file stays, since removing it would
 let two starters lock two different files.
+
 Replies are ``{"ok": true, "result": ...}`` or ``{"ok": false, "reason": code, "error": text}``.
 """
 
