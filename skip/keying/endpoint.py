@@ -137,7 +137,8 @@ class _TxKey:
     budget: int
     suite: Suite
     header: bytes
-    send: Callable[[bytes], bytes]
+    protect: Callable[..., bytes]  # Transforms.protect, one attribute nearer
+    shim: tuple[int, bytes]  # (IP protocol 57, header): what the engine inserts
     born: float
     transforms: Transforms
     state: _PeerState
@@ -148,7 +149,7 @@ class _RxKey:
     """A verified Kp: its SAs (with their replay window in the modern profile)."""
 
     transforms: Transforms
-    receive: Callable[[bytes], bytes]  # for the usual shim (Rsvd = 0)
+    unprotect: Callable[..., bytes]  # Transforms.unprotect, one attribute nearer
     peer: str
     identity: str
     version: int
@@ -179,7 +180,8 @@ class SkipEndpoint:
         self.policy = policy or KeyingPolicy()
         self.rng = rng
         self.nsids = nsids
-        self.counters = Counters()
+        self._counters = Counters()
+        self._tx_ok = self._rx_ok = 0  # the two per-packet counts, folded in by `counters`
         self.kij_cache = KijCache(
             self.policy.kij_cache_size, self.policy.dh_per_second, self.policy.dh_burst
         )
@@ -206,6 +208,20 @@ class SkipEndpoint:
             self.add_identity(identity)
         for peer in peers:
             self.add_peer(peer)
+
+    @property
+    def counters(self) -> Counters:
+        """Counts by reason code and success name (``tx_ok``, ``rx_ok``, ...).
+
+        The two counts every packet bumps are plain integers on the hot path (a ``Counter``
+        item costs several times an attribute increment) and are folded in here on reading.
+        """
+        counters = self._counters
+        for name, count in (("tx_ok", self._tx_ok), ("rx_ok", self._rx_ok)):
+            if count:
+                counters[name] += count
+        self._tx_ok = self._rx_ok = 0
+        return counters
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -254,7 +270,7 @@ class SkipEndpoint:
         evicted = self._pending.resize(policy.pending_peers, policy.queue_per_peer,
                                        policy.pending_seconds)
         if evicted:
-            self.counters.hit("queue_evicted", evicted)
+            self._counters.hit("queue_evicted", evicted)
         self._adp_limiter = adp.AnswerLimiter(policy.adp_interval, policy.adp_sources)
         self._drop_rx(lambda rx: bool(adp.failed_classes(policy, rx.version, rx.algorithms)))
         self._retire_tx()
@@ -454,25 +470,31 @@ class SkipEndpoint:
         for this IPv4 address pair) runs inline here; the engine validates the IP header.
         """
         try:
-            if identity is not None and peer is not None:
+            if identity is None and peer is None:
+                tx = self._tx_by_route.get(packet[12:20]) \
+                    if len(packet) >= _IPV4_PLAIN and packet[0] == 0x45 else None
+            elif identity is not None and peer is not None:
                 tx = self._tx.get((identity, peer))
-            elif len(packet) >= _IPV4_PLAIN and packet[0] == 0x45 and identity is peer is None:
-                tx = self._tx_by_route.get(packet[12:20])
             else:
                 tx = None
-            if tx is not None and now < tx.expires and tx.budget > 0:
-                wire = tx.send(packet)
-                tx.budget -= len(packet)
-                tx.state.sent = now
-                self.counters["tx_ok"] += 1
-                return wire
-            return self._protect(packet, now, identity, peer)
+            if tx is None or not now < tx.expires or tx.budget <= 0:
+                tx = self._current_tx(packet, now, identity, peer)
+                if tx is None:
+                    return None
+            wire = tx.protect(packet, shim=tx.shim)
+            tx.budget -= len(packet)
+            tx.state.sent = now
+            self._tx_ok += 1
+            return wire
         except SkipError as err:
-            self.counters.hit(err.reason)
+            self._counters.hit(err.reason)
             raise
 
-    def _protect(self, packet: bytes, now: float, identity_name: str | None,
-                 peer_name: str | None) -> bytes | None:
+    def _current_tx(self, packet: bytes, now: float, identity_name: str | None,
+                    peer_name: str | None) -> _TxKey | None:
+        """The Kp for a packet the fast path could not place: finds the principal and the
+        peer, makes a Kp when the pair has none that is live, and remembers the IPv4 route.
+        None: the peer is unknown and the packet waits for its certificate."""
         n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
         locate_upper(packet, verify_checksum=False)  # validates the header chain
         src, dst = _addresses(packet)
@@ -497,11 +519,7 @@ class SkipEndpoint:
         if identity_name is None and peer_name is None and len(src) == 4 and \
                 packet[0] == 0x45:
             self._tx_by_route[packet[12:20]] = tx  # bounded: only routes that found a pair
-        wire = tx.send(packet)
-        tx.budget -= len(packet)
-        tx.state.sent = now
-        self.counters["tx_ok"] += 1
-        return wire
+        return tx
 
     def _new_tx(self, me: LocalIdentity, them: Peer, suite: Suite, n: int, now: float) -> _TxKey:
         """A fresh Kp: new at every n, after the byte/time limits, per peer and principal."""
@@ -527,10 +545,10 @@ class SkipEndpoint:
         raw = SkipHeader(suite.version, me.nsid, them.nsid, next_header, n, kij, crypt, mac, 0,
                          ekp, me.mkid, them.mkid).encode()
         transforms = self._transforms(suite, kp, ekp_len, raw, them, me, pre06=them.pre06)
-        self.counters["kp_new"] += 1
+        self._counters["kp_new"] += 1
         expires = min(now + self.policy.kp_max_seconds, kdf.n_start(n + 1))
-        return _TxKey(expires, self.policy.kp_max_bytes, suite, raw, transforms.sender(raw),
-                      now, transforms, state)
+        return _TxKey(expires, self.policy.kp_max_bytes, suite, raw, transforms.protect,
+                      (IP_PROTOCOL_SKIP, raw), now, transforms, state)
 
     def _transforms(self, suite: Suite, kp: bytes, ekp_len: int, header: bytes, them: Peer,
                     me: LocalIdentity, *, pre06: bool, inbound: bytes | None = None
@@ -593,10 +611,7 @@ class SkipEndpoint:
                 key, shim_icv = _rx_key(packet, off, end, word0)
             rx = self._rx.get(key)
             if rx is not None and rx.accept_from <= now < rx.accept_until:  # n within +-1
-                if shim_icv is None:
-                    inner = rx.receive(packet)
-                else:
-                    inner = rx.transforms.unprotect(packet, length, shim_icv)
+                inner = rx.unprotect(packet, shim_len=length, shim_icv=shim_icv)
             else:
                 local_n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
                 src, dst = _addresses(packet)
@@ -604,7 +619,7 @@ class SkipEndpoint:
                 rx = self._admit(packet, end, header, src, dst, local_n, now)
                 if rx is None:
                     return None
-                inner = rx.transforms.unprotect(packet, length, shim_icv)
+                inner = rx.unprotect(packet, shim_len=length, shim_icv=shim_icv)
                 self._store_rx(key, rx, local_n)
             state = rx.state
             state.received = now
@@ -613,10 +628,10 @@ class SkipEndpoint:
                 self._roam(rx, packet, end)
             if inner[9 if inner[0] >> 4 == 4 else 6] == PROTO_ICMP and self._maybe_adp(inner, rx):
                 return None
-            self.counters["rx_ok"] += 1
+            self._rx_ok += 1
             return Received(inner, rx.peer, rx.identity, rx.version, rx.algorithms, rx.n)
         except SkipError as err:
-            self.counters.hit(err.reason)
+            self._counters.hit(err.reason)
             raise
 
     @staticmethod
@@ -680,11 +695,11 @@ class SkipEndpoint:
             kp = legacy_decrypt_kp(prof.kij[hdr.kij_alg], kijn, hdr.ekp, kp_len)
         else:
             kp = modern_unwrap_kp(kijn, hdr.ekp)
-        self.counters["kp_decrypted"] += 1
+        self._counters["kp_decrypted"] += 1
         transforms = self._transforms(suite, kp, len(hdr.ekp), header, them, me,
                                       pre06=them.pre06, inbound=bytes(src))
         authenticated = bool(hdr.mac_alg)
-        return _RxKey(transforms, transforms.receiver(len(header)), them.name, me.name,
+        return _RxKey(transforms, transforms.unprotect, them.name, me.name,
                       hdr.version, algs, hdr.n, authenticated, self._state[them.name])
 
     def _store_rx(self, key: _RxCacheKey, rx: _RxKey, local_n: int) -> None:
@@ -723,7 +738,7 @@ class SkipEndpoint:
             return  # no local address of that family to answer from
         state.tunnel = bytes(src)
         self._retire_tx(rx.peer)
-        self.counters["peer_moved"] += 1
+        self._counters["peer_moved"] += 1
 
     def _purge_rx(self, local_n: int) -> int:
         """Forget the receive Kps no packet can use any more (n below local n - 1)."""
@@ -745,7 +760,7 @@ class SkipEndpoint:
         def compute() -> bytes:
             dh = group(them.group)
             secret = dh.shared_secret(me.private(them.group), them.public)
-            self.counters["kij_computed"] += 1
+            self._counters["kij_computed"] += 1
             if version == num.LEGACY_VERSION:
                 return kdf.legacy_kij(secret)
             return kdf.modern_kij(secret, dh.name, me.publics[them.group], them.public)
@@ -767,15 +782,15 @@ class SkipEndpoint:
         self._count_dropped(self._pending.expire(now))
         first, evicted = self._pending.add(name, direction, packet, now)
         if evicted:
-            self.counters.hit("queue_evicted", evicted)
+            self._counters.hit("queue_evicted", evicted)
         if first:
             self._events.append(CertificateNeeded(nsid, mkid, address, name, direction))
-        self.counters["queued"] += 1
-        self.counters["cert_pending"] += 1
+        self._counters["queued"] += 1
+        self._counters["cert_pending"] += 1
 
     def _count_dropped(self, dropped: Counter[str]) -> None:
         for reason, packets in dropped.items():
-            self.counters.hit(reason, packets)
+            self._counters.hit(reason, packets)
 
     def _release(self, peer: Peer, now: float | None) -> list[Event]:
         names = {skip_name(0, b"", a) for a in peer.addresses}
@@ -794,7 +809,7 @@ class SkipEndpoint:
         return produced
 
     def _replay_queued(self, direction: str, packet: bytes, now: float) -> Event:
-        self.counters["released"] += 1
+        self._counters["released"] += 1
         try:
             if direction == "outbound":
                 wire = self.protect(packet, now)
@@ -816,7 +831,7 @@ class SkipEndpoint:
             return  # it may be SKIP ICMP itself: never answer SKIP ICMP with SKIP ICMP
         src, dst = _addresses(packet)
         if not self._adp_limiter.allow(src, now):
-            self.counters["rate_limited"] += 1
+            self._counters["rate_limited"] += 1
             return
         message = adp.advertisement(self.policy, hdr.version, failed).encode()
         if len(src) == 4:
@@ -828,12 +843,13 @@ class SkipEndpoint:
             return
         n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
         try:  # a one-off Kp: answers are rare (rate limited) and must not disturb traffic keys
-            wire = self._new_tx(me, them, suite, n, now).send(reply)
+            tx = self._new_tx(me, them, suite, n, now)
+            wire = tx.protect(reply, shim=tx.shim)
         except SkipError as err:  # e.g. no DH budget: count it, keep the packet's own reason
-            self.counters.hit(err.reason)
+            self._counters.hit(err.reason)
             return
         self._events.append(Transmit(wire, "adp"))
-        self.counters["adp_sent"] += 1
+        self._counters["adp_sent"] += 1
 
     def _maybe_adp(self, inner: bytes, rx: _RxKey) -> bool:
         """Consume a SKIP ICMP message carried by an authenticated SKIP packet."""
@@ -846,7 +862,7 @@ class SkipEndpoint:
             advice = SkipIcmp.parse(inner[off:])
         except ParseError as err:
             raise KeyingError("icmp_refused", f"malformed SKIP ICMP: {err.reason}") from None
-        self.counters["adp_received"] += 1
+        self._counters["adp_received"] += 1
         if advice.protocol != 0:
             return True  # per-end-point advice: recorded by nobody yet (see docs/keying.md)
         self.capabilities[rx.peer] = advice
