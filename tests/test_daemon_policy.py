@@ -14,9 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from skip.daemon.config import parse_config
-from skip.daemon.packet import internet_checksum, summarize, too_big
+from skip.daemon.packet import summarize, too_big
 from skip.daemon.policy import PolicyTable
 from skip.errors import ParseError
+from skip.wire.checksum import internet_checksum
+from skip.wire.ip import ExtensionHeader, build_ipv6
 
 CONFIG = """
 [default]
@@ -103,6 +105,17 @@ def test_ipv6_ports_found_behind_extension_header(table) -> None:
     info = summarize(v6_udp("2001:db8::1", "2001:db8:9::1", 1640, 5, hop_by_hop))
     assert (info.protocol, info.sport, info.dport) == (17, 1640, 5)
     assert table.outbound(info).matched == "key-management"
+
+
+@pytest.mark.parametrize(("offset", "ports"), [(0, (1640, 5)), (185, (None, None))])
+def test_ipv6_fragments_first_has_ports_later_not(offset: int, ports: tuple) -> None:
+    udp = struct.pack("!HHHH", 1640, 5, 8, 0)
+    fragment = ExtensionHeader.fragment(17, offset, True, 0x1234)
+    hop_by_hop = ExtensionHeader.with_options(0, 17, [])
+    packet = build_ipv6("2001:db8::1", "2001:db8:9::1", 17, udp,
+                        extension_headers=[hop_by_hop, fragment])
+    info = summarize(packet)
+    assert (info.protocol, info.sport, info.dport) == (17, *ports)
 
 
 def test_nomadic_peer_matched_by_name_not_address(table) -> None:

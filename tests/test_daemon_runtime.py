@@ -19,9 +19,9 @@ import pytest
 from skip.daemon import logs
 from skip.daemon.config import PeerPolicy, parse_config
 from skip.daemon.engine import Inbound
-from skip.daemon.packet import internet_checksum
 from skip.daemon.runtime import Daemon
 from skip.errors import IntegrityError, KeyingError
+from skip.wire.checksum import internet_checksum
 
 CONFIG = """
 [daemon]

@@ -2,8 +2,8 @@
 
 Policy needs only version, addresses, protocol and (for the key-management bypass) UDP
 ports; building full dataclasses per packet would be wasted work on the hot path, so this
-reads them with ``struct.unpack_from`` and checks every length first (bounded parser: only
-ParseError escapes). It also builds the ICMP "too big" errors skipd owes senders of packets
+reads them in place after skip.wire.ip's header checks (bounded parser: only ParseError
+escapes). It also builds the ICMP "too big" errors skipd owes senders of packets
 that do not fit, which must look exactly like the ones a router would send.
 """
 
@@ -14,17 +14,27 @@ import struct
 from dataclasses import dataclass
 
 from skip.errors import ParseError
-
-PROTO_ICMP = 1
-PROTO_UDP = 17
-PROTO_ICMPV6 = 58
-PROTO_SKIP = 57
-#: IPv6 extension headers walked to find the transport header (fragment handled apart).
-_IPV6_EXTENSIONS = {0, 43, 60}
-_IPV6_FRAGMENT = 44
-_MAX_EXTENSIONS = 8
+from skip.wire.checksum import internet_checksum
+from skip.wire.ip import (
+    IPV4_OFFSET_MASK,
+    IPV6_HEADER,
+    PROTO_FRAGMENT,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    build_ipv4,
+    build_ipv6,
+    check_ipv4,
+    check_ipv6,
+    ipv6_extension_headers,
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_PORTS = struct.Struct("!HH")
+_ICMP_TOO_BIG_V4 = struct.Struct("!BBHHH")  # type 3 code 4, checksum, unused, next-hop MTU
+_ICMP_TOO_BIG_V6 = struct.Struct("!BBHI")  # type 2 code 0, checksum, MTU
+_PSEUDO_V6_TAIL = struct.Struct("!I3xB")  # upper-layer length, zeros, next header
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,69 +59,40 @@ class Summary:
 
 
 def summarize(packet: bytes | memoryview) -> Summary:
-    """Version, addresses, upper protocol and UDP/TCP ports of an IPv4 or IPv6 packet."""
+    """Version, addresses, upper protocol and UDP/TCP ports of an IPv4 or IPv6 packet.
+
+    The header checks are skip.wire.ip's; what is skipd's own is that a fragment is not
+    refused (the engine refuses it later, or policy lets it through in clear): a later
+    fragment has no ports, the first one has them.
+    """
     if len(packet) < 1:
         raise ParseError("truncated", "empty packet")
     version = packet[0] >> 4
     if version == 4:
-        return _summarize_v4(packet)
+        hl = check_ipv4(packet, verify_checksum=False, whole=False)
+        src, dst = bytes(packet[12:16]), bytes(packet[16:20])
+        protocol = packet[9]
+        later_fragment = (packet[6] << 8 | packet[7]) & IPV4_OFFSET_MASK
+        if later_fragment:
+            return Summary(4, src, dst, protocol, None, None)
+        return Summary(4, src, dst, protocol, *_ports(packet, hl, protocol))
     if version == 6:
-        return _summarize_v6(packet)
+        check_ipv6(packet, whole=False)
+        src, dst = bytes(packet[8:24]), bytes(packet[24:40])
+        nh_off, offset = 6, IPV6_HEADER
+        for kind, start, end in ipv6_extension_headers(packet):
+            nh_off, offset = start, end
+            if kind == PROTO_FRAGMENT and (packet[start + 2] << 8 | packet[start + 3]) & 0xFFF8:
+                return Summary(6, src, dst, packet[start], None, None)
+        protocol = packet[nh_off]
+        return Summary(6, src, dst, protocol, *_ports(packet, offset, protocol))
     raise ParseError("bad_version", f"IP version {version}")
 
 
 def _ports(packet: bytes | memoryview, offset: int, protocol: int) -> tuple[int | None, ...]:
-    if protocol in (6, 17) and len(packet) >= offset + 4:
-        return struct.unpack_from("!HH", packet, offset)
+    if protocol in (PROTO_TCP, PROTO_UDP) and len(packet) >= offset + 4:
+        return _PORTS.unpack_from(packet, offset)
     return None, None
-
-
-def _summarize_v4(packet: bytes | memoryview) -> Summary:
-    if len(packet) < 20:
-        raise ParseError("truncated", f"IPv4 header needs 20 bytes, got {len(packet)}")
-    ihl = (packet[0] & 0x0F) * 4
-    if ihl < 20 or len(packet) < ihl:
-        raise ParseError("bad_length", f"IPv4 header length {ihl} with {len(packet)} bytes")
-    frag = struct.unpack_from("!H", packet, 6)[0]
-    protocol = packet[9]
-    src, dst = bytes(packet[12:16]), bytes(packet[16:20])
-    sport, dport = (None, None) if frag & 0x1FFF else _ports(packet, ihl, protocol)
-    return Summary(4, src, dst, protocol, sport, dport)
-
-
-def _summarize_v6(packet: bytes | memoryview) -> Summary:
-    if len(packet) < 40:
-        raise ParseError("truncated", f"IPv6 header needs 40 bytes, got {len(packet)}")
-    src, dst = bytes(packet[8:24]), bytes(packet[24:40])
-    nxt, offset = packet[6], 40
-    for _ in range(_MAX_EXTENSIONS):
-        if nxt == _IPV6_FRAGMENT:
-            if len(packet) < offset + 8:
-                raise ParseError("truncated", "IPv6 fragment header")
-            first = struct.unpack_from("!H", packet, offset + 2)[0] & 0xFFF8 == 0
-            nxt, offset = packet[offset], offset + 8
-            if not first:
-                return Summary(6, src, dst, nxt, None, None)
-            continue
-        if nxt not in _IPV6_EXTENSIONS:
-            break
-        if len(packet) < offset + 8:
-            raise ParseError("truncated", f"IPv6 extension header {nxt}")
-        nxt, offset = packet[offset], offset + (packet[offset + 1] + 1) * 8
-    else:
-        raise ParseError("bad_option", f"more than {_MAX_EXTENSIONS} IPv6 extension headers")
-    sport, dport = _ports(packet, offset, nxt)
-    return Summary(6, src, dst, nxt, sport, dport)
-
-
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071 one's-complement sum (IPv4 header, ICMP, ICMPv6 with pseudo-header)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def too_big(packet: bytes, mtu: int, reporter: IPAddress) -> bytes:
@@ -123,17 +104,12 @@ def too_big(packet: bytes, mtu: int, reporter: IPAddress) -> bytes:
     """
     info = summarize(packet)
     if info.version == 4:
-        quote = packet[:548]
-        body = struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + quote
-        body = body[:2] + struct.pack("!H", internet_checksum(body)) + body[4:]
-        header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(body), 0, 0, 64,
-                                       PROTO_ICMP, 0, reporter.packed, info.src))
-        header[10:12] = struct.pack("!H", internet_checksum(bytes(header)))
-        return bytes(header) + body
-    quote = packet[:1232]
-    body = struct.pack("!BBHI", 2, 0, 0, mtu) + quote
-    pseudo = reporter.packed + info.src + struct.pack("!I3xB", len(body), PROTO_ICMPV6)
-    body = body[:2] + struct.pack("!H", internet_checksum(pseudo + body)) + body[4:]
-    header = struct.pack("!IHBB16s16s", 6 << 28, len(body), PROTO_ICMPV6, 64, reporter.packed,
-                         info.src)
-    return header + body
+        body = bytearray(_ICMP_TOO_BIG_V4.pack(3, 4, 0, 0, mtu) + packet[:548])
+        struct.pack_into("!H", body, 2, internet_checksum(body))
+        # TOS 0xC0 (internetwork control), as routers mark their ICMP errors
+        return build_ipv4(reporter, ipaddress.IPv4Address(info.src), PROTO_ICMP, bytes(body),
+                          tos=0xC0)
+    body = bytearray(_ICMP_TOO_BIG_V6.pack(2, 0, 0, mtu) + packet[:1232])
+    pseudo = reporter.packed + info.src + _PSEUDO_V6_TAIL.pack(len(body), PROTO_ICMPV6)
+    struct.pack_into("!H", body, 2, internet_checksum(pseudo + body))
+    return build_ipv6(reporter, ipaddress.IPv6Address(info.src), PROTO_ICMPV6, bytes(body))

@@ -14,7 +14,8 @@ import ipaddress
 from dataclasses import dataclass
 
 from skip.daemon.config import Config, IPAddress, PeerPolicy, SkipName
-from skip.daemon.packet import PROTO_UDP, Summary
+from skip.daemon.packet import Summary
+from skip.wire.ip import PROTO_UDP
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,8 @@ import ipaddress
 import socket
 import struct
 
-from skip.daemon.packet import PROTO_SKIP
 from skip.daemon.system_errors import from_os_error
+from skip.wire.ip import PROTO_SKIP
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -8,7 +8,8 @@ Two kinds of code live here, on purpose:
   :func:`insertion_point` (where AH/ESP goes on output), :func:`locate_upper` (where it is on
   input), :func:`zero_mutable_fields` (the AH "mutable fields zeroed" image of RFC 4302
   section 3.3.3.1 and Appendix A, or of RFC 1826), :func:`set_payload_length` and
-  :func:`finish_ipv4_header`, and the shortcuts for the common layouts: :func:`plain_ipv4`
+  :func:`finish_ipv4_header`, :func:`ipv6_extension_headers` (the one walk of the IPv6
+  chain), and the shortcuts for the common layouts: :func:`plain_ipv4`
   (an option-free IPv4 header read in one unpack), :func:`lone_ipv6` (no extension header),
   :func:`ipv4_sum`, :func:`respliced_ipv4` and :func:`respliced_ipv6` (the transport splice
   in one pack). They build no objects per packet beyond the bytes they return.
@@ -20,11 +21,12 @@ code, never ``IndexError`` or ``struct.error``.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from skip.errors import ParseError
+from skip.wire.checksum import internet_checksum
 
 #: What the parsers accept: slices of a received packet arrive as memoryviews.
 BytesLike = bytes | bytearray | memoryview
@@ -95,19 +97,8 @@ _from_bytes = int.from_bytes  # bound once: looking it up on ``int`` per packet 
 # --------------------------------------------------------------------------------------------
 
 
-def ipv4_checksum(data: BytesLike, start: int = 0, end: int | None = None) -> int:
-    """The Internet checksum (RFC 1071) of ``data[start:end]`` (an even number of bytes).
-
-    Computed through one big integer instead of a Python loop over 16-bit words: summing the
-    bytes as a base-65536 number modulo 65535 is the one's-complement sum, and it is several
-    times faster than ``struct.unpack`` plus ``sum`` for option-carrying headers.
-    """
-    end = len(data) if end is None else end
-    total = int.from_bytes(data[start:end], "big") % 0xFFFF
-    # A non-zero multiple of 0xFFFF is one's-complement "negative zero": the sum is 0xFFFF.
-    if total == 0 and any(data[start:end]):
-        total = 0xFFFF
-    return ~total & 0xFFFF
+#: The IPv4 header checksum is the Internet checksum; the name is kept for IPv4 callers.
+ipv4_checksum = internet_checksum
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,6 +521,27 @@ def lone_ipv6(packet: BytesLike) -> bool:
             and packet[6] not in EXTENSION_HEADERS)
 
 
+def ipv6_extension_headers(packet: BytesLike) -> Iterator[tuple[int, int, int]]:
+    """Walk the extension-header chain of the IPv6 datagram at ``packet[0]`` (fixed header
+    already checked): ``(kind, offset, end)`` per header, in order, each checked to fit
+    (routing headers also to hold their Segments Left).  The header after the last one yielded
+    starts at its ``end``; its protocol is the byte at ``offset`` (at 6 and 40 when nothing is
+    yielded).
+
+    One walk for every caller: the engine (:func:`insertion_point`, :func:`locate_upper`),
+    which refuses fragments, and skipd's policy summary, which stops at a later fragment.
+    Lazy, so a caller that stops at a header never reads the bytes behind it.  Bounded by the
+    packet: every header is at least 8 bytes.
+    """
+    off, nh = IPV6_HEADER, packet[6]
+    while nh in EXTENSION_HEADERS:
+        end = _extension_end(packet, off, nh)
+        if nh == PROTO_ROUTING:
+            _check_routing(packet, off, end)
+        yield nh, off, end
+        off, nh = end, packet[off]
+
+
 def insertion_point(packet: BytesLike) -> tuple[int, int, int, int]:
     """Where an AH/ESP (or shim) header goes in a whole datagram, for transport mode.
 
@@ -550,19 +562,13 @@ def insertion_point(packet: BytesLike) -> tuple[int, int, int, int]:
         _ipv4_reject_fragment(packet)
         return 4, 9, hl, packet[9]
     check_ipv6(packet)
-    nh_off, off, nh = 6, IPV6_HEADER, packet[6]
-    best = (6, IPV6_HEADER, nh)
-    while nh in EXTENSION_HEADERS:
-        end = _extension_end(packet, off, nh)
-        if nh == PROTO_FRAGMENT:
-            _ipv6_reject_fragment(packet, off)
-        elif nh == PROTO_ROUTING:
-            _check_routing(packet, off, end)
-        kind = nh
-        nh_off, off, nh = off, end, packet[off]
+    nh_off, off = 6, IPV6_HEADER
+    for kind, start, end in ipv6_extension_headers(packet):
+        if kind == PROTO_FRAGMENT:
+            _ipv6_reject_fragment(packet, start)
         if kind in _BEFORE_IPSEC:
-            best = (nh_off, off, nh)
-    return 6, best[0], best[1], best[2]
+            nh_off, off = start, end
+    return 6, nh_off, off, packet[nh_off]
 
 
 def locate_upper(packet: BytesLike, *, verify_checksum: bool = True) -> tuple[int, int, int, int]:
@@ -581,15 +587,12 @@ def locate_upper(packet: BytesLike, *, verify_checksum: bool = True) -> tuple[in
         _ipv4_reject_fragment(packet)
         return 4, 9, hl, packet[9]
     check_ipv6(packet)
-    nh_off, off, nh = 6, IPV6_HEADER, packet[6]
-    while nh in EXTENSION_HEADERS:
-        end = _extension_end(packet, off, nh)
-        if nh == PROTO_FRAGMENT:
-            _ipv6_reject_fragment(packet, off)
-        elif nh == PROTO_ROUTING:
-            _check_routing(packet, off, end)
-        nh_off, off, nh = off, end, packet[off]
-    return 6, nh_off, off, nh
+    nh_off, off = 6, IPV6_HEADER
+    for kind, start, end in ipv6_extension_headers(packet):
+        if kind == PROTO_FRAGMENT:
+            _ipv6_reject_fragment(packet, start)
+        nh_off, off = start, end
+    return 6, nh_off, off, packet[nh_off]
 
 
 def zero_mutable_fields(buf: bytearray, header_end: int, *, rfc1826: bool = False) -> None:
@@ -626,16 +629,17 @@ def zero_mutable_fields(buf: bytearray, header_end: int, *, rfc1826: bool = Fals
     if not rfc1826:
         buf[0] &= 0xF0
         buf[1] = buf[2] = buf[3] = 0
-    off, nh = IPV6_HEADER, buf[6]
-    while off < header_end and nh in EXTENSION_HEADERS:
-        end = _extension_end(buf, off, nh)
+    if header_end == IPV6_HEADER:
+        return  # no extension header: spare the walk
+    for nh, off, end in ipv6_extension_headers(buf):
+        if off >= header_end:
+            break
         if nh in (PROTO_HOPOPTS, PROTO_DSTOPTS):
             for kind, doff, dlen in _walk_ipv6_options(buf, off + 2, end):
                 if kind & IPV6_OPT_MUTABLE:
                     buf[doff : doff + dlen] = bytes(dlen)
         elif nh == PROTO_ROUTING:
             _finalise_routing(buf, off, end)
-        nh, off = buf[off], end
 
 
 def _finalise_routing(buf: bytearray, off: int, end: int) -> None:
@@ -711,8 +715,9 @@ def respliced_ipv6(packet: BytesLike, total: int, next_header: int) -> bytes:
 def finish_ipv4_header(buf: bytearray) -> None:
     """Recompute the checksum of the IPv4 header at the start of ``buf``.
 
-    :func:`ipv4_checksum` inlined for the per-packet path: the header is never all zeros (its
-    version nibble is 4), so a sum of 0 modulo 0xFFFF is the one's-complement 0xFFFF.
+    :func:`~skip.wire.checksum.internet_checksum` inlined for the per-packet path: the header
+    is never all zeros (its version nibble is 4), so a sum of 0 modulo 0xFFFF is the
+    one's-complement 0xFFFF.
     """
     hl = (buf[0] & 0x0F) * 4
     buf[10] = buf[11] = 0

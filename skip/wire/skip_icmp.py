@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import IntFlag
 
 from skip.errors import ParseError
+from skip.wire.checksum import internet_checksum
 
 ICMP_TYPE_SKIP = 39
 ADP_VERSION = 1
@@ -92,13 +93,3 @@ class SkipIcmp:
             raise ParseError("bad_length", f"{len(data) - pos} bytes after the algorithm lists")
         return cls(AdpCode(code & _DEFINED_CODE_BITS), *lists, protocol=protocol, port=port)
 
-
-def internet_checksum(data: bytes | memoryview) -> int:
-    """RFC 1071 one's-complement sum; over a message that holds its checksum it yields 0."""
-    buf = bytes(data)
-    if len(buf) % 2:
-        buf += b"\0"
-    total = sum(struct.unpack(f"!{len(buf) // 2}H", buf))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
