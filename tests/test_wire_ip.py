@@ -275,3 +275,32 @@ def test_parsers_raise_only_parse_error_on_mutated_packets(data):
     cut = data.draw(st.integers(0, len(pkt)))
     _parsers(bytes(pkt[:cut]))
     _parsers(bytes(pkt))
+
+
+# --- the one IPv6 chain walk ----------------------------------------------------------------
+
+
+def test_chain_walk_lists_headers_in_order_and_ends_where_locate_upper_does():
+    headers = [ExtensionHeader.with_options(ip.PROTO_HOPOPTS, 0, []),
+               ExtensionHeader.routing(0, ["2001:db8::9"], segments_left=0),
+               ExtensionHeader.with_options(ip.PROTO_DSTOPTS, 0, [IPv6Option(5, b"\0\0")])]
+    pkt = ip.build_ipv6("2001:db8::1", "2001:db8::2", ip.PROTO_UDP, bytes(8),
+                        extension_headers=headers)
+    chain = ip.ipv6_extension_headers(pkt)
+    assert [kind for kind, _, _ in chain] == [ip.PROTO_HOPOPTS, ip.PROTO_ROUTING,
+                                             ip.PROTO_DSTOPTS]
+    assert [start for _, start, _ in chain] == [40, 48, 72]
+    assert ip.locate_upper(pkt) == (6, 72, chain[-1][2], ip.PROTO_UDP)
+
+
+@pytest.mark.parametrize(("offset", "more", "walked"), [(0, True, 2), (8, False, 1)])
+def test_chain_walk_keeps_fragments_only_when_asked(offset, more, walked):
+    # a later fragment ends the walk: the hop-by-hop-looking bytes behind it are payload
+    headers = [ExtensionHeader.fragment(0, offset, more, 7),
+               ExtensionHeader.with_options(ip.PROTO_HOPOPTS, 0, [])]
+    pkt = ip.build_ipv6("2001:db8::1", "2001:db8::2", ip.PROTO_UDP, bytes(8),
+                        extension_headers=headers)
+    assert len(ip.ipv6_extension_headers(pkt, keep_fragments=True)) == walked
+    with pytest.raises(ParseError) as e:
+        ip.ipv6_extension_headers(pkt)
+    assert e.value.reason == "fragment"

@@ -79,12 +79,11 @@ def summarize(packet: bytes | memoryview) -> Summary:
     if version == 6:
         check_ipv6(packet, whole=False)
         src, dst = bytes(packet[8:24]), bytes(packet[24:40])
-        nh_off, offset = 6, IPV6_HEADER
-        for kind, start, end in ipv6_extension_headers(packet):
-            nh_off, offset = start, end
-            if kind == PROTO_FRAGMENT and (packet[start + 2] << 8 | packet[start + 3]) & 0xFFF8:
-                return Summary(6, src, dst, packet[start], None, None)
+        chain = ipv6_extension_headers(packet, keep_fragments=True)
+        kind, nh_off, offset = chain[-1] if chain else (0, 6, IPV6_HEADER)
         protocol = packet[nh_off]
+        if kind == PROTO_FRAGMENT and (packet[nh_off + 2] << 8 | packet[nh_off + 3]) & 0xFFF8:
+            return Summary(6, src, dst, protocol, None, None)
         return Summary(6, src, dst, protocol, *_ports(packet, offset, protocol))
     raise ParseError("bad_version", f"IP version {version}")
 
