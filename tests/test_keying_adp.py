@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from types import MappingProxyType
+
 import pytest
 
 from skip.crypto import skip_numbers as num
@@ -176,3 +179,126 @@ def test_endpoint_precompute_pins_and_avoids_the_budget() -> None:
     link.a.precompute("b")
     link.b.precompute("a")
     assert link.send(udp())[1].packet == udp()
+
+
+# --- algorithm numbers the receiver does not know ------------------------------------------
+#
+# An unknown number leaves the header's length unknown (the EKp's follows from the numbers),
+# so nothing behind its 12 fixed bytes can be read; the sender is named by its address only.
+
+_ALGS = 20 + 8  # the Kij/Crypt/MAC/Comp bytes of a SKIP header after an option-free IPv4 header
+_UNKNOWN = 200  # a number neither profile assigns
+
+
+def _with_number(wire: bytes, field: int, number: int = _UNKNOWN) -> bytes:
+    raw = bytearray(wire)
+    raw[_ALGS + field] = number
+    return bytes(raw)
+
+
+def _transmitted(endpoint) -> list[Transmit]:
+    return [e for e in endpoint.events() if isinstance(e, Transmit)]
+
+
+def _tables_without(version: int, crypt: int):
+    """The algorithm tables of a node that never implemented Crypt Alg ``crypt``."""
+    prof = num.PROFILES[version]
+    older = replace(prof, crypt=MappingProxyType({k: v for k, v in prof.crypt.items()
+                                                  if k != crypt}))
+    return MappingProxyType({**num.PROFILES, version: older})
+
+
+def test_unknown_crypt_number_is_answered_and_the_sender_switches(monkeypatch) -> None:
+    chacha = num.CHACHA20_POLY1305
+    link = pair("x25519", Suite(2, 10, chacha, chacha))
+    older = _tables_without(2, chacha)
+
+    def at_b(wire: bytes, now: float):  # b is a node whose tables lack ChaCha20-Poly1305
+        with monkeypatch.context() as m:
+            m.setattr(num, "PROFILES", older)
+            return link.b.unprotect(wire, now)
+
+    with pytest.raises(SkipError) as err:
+        at_b(link.a.protect(udp(), NOW), NOW)
+    assert err.value.reason == "unsupported_crypt_alg"
+    assert link.b.counters["unsupported_crypt_alg"] == 1
+    [answer] = _transmitted(link.b)
+    assert answer.why == "adp"
+    assert link.a.unprotect(answer.packet, NOW) is None  # authenticated advice, consumed
+    advice = link.a.capabilities["b"]
+    # b cannot know that MAC Alg = Crypt Alg names a combined transform: M is set too
+    assert advice.code == AdpCode.CRYPT_UNSUPPORTED | AdpCode.MAC_UNSUPPORTED
+    assert chacha not in advice.crypt and num.AES256_GCM in advice.crypt
+    [changed] = [e for e in link.a.events() if isinstance(e, AlgorithmsChanged)]
+    assert changed.old == (10, chacha, chacha, 0)
+    assert changed.new == (10, num.AES256_GCM, num.AES256_GCM, 0)
+    got = at_b(link.a.protect(udp(), NOW + 1), NOW + 1)
+    assert got.packet == udp() and got.algorithms == changed.new
+
+
+@pytest.mark.parametrize(("group", "suite", "field", "reason", "bit"), [
+    ("x25519", Suite(2, 10, num.AES256_GCM, num.AES256_GCM), 0, "unsupported_kij_alg",
+     AdpCode.KIJ_UNSUPPORTED),
+    ("x25519", Suite(2, 10, num.AES128_CBC, num.HMAC_SHA256_128), 1, "unsupported_crypt_alg",
+     AdpCode.CRYPT_UNSUPPORTED),
+    ("x25519", Suite(2, 10, num.AES128_CBC, num.HMAC_SHA256_128), 2, "unsupported_mac_alg",
+     AdpCode.MAC_UNSUPPORTED),
+    ("skip-1024", Suite(1, 2, 2, 1), 2, "unsupported_mac_alg", AdpCode.MAC_UNSUPPORTED),
+    ("skip-1024", Suite(1, 2, 1, 0), 0, "unsupported_kij_alg", AdpCode.KIJ_UNSUPPORTED),
+])
+def test_unknown_numbers_are_answered_once_per_interval(group, suite, field, reason,
+                                                         bit) -> None:
+    link = pair(group, suite)
+    wire = _with_number(link.a.protect(udp(), NOW), field)
+    for _ in range(2):
+        with pytest.raises(SkipError) as err:
+            link.b.unprotect(wire, NOW)
+        assert err.value.reason == reason
+    assert link.b.counters[reason] == 2 and link.b.counters["rate_limited"] == 1
+    [answer] = _transmitted(link.b)
+    _v, _nh, off, _p = locate_upper(answer.packet)
+    header = SkipHeader.parse_from(answer.packet, off, num.header_ekp_length)[0]
+    assert header.version == suite.version
+    if suite.version == 1:  # ADP-00: SKIP + AH with keyed MD5
+        assert (header.crypt_alg, header.mac_alg, header.next_header) == (0, 1, 51)
+    assert link.a.unprotect(answer.packet, NOW) is None
+    assert link.a.capabilities["b"].code == bit
+
+
+def test_unknown_numbers_behind_an_mkid_get_no_answer() -> None:
+    # Source NSID 8: the name of the sender sits behind the EKp, whose length is unknown
+    link = pair("x25519", Suite(2, 10, num.AES256_GCM, num.AES256_GCM), mkids=True)
+    with pytest.raises(SkipError) as err:
+        link.b.unprotect(_with_number(link.a.protect(udp(), NOW), 1), NOW)
+    assert err.value.reason == "unsupported_crypt_alg"
+    assert not _transmitted(link.b) and link.b.counters["adp_sent"] == 0
+
+
+def test_unknown_numbers_in_ah_alone_get_no_answer() -> None:
+    # AH alone may carry SKIP ICMP, and where its Next Header sits is unknown: never answered
+    link = pair("skip-1024", Suite(1, 2, 0, 1))
+    with pytest.raises(SkipError) as err:
+        link.b.unprotect(_with_number(link.a.protect(udp(), NOW), 2), NOW)
+    assert err.value.reason == "unsupported_mac_alg"
+    assert not _transmitted(link.b)
+
+
+def test_unknown_numbers_are_checked_for_the_destination_and_n_first() -> None:
+    link = pair("x25519", Suite(2, 10, num.AES256_GCM, num.AES256_GCM))
+    wire = _with_number(link.a.protect(udp(), NOW), 1)
+    with pytest.raises(SkipError) as err:
+        link.b.unprotect(wire, NOW + 2 * 3600)
+    assert err.value.reason == "n_out_of_window"
+    assert not _transmitted(link.b)
+
+
+def test_a_solicitation_with_unknown_numbers_is_answered() -> None:
+    # Kij Alg 0 has no EKp whatever the other numbers are, so the header still parses
+    link = pair("x25519")
+    solicitation = _with_number(link.a.solicit("b", NOW), 1)
+    with pytest.raises(SkipError) as err:
+        link.b.unprotect(solicitation, NOW)
+    assert err.value.reason == "no_kp"
+    [answer] = _transmitted(link.b)
+    assert link.a.unprotect(answer.packet, NOW) is None
+    assert link.a.capabilities["b"].code & AdpCode.CRYPT_UNSUPPORTED

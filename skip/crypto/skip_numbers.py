@@ -203,12 +203,16 @@ def header_ekp_length(version: int, kij_alg: int, crypt_alg: int, mac_alg: int) 
     """EKp length for :mod:`skip.wire.skip_header`; unknown numbers raise ParseError.
 
     An unknown number makes the rest of the header unparseable (its length is unknown), so
-    the reason names the first class that is not in the table.
+    the reason names the first class that is not in the table. Kij Alg 0 (an ADP
+    solicitation) has no EKp whatever the other numbers are: it parses, so that a node can be
+    asked for its algorithms while using numbers the receiver does not know.
     """
     try:
         prof = PROFILES[version]
     except KeyError:
         raise ParseError("bad_version", f"SKIP header version {version}") from None
+    if kij_alg == 0:
+        return 0
     if kij_alg and kij_alg not in prof.kij:
         raise ParseError(_UNKNOWN_REASON[AlgClass.KIJ], f"Kij Alg {kij_alg}")
     if crypt_alg and crypt_alg not in prof.crypt:

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 
+from skip.crypto import skip_numbers as num
 from skip.crypto.skip_numbers import MODERN_VERSION, AlgClass
 from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import LEGACY_ADP, MODERN_ADP, Suite
@@ -49,8 +50,11 @@ class AnswerLimiter:
 
 
 def failed_classes(policy: KeyingPolicy, version: int, algs: Sequence[int]) -> AdpCode:
-    """Code bits for the algorithm bytes (Kij, Crypt, MAC, Comp) we cannot or will not use."""
+    """Code bits for the algorithm bytes (Kij, Crypt, MAC, Comp) we cannot or will not use:
+    numbers policy does not accept, or that our tables do not implement (whatever a policy
+    built elsewhere lists)."""
     code = AdpCode.NONE
+    prof = num.PROFILES[version]
     kij, crypt, mac, comp = algs
     checks = (
         (AlgClass.KIJ, kij, kij != 0),
@@ -60,7 +64,7 @@ def failed_classes(policy: KeyingPolicy, version: int, algs: Sequence[int]) -> A
         (AlgClass.COMP, comp, comp != 0),
     )
     for cls, number, used in checks:
-        if used and not policy.accepts(version, cls, number):
+        if used and not (policy.accepts(version, cls, number) and number in prof.supported(cls)):
             code |= CODE_BITS[cls]
     return code
 

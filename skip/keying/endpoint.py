@@ -61,7 +61,7 @@ from skip.wire.ip import (
     locate_upper,
 )
 from skip.wire.nsid import STANDARD_NSIDS, NsidTable
-from skip.wire.skip_header import IP_PROTOCOL_SKIP, SkipHeader, measure
+from skip.wire.skip_header import FIXED, IP_PROTOCOL_SKIP, SkipHeader, measure
 from skip.wire.skip_icmp import ICMP_TYPE_SKIP, AdpCode, SkipIcmp
 
 Rng = Callable[[int], bytes]
@@ -74,6 +74,9 @@ _IPV4_PLAIN = 20  # an IPv4 header without options (first byte 0x45)
 _PROTO_ICMPV6 = 58
 _SEQ = struct.Struct("!I")
 _SEQ_OFFSET = {PROTO_ESP: 4, PROTO_AH: 8}  # from the start of ESP / AH to its sequence number
+#: ParseError reasons of an algorithm number missing from our tables (the EKp length is unknown)
+_UNKNOWN_NUMBER = frozenset({"unsupported_kij_alg", "unsupported_crypt_alg",
+                             "unsupported_mac_alg"})
 
 
 def _addresses(packet: bytes | memoryview) -> tuple[bytes, bytes]:
@@ -600,7 +603,8 @@ class SkipEndpoint:
             else:
                 off = self._skip_offset(packet)
             word0, word2 = _FIXED_WORDS.unpack_from(packet, off)
-            length = self._layouts.get((word0, word2)) or self._measure(packet, off, word0, word2)
+            length = self._layouts.get((word0, word2)) or \
+                self._measure(packet, off, word0, word2, now)
             end = off + length
             if end > len(packet):
                 raise ParseError("truncated", "SKIP header ends before its EKp / MKIDs")
@@ -643,31 +647,65 @@ class SkipEndpoint:
             raise ParseError("truncated", "SKIP header shorter than its 12 fixed bytes")
         return off
 
-    def _measure(self, packet: bytes, off: int, word0: int, word2: int) -> int:
+    def _measure(self, packet: bytes, off: int, word0: int, word2: int, now: float) -> int:
         """Length of a SKIP header layout not seen before (everything of the fixed part but n
         decides it); memoised, at most _MAX_LAYOUTS of them, and only layouts that parse."""
-        end = measure(packet, off, num.header_ekp_length, self.nsids)[0]
+        try:
+            end = measure(packet, off, num.header_ekp_length, self.nsids)[0]
+        except ParseError as err:
+            if err.reason in _UNKNOWN_NUMBER:
+                self._answer_unknown_numbers(packet, off, now)
+            raise
         if len(self._layouts) < _MAX_LAYOUTS:
             self._layouts[(word0, word2)] = end - off
         return end - off
 
-    def _admit(self, packet: bytes, end: int, header: bytes, src: bytes, dst: bytes,
-               local_n: int, now: float) -> _RxKey | None:
-        """First packet under a Kp: every check in the order of skip-core s. 1.4, then key
-        recovery (the slow path)."""
-        hdr = SkipHeader.parse(header, num.header_ekp_length, self.nsids)
-        if hdr.version == num.LEGACY_VERSION and not self.policy.allow_legacy:
+    def _answer_unknown_numbers(self, packet: bytes, off: int, now: float) -> None:
+        """A header with an algorithm number we do not know: answer it if we can (ADP-00).
+
+        The EKp's length follows from the numbers, so nothing behind the 12 fixed bytes can be
+        found: not the source MKID that would name the sender, not the destination MKID, not
+        the AH/ESP. The sender can still be named when its Source NSID is 0 (its address names
+        it), and the packet is still known to be for us when the Dest NSID is 0: then it gets
+        the checks of :meth:`_admit` that the fixed part allows, and a SKIP ICMP answer. With
+        an MKID in the header there is no one to answer (decisions.md 3.11). The caller
+        raises the parse error (``unsupported_*_alg``) unless a check here raised first.
+        """
+        b0, src_nsid, dst_nsid, next_header, n, *algs = FIXED.unpack_from(packet, off)
+        version = b0 >> 4
+        failed = adp.failed_classes(self.policy, version, algs)
+        if src_nsid == dst_nsid == 0:
+            src, dst = _addresses(packet)
+            me = self._receiver(version, 0, b"", dst, n, kdf.counter_n(now))
+            # AH's own Next Header is out of reach: AH alone (Crypt Alg 0) may carry SKIP ICMP
+            may_be_icmp = next_header == PROTO_AH and algs[1] == 0
+            self._answer_adp(packet, version, may_be_icmp, failed, me,
+                             self._peer_by_addr.get(src), now)
+
+    def _receiver(self, version: int, dst_nsid: int, dst_mkid: bytes, dst: bytes, n: int,
+                  local_n: int) -> LocalIdentity:
+        """The checks of skip-core s. 1.4 before the algorithms: version allowed, destination
+        one of our principals, n within +-1 of ours. Returns that principal."""
+        if version == num.LEGACY_VERSION and not self.policy.allow_legacy:
             raise PolicyError("legacy_refused", "SKIP version 1 is disabled by policy")
-        if hdr.dst_nsid:
-            me = self._identity_by_mkid.get((hdr.dst_nsid, hdr.dst_mkid))
+        if dst_nsid:
+            me = self._identity_by_mkid.get((dst_nsid, dst_mkid))
             if me is None:
                 raise KeyingError("not_our_mkid", "destination MKID is not a local one")
         else:
             me = self._identity_by_addr.get(dst)
             if me is None:
                 raise KeyingError("no_identity", "no local principal at the destination")
-        if not -1 <= hdr.n - local_n <= 1:
-            raise KeyingError("n_out_of_window", f"n {hdr.n}, local n {local_n}")
+        if not -1 <= n - local_n <= 1:
+            raise KeyingError("n_out_of_window", f"n {n}, local n {local_n}")
+        return me
+
+    def _admit(self, packet: bytes, end: int, header: bytes, src: bytes, dst: bytes,
+               local_n: int, now: float) -> _RxKey | None:
+        """First packet under a Kp: every check in the order of skip-core s. 1.4, then key
+        recovery (the slow path)."""
+        hdr = SkipHeader.parse(header, num.header_ekp_length, self.nsids)
+        me = self._receiver(hdr.version, hdr.dst_nsid, hdr.dst_mkid, dst, hdr.n, local_n)
         if hdr.src_nsid:
             them = self._peer_by_mkid.get((hdr.src_nsid, hdr.src_mkid))
         else:
@@ -675,7 +713,10 @@ class SkipEndpoint:
         algs = (hdr.kij_alg, hdr.crypt_alg, hdr.mac_alg, hdr.comp_alg)
         failed = adp.failed_classes(self.policy, hdr.version, algs)
         if hdr.kij_alg == 0 or failed:
-            self._answer_adp(packet, end, hdr, me, them, failed, now)
+            # AH alone shows what it carries; ESP (alone or inside AH) hides it
+            may_be_icmp = hdr.next_header == PROTO_AH and end < len(packet) and \
+                packet[end] in (PROTO_ICMP, _PROTO_ICMPV6)
+            self._answer_adp(packet, hdr.version, may_be_icmp, failed, me, them, now)
             if hdr.kij_alg == 0:
                 raise KeyingError("no_kp", "Kij Alg 0: an algorithm-discovery solicitation")
             raise KeyingError(_first_reason(failed), f"algorithms {algs}")
@@ -821,24 +862,24 @@ class SkipEndpoint:
 
     # --- algorithm discovery ---------------------------------------------------------------
 
-    def _answer_adp(self, packet: bytes, end: int, hdr: SkipHeader, me: LocalIdentity,
-                    them: Peer | None, failed: AdpCode, now: float) -> None:
-        """Tell the sender what we support (ADP-00), rate limited, never about SKIP ICMP."""
+    def _answer_adp(self, packet: bytes, version: int, may_be_icmp: bool, failed: AdpCode,
+                    me: LocalIdentity, them: Peer | None, now: float) -> None:
+        """Tell the sender what we support (ADP-00), rate limited, never about SKIP ICMP
+        (``may_be_icmp``: the refused packet might be SKIP ICMP itself)."""
         if them is None:
             return  # we cannot authenticate an answer to a principal we do not know
-        if hdr.next_header == PROTO_AH and end < len(packet) and \
-                packet[end] in (PROTO_ICMP, _PROTO_ICMPV6):
-            return  # it may be SKIP ICMP itself: never answer SKIP ICMP with SKIP ICMP
+        if may_be_icmp:
+            return  # never answer SKIP ICMP with SKIP ICMP
         src, dst = _addresses(packet)
         if not self._adp_limiter.allow(src, now):
             self._counters["rate_limited"] += 1
             return
-        message = adp.advertisement(self.policy, hdr.version, failed).encode()
+        message = adp.advertisement(self.policy, version, failed).encode()
         if len(src) == 4:
             reply = build_ipv4(ip_address(dst), ip_address(src), PROTO_ICMP, message)
         else:
             reply = build_ipv6(ip_address(dst), ip_address(src), PROTO_ICMP, message)
-        suite = adp.answer_suite(self.policy, hdr.version)
+        suite = adp.answer_suite(self.policy, version)
         if suite is None:
             return
         n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
