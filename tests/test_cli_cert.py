@@ -57,54 +57,13 @@ def pki(
     ok(capsys, "genkey", "host1.key", "--group", "ffdhe2048", "--public", "host1.pub")
     ok(capsys, "genkey", "host2.key", "--group", "skip-1024", "--allow-small")
     ok(capsys, "genkey", "host3.key", "--group", "x25519")
-    ok(
-        capsys,
-        "issue",
-        "--ca",
-        "ca",
-        "--public",
-        "host1.pub",
-        "--subject",
-        "CN=host1",
-        "--ip",
-        "10.0.0.1",
-        "--dns",
-        "host1.example",
-        "--out",
-        "host1.crt",
-    )
-    ok(
-        capsys,
-        "issue",
-        "--ca",
-        "ca",
-        "--key",
-        "host2.key",
-        "--subject",
-        "CN=host2",
-        "--ip",
-        "10.0.0.2",
-        "--profile",
-        "draft",
-        "--out",
-        "host2.crt",
-    )
-    ok(
-        capsys,
-        "issue",
-        "--ca",
-        "ca",
-        "--key",
-        "host3.key",
-        "--subject",
-        "CN=host3",
-        "--ip",
-        "10.0.0.3",
-        "--email",
-        "ops@example.org",
-        "--out",
-        "host3.crt",
-    )
+    for n, source, extra in (
+        (1, "--public host1.pub", "--dns host1.example"),
+        (2, "--key host2.key", "--profile draft"),
+        (3, "--key host3.key", "--email ops@example.org"),
+    ):
+        ok(capsys, "issue", "--ca", "ca", *source.split(), "--subject", f"CN=host{n}",
+           "--ip", f"10.0.0.{n}", *extra.split(), "--out", f"host{n}.crt")
     ok(capsys, "revoke", "--ca", "ca", "host3.crt", "--reason", "key_compromise")
     ok(capsys, "crl", "--ca", "ca", "--out", "ca.crl")
     return tmp_path
@@ -242,51 +201,14 @@ def test_passphrases(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("pw").write_text("s3cret\n")
-    ok(
-        capsys,
-        "init-ca",
-        "ca",
-        "--subject",
-        "CN=Locked CA",
-        "--key-type",
-        "rsa-pss",
-        "--rsa-bits",
-        "2048",
-        "--passphrase-file",
-        "pw",
-    )
+    ok(capsys, "init-ca", "ca", "--subject", "CN=Locked CA", "--key-type", "rsa-pss",
+       "--rsa-bits", "2048", "--passphrase-file", "pw")
     ok(capsys, "genkey", "h.key", "--group", "x448", "--passphrase-file", "pw")
     assert b"ENCRYPTED PRIVATE KEY" in Path("h.key").read_bytes()
-    assert "passphrase" in fails(
-        capsys,
-        "issue",
-        "--ca",
-        "ca",
-        "--key",
-        "h.key",
-        "--subject",
-        "CN=h",
-        "--out",
-        "h.crt",
-        "--key-passphrase-file",
-        "pw",
-    )
-    ok(
-        capsys,
-        "issue",
-        "--ca",
-        "ca",
-        "--key",
-        "h.key",
-        "--key-passphrase-file",
-        "pw",
-        "--ca-passphrase-file",
-        "pw",
-        "--subject",
-        "CN=h",
-        "--out",
-        "h.crt",
-    )
+    issue_h = ("issue", "--ca", "ca", "--key", "h.key", "--key-passphrase-file", "pw",
+               "--subject", "CN=h", "--out", "h.crt")
+    assert "passphrase" in fails(capsys, *issue_h)  # the CA key's passphrase is missing
+    ok(capsys, *issue_h, "--ca-passphrase-file", "pw")
     info = json.loads(ok(capsys, "show", "h.crt", "--json"))
     assert info["signature_algorithm"] == "rsassa_pss" and info["key"]["group"] == "x448"
 

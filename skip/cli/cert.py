@@ -87,6 +87,12 @@ def parse_time(text: str) -> int:
     return int(moment.timestamp())
 
 
+def validity(args: argparse.Namespace) -> tuple[int, int]:
+    """(not before, not after) from ``--not-before`` and ``--days`` (see :func:`_validity`)."""
+    start = parse_time(args.not_before)
+    return start, start + args.days * DAY
+
+
 def iso(when: int) -> str:
     return dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -293,13 +299,13 @@ def cmd_init_ca(args: argparse.Namespace) -> None:
         if (directory / name).exists() and not args.force:
             raise CertificateError("cert_exists", f"{directory / name} exists (use --force)")
     signer = generate_signer(args.key_type, args.rsa_bits)
-    start = parse_time(args.not_before)
+    start, end = validity(args)
     cert = issue(
         signer=signer,
         issuer=None,
         subject=Subject(parse_dn(args.subject)),
         not_before=start,
-        not_after=start + args.days * DAY,
+        not_after=end,
         ca=True,
         path_length=args.path_length,
     )
@@ -340,14 +346,14 @@ def cmd_issue(args: argparse.Namespace) -> None:
     ca = CaDir(args.ca)
     ca_cert = ca.certificate()
     key = read_dh_public(args)
-    start = parse_time(args.not_before)
+    start, end = validity(args)
     addresses = tuple(ipaddress.ip_address(a) for a in args.ip)
     cert = issue(
         signer=ca.signer(read_passphrase(args.ca_passphrase_file)),
         issuer=ca_cert,
         subject=Subject(parse_dn(args.subject), addresses, tuple(args.dns), tuple(args.email)),
         not_before=start,
-        not_after=min(start + args.days * DAY, ca_cert.not_after),
+        not_after=min(end, ca_cert.not_after),
         dh_key=key,
         profile=args.profile,
         serial=random_serial(),
@@ -359,9 +365,7 @@ def cmd_issue(args: argparse.Namespace) -> None:
 
 
 def cmd_udh(args: argparse.Namespace) -> None:
-    key = read_dh_public(args)
-    start = parse_time(args.not_before)
-    udh = make_udh(key, start, start + args.days * DAY)
+    udh = make_udh(read_dh_public(args), *validity(args))
     write_file(Path(args.out), udh.encoding, force=args.force)
     print(f"UDH name (NSID 8 MKID): {udh.fingerprint}")
 
@@ -526,20 +530,21 @@ def cmd_crl(args: argparse.Namespace) -> None:
     ca = CaDir(args.ca)
     state = ca.state()
     now = parse_time(args.at)
+    next_update = now + args.days * DAY
     state["crl_number"] = state.get("crl_number", 0) + 1
     crl = issue_crl(
         signer=ca.signer(read_passphrase(args.ca_passphrase_file)),
         issuer=ca.certificate(),
         revoked=ca.revocations(),
         this_update=now,
-        next_update=now + args.days * DAY,
+        next_update=next_update,
         number=state["crl_number"],
     )
     write_file(Path(args.out), crl.pem(), force=args.force)
     ca.save_state(state)
     print(
         f"CRL {crl.number} with {len(crl.revoked)} revocation(s), "
-        f"next update {iso(now + args.days * DAY)}"
+        f"next update {iso(next_update)}"
     )
 
 
@@ -576,6 +581,17 @@ def _key_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-passphrase-file", help="passphrase of --key, first line of FILE")
 
 
+def _validity(parser: argparse.ArgumentParser, days: int) -> None:
+    parser.add_argument("--days", type=int, default=days, help=f"validity (default {days})")
+    parser.add_argument("--not-before", default="now", help="ISO 8601, @seconds or now")
+
+
+def _output(parser: argparse.ArgumentParser, *, required: bool = True,
+            help_text: str = "file to write") -> None:
+    parser.add_argument("--out", required=required, help=help_text)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -603,8 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", required=True, help="CA name, e.g. 'CN=Example CA,O=Example'")
     p.add_argument("--key-type", choices=CA_KEY_TYPES, default="ed25519")
     p.add_argument("--rsa-bits", type=int, default=3072)
-    p.add_argument("--days", type=int, default=3650)
-    p.add_argument("--not-before", default="now", help="ISO 8601, @seconds or now")
+    _validity(p, 3650)
     p.add_argument("--path-length", type=int, default=0, help="intermediate CAs allowed below")
     p.add_argument("--passphrase-file", help="encrypt ca.key with the first line of FILE")
     p.add_argument("--force", action="store_true")
@@ -645,11 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="v3",
         help="v3 (RFC 5280) or draft (skip-x509-00: v1, PKCS#3, ipAddress RDNs)",
     )
-    p.add_argument("--days", type=int, default=365)
-    p.add_argument("--not-before", default="now")
+    _validity(p, 365)
     p.add_argument("--ca-passphrase-file")
-    p.add_argument("--out", required=True)
-    p.add_argument("--force", action="store_true")
+    _output(p)
 
     p = _command(
         sub,
@@ -659,10 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} udh --key host1.key --out host1.udh --days 365",
     )
     _key_source(p)
-    p.add_argument("--days", type=int, default=365)
-    p.add_argument("--not-before", default="now")
-    p.add_argument("--out", required=True)
-    p.add_argument("--force", action="store_true")
+    _validity(p, 365)
+    _output(p)
 
     p = _command(
         sub,
@@ -722,8 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="certificate, CRL, public key or UDH value")
     p.add_argument("--format", choices=("pem", "der", "udh", "dns"), required=True)
     p.add_argument("--owner", help="owner name of the DNS CERT record")
-    p.add_argument("--out", help="write here instead of standard output")
-    p.add_argument("--force", action="store_true")
+    _output(p, required=False, help_text="write here instead of standard output")
 
     p = _command(
         sub,
@@ -749,8 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--at", default="now", help="thisUpdate time")
     p.add_argument("--ca-passphrase-file")
-    p.add_argument("--out", required=True)
-    p.add_argument("--force", action="store_true")
+    _output(p)
     return parser
 
 
