@@ -15,7 +15,7 @@ from skip.errors import SkipError
 from skip.keying.events import CertificateNeeded, Received, Transmit
 from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import Suite
-from skip.wire.ip import ipv4_checksum, locate_upper
+from skip.wire.ip import build_ipv4, ipv4_checksum, locate_upper
 from skip.wire.skip_header import SkipHeader
 
 from .keying_harness import NOW, identity, pair, peer_of, udp
@@ -126,9 +126,13 @@ def test_clock_skew(group: str, skew: int, ok: bool) -> None:
         assert link.b.counters["n_out_of_window"] == 1
 
 
-def test_kp_lifecycle() -> None:
+@pytest.mark.parametrize(("group", "suite"), [
+    ("x25519", None),
+    ("skip-1024", Suite(1, 2, 2, 1)),  # AH + ESP: the byte rule counts the datagram once
+])
+def test_kp_lifecycle(group: str, suite: Suite | None) -> None:
     policy = KeyingPolicy(allow_legacy=True, kp_max_bytes=200, kp_max_seconds=120)
-    link = pair("x25519", policy_a=policy)
+    link = pair(group, suite, policy_a=policy)
     first = _header(link.a.protect(udp(payload=bytes(100)), NOW)).ekp
     assert _header(link.a.protect(udp(payload=bytes(100)), NOW + 1)).ekp == first
     after_bytes = _header(link.a.protect(udp(), NOW + 2)).ekp
@@ -440,3 +444,12 @@ def test_named_pair_reuses_its_kp() -> None:
     with pytest.raises(SkipError) as err:
         link.a.protect(udp(), NOW, identity="a", peer="nobody")
     assert err.value.reason == "unknown_mkid"
+
+
+def test_header_cut_short_is_refused_once_its_layout_is_known() -> None:
+    link = pair("x25519")
+    wire, _ = link.send(udp())  # the layout (and a receive Kp) is now cached
+    for cut in range(32, 20 + _header(wire).length):
+        with pytest.raises(SkipError) as err:
+            link.b.unprotect(build_ipv4("10.0.0.1", "10.0.0.2", 57, wire[20:cut]), NOW)
+        assert err.value.reason == "truncated"

@@ -34,6 +34,7 @@ from skip.crypto.kp_wrap import (
     modern_wrap_kp,
 )
 from skip.errors import ConfigError, KeyingError, ParseError, PolicyError, SkipError
+from skip.ipsec.counters import Counters as SaCounters
 from skip.keying import adp
 from skip.keying.events import (
     AlgorithmsChanged,
@@ -131,13 +132,15 @@ class _TxKey:
     """The sender's current Kp towards one peer from one principal, ready to use.
 
     ``expires`` folds the two time rules into one comparison: the Kp ends when n changes (the
-    start of the next hour) or ``kp_max_seconds`` after it was made, whichever comes first;
-    ``budget`` counts down the bytes it may still protect. If the clock steps back, the Kp is
-    kept until then: n in the headers never decreases, as draft-06 s. 5.1 wants.
+    start of the next hour) or ``kp_max_seconds`` after it was made, whichever comes first.
+    If the clock steps back, the Kp is kept until then: n in the headers never decreases, as
+    draft-06 s. 5.1 wants. The byte limit is checked against what the engine counts anyway:
+    the innermost SA's ``bytes_out`` is the cleartext that went into it.
     """
 
     expires: float
-    budget: int
+    used: SaCounters  # the innermost SA's counters
+    max_bytes: int
     suite: Suite
     header: bytes
     protect: Callable[..., bytes]  # Transforms.protect, one attribute nearer
@@ -145,6 +148,10 @@ class _TxKey:
     born: float
     transforms: Transforms
     state: _PeerState
+
+    def live(self, now: float) -> bool:
+        """Still the Kp to send under (protect's fast path has this test inline)."""
+        return now < self.expires and self.used.bytes_out < self.max_bytes
 
 
 @dataclass(slots=True)
@@ -418,7 +425,8 @@ class SkipEndpoint:
                        "rx_keys": self._rx_per_peer.get(p.name, 0)}
                       for p in self._peers.values()],
             "tx_keys": [{"identity": me, "peer": them, "suite": tx.suite.algorithms,
-                         "expires_in": max(0.0, tx.expires - now), "bytes_left": tx.budget}
+                         "expires_in": max(0.0, tx.expires - now),
+                         "bytes_left": max(0, tx.max_bytes - tx.used.bytes_out)}
                         for (me, them), tx in self._tx.items()],
             "kij_cache": {"entries": len(self.kij_cache), "capacity": self.kij_cache.capacity,
                           "computed": self.kij_cache.computed},
@@ -438,7 +446,7 @@ class SkipEndpoint:
         state = self._state[name]
         live = [tx for me in self._identities
                 if (tx := self._tx.get((me, name))) is not None
-                and now < tx.expires and tx.budget > 0]
+                and tx.live(now)]
         tx = max(live, key=lambda k: k.born, default=None)
         suite = self.suite_for(peer)
         last = state.last
@@ -447,7 +455,7 @@ class SkipEndpoint:
             tunnel=str(ip_address(state.tunnel)) if state.tunnel else None,
             nomadic=peer.nomadic,
             kp_age=max(0.0, now - tx.born) if tx else None,
-            kp_bytes=self.policy.kp_max_bytes - tx.budget if tx else 0,
+            kp_bytes=tx.used.bytes_out if tx else 0,
             kp_packets=tx.transforms.sas[0].counters.packets_out if tx else 0,
             last_sent=state.sent, last_received=state.received,
             last_n=last.n if last else None,
@@ -480,12 +488,11 @@ class SkipEndpoint:
                 tx = self._tx.get((identity, peer))
             else:
                 tx = None
-            if tx is None or not now < tx.expires or tx.budget <= 0:
+            if tx is None or not (now < tx.expires and tx.used.bytes_out < tx.max_bytes):
                 tx = self._current_tx(packet, now, identity, peer)
                 if tx is None:
                     return None
             wire = tx.protect(packet, shim=tx.shim)
-            tx.budget -= len(packet)
             tx.state.sent = now
             self._tx_ok += 1
             return wire
@@ -515,7 +522,7 @@ class SkipEndpoint:
             return None
         pair = (me.name, them.name)
         tx = self._tx.get(pair)
-        if tx is None or not now < tx.expires or tx.budget <= 0:
+        if tx is None or not tx.live(now):
             if tx is not None:
                 tx.expires = -1.0  # retired: routes that still point at it take this path
             tx = self._tx[pair] = self._new_tx(me, them, self.suite_for(them), n, now)
@@ -550,8 +557,8 @@ class SkipEndpoint:
         transforms = self._transforms(suite, kp, ekp_len, raw, them, me, pre06=them.pre06)
         self._counters["kp_new"] += 1
         expires = min(now + self.policy.kp_max_seconds, kdf.n_start(n + 1))
-        return _TxKey(expires, self.policy.kp_max_bytes, suite, raw, transforms.protect,
-                      (IP_PROTOCOL_SKIP, raw), now, transforms, state)
+        return _TxKey(expires, transforms.sas[-1].counters, self.policy.kp_max_bytes, suite, raw,
+                      transforms.protect, (IP_PROTOCOL_SKIP, raw), now, transforms, state)
 
     def _transforms(self, suite: Suite, kp: bytes, ekp_len: int, header: bytes, them: Peer,
                     me: LocalIdentity, *, pre06: bool, inbound: bytes | None = None
@@ -605,9 +612,9 @@ class SkipEndpoint:
             word0, word2 = _FIXED_WORDS.unpack_from(packet, off)
             length = self._layouts.get((word0, word2)) or \
                 self._measure(packet, off, word0, word2, now)
+            # A header cut short matches no cached key (its fixed words fix the key's length)
+            # and the slow path's parse refuses it (truncated): no length test here.
             end = off + length
-            if end > len(packet):
-                raise ParseError("truncated", "SKIP header ends before its EKp / MKIDs")
             shim_icv = None
             if off == _IPV4_PLAIN and not word0 & _RSVD_AND_NSIDS:
                 key: _RxCacheKey = packet[12:end]  # what _rx_key makes of it, in one slice
