@@ -178,3 +178,50 @@ def test_a_killed_skipd_leaves_nothing_a_new_one_cannot_take_over(pair: Pair) ->
     assert stop_skipd(proc) == 0
     state = kernel_state(pair.a)
     assert "fwmark" not in state["rules4"] + state["rules6"] and pair.ping(B4)
+
+
+IPV4_ONLY = """
+[daemon]
+control_socket = "{sock}"
+log_format = "json"
+
+[default]
+action = "allow-cleartext"
+
+[[peer]]
+name = "beta"
+hosts = [{hosts}]
+mode = "transport"
+action = "deny"
+"""
+
+
+def test_a_host_without_ipv6_gets_an_ipv4_only_skipd(tmp_path: Path) -> None:
+    with Lab() as lab:
+        a, b = lab.host("a"), lab.host("b")
+        for key in ("all", "default"):
+            a.sysctl(f"net.ipv6.conf.{key}.disable_ipv6", "1")
+        lab.link(a, [f"{A4}/24"], b, [f"{B4}/24"])
+        sock, config, log = tmp_path / "a.sock", tmp_path / "a.toml", tmp_path / "a.log"
+        config.write_text(IPV4_ONLY.format(sock=sock, hosts=f'"{B4}"'))
+        proc = start_skipd(a, config, sock, log)
+        assert a.run("ping", "-c1", "-W1", B4, check=False).returncode != 0  # policy holds
+        assert request(sock, "counters")["result"]["drops"]["policy_deny"] >= 1
+        assert request(sock, "status")["result"]["ip_versions"] == "4"
+        # the kernel's own lists: skipd holds IPv4 raw sockets and no IPv6 one, no IPv6 rule
+        assert len(a.run("cat", "/proc/net/raw").stdout.splitlines()) > 1
+        assert len(a.run("cat", "/proc/net/raw6").stdout.splitlines()) == 1  # header only
+        assert "fwmark" not in a.run("ip", "-6", "rule").stdout
+        assert "fwmark 0x5c1" in a.run("ip", "-4", "rule").stdout
+        assert stop_skipd(proc) == 0
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        said = [line for line in lines if line["msg"].startswith("IPv6 unavailable")]
+        assert said and said[0]["why"] == "net.ipv6.conf.all.disable_ipv6 is 1"
+        assert any(line.get("ip_versions") == "4" for line in lines)
+        # a configuration that names an IPv6 address is refused there, saying why
+        config.write_text(IPV4_ONLY.format(sock=sock, hosts=f'"{B4}", "{B6}"'))
+        result = a.run(sys.executable, "-m", "skip.cli.skipd", "-c", str(config), check=False)
+        assert result.returncode == 2, result.stderr
+        assert f"peer 'beta': {B6} needs IPv6, but net.ipv6.conf.all.disable_ipv6 is 1" in (
+            result.stderr)
+        assert "skip0" not in a.run("ip", "-o", "link").stdout

@@ -409,6 +409,18 @@ def _check_unique(path: Path, peers: tuple[PeerPolicy, ...]) -> None:
             seen[(what, key)] = peer.name
 
 
+def ipv6_uses(config: Config) -> list[str]:
+    """Where the configuration names an IPv6 address or prefix (as ``key value`` for
+    messages): what skipd cannot serve on a host without IPv6."""
+    uses = [f"daemon.addresses {a}" for a in config.daemon.addresses if a.version == 6]
+    uses += [f"identity.addresses {a}" for a in config.identity.addresses if a.version == 6]
+    for rule in (config.default, *config.peers):
+        tunnel = () if rule.tunnel is None else (rule.tunnel,)
+        uses += [f"peer {rule.name!r}: {a}" for a in (*rule.hosts, *rule.networks, *tunnel)
+                 if a.version == 6]
+    return uses
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate the configuration file at ``path``."""
     path = Path(path)

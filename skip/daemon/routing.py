@@ -81,8 +81,11 @@ class Routing:
         except NetlinkError as exc:
             raise self._fail(f"configure {self.interface}", exc) from None
 
-    def add_rules(self) -> None:
+    def add_rules(self, ipv6: bool = True) -> None:
+        """The policy rule per family; none for IPv6 when skipd runs IPv4-only."""
         for version, family in _FAMILIES.items():
+            if version == 6 and not ipv6:
+                continue
             try:
                 self.ipr.rule("add", table=self.table, priority=self.priority,
                               fwmark=self.fwmark, fwmask=0xFFFFFFFF, flags=_FIB_RULE_INVERT,

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from skip.daemon import logs
-from skip.daemon.config import Config, IPAddress, PeerPolicy, SkipName, load_config
+from skip.daemon.config import Config, IPAddress, PeerPolicy, SkipName, ipv6_uses, load_config
 from skip.daemon.control import ControlServer
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
 from skip.daemon.metrics import MetricsServer, Sample
 from skip.daemon.packet import Summary, summarize, too_big
 from skip.daemon.policy import PolicyTable
 from skip.daemon.routing import Routing
-from skip.daemon.sockets import RawReceiver, RawSender, UdpTransport
+from skip.daemon.sockets import RawReceiver, RawSender, UdpTransport, ipv6_unavailable
 from skip.daemon.tun import TunDevice
 from skip.errors import REASONS, ConfigError, SkipError
 
@@ -69,6 +69,7 @@ class Daemon:
         self.sender: RawSender | None = None
         self.receivers: list[RawReceiver] = []
         self.udp: UdpTransport | None = None
+        self.ipv6 = True  # False: IPv6 was unavailable at start and skipd runs IPv4-only
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.stopping: asyncio.Event | None = None
@@ -95,21 +96,22 @@ class Daemon:
             "counters": self._cmd_counters, "flush": self._cmd_flush,
             "reload": self._cmd_reload, "stop": self._cmd_stop})
         self.control.claim()
+        self.ipv6 = self._ipv6_decision()
         self.engine = self.engine_factory(self.config, time.time())
         self.mtu = self._compute_mtu(self.config, self.engine)
         self.tun = TunDevice(cfg.interface)
         self.routing = await self._netlink(Routing, self.tun.name, cfg.fwmark, cfg.table,
                                            cfg.rule_priority)
         await self._netlink(self.routing.configure_device, self.mtu, cfg.addresses)
-        await self._netlink(self.routing.add_rules)
+        await self._netlink(self.routing.add_rules, self.ipv6)
         await self._netlink(self._install_routes)
-        self.sender = RawSender(cfg.fwmark)
+        self.sender = RawSender(cfg.fwmark, ipv6=self.ipv6)
         loop.add_reader(self.tun.fileno(), self._on_tun)
         if cfg.udp_port:
-            self.udp = UdpTransport(cfg.udp_port, cfg.fwmark)
+            self.udp = UdpTransport(cfg.udp_port, cfg.fwmark, ipv6=self.ipv6)
             loop.add_reader(self.udp.fileno(), self._on_wire, self.udp)
         else:
-            for family in (socket.AF_INET, socket.AF_INET6):
+            for family in (socket.AF_INET, socket.AF_INET6)[: 2 if self.ipv6 else 1]:
                 receiver = RawReceiver(family)
                 self.receivers.append(receiver)
                 loop.add_reader(receiver.fileno(), self._on_wire, receiver)
@@ -120,7 +122,23 @@ class Daemon:
         self.serving = True
         logs.LOGGER.info("skipd started", extra=logs.fields(
             interface=self.tun.name, mtu=self.mtu, peers=len(self.config.peers),
-            transport=f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57"))
+            transport=f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
+            ip_versions="4, 6" if self.ipv6 else "4"))
+
+    def _ipv6_decision(self) -> bool:
+        """Whether to open IPv6 sockets and rules: when the host has IPv6 (a peer may show up
+        there later, through a reload or a nomadic move); refused when the configuration names
+        IPv6 addresses the host cannot carry; else IPv4-only, said in the log."""
+        why_not = ipv6_unavailable()
+        if why_not is None:
+            return True
+        uses = ipv6_uses(self.config)
+        if uses:
+            raise ConfigError("config_invalid", f"{self.config.path}: {uses[0]} needs IPv6, "
+                              f"but {why_not}")
+        logs.LOGGER.info("IPv6 unavailable: running IPv4-only, no IPv6 socket or rule opened",
+                         extra=logs.fields(why=why_not))
+        return False
 
     async def run(self) -> None:
         """Start, serve until SIGTERM/SIGINT or ``skipctl stop``, and always clean up; raises
@@ -197,6 +215,9 @@ class Daemon:
             if changed:
                 raise ConfigError("config_invalid", f"{new.path}: daemon.{changed[0]}: "
                                   "changing it needs a restart (kept the running value)")
+            if not self.ipv6 and (uses := ipv6_uses(new)):
+                raise ConfigError("config_invalid", f"{new.path}: {uses[0]} needs IPv6; skipd "
+                                  "runs IPv4-only as IPv6 was unavailable at start")
             if self.engine is not None:
                 self.engine.reconfigure(new, time.time())
             elif any(r.action == "protect" for r in (new.default, *new.peers)):
@@ -440,6 +461,7 @@ class Daemon:
             "uptime": round(time.time() - self.started, 1),
             "interface": self.tun.name if self.tun else cfg.interface, "mtu": self.mtu,
             "transport": f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
+            "ip_versions": "4, 6" if self.ipv6 else "4",
             "identity": str(self.config.identity.name),
             "peers": len(self.config.peers), "default_action": self.config.default.action,
             "protected_in": self.traffic["protected_in"],

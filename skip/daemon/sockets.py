@@ -11,6 +11,9 @@ header; IPv6 ones never do (RFC 3542), so the receiver rebuilds a plain 40-byte 
 packet-info ancillary data. Extension headers before the SKIP header are lost that way, which
 skipd accepts: the drafts' SKIP-over-IPv6 puts SKIP directly after the IPv6 header.
 
+IPv6 is optional: on a host without it (no IPv6 sockets, or net.ipv6.conf.all.disable_ipv6
+set) skipd opens IPv4 sockets only, see :func:`ipv6_unavailable`.
+
 SKIP-in-UDP carries the whole protocol-57 datagram as the UDP payload (as GRE-in-UDP keeps its
 header), so a legacy AH over the IP header verifies unchanged; behind NAT, peers should name
 themselves with an NSID other than 0, since addresses are rewritten.
@@ -18,9 +21,11 @@ themselves with an NSID other than 0, since addresses are rewritten.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import struct
+from pathlib import Path
 
 from skip.daemon.system_errors import from_os_error
 from skip.wire.ip import PROTO_SKIP
@@ -41,6 +46,28 @@ _SO_RCVBUFFORCE = 33
 #: a burst of full-size packets arrives faster than one Python thread drains them; the default
 #: ~200 kB buffer overflows within a TCP window and every overflow is a retransmission
 RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+_DISABLE_IPV6 = Path("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+
+
+def ipv6_unavailable() -> str | None:
+    """Why this host cannot carry IPv6, or None when it can.
+
+    Two ways to lack it: a kernel without IPv6 (``ipv6.disable=1``: no AF_INET6 socket at
+    all), and the sysctl ``net.ipv6.conf.all.disable_ipv6 = 1``, under which IPv6 sockets
+    still open but no interface has an address, so nothing would ever arrive on them.
+    """
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close()
+    except OSError as exc:
+        return f"the kernel has no IPv6 sockets ({exc.strerror})"
+    try:
+        if _DISABLE_IPV6.read_text().strip() == "1":
+            return "net.ipv6.conf.all.disable_ipv6 is 1"
+    except OSError:
+        pass  # no such sysctl: nothing disables IPv6
+    return None
 
 
 def _big_receive_buffer(sock: socket.socket) -> None:
@@ -72,23 +99,28 @@ def _marked(family: int, kind: int, proto: int, mark: int) -> socket.socket:
 
 
 class RawSender:
-    """Sends complete IPv4/IPv6 datagrams with skipd's fwmark."""
+    """Sends complete IPv4/IPv6 datagrams with skipd's fwmark (IPv6 only with ``ipv6``)."""
 
-    def __init__(self, mark: int) -> None:
+    def __init__(self, mark: int, *, ipv6: bool = True) -> None:
         self.v4 = _marked(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW, mark)
-        self.v6 = _marked(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW, mark)
-        self.v6.setsockopt(socket.IPPROTO_IPV6, _IPV6_HDRINCL, 1)
+        self.v6: socket.socket | None = None
+        if ipv6:
+            self.v6 = _marked(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW, mark)
+            self.v6.setsockopt(socket.IPPROTO_IPV6, _IPV6_HDRINCL, 1)
 
     def send(self, datagram: bytes) -> None:
         """Raises OSError (EMSGSIZE, ENETUNREACH, ...) for the caller to count."""
         if datagram[0] >> 4 == 4:
             self.v4.sendto(datagram, (socket.inet_ntop(socket.AF_INET, datagram[16:20]), 0))
+        elif self.v6 is None:
+            raise OSError(errno.EAFNOSUPPORT, "skipd runs IPv4-only")
         else:
             self.v6.sendto(datagram, (socket.inet_ntop(socket.AF_INET6, datagram[24:40]), 0))
 
     def close(self) -> None:
         self.v4.close()
-        self.v6.close()
+        if self.v6 is not None:
+            self.v6.close()
 
 
 class RawReceiver:
@@ -137,19 +169,23 @@ class RawReceiver:
 
 
 class UdpTransport:
-    """SKIP-in-UDP on one port, IPv4 and IPv6 on a single dual-stack socket."""
+    """SKIP-in-UDP on one port, IPv4 and IPv6 on a single dual-stack socket (an IPv4 one
+    without ``ipv6``)."""
 
-    def __init__(self, port: int, mark: int) -> None:
+    def __init__(self, port: int, mark: int, *, ipv6: bool = True) -> None:
         self.port = port
+        self.ipv6 = ipv6
         #: (host, port) the last datagram came from: behind NAT, where replies must go
         self.last_source: tuple[str, int] | None = None
-        self.sock = _marked(socket.AF_INET6, socket.SOCK_DGRAM, 0, mark)
-        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        self.sock = _marked(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM, 0,
+                            mark)
+        if ipv6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         _big_receive_buffer(self.sock)
         # no SO_REUSEADDR: UDP has no TIME_WAIT to wait out, and with it a second skipd on
         # the same port would silently share (and take over) this one's traffic
         try:
-            self.sock.bind(("::", port))
+            self.sock.bind(("::" if ipv6 else "0.0.0.0", port))
         except OSError as exc:
             self.sock.close()
             raise from_os_error(f"cannot bind the SKIP-in-UDP port {port}", exc) from None
@@ -163,7 +199,11 @@ class UdpTransport:
         destination on ``port`` (default: our own port)."""
         if to is None:
             if datagram[0] >> 4 == 4:
-                host = "::ffff:" + socket.inet_ntop(socket.AF_INET, datagram[16:20])
+                host = socket.inet_ntop(socket.AF_INET, datagram[16:20])
+                if self.ipv6:
+                    host = "::ffff:" + host  # the IPv4-mapped form a dual-stack socket takes
+            elif not self.ipv6:
+                raise OSError(errno.EAFNOSUPPORT, "skipd runs IPv4-only")
             else:
                 host = socket.inet_ntop(socket.AF_INET6, datagram[24:40])
             to = (host, port or self.port)
