@@ -17,6 +17,14 @@ from pathlib import Path
 import pytest
 
 from skip.daemon.control import request
+from skip.wire.ip import (
+    PROTO_DSTOPTS,
+    PROTO_HOPOPTS,
+    PROTO_SKIP,
+    ExtensionHeader,
+    IPv6Option,
+    build_ipv6,
+)
 from tests.netns import Lab, Namespace, can_run, start_skipd, stop_skipd
 
 pytestmark = [pytest.mark.netns,
@@ -225,3 +233,36 @@ def test_a_host_without_ipv6_gets_an_ipv4_only_skipd(tmp_path: Path) -> None:
         assert f"peer 'beta': {B6} needs IPv6, but net.ipv6.conf.all.disable_ipv6 is 1" in (
             result.stderr)
         assert "skip0" not in a.run("ip", "-o", "link").stdout
+
+
+RECEIVE_ONE = """
+import select, socket
+from skip.daemon.sockets import RawReceiver
+receiver = RawReceiver(socket.AF_INET6)
+print("ready", flush=True)
+for _ in range({count}):
+    select.select([receiver], [], [], 10)
+    print(receiver.read().hex(), flush=True)
+"""
+
+
+def test_ipv6_receive_rebuilds_the_extension_headers_in_front_of_skip(pair: Pair) -> None:
+    """What Linux delivered on a raw socket, rebuilt, is byte for byte what was sent: the
+    fixed header's class and flow label, a hop-by-hop and a destination-options header (the
+    headers a legacy AH over IPv6 covers)."""
+    options = ExtensionHeader.with_options(PROTO_DSTOPTS, 0, [IPv6Option(0x1E, b"skip")])
+    sent = [
+        build_ipv6(B6, A6, PROTO_SKIP, bytes(range(24)), traffic_class=0x28, flow_label=0x5A5A5,
+                   extension_headers=[ExtensionHeader.with_options(PROTO_HOPOPTS, 0, []),
+                                      options]),
+        build_ipv6(B6, A6, PROTO_SKIP, b"plain", hop_limit=9),
+    ]
+    receiver = pair.a.popen(sys.executable, "-c", RECEIVE_ONE.format(count=len(sent)),
+                            stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
+    pair.b.run(sys.executable, "-c", (
+        "import socket, sys; s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 255); "
+        "s.setsockopt(socket.IPPROTO_IPV6, 36, 1)\n"
+        f"for p in {[p.hex() for p in sent]!r}: s.sendto(bytes.fromhex(p), ('{A6}', 0))"))
+    out, _ = receiver.communicate(timeout=15)
+    assert out.split() == [p.hex() for p in sent]

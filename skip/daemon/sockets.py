@@ -7,9 +7,12 @@ own packets bypass the policy-routing table that steers protected destinations i
 device: without the mark a transport-mode packet to a peer would loop back into skipd.
 
 Receiving: a raw socket per family bound to protocol 57. IPv4 raw sockets deliver the IP
-header; IPv6 ones never do (RFC 3542), so the receiver rebuilds a plain 40-byte header from the
-packet-info ancillary data. Extension headers before the SKIP header are lost that way, which
-skipd accepts: the drafts' SKIP-over-IPv6 puts SKIP directly after the IPv6 header.
+header; IPv6 ones never do (RFC 3542), so the receiver rebuilds it from ancillary data: the
+fixed header from the packet info, hop limit, traffic class and flow label, and the
+hop-by-hop, destination-options and routing headers in front of the SKIP header from
+IPV6_HOPOPTS / IPV6_DSTOPTS / IPV6_RTHDR, in the order the kernel reports them (its order on
+the wire), so a legacy AH that covers them still verifies. A fragment header is not rebuilt:
+the kernel reassembled the datagram, as AH requires (RFC 4302 3.4.1).
 
 IPv6 is optional: on a host without it (no IPv6 sockets, or net.ipv6.conf.all.disable_ipv6
 set) skipd opens IPv4 sockets only, see :func:`ipv6_unavailable`.
@@ -28,7 +31,7 @@ import struct
 from pathlib import Path
 
 from skip.daemon.system_errors import from_os_error
-from skip.wire.ip import PROTO_SKIP
+from skip.wire.ip import PROTO_DSTOPTS, PROTO_HOPOPTS, PROTO_ROUTING, PROTO_SKIP
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -40,8 +43,15 @@ _IPV6_RECVHOPLIMIT = 51
 _IPV6_HOPLIMIT = 52
 _IPV6_RECVTCLASS = 66
 _IPV6_TCLASS = 67
+#: ancillary type -> the extension header's own protocol number (RFC 3542 section 4)
+_EXTENSION_CMSGS = {socket.IPV6_HOPOPTS: PROTO_HOPOPTS, socket.IPV6_RTHDR: PROTO_ROUTING,
+                    socket.IPV6_DSTOPTS: PROTO_DSTOPTS}
+_IPV6 = struct.Struct("!IHBB16s16s")
 _MAX = 65535
-_CMSG_SPACE = socket.CMSG_SPACE(20) + 3 * socket.CMSG_SPACE(4)
+#: room for the fixed-header items and four extension headers of the largest size (2048
+#: bytes: hop-by-hop, destination options before and after a routing header, the routing
+#: header); more is refused (MSG_CTRUNC) rather than passed on with headers missing
+_CMSG_SPACE = socket.CMSG_SPACE(20) + 3 * socket.CMSG_SPACE(4) + 4 * socket.CMSG_SPACE(2048)
 _SO_RCVBUFFORCE = 33
 #: a burst of full-size packets arrives faster than one Python thread drains them; the default
 #: ~200 kB buffer overflows within a TCP window and every overflow is a retransmission
@@ -134,7 +144,8 @@ class RawReceiver:
             # everything of the IPv6 header the kernel strips, so the rebuilt header is the
             # one that was sent: a legacy AH (RFC 1826) covers the flow label and class
             for option in (_IPV6_RECVPKTINFO, _IPV6_RECVHOPLIMIT, _IPV6_RECVTCLASS,
-                           _IPV6_FLOWINFO):
+                           _IPV6_FLOWINFO, socket.IPV6_RECVHOPOPTS, socket.IPV6_RECVDSTOPTS,
+                           socket.IPV6_RECVRTHDR):
                 self.sock.setsockopt(socket.IPPROTO_IPV6, option, 1)
 
     def fileno(self) -> int:
@@ -144,14 +155,19 @@ class RawReceiver:
         try:
             if self.family == socket.AF_INET:
                 return self.sock.recv(_MAX)
-            data, ancillary, _flags, source = self.sock.recvmsg(_MAX, _CMSG_SPACE)
+            data, ancillary, flags, source = self.sock.recvmsg(_MAX, _CMSG_SPACE)
         except BlockingIOError:
             return None
+        if flags & socket.MSG_CTRUNC:
+            raise OSError(errno.EMSGSIZE, "IPv6 extension headers beyond the ancillary buffer")
         dst, hops, tclass, flow = b"\0" * 16, 64, 0, 0
+        chain: list[tuple[int, bytes]] = []
         for level, kind, value in ancillary:
             if level != socket.IPPROTO_IPV6 or len(value) < 4:
                 continue
-            if kind == _IPV6_PKTINFO and len(value) >= 16:
+            if kind in _EXTENSION_CMSGS:
+                chain.append((_EXTENSION_CMSGS[kind], value))
+            elif kind == _IPV6_PKTINFO and len(value) >= 16:
                 dst = value[:16]
             elif kind == _IPV6_HOPLIMIT:
                 hops = struct.unpack("=i", value[:4])[0]
@@ -161,8 +177,15 @@ class RawReceiver:
                 flow = struct.unpack("!I", value[:4])[0] & 0xFFFFF
         src = socket.inet_pton(socket.AF_INET6, source[0].split("%")[0])
         first = 6 << 28 | tclass << 20 | flow
-        header = struct.pack("!IHBB16s16s", first, len(data), PROTO_SKIP, hops, src, dst)
-        return header + data
+        headers, next_header = b"", PROTO_SKIP
+        if chain:
+            # each header's Next Header names the one rebuilt after it, the last one SKIP
+            kinds = [kind for kind, _ in chain[1:]] + [PROTO_SKIP]
+            headers = b"".join(bytes((nxt,)) + value[1:]
+                               for nxt, (_, value) in zip(kinds, chain, strict=True))
+            next_header = chain[0][0]
+        return _IPV6.pack(first, len(headers) + len(data), next_header, hops, src,
+                          dst) + headers + data
 
     def close(self) -> None:
         self.sock.close()
