@@ -221,6 +221,11 @@ def test_a_host_without_ipv6_gets_an_ipv4_only_skipd(tmp_path: Path) -> None:
         assert len(a.run("cat", "/proc/net/raw6").stdout.splitlines()) == 1  # header only
         assert "fwmark" not in a.run("ip", "-6", "rule").stdout
         assert "fwmark 0x5c1" in a.run("ip", "-4", "rule").stdout
+        # a reload that brings IPv6 is refused, and the running policy stays
+        config.write_text(IPV4_ONLY.format(sock=sock, hosts=f'"{B4}", "{B6}"'))
+        refused = request(sock, "reload")
+        assert not refused["ok"] and "needs IPv6; skipd runs IPv4-only" in str(refused)
+        assert a.run("ping", "-c1", "-W1", B4, check=False).returncode != 0
         assert stop_skipd(proc) == 0
         lines = [json.loads(line) for line in log.read_text().splitlines()]
         said = [line for line in lines if line["msg"].startswith("IPv6 unavailable")]
