@@ -9,7 +9,8 @@ from skip.crypto.registry import get_cipher
 from skip.errors import AlgorithmError, ParseError, SkipError
 from skip.ipsec import AhSA, EspSA, SecurityAssociation
 from skip.ipsec.layout import decapsulate
-from skip.wire.ip import IPv4Header, build_ipv4, finish_ipv4_header, ipv4_checksum
+from skip.wire.checksum import internet_checksum
+from skip.wire.ip import IPv4Header, build_ipv4, finish_ipv4_header
 from tests.ipsec_cases import TUNNEL, Suite, datagram
 
 GCM = Suite("esp", "aes-gcm-16")
@@ -52,7 +53,7 @@ def test_tunnel_ecn_ce_is_propagated_to_ect_inner():
     wire[1] |= 0x03  # a router marks congestion on the outer header
     finish_ipv4_header(wire)
     out = rx.unprotect(bytes(wire))
-    assert out[1] == 0x03 and ipv4_checksum(out, 0, 20) == 0 and out[2:] == inner[2:10] + out[
+    assert out[1] == 0x03 and internet_checksum(out, 0, 20) == 0 and out[2:] == inner[2:10] + out[
         10:12] + inner[12:]
 
 

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 from skip.errors import ParseError
 from skip.ipsec.layout import finish_head, spliced_head, transport_head
+from skip.wire.checksum import internet_checksum
 from skip.wire.ip import (
     build_ipv4,
     build_ipv6,
     finish_ipv4_header,
     insertion_point,
-    ipv4_checksum,
     ipv4_sum,
     locate_upper,
     lone_ipv6,
@@ -60,7 +60,7 @@ def test_respliced_ipv4_equals_a_full_recomputation(packet, total, protocol, bad
     assert fields is not None and ipv4_sum(packet) == 0
     want = full_rewrite(packet, total, protocol)
     assert respliced_ipv4(fields, 0, total, protocol) == want  # verified: incremental
-    assert ipv4_checksum(want, 0, 20) == 0
+    assert internet_checksum(want, 0, 20) == 0
     # A wrong old checksum does not carry over when the old sum is given (the send side).
     broken = packet[:10] + bad.to_bytes(2, "big") + packet[12:]
     fields = plain_ipv4(broken, False)

@@ -8,7 +8,8 @@ import pytest
 from skip.crypto.registry import get_cipher, get_integrity
 from skip.ipsec import peek
 from skip.wire import ah as wire_ah
-from skip.wire.ip import IPv4Header, IPv6Header, insertion_point, ipv4_checksum, locate_upper
+from skip.wire.checksum import internet_checksum
+from skip.wire.ip import IPv4Header, IPv6Header, insertion_point, locate_upper
 from tests.ipsec_cases import ALL_SUITES, LAYOUTS, TUNNEL, datagram
 
 SIZES = (0, 1, 63, 1400)
@@ -94,7 +95,7 @@ def test_transport_keeps_header_chain_and_fixes_checksum():
         hl = (original[0] & 15) * 4
         assert wire[20:hl] == original[20:hl]  # options untouched
         assert wire[9] == (50 if suite.protocol == "esp" else 51)
-        assert ipv4_checksum(wire, 0, hl) == 0
+        assert internet_checksum(wire, 0, hl) == 0
         original6 = datagram(6, 30, fancy=True)
         wire6 = suite.sa("transport").protect(original6)
         _, nh_off, at, _ = insertion_point(original6)

@@ -15,7 +15,8 @@ from skip.errors import SkipError
 from skip.keying.events import CertificateNeeded, Received, Transmit
 from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import Suite
-from skip.wire.ip import build_ipv4, ipv4_checksum, locate_upper
+from skip.wire.checksum import internet_checksum
+from skip.wire.ip import build_ipv4, locate_upper
 from skip.wire.skip_header import SkipHeader
 
 from .keying_harness import NOW, identity, pair, peer_of, udp
@@ -165,7 +166,7 @@ def _with_ip_options(wire: bytes) -> bytes:
     out[0] = 0x46
     out[2:4] = len(out).to_bytes(2, "big")
     out[10:12] = b"\0\0"
-    out[10:12] = ipv4_checksum(out, 0, 24).to_bytes(2, "big")
+    out[10:12] = internet_checksum(out, 0, 24).to_bytes(2, "big")
     return bytes(out)
 
 
@@ -266,8 +267,7 @@ def test_source_mkid_selects_the_key_not_the_address() -> None:
     moved = bytearray(link.a.protect(udp(), NOW))
     moved[15] = 99  # the sender moved to another address (DHCP): its MKID still names it
     moved[10:12] = b"\0\0"
-    from skip.wire.ip import ipv4_checksum
-    moved[10:12] = ipv4_checksum(moved, 0, 20).to_bytes(2, "big")
+    moved[10:12] = internet_checksum(moved, 0, 20).to_bytes(2, "big")
     assert link.b.unprotect(bytes(moved), NOW).peer == "a"
 
 

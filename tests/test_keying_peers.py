@@ -17,7 +17,8 @@ from skip.keying.events import CertificateNeeded, Transmit
 from skip.keying.identity import Peer
 from skip.keying.pending import PendingPackets
 from skip.keying.policy import KeyingPolicy
-from skip.wire.ip import build_ipv4, ipv4_checksum
+from skip.wire.checksum import internet_checksum
+from skip.wire.ip import build_ipv4
 
 from .keying_harness import NOW, Link, identity, pair, peer_of, udp
 
@@ -34,7 +35,7 @@ def _from(wire: bytes, source: str) -> bytes:
     out = bytearray(wire)
     out[12:16] = ipaddress.ip_address(source).packed
     out[10:12] = b"\0\0"
-    out[10:12] = ipv4_checksum(out, 0, 20).to_bytes(2, "big")
+    out[10:12] = internet_checksum(out, 0, 20).to_bytes(2, "big")
     return bytes(out)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from skip.wire.ip import ipv4_checksum
+from skip.wire.checksum import internet_checksum
 from tests import tshark_witness as tw
 
 pytestmark = [
@@ -36,7 +36,7 @@ def _without_skip_header(wire: bytes, header_len: int) -> bytes:
     ip[9] = 50
     struct.pack_into("!H", ip, 2, len(wire) - header_len)
     struct.pack_into("!H", ip, 10, 0)
-    struct.pack_into("!H", ip, 10, ipv4_checksum(ip, 0, 20))
+    struct.pack_into("!H", ip, 10, internet_checksum(ip, 0, 20))
     return bytes(ip) + wire[20 + header_len:]
 
 

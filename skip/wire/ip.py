@@ -93,15 +93,6 @@ _from_bytes = int.from_bytes  # bound once: looking it up on ``int`` per packet 
 
 
 # --------------------------------------------------------------------------------------------
-# checksum
-# --------------------------------------------------------------------------------------------
-
-
-#: The IPv4 header checksum is the Internet checksum; the name is kept for IPv4 callers.
-ipv4_checksum = internet_checksum
-
-
-# --------------------------------------------------------------------------------------------
 # IPv4 options
 # --------------------------------------------------------------------------------------------
 
@@ -246,7 +237,7 @@ def check_ipv4(data: BytesLike, *, verify_checksum: bool, whole: bool = True) ->
     if whole and total != n:
         reason = "truncated" if total > n else "bad_length"
         raise ParseError(reason, f"IPv4 total length {total}, datagram has {n} bytes")
-    if verify_checksum and ipv4_checksum(data, 0, hl) != 0:
+    if verify_checksum and internet_checksum(data, 0, hl) != 0:
         raise ParseError("bad_checksum", "IPv4 header checksum does not verify")
     return hl
 
