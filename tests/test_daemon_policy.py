@@ -163,3 +163,39 @@ def test_packet_too_big_v6_checksum_with_pseudo_header() -> None:
     pseudo = err[8:40] + struct.pack("!I3xB", len(err) - 40, 58)
     assert internet_checksum(pseudo + err[40:]) == 0
     assert (err[40], struct.unpack_from("!I", err, 44)[0]) == (2, 1280)
+
+
+def reference_rule(config_table: PolicyTable, address: ipaddress._BaseAddress) -> tuple[str, str]:
+    """Host, then longest network, then default, worked out with the standard library's
+    ``in`` over every rule, independently of the table's lookup structures and its cache."""
+    rules = list(config_table.by_label.values())
+    for rule in rules:
+        if address in rule.hosts:
+            return rule.name, "host"
+    nets = [(net.prefixlen, rule.name) for rule in rules for net in rule.networks
+            if net.version == address.version and address in net]
+    if nets:
+        return max(nets)[1], "network"
+    return "default", "default"
+
+
+V4_NEAR_RULES = st.one_of(st.integers(0x0A000000, 0x0AFFFFFF), st.integers(0, 2**32 - 1)) \
+    .map(ipaddress.IPv4Address)
+
+
+@given(st.lists(V4_NEAR_RULES, min_size=1, max_size=40))
+def test_cached_decisions_agree_with_the_reference(addresses: list) -> None:
+    table = PolicyTable(parse_config(CONFIG, Path("t.toml")))
+    for _ in range(2):  # the second pass is answered from the cache
+        for address in [*addresses, ipaddress.ip_address("10.9.0.7")]:
+            decision = table.for_address(address)
+            assert (decision.rule.name, decision.matched) == reference_rule(table, address)
+
+
+def test_decision_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("skip.daemon.policy.CACHE_SIZE", 8)
+    table = PolicyTable(parse_config(CONFIG, Path("t.toml")))
+    for n in range(100):
+        address = ipaddress.IPv4Address(0x0A090000 + n)
+        assert table.for_address(address).rule.name == ("exempt" if n == 7 else "narrow")
+        assert len(table._cache) <= 8

@@ -17,6 +17,10 @@ from skip.daemon.config import Config, IPAddress, PeerPolicy, SkipName
 from skip.daemon.packet import Summary
 from skip.wire.ip import PROTO_UDP
 
+#: addresses whose decision is remembered; past it the oldest is forgotten (a scan of the
+#: whole address space costs lookups, never memory)
+CACHE_SIZE = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -28,26 +32,40 @@ class Decision:
 
 
 class PolicyTable:
-    """Immutable lookup structure built once per configuration (rebuilt on reload)."""
+    """Immutable lookup structure built once per configuration (rebuilt on reload).
+
+    Every Decision is made here, once per rule, and the decision for an address is remembered
+    in a bounded cache: the per-packet path is then one dict lookup, with no allocation. A
+    reload builds a new table, so nothing remembered outlives the configuration it came from.
+    """
 
     def __init__(self, config: Config) -> None:
         self.default = config.default
         self.kmp_port = config.daemon.key_management_port
-        self.hosts: dict[bytes, PeerPolicy] = {}  # packed address -> rule
-        # per family, prefix length -> {network address int -> rule}; lookups walk the distinct
-        # prefix lengths longest first, so cost grows with those, not with the number of rules
-        self._nets: dict[int, list[tuple[int, dict[int, PeerPolicy]]]] = {4: [], 6: []}
+        self.hosts: dict[bytes, Decision] = {}  # packed address -> its rule's host decision
+        # per family, prefix length -> {network address int -> decision}; lookups walk the
+        # distinct prefix lengths longest first, so cost grows with those, not with the rules
+        self._nets: dict[int, list[tuple[int, dict[int, Decision]]]] = {4: [], 6: []}
         self.by_name: dict[SkipName, PeerPolicy] = {}
         self.by_label: dict[str, PeerPolicy] = {}
-        nets: dict[tuple[int, int], dict[int, PeerPolicy]] = {}
+        self._nomadic: dict[str, Decision] = {}  # rule name -> decision, nomadic-only rules
+        self._default = Decision(self.default.action, self.default, "default")
+        self._kmp = Decision("allow-cleartext", self.default, "key-management")
+        self._cache: dict[bytes, Decision] = {}
+        nets: dict[tuple[int, int], dict[int, Decision]] = {}
         for rule in config.peers:
             self.by_label[rule.name] = rule
             if rule.peer.nsid:
                 self.by_name[rule.peer] = rule
-            for host in rule.hosts:
-                self.hosts[host.packed] = rule
+            if rule.nomadic and not rule.hosts and not rule.networks:
+                self._nomadic[rule.name] = Decision(rule.action, rule, "nomadic")
+            host = Decision(rule.action, rule, "host")
+            for address in rule.hosts:
+                self.hosts[address.packed] = host
+            network = Decision(rule.action, rule, "network")
             for net in rule.networks:
-                nets.setdefault((net.version, net.prefixlen), {})[int(net.network_address)] = rule
+                key = (net.version, net.prefixlen)
+                nets.setdefault(key, {})[int(net.network_address)] = network
         for (version, plen), table in sorted(nets.items(), key=lambda kv: -kv[0][1]):
             self._nets[version].append((plen, table))
 
@@ -57,31 +75,38 @@ class PolicyTable:
 
     def for_packed(self, packed: bytes) -> Decision:
         """:meth:`for_address` on the 4 or 16 bytes a packet carries (the per-packet path)."""
-        rule = self.hosts.get(packed)
-        if rule is not None:
-            return Decision(rule.action, rule, "host")
+        decision = self._cache.get(packed)
+        if decision is None:
+            decision = self._lookup(packed)
+            cache = self._cache
+            if len(cache) >= CACHE_SIZE:
+                del cache[next(iter(cache))]  # oldest first: dicts keep insertion order
+            cache[packed] = decision
+        return decision
+
+    def _lookup(self, packed: bytes) -> Decision:
+        decision = self.hosts.get(packed)
+        if decision is not None:
+            return decision
         bits = len(packed) * 8
         value = int.from_bytes(packed, "big")
         for plen, table in self._nets[4 if bits == 32 else 6]:
-            rule = table.get(value >> (bits - plen) << (bits - plen))
-            if rule is not None:
-                return Decision(rule.action, rule, "network")
-        return Decision(self.default.action, self.default, "default")
+            decision = table.get(value >> (bits - plen) << (bits - plen))
+            if decision is not None:
+                return decision
+        return self._default
 
     def outbound(self, info: Summary) -> Decision:
         """Decision for a cleartext packet read from the TUN device (remote = destination)."""
         if self.is_key_management(info):
-            return Decision("allow-cleartext", self.default, "key-management")
+            return self._kmp
         return self.for_packed(info.dst)
 
     def inbound(self, info: Summary, peer: str) -> Decision:
         """Decision for a packet that arrived (remote = source); ``peer`` is the rule name of
         the sender the keying engine authenticated, which wins for nomadic peers (the engine
         found them by MKID, their address is whatever it is today)."""
-        rule = self.by_label.get(peer)
-        if rule is not None and rule.nomadic and not rule.hosts and not rule.networks:
-            return Decision(rule.action, rule, "nomadic")
-        return self.for_packed(info.src)
+        return self._nomadic.get(peer) or self.for_packed(info.src)
 
     def authorised(self, decision: Decision, peer: str) -> bool:
         """May the authenticated ``peer`` send from the inner source that chose ``decision``?
