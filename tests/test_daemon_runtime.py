@@ -242,9 +242,15 @@ def test_an_engine_bug_costs_one_packet_not_the_daemon(daemon: Daemon) -> None:
     def broken(*_args: object) -> None:
         raise NameError("a bug in the engine")
 
+    class Socket:  # what the loop's reader drains: two datagrams, then nothing waiting
+        def __init__(self) -> None:
+            self.waiting = [b"anything", b"anything"]
+
+        def read(self) -> bytes | None:
+            return self.waiting.pop() if self.waiting else None
+
     daemon.engine.unprotect = broken  # type: ignore[method-assign]
-    daemon._guarded(daemon.inbound, b"anything")
-    daemon._guarded(daemon.inbound, b"anything")
+    daemon._on_wire(Socket())  # type: ignore[arg-type]
     assert daemon.drops == {"internal_error": 2}
     daemon.outbound(udp("10.57.0.1", "10.57.0.2"), 1.0)  # the rest keeps working
     assert daemon.traffic["protected_out"] == 1

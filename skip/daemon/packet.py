@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from skip.errors import ParseError
 from skip.wire.checksum import internet_checksum
@@ -32,15 +32,17 @@ from skip.wire.ip import (
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _PORTS = struct.Struct("!HH")
+_PORTED = frozenset((PROTO_TCP, PROTO_UDP))  # upper layers whose ports policy may read
 _ICMP_TOO_BIG_V4 = struct.Struct("!BBHHH")  # type 3 code 4, checksum, unused, next-hop MTU
 _ICMP_TOO_BIG_V6 = struct.Struct("!BBHI")  # type 2 code 0, checksum, MTU
 _PSEUDO_V6_TAIL = struct.Struct("!I3xB")  # upper-layer length, zeros, next header
 
 
-@dataclass(frozen=True, slots=True)
-class Summary:
+class Summary(NamedTuple):
     """Policy-relevant facts about one IP packet. Addresses stay packed bytes: building
-    ``ipaddress`` objects for every packet cost more than the policy lookup itself."""
+    ``ipaddress`` objects for every packet cost more than the policy lookup itself; and a
+    named tuple, as a frozen dataclass cost three times as much to make (six
+    ``object.__setattr__`` calls per packet)."""
 
     version: int
     src: bytes
@@ -70,28 +72,27 @@ def summarize(packet: bytes | memoryview) -> Summary:
     version = packet[0] >> 4
     if version == 4:
         hl = check_ipv4(packet, verify_checksum=False, whole=False)
-        src, dst = bytes(packet[12:16]), bytes(packet[16:20])
-        protocol = packet[9]
         later_fragment = (packet[6] << 8 | packet[7]) & IPV4_OFFSET_MASK
-        if later_fragment:
-            return Summary(4, src, dst, protocol, None, None)
-        return Summary(4, src, dst, protocol, *_ports(packet, hl, protocol))
+        return _summary(4, packet, bytes(packet[12:16]), bytes(packet[16:20]), packet[9],
+                        None if later_fragment else hl)
     if version == 6:
         check_ipv6(packet, whole=False)
-        src, dst = bytes(packet[8:24]), bytes(packet[24:40])
         chain = ipv6_extension_headers(packet, keep_fragments=True)
         kind, nh_off, offset = chain[-1] if chain else (0, 6, IPV6_HEADER)
-        protocol = packet[nh_off]
         if kind == PROTO_FRAGMENT and (packet[nh_off + 2] << 8 | packet[nh_off + 3]) & 0xFFF8:
-            return Summary(6, src, dst, protocol, None, None)
-        return Summary(6, src, dst, protocol, *_ports(packet, offset, protocol))
+            offset = None
+        return _summary(6, packet, bytes(packet[8:24]), bytes(packet[24:40]), packet[nh_off],
+                        offset)
     raise ParseError("bad_version", f"IP version {version}")
 
 
-def _ports(packet: bytes | memoryview, offset: int, protocol: int) -> tuple[int | None, ...]:
-    if protocol in (PROTO_TCP, PROTO_UDP) and len(packet) >= offset + 4:
-        return _PORTS.unpack_from(packet, offset)
-    return None, None
+def _summary(version: int, packet: bytes | memoryview, src: bytes, dst: bytes, protocol: int,
+             offset: int | None) -> Summary:
+    """``offset``: where the upper-layer header starts; None for a later fragment (no ports)."""
+    if offset is not None and protocol in _PORTED \
+            and len(packet) >= offset + 4:
+        return Summary(version, src, dst, protocol, *_PORTS.unpack_from(packet, offset))
+    return Summary(version, src, dst, protocol, None, None)
 
 
 def too_big(packet: bytes, mtu: int, reporter: IPAddress) -> bytes:

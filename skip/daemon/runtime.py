@@ -55,6 +55,7 @@ class Daemon:
         self.config = config
         self.engine_factory = engine_factory
         self.policy = PolicyTable(config)
+        self.wire_limit = _wire_limit(config)
         self.engine: KeyingEngine | None = None
         self.drops: collections.Counter[str] = collections.Counter()
         self.traffic: collections.Counter[str] = collections.Counter()
@@ -228,6 +229,7 @@ class Daemon:
             raise
         self.config = new
         self.policy = PolicyTable(new)
+        self.wire_limit = _wire_limit(new)
         self.stats = {k: v for k, v in self.stats.items() if k in self.policy.by_label
                       or k == "default"}
         try:
@@ -261,10 +263,10 @@ class Daemon:
             self.drops[reason] += 1
         self.droplog.drop(reason, message, **values)
 
-    def _stats(self, rule: PeerPolicy) -> PeerStats:
-        stats = self.stats.get(rule.name)
-        if stats is None:
-            stats = self.stats[rule.name] = PeerStats()
+    def _new_stats(self, rule: PeerPolicy) -> PeerStats:
+        """The rule's statistics, made on its first packet (the per-packet path looks them up
+        inline and comes here once per rule)."""
+        stats = self.stats[rule.name] = PeerStats()
         return stats
 
     def _on_tun(self) -> None:
@@ -277,7 +279,10 @@ class Daemon:
                 return
             if packet is None:
                 return
-            self._guarded(self.outbound, packet)
+            try:
+                self.outbound(packet, time.time())
+            except Exception as exc:  # any bug: one packet lost, see _bug
+                self._bug(exc)
 
     def _fail(self, exc: SkipError) -> None:
         """Stop on an error skipd cannot serve past (its TUN device went away, and the routes
@@ -289,16 +294,15 @@ class Daemon:
         self.failure = exc
         self.stopping.set()
 
-    def _guarded(self, handler: Callable[..., None], packet: bytes, *extra: Any) -> None:
+    def _bug(self, exc: Exception) -> None:
         """A bug on one packet must cost that packet, not the daemon (and not the loop's
-        reader): count it, log it with its traceback (rate limited like every drop)."""
-        try:
-            handler(packet, time.time(), *extra)
-        except Exception as exc:  # the one place that must catch everything
-            self.drops["internal_error"] += 1
-            if self.droplog.allow("internal_error") is not None:
-                logs.LOGGER.error("unexpected error while handling a packet", exc_info=exc,
-                                  extra=logs.fields(reason="internal_error"))
+        reader): the batch loops catch everything around each packet (inline, not through a
+        wrapper call per packet) and hand it here to be counted and logged with its traceback
+        (rate limited like every drop)."""
+        self.drops["internal_error"] += 1
+        if self.droplog.allow("internal_error") is not None:
+            logs.LOGGER.error("unexpected error while handling a packet", exc_info=exc,
+                              extra=logs.fields(reason="internal_error"))
 
     def outbound(self, packet: bytes, now: float) -> None:
         try:
@@ -330,12 +334,12 @@ class Daemon:
         if wire is None:
             self.traffic["queued_for_certificate"] += 1
             return
-        limit = self.config.daemon.underlay_mtu - (48 if self.udp else 0)
+        limit = self.wire_limit
         if len(wire) > limit:
             self._too_big(packet, len(packet) - (len(wire) - limit), rule)
             return
         if self._send(wire, rule):
-            stats = self._stats(rule)
+            stats = self.stats.get(rule.name) or self._new_stats(rule)
             stats.packets_out += 1
             stats.bytes_out += len(packet)
             stats.last_packet = now
@@ -380,7 +384,10 @@ class Daemon:
                 return
             if datagram is None:
                 return
-            self._guarded(self.inbound, datagram, source.last_source if udp else None)
+            try:
+                self.inbound(datagram, time.time(), source.last_source if udp else None)
+            except Exception as exc:  # any bug: one packet lost, see _bug
+                self._bug(exc)
 
     def inbound(self, datagram: bytes, now: float, via: tuple[str, int] | None = None) -> None:
         """``via``: the UDP source it came from (SKIP-in-UDP), learned once authenticated."""
@@ -424,7 +431,7 @@ class Daemon:
         if not self.tun.write(result.packet):
             self._drop("io_error", "TUN queue full")
             return False
-        stats = self._stats(rule)
+        stats = self.stats.get(rule.name) or self._new_stats(rule)
         stats.packets_in += 1
         stats.bytes_in += len(result.packet)
         stats.last_packet = now
@@ -546,6 +553,12 @@ class Daemon:
         assert self.stopping is not None
         asyncio.get_running_loop().call_soon(self.stopping.set)
         return {"message": "stopping"}
+
+
+def _wire_limit(config: Config) -> int:
+    """The largest protected datagram the underlay takes (SKIP-in-UDP: less the outer IPv6
+    and UDP headers); the per-packet path compares against it, made once per configuration."""
+    return config.daemon.underlay_mtu - (48 if config.daemon.udp_port else 0)
 
 
 def _source(datagram: bytes) -> str:
