@@ -254,3 +254,27 @@ def test_an_engine_bug_costs_one_packet_not_the_daemon(daemon: Daemon) -> None:
     assert daemon.drops == {"internal_error": 2}
     daemon.outbound(udp("10.57.0.1", "10.57.0.2"), 1.0)  # the rest keeps working
     assert daemon.traffic["protected_out"] == 1
+
+
+def test_drop_fields_are_formatted_only_for_lines_written(
+        daemon: Daemon, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    logs.configure("json", "info")
+    denied = udp("10.57.0.1", "10.200.0.1")
+    formatted: list[bytes] = []
+    original = ipaddress.ip_address
+
+    def address(packed: bytes) -> object:
+        formatted.append(packed)
+        return original(packed)
+
+    monkeypatch.setattr(ipaddress, "ip_address", address)
+    for _ in range(50):
+        daemon.outbound(denied, 1.0)
+    monkeypatch.undo()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert daemon.drops == {"policy_deny": 50}
+    assert [line["dst"] for line in lines] == ["10.200.0.1"] * daemon.droplog.burst
+    assert len(formatted) == daemon.droplog.burst  # not once per dropped packet
+    with pytest.raises(TypeError, match="never keys"):
+        str(logs.Deferred(bytes, 16))

@@ -14,6 +14,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 LOGGER = logging.getLogger("skipd")
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -25,6 +27,25 @@ def fields(**values: object) -> dict[str, object]:
         if isinstance(value, bytes | bytearray | memoryview):
             raise TypeError(f"log field {key!r} is bytes: log hex names via str(), never keys")
     return {"skip": values}
+
+
+class Deferred:
+    """A log field worked out only when a line is written. Drops are counted per packet but
+    logged a few times per interval (:class:`DropLog`), so turning an address into text for
+    every dropped packet was work thrown away under a flood; the field's value is
+    ``function(argument)``, refused if bytes, as :func:`fields` refuses them."""
+
+    __slots__ = ("_argument", "_function")
+
+    def __init__(self, function: Callable[[Any], object], argument: Any) -> None:
+        self._function = function
+        self._argument = argument
+
+    def __str__(self) -> str:
+        value = self._function(self._argument)
+        if isinstance(value, bytes | bytearray | memoryview):
+            raise TypeError("deferred log field is bytes: log hex names via str(), never keys")
+        return str(value)
 
 
 class JsonFormatter(logging.Formatter):

@@ -97,16 +97,17 @@ class PolicyTable:
         return self._default
 
     def outbound(self, info: Summary) -> Decision:
-        """Decision for a cleartext packet read from the TUN device (remote = destination)."""
-        if self.is_key_management(info):
+        """Decision for a cleartext packet read from the TUN device (remote = destination).
+        Key-management traffic first; a cache hit is answered here without a further call."""
+        if info.protocol == PROTO_UDP and self.kmp_port in (info.sport, info.dport):
             return self._kmp
-        return self.for_packed(info.dst)
+        return self._cache.get(info.dst) or self.for_packed(info.dst)
 
     def inbound(self, info: Summary, peer: str) -> Decision:
         """Decision for a packet that arrived (remote = source); ``peer`` is the rule name of
         the sender the keying engine authenticated, which wins for nomadic peers (the engine
         found them by MKID, their address is whatever it is today)."""
-        return self._nomadic.get(peer) or self.for_packed(info.src)
+        return self._nomadic.get(peer) or self._cache.get(info.src) or self.for_packed(info.src)
 
     def authorised(self, decision: Decision, peer: str) -> bool:
         """May the authenticated ``peer`` send from the inner source that chose ``decision``?
@@ -118,9 +119,6 @@ class PolicyTable:
         if decision.matched == "default":
             return peer not in self.by_label
         return decision.rule.name == peer
-
-    def is_key_management(self, info: Summary) -> bool:
-        return info.protocol == PROTO_UDP and self.kmp_port in (info.sport, info.dport)
 
     def routed_prefixes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """Destinations whose traffic must be steered into the TUN device (not overlay ones).

@@ -314,7 +314,7 @@ class Daemon:
         rule = decision.rule
         if decision.action == "deny":
             self._drop("policy_deny", "outbound packet denied", peer=rule.name,
-                       dst=str(info.destination), matched=decision.matched)
+                       dst=logs.Deferred(ipaddress.ip_address, info.dst), matched=decision.matched)
             return
         if decision.action == "allow-cleartext":
             self.traffic["cleartext_out"] += 1
@@ -327,7 +327,7 @@ class Daemon:
             wire = self.engine.protect(packet, now, rule)
         except SkipError as exc:
             self._drop(exc.reason, "protect failed", counted=True, peer=rule.name,
-                       dst=str(info.destination))
+                       dst=logs.Deferred(ipaddress.ip_address, info.dst))
             return
         finally:
             self._drain_events()
@@ -398,7 +398,7 @@ class Daemon:
             result = self.engine.unprotect(datagram, now)
         except SkipError as exc:
             self._drop(exc.reason, "inbound SKIP packet dropped", counted=True,
-                       src=_source(datagram))
+                       src=logs.Deferred(_source, datagram))
             return
         finally:
             self._drain_events()
@@ -417,11 +417,12 @@ class Daemon:
         rule = decision.rule
         if decision.action != "protect":
             self._drop("policy_deny", "protected packet for a rule that does not protect",
-                       peer=rule.name, src=str(info.source))
+                       peer=rule.name, src=logs.Deferred(ipaddress.ip_address, info.src))
             return False
         if not self.policy.authorised(decision, result.peer):
             self._drop("inner_source_mismatch", "peer sent an inner address it does not own",
-                       peer=result.peer, src=str(info.source), rule=rule.name)
+                       peer=result.peer, src=logs.Deferred(ipaddress.ip_address, info.src),
+                       rule=rule.name)
             return False
         if (result.version == 1) != (rule.profile == "legacy"):
             self._drop("legacy_refused" if result.version == 1 else "unsupported_algorithm",
