@@ -6,6 +6,7 @@ nomadic peers (whose address only the engine knows), ICMP too-big, counting and 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import ipaddress
 import json
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from skip.daemon import logs
-from skip.daemon.config import PeerPolicy, parse_config
+from skip.daemon.config import PeerPolicy, load_config, parse_config
 from skip.daemon.engine import Inbound
 from skip.daemon.runtime import Daemon
 from skip.errors import IntegrityError, KeyingError
@@ -278,3 +279,27 @@ def test_drop_fields_are_formatted_only_for_lines_written(
     assert len(formatted) == daemon.droplog.burst  # not once per dropped packet
     with pytest.raises(TypeError, match="never keys"):
         str(logs.Deferred(bytes, 16))
+
+
+def test_reload_forgets_cached_policy_decisions(tmp_path: Path) -> None:
+    path = tmp_path / "skipd.toml"
+    path.write_text(CONFIG)
+    d = Daemon(load_config(path), lambda c, n: DoubleEngine())
+    d.engine = d.engine_factory(d.config, 0)
+    d.tun, d.sender = Recorder(), Recorder()  # type: ignore[assignment]
+
+    class Routes:  # the kernel's part of a reload, recorded
+        def set_routes(self, wanted: dict) -> None:
+            self.wanted = wanted
+
+    d.routing = Routes()  # type: ignore[assignment]
+    packet = udp("10.57.0.1", "10.200.0.1")
+    d.outbound(packet, 1.0)
+    d.outbound(packet, 1.0)  # the second answered from the cached decision
+    assert d.drops == {"policy_deny": 2} and not d.sender.packets
+    path.write_text(CONFIG.replace('[default]\naction = "deny"',
+                                   '[default]\naction = "allow-cleartext"'))
+    asyncio.run(d.reload())
+    d.netlink.shutdown()
+    d.outbound(packet, 1.0)
+    assert d.sender.packets == [packet] and d.drops == {"policy_deny": 2}
