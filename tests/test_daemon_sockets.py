@@ -70,3 +70,32 @@ def test_ipv4_only_raw_sender_refuses_ipv6(monkeypatch: pytest.MonkeyPatch) -> N
         assert err.value.errno == errno.EAFNOSUPPORT
     finally:
         sender.close()
+
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root")
+def test_raw_sender_addresses_each_datagram_to_its_own_destination(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sendto addresses RawSender keeps (the kernel routes by them) stay right past its
+    bound, for IPv4 and IPv6 alike."""
+    monkeypatch.setattr(sockets, "_DESTINATIONS", 2)
+    sender = RawSender(0)
+    sent: list[tuple[bytes, object]] = []
+
+    class Socket:  # records what would reach the kernel
+        def sendto(self, datagram: bytes, to: object) -> None:
+            sent.append((datagram, to))
+
+    real = (sender.v4, sender.v6)
+    sender.v4 = sender.v6 = Socket()  # type: ignore[assignment]
+    try:
+        for dst in ("192.0.2.1", "192.0.2.2", "2001:db8::7", "192.0.2.1", "2001:db8::8",
+                    "192.0.2.2", "2001:db8::7"):
+            build = build_ipv6 if ":" in dst else build_ipv4
+            datagram = build("2001:db8::1" if ":" in dst else "192.0.2.9", dst, 57, b"skip")
+            sender.send(datagram)
+            assert sent[-1] == (datagram, (dst, 0))
+            assert len(sender._to) <= 2
+    finally:
+        sender.v4, sender.v6 = real
+        sender.close()

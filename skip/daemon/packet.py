@@ -69,11 +69,13 @@ def summarize(packet: bytes | memoryview) -> Summary:
     """
     if len(packet) < 1:
         raise ParseError("truncated", "empty packet")
+    if not isinstance(packet, bytes):  # slices of bytes are bytes: the addresses need no copy
+        packet = bytes(packet)
     version = packet[0] >> 4
     if version == 4:
         hl = check_ipv4(packet, verify_checksum=False, whole=False)
         later_fragment = (packet[6] << 8 | packet[7]) & IPV4_OFFSET_MASK
-        return _summary(4, packet, bytes(packet[12:16]), bytes(packet[16:20]), packet[9],
+        return _summary(4, packet, packet[12:16], packet[16:20], packet[9],
                         None if later_fragment else hl)
     if version == 6:
         check_ipv6(packet, whole=False)
@@ -81,12 +83,11 @@ def summarize(packet: bytes | memoryview) -> Summary:
         kind, nh_off, offset = chain[-1] if chain else (0, 6, IPV6_HEADER)
         if kind == PROTO_FRAGMENT and (packet[nh_off + 2] << 8 | packet[nh_off + 3]) & 0xFFF8:
             offset = None
-        return _summary(6, packet, bytes(packet[8:24]), bytes(packet[24:40]), packet[nh_off],
-                        offset)
+        return _summary(6, packet, packet[8:24], packet[24:40], packet[nh_off], offset)
     raise ParseError("bad_version", f"IP version {version}")
 
 
-def _summary(version: int, packet: bytes | memoryview, src: bytes, dst: bytes, protocol: int,
+def _summary(version: int, packet: bytes, src: bytes, dst: bytes, protocol: int,
              offset: int | None) -> Summary:
     """``offset``: where the upper-layer header starts; None for a later fragment (no ports)."""
     if offset is not None and protocol in _PORTED \

@@ -48,6 +48,7 @@ _EXTENSION_CMSGS = {socket.IPV6_HOPOPTS: PROTO_HOPOPTS, socket.IPV6_RTHDR: PROTO
                     socket.IPV6_DSTOPTS: PROTO_DSTOPTS}
 _IPV6 = struct.Struct("!IHBB16s16s")
 _MAX = 65535
+_DESTINATIONS = 1024  # sendto addresses RawSender keeps
 #: room for the fixed-header items and four extension headers of the largest size (2048
 #: bytes: hop-by-hop, destination options before and after a routing header, the routing
 #: header); more is refused (MSG_CTRUNC) rather than passed on with headers missing
@@ -117,15 +118,28 @@ class RawSender:
         if ipv6:
             self.v6 = _marked(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW, mark)
             self.v6.setsockopt(socket.IPPROTO_IPV6, _IPV6_HDRINCL, 1)
+        self._to: dict[bytes, tuple[str, int]] = {}  # packed destination -> sendto address
 
     def send(self, datagram: bytes) -> None:
         """Raises OSError (EMSGSIZE, ENETUNREACH, ...) for the caller to count."""
         if datagram[0] >> 4 == 4:
-            self.v4.sendto(datagram, (socket.inet_ntop(socket.AF_INET, datagram[16:20]), 0))
+            packed = datagram[16:20]
+            self.v4.sendto(datagram, self._to.get(packed) or self._learn(packed))
         elif self.v6 is None:
             raise OSError(errno.EAFNOSUPPORT, "skipd runs IPv4-only")
         else:
-            self.v6.sendto(datagram, (socket.inet_ntop(socket.AF_INET6, datagram[24:40]), 0))
+            packed = datagram[24:40]
+            self.v6.sendto(datagram, self._to.get(packed) or self._learn(packed))
+
+    def _learn(self, packed: bytes) -> tuple[str, int]:
+        """``sendto``'s address for a destination, kept: a tunnel sees a handful of them, and
+        writing one as text cost more per packet than the lookup (at most _DESTINATIONS kept,
+        all forgotten at once past that)."""
+        if len(self._to) >= _DESTINATIONS:
+            self._to.clear()
+        family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+        to = self._to[packed] = (socket.inet_ntop(family, packed), 0)
+        return to
 
     def close(self) -> None:
         self.v4.close()
