@@ -9,7 +9,7 @@ sockets, routing, control) independent of how the engine is built, and lets the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,7 +53,7 @@ class KeyingEngine(Protocol):
         algorithm-discovery advice). Raises SkipError (ParseError, IntegrityError,
         KeyingError...) to drop."""
 
-    def events(self) -> list[object]:
+    def events(self) -> Sequence[object]:
         """Events since the last call: CertificateNeeded, Transmit, and Inbound for packets
         released from the certificate queue."""
 

@@ -14,7 +14,7 @@ verified packets.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,9 +191,12 @@ class SkipKeying(KeyingEngine):
             return None
         return _inbound(got)
 
-    def events(self) -> list[object]:
+    def events(self) -> Sequence[object]:
+        pending = self.endpoint.events()
+        if not pending:
+            return ()
         out: list[object] = []
-        for event in self.endpoint.events():
+        for event in pending:
             if isinstance(event, kev.CertificateNeeded):
                 # the CDP name: NSID|MKID, or NSID 1/3|address for peers named by address
                 out.append(CertificateNeeded(SkipName(event.name[0], bytes(event.name[1:])),
