@@ -1,4 +1,4 @@
-"""The README's main command until the daemon exists: it must run and show what it claims."""
+"""The in-process engine tour (`python -m skip.demo`): it must run and show what it claims."""
 
 from __future__ import annotations
 
