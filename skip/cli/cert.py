@@ -13,7 +13,9 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,25 +64,30 @@ from skip.pki.validation import (
 PROG = "skip-cert"
 CA_CERT, CA_KEY, CA_STATE = "ca.crt", "ca.key", "revoked.json"
 DAY = 86_400
+MAX_INPUT = 1 << 20  # far above any certificate chain, key, CRL or revoked.json here
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+RSA_BITS = (2048, 3072, 4096)  # larger ones take minutes to generate
+MAX_DAYS = 36_525  # 100 years
 
 
 # --- small helpers: time, files, passphrases -------------------------------------------------
 
 
 def parse_time(text: str) -> int:
-    """``now``, ``@POSIX`` or ISO 8601 (a date alone means midnight UTC; no zone means UTC)."""
+    """``now``, ``@POSIX`` or ISO 8601 (a date alone means midnight UTC; no zone means UTC).
+
+    Bounded to years 1..9999 so that every accepted moment can be printed and encoded."""
     if text == "now":
         return int(time.time())
-    if text.startswith("@"):
-        try:
-            return int(text[1:])
-        except ValueError:
-            raise ConfigError("config_invalid", f"bad time {text!r}") from None
     try:
+        if text.startswith("@"):
+            when = int(text[1:])
+            iso(when)  # out of range raises here, not later inside an encoder
+            return when
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         raise ConfigError(
-            "config_invalid", f"bad time {text!r} (use ISO 8601 or @seconds)"
+            "config_invalid", f"bad time {text!r} (use ISO 8601, @seconds or now)"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
@@ -93,29 +100,89 @@ def validity(args: argparse.Namespace) -> tuple[int, int]:
     return start, start + args.days * DAY
 
 
+def path_length(text: str) -> int:
+    """pathLenConstraint is INTEGER (0..MAX) (RFC 5280 section 4.2.1.9)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
+def day_count(text: str) -> int:
+    """``--days``: a whole number of days from 1 to 100 years; zero, negative and absurd
+    values are refused on the command line rather than deep inside an encoder."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if not 1 <= days <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"{days} is outside 1..{MAX_DAYS}")
+    return days
+
+
 def iso(when: int) -> str:
     return dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_file(path: Path, data: bytes, *, force: bool, private: bool = False) -> None:
-    """Create ``path`` (mode 0600 for private keys); refuse to replace it without ``force``."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    """Create ``path`` (mode 0600 for private keys); refuse to replace it without ``force``.
+
+    The data goes to a temporary file in the same directory first, which is then linked (or,
+    with ``force``, renamed) into place: an interrupted or failed write (disk full, a signal)
+    never leaves a half-written key or truncates the file --force was about to replace."""
+    if path.exists() and not force:
+        raise CertificateError("cert_exists", f"{path} exists (use --force to replace it)")
+    if path.is_dir():
+        raise CertificateError("cert_exists", f"{path} is a directory")
     try:
-        fd = os.open(path, flags, 0o600 if private else 0o644)
-    except FileExistsError:
-        raise CertificateError(
-            "cert_exists", f"{path} exists (use --force to replace it)"
-        ) from None
-    with os.fdopen(fd, "wb") as handle:
-        if private:
-            os.fchmod(handle.fileno(), 0o600)  # also when --force replaced a laxer file
-        handle.write(data)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    tmp = Path(tmp_name)
+    try:
+        os.fchmod(fd, 0o600 if private else 0o644)  # before any secret byte is written
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # disk full, file size limit: name the file asked for
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        if force:
+            tmp.replace(path)
+        else:
+            try:
+                os.link(tmp, path)  # atomic, and fails if someone created path meanwhile
+            except FileExistsError:
+                raise CertificateError(
+                    "cert_exists", f"{path} exists (use --force to replace it)"
+                ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_input(path: str | Path) -> bytes:
+    """A file the tool parses, read at most :data:`MAX_INPUT` bytes: a device such as
+    /dev/zero or a huge file given by mistake is refused instead of filling memory."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_INPUT + 1)
+    if len(data) > MAX_INPUT:
+        raise ConfigError("config_invalid", f"{path}: larger than {MAX_INPUT} bytes")
+    return data
 
 
 def read_passphrase(path: str | None) -> bytes | None:
+    """The first line of ``path``; an empty one is refused, because taking it as "no
+    passphrase" would silently write an unencrypted key the operator asked to protect."""
     if path is None:
         return None
-    return Path(path).read_bytes().splitlines()[0] if Path(path).stat().st_size else b""
+    lines = read_input(path).splitlines()
+    if not lines or not lines[0]:
+        raise ConfigError("config_invalid", f"{path}: the passphrase (first line) is empty")
+    return lines[0]
 
 
 class CaDir:
@@ -125,21 +192,35 @@ class CaDir:
         self.path = Path(path)
 
     def certificate(self) -> Certificate:
-        return load_certificate((self.path / CA_CERT).read_bytes())
+        return load_certificate(read_input(self.path / CA_CERT))
 
     def signer(self, passphrase: bytes | None) -> Signer:
         cert = self.certificate()
         scheme = scheme_of_algorithm(cert.signature_algorithm) or "rsa-pss"
-        return load_signer((self.path / CA_KEY).read_bytes(), passphrase, scheme)
+        return load_signer(read_input(self.path / CA_KEY), passphrase, scheme)
 
     def state(self) -> dict[str, Any]:
+        """revoked.json, checked: a hand-edited or damaged file is refused with its name
+        before any command acts on it (and before a CRL is signed from it)."""
         path = self.path / CA_STATE
         if not path.exists():
             return {"crl_number": 0, "revoked": []}
         try:
-            return json.loads(path.read_text())
-        except ValueError as exc:
-            raise ConfigError("config_invalid", f"{path}: {exc}") from exc
+            state = json.loads(read_input(path))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError("config_invalid", f"{path}: {exc}") from None
+        if not (
+            isinstance(state, dict)
+            and isinstance(state.get("crl_number", 0), int)
+            and isinstance(state.get("revoked"), list)
+            and all(_revocation_entry_ok(r) for r in state["revoked"])
+        ):
+            raise ConfigError(
+                "config_invalid",
+                f"{path}: want {{\"crl_number\": N, \"revoked\": [{{\"serial\": HEX, "
+                f"\"revoked_at\": SECONDS, \"reason\": ...}}]}}",
+            )
+        return state
 
     def save_state(self, state: dict[str, Any]) -> None:
         path = self.path / CA_STATE
@@ -149,9 +230,49 @@ class CaDir:
 
     def revocations(self) -> list[Revocation]:
         return [
-            Revocation(int(r["serial"], 16), r["revoked_at"], r.get("reason"))
+            Revocation(serial_number(r["serial"]), r["revoked_at"], r.get("reason"))
             for r in self.state()["revoked"]
         ]
+
+
+def _revocation_entry_ok(entry: object) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("revoked_at"), int):
+        return False
+    try:
+        return serial_number(entry["serial"]) > 0
+    except (KeyError, TypeError, ConfigError):
+        return False
+
+
+def serial_number(text: str) -> int:
+    """A serial as the tool prints it: positive hexadecimal (RFC 5280 section 4.1.2.2 allows
+    at most 20 octets, so below 2**159)."""
+    try:
+        serial = int(text, 16)
+    except ValueError:
+        serial = 0
+    if not 0 < serial < 1 << 159:
+        raise ConfigError("config_invalid", f"bad serial {text!r} (want positive hexadecimal)")
+    return serial
+
+
+def dns_names(names: Sequence[str]) -> tuple[str, ...]:
+    """--dns values as RFC 1035 preferred-syntax host names (RFC 5280 section 4.2.1.6)."""
+    for name in names:
+        labels = name.rstrip(".").split(".")
+        if len(name) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+            raise ConfigError("config_invalid", f"bad DNS name {name!r}")
+    return tuple(names)
+
+
+def mailboxes(addresses: Sequence[str]) -> tuple[str, ...]:
+    """--email values: ASCII local@domain (an rfc822Name, RFC 5280 section 4.2.1.6)."""
+    for address in addresses:
+        local, at, domain = address.rpartition("@")
+        if not (at and local and address.isascii() and " " not in address):
+            raise ConfigError("config_invalid", f"bad e-mail address {address!r}")
+        dns_names([domain])
+    return tuple(addresses)
 
 
 # --- reading any of the objects the tool knows ------------------------------------------------
@@ -161,7 +282,7 @@ def read_object(
     path: str, passphrase: bytes | None = None
 ) -> Certificate | UdhCertificate | Crl | DHPublicKey | DHPrivateKey:
     """Whatever ``path`` holds: certificate, CRL, public or private key (PEM/DER) or UDH."""
-    data = Path(path).read_bytes()
+    data = read_input(path)
     if is_pem(data):
         blocks = pem_blocks(data)
         label = blocks[0][0] if blocks else ""
@@ -189,12 +310,12 @@ def read_dh_public(args: argparse.Namespace) -> DHPublicKey:
     parameters or values that every relying party would refuse."""
     if args.key:
         key = load_private_key(
-            Path(args.key).read_bytes(), read_passphrase(args.key_passphrase_file)
+            read_input(args.key), read_passphrase(args.key_passphrase_file)
         ).public
     elif args.public:
-        key = load_public_key(Path(args.public).read_bytes())
+        key = load_public_key(read_input(args.public))
     else:
-        key = parse_udh(Path(args.udh).read_bytes()).dh_key
+        key = parse_udh(read_input(args.udh)).dh_key
     check_dh_key(key)
     return key
 
@@ -347,11 +468,17 @@ def cmd_issue(args: argparse.Namespace) -> None:
     ca_cert = ca.certificate()
     key = read_dh_public(args)
     start, end = validity(args)
+    if ca_cert.not_after <= start:  # else the clipped validity below would be empty
+        raise CertificateError(
+            "cert_expired", f"the CA {ca_cert.subject_text} expired at {iso(ca_cert.not_after)}"
+        )
     addresses = tuple(ipaddress.ip_address(a) for a in args.ip)
     cert = issue(
         signer=ca.signer(read_passphrase(args.ca_passphrase_file)),
         issuer=ca_cert,
-        subject=Subject(parse_dn(args.subject), addresses, tuple(args.dns), tuple(args.email)),
+        subject=Subject(
+            parse_dn(args.subject), addresses, dns_names(args.dns), mailboxes(args.email)
+        ),
         not_before=start,
         not_after=min(end, ca_cert.not_after),
         dh_key=key,
@@ -397,9 +524,9 @@ def cmd_verify(args: argparse.Namespace) -> None:
     elif isinstance(obj, Certificate):
         if not args.ca:
             raise ConfigError("config_invalid", "give the trust anchors with --ca FILE")
-        anchors = [c for path in args.ca for c in load_certificates(anchor_file(path).read_bytes())]
-        intermediates = [c for p in args.untrusted for c in load_certificates(Path(p).read_bytes())]
-        crls = [c for path in args.crl for c in load_crls(Path(path).read_bytes())]
+        anchors = [c for path in args.ca for c in load_certificates(read_input(anchor_file(path)))]
+        intermediates = [c for p in args.untrusted for c in load_certificates(read_input(p))]
+        crls = [c for path in args.crl for c in load_crls(read_input(path))]
         peer = validate_certificate(
             obj,
             TrustStore(anchors),
@@ -427,7 +554,7 @@ def wanted_name(args: argparse.Namespace) -> tuple[int, bytes] | None:
         address = ipaddress.ip_address(args.ip)
         return (1 if address.version == 4 else 3), address.packed
     if args.dns:
-        wanted = dns_name(args.dns)
+        wanted = dns_name(dns_names([args.dns])[0])
         return wanted.nsid, wanted.mkid
     if args.email:
         wanted = mailbox_name(args.email)
@@ -502,9 +629,9 @@ def dns_cert_record(cert: Certificate, owner: str | None) -> str:
 def cmd_revoke(args: argparse.Namespace) -> None:
     ca = CaDir(args.ca)
     ca_cert = ca.certificate()
-    serials = [int(s, 16) for s in args.serial]
+    serials = [serial_number(s) for s in args.serial]
     for path in args.cert:
-        cert = load_certificate(Path(path).read_bytes())
+        cert = load_certificate(read_input(path))
         if cert.issuer != ca_cert.subject:
             raise CertificateError(
                 "cert_untrusted", f"{path} was not issued by {ca_cert.subject_text}"
@@ -513,7 +640,7 @@ def cmd_revoke(args: argparse.Namespace) -> None:
     if not serials:
         raise ConfigError("config_invalid", "name certificates or --serial values to revoke")
     state = ca.state()
-    known = {int(r["serial"], 16) for r in state["revoked"]}
+    known = {serial_number(r["serial"]) for r in state["revoked"]}
     when = parse_time(args.at)
     for serial in serials:
         if serial in known:
@@ -582,7 +709,7 @@ def _key_source(parser: argparse.ArgumentParser) -> None:
 
 
 def _validity(parser: argparse.ArgumentParser, days: int) -> None:
-    parser.add_argument("--days", type=int, default=days, help=f"validity (default {days})")
+    parser.add_argument("--days", type=day_count, default=days, help=f"validity (default {days})")
     parser.add_argument("--not-before", default="now", help="ISO 8601, @seconds or now")
 
 
@@ -618,9 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="directory for ca.crt, ca.key and revoked.json")
     p.add_argument("--subject", required=True, help="CA name, e.g. 'CN=Example CA,O=Example'")
     p.add_argument("--key-type", choices=CA_KEY_TYPES, default="ed25519")
-    p.add_argument("--rsa-bits", type=int, default=3072)
+    p.add_argument("--rsa-bits", type=int, default=3072, choices=RSA_BITS)
     _validity(p, 3650)
-    p.add_argument("--path-length", type=int, default=0, help="intermediate CAs allowed below")
+    p.add_argument(
+        "--path-length", type=path_length, default=0, help="intermediate CAs allowed below"
+    )
     p.add_argument("--passphrase-file", help="encrypt ca.key with the first line of FILE")
     p.add_argument("--force", action="store_true")
 
@@ -756,11 +885,19 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} crl --ca ca --out ca.crl --days 7",
     )
     p.add_argument("--ca", required=True)
-    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--days", type=day_count, default=7)
     p.add_argument("--at", default="now", help="thisUpdate time")
     p.add_argument("--ca-passphrase-file")
     _output(p)
     return parser
+
+
+def one_line(reason: str, text: str) -> str:
+    """``skip-cert: error: <reason>: <why>`` on one line, even when a parser's message (an
+    asn1crypto one says "while parsing ..." on extra lines) spans several."""
+    return f"{PROG}: error: {reason}: " + "; ".join(
+        line.strip() for line in text.splitlines() if line.strip()
+    ) if text else f"{PROG}: error: {reason}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -768,16 +905,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.handler(args)
     except SkipError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+        message = one_line(exc.reason, exc.detail)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{PROG}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 1
+        message = one_line("io_error", f"{where}{exc.strerror or exc}")
     except ValueError as exc:  # bad addresses and similar command-line input
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        message = one_line("config_invalid", str(exc))
+    else:
+        return 0
+    print(message, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,256 @@
+"""The three tools under a demanding operator: wrong files, bad values, damaged state.
+
+The rule (issue 4): a failure is one line ``<tool>: ... <reason>: <why>`` with a non-zero
+exit status, never a traceback; nothing is overwritten without --force; an interrupted write
+never leaves a half-written file. Each case here was found by trying it on the tools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from skip.cli import cert, skipctl, skipd
+
+SKIP_CERT = Path(sys.executable).with_name("skip-cert")
+ONE_LINE = re.compile(r"^skip-cert: error: [a-z_]+(: .+)?$")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = cert.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def ok(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    return out
+
+
+def refused(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
+    """One line with a reason code and exit status 1; returns that line."""
+    code, _, err = run(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and ONE_LINE.match(lines[0]), err
+    return lines[0]
+
+
+def usage_error(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
+    """argparse's refusal: exit status 2 and the error as the last line."""
+    with pytest.raises(SystemExit) as stop:
+        cert.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def pki(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A CA, a DH key, a certificate, and a few wrong files to give where others belong."""
+    monkeypatch.chdir(tmp_path)
+    ok(capsys, "init-ca", "ca", "--subject", "CN=Robust CA")
+    ok(capsys, "genkey", "h.key", "--group", "x25519", "--public", "h.pub")
+    ok(capsys, "issue", "--ca", "ca", "--key", "h.key", "--subject", "CN=h", "--out", "h.crt")
+    ok(capsys, "export", "h.crt", "--format", "der", "--out", "h.der")
+    Path("garbage.pem").write_bytes(b"garbage\n")
+    Path("empty.pem").write_bytes(b"")
+    Path("truncated.pem").write_bytes(Path("h.crt").read_bytes()[:200])
+    Path("adir").mkdir()
+    return tmp_path
+
+
+ISSUE = ("issue", "--ca", "ca", "--key", "h.key", "--subject", "CN=x", "--out", "x.crt")
+
+WRONG_INPUTS = [
+    ("show", "garbage.pem"),
+    ("show", "empty.pem"),
+    ("show", "truncated.pem"),
+    ("show", "adir"),
+    ("show", "missing.pem"),
+    ("show", "ca/ca.key"),  # a signing key where a DH object is expected
+    ("verify", "h.crt", "--ca", "h.key"),  # a private key as the trust anchor
+    ("verify", "h.crt", "--ca", "h.der"),  # a DH certificate as the trust anchor
+    ("verify", "h.crt", "--ca", "garbage.pem"),
+    ("verify", "h.crt", "--ca", "adir"),  # a directory that is not a CA directory
+    ("verify", "h.crt", "--ca", "ca", "--crl", "h.crt"),
+    ("verify", "h.crt", "--ca", "ca", "--untrusted", "h.key"),
+    ("verify", "h.pub", "--ca", "ca"),
+    ("verify", "h.crt", "--ca", "ca", "--dns", "\u00fc.example"),
+    ("verify", "h.crt", "--ca", "ca", "--ip", "999.1.1.1"),
+    ("verify", "h.crt", "--ca", "ca", "--at", "@-99999999999"),
+    ("issue", "--ca", "h.crt", "--key", "h.key", "--subject", "CN=x", "--out", "x.crt"),
+    ("issue", "--ca", "ca", "--key", "h.crt", "--subject", "CN=x", "--out", "x.crt"),
+    ("issue", "--ca", "ca", "--public", "h.der", "--subject", "CN=x", "--out", "x.crt"),
+    (*ISSUE, "--ip", "999.1.1.1"),
+    (*ISSUE, "--dns", "bad..name!"),
+    (*ISSUE, "--dns", ""),
+    (*ISSUE, "--email", "not-a-mailbox"),
+    (*ISSUE, "--not-before", "yesterday"),
+    (*ISSUE, "--not-before", "@-99999999999"),
+    (*ISSUE, "--not-before", "@999999999999999999999"),
+    ("issue", "--ca", "ca", "--key", "h.key", "--subject", "CN=x", "--out", "nodir/x.crt"),
+    ("issue", "--ca", "ca", "--key", "h.key", "--subject", "CN=x", "--out", "adir", "--force"),
+    ("revoke", "--ca", "ca", "--serial", "zz"),
+    ("revoke", "--ca", "ca", "--serial", "-5"),
+    ("revoke", "--ca", "ca", "--serial", "0"),
+    ("init-ca", "h.crt", "--subject", "CN=x"),  # a file where a directory is expected
+]
+
+
+@pytest.mark.parametrize("argv", WRONG_INPUTS, ids=lambda a: " ".join(a)[:60])
+def test_wrong_input_is_one_line_with_a_reason(
+    pki: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    refused(capsys, *argv)
+    assert not Path("x.crt").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ("issue", "--ca", "ca", "--key", "h.key", "--subject", "CN=x", "--out", "x.crt", "--days", d)
+    for d in ("0", "-5", "99999999999999", "ten")
+] + [
+    ("crl", "--ca", "ca", "--out", "x.crl", "--days", d) for d in ("0", "999999999999")
+] + [
+    ("init-ca", "c2", "--subject", "CN=x", "--path-length", "-1"),
+    ("init-ca", "c2", "--subject", "CN=x", "--key-type", "rsa-pss", "--rsa-bits", "99999"),
+], ids=lambda a: " ".join(a[-2:]))
+def test_absurd_numbers_are_refused_on_the_command_line(
+    pki: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    """Before: --days 0 failed deep inside with a misleading cert_expired, a huge CRL --days
+    failed with a bare "Value too large", --path-length -1 wrote pathlen:-1 into a CA
+    certificate and --rsa-bits 99999 generated for tens of minutes."""
+    usage_error(capsys, *argv)
+    assert not Path("c2").exists() and not Path("x.crt").exists()
+
+
+def test_messages_that_span_lines_are_folded(
+    pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = refused(capsys, "issue", "--ca", "ca", "--public", "h.der", "--subject", "CN=x",
+                   "--out", "x.crt")
+    assert line.startswith("skip-cert: error: cert_malformed: ")
+
+
+def test_empty_passphrase_file_does_not_write_an_unencrypted_key(
+    pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("empty.pw").write_bytes(b"\n")
+    assert "passphrase" in refused(capsys, "genkey", "k.pem", "--passphrase-file", "empty.pw")
+    assert not Path("k.pem").exists()
+    refused(capsys, "init-ca", "c2", "--subject", "CN=x", "--passphrase-file", "empty.pw")
+    assert not Path("c2/ca.key").exists()
+
+
+def test_issuing_from_an_expired_ca_says_so(
+    pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok(capsys, "init-ca", "old", "--subject", "CN=Old", "--not-before", "2020-01-01",
+       "--days", "30")
+    line = refused(capsys, "issue", "--ca", "old", "--key", "h.key", "--subject", "CN=x",
+                   "--out", "x.crt")
+    assert "cert_expired" in line and "CN=Old expired at 2020-01-31" in line
+
+
+def test_revoking_twice_keeps_one_entry(pki: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ok(capsys, "revoke", "--ca", "ca", "--serial", "1234")
+    assert "already" in ok(capsys, "revoke", "--ca", "ca", "--serial", "1234")
+    assert len(json.loads(Path("ca/revoked.json").read_text())["revoked"]) == 1
+
+
+@pytest.mark.parametrize("state", [
+    "not json", "[1, 2]", '{"crl_number": "a", "revoked": []}',
+    '{"crl_number": 1, "revoked": [{"serial": "xyz", "revoked_at": 1}]}',
+    '{"crl_number": 1, "revoked": [{"serial": "-5", "revoked_at": 1}]}',
+    '{"crl_number": 1, "revoked": [{"serial": "12"}]}',
+])
+@pytest.mark.parametrize("command", [
+    ("revoke", "--ca", "ca", "--serial", "99"), ("crl", "--ca", "ca", "--out", "x.crl"),
+])
+def test_damaged_revocation_state_is_refused_and_left_alone(
+    pki: Path, capsys: pytest.CaptureFixture[str], state: str, command: tuple[str, ...]
+) -> None:
+    Path("ca/revoked.json").write_text(state)
+    assert "revoked.json" in refused(capsys, *command)
+    assert Path("ca/revoked.json").read_text() == state
+    assert not Path("x.crl").exists()
+
+
+def test_huge_input_is_refused_not_read_into_memory(
+    pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with open("huge.pem", "wb") as handle:
+        handle.truncate(cert.MAX_INPUT + 1)
+    assert "larger than" in refused(capsys, "show", "huge.pem")
+
+
+def test_failed_write_keeps_the_file_force_was_replacing(pki: Path) -> None:
+    """A write that fails halfway (here: the file size limit, like a full disk) must leave
+    the old key whole and no stray temporary file. Before, --force truncated the old key
+    first and left a few hundred bytes of the new one."""
+    old = Path("h.key").read_bytes()
+    listing = sorted(os.listdir("."))
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+    result = subprocess.run(
+        [SKIP_CERT, "genkey", "h.key", "--group", "ffdhe2048", "--force"],
+        capture_output=True, text=True, preexec_fn=small_files, check=False,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("skip-cert: error: io_error: h.key: File too large")
+    assert Path("h.key").read_bytes() == old
+    assert sorted(os.listdir(".")) == listing
+
+
+def test_private_key_is_0600_from_the_first_byte(
+    pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old_umask = os.umask(0)
+    try:
+        ok(capsys, "genkey", "k.pem", "--group", "x25519")
+        ok(capsys, "genkey", "h.pub", "--group", "x25519", "--force")  # replaced a 0644 file
+    finally:
+        os.umask(old_umask)
+    assert Path("k.pem").stat().st_mode & 0o777 == 0o600
+    assert Path("h.pub").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("socket_path", ["missing.sock", "regular.file", "adir", "x" * 200])
+def test_skipctl_without_a_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    socket_path: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("regular.file").write_text("not a socket\n")
+    Path("adir").mkdir()
+    assert skipctl.main(["status", "-s", socket_path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("skipctl: io_error: "), err
+
+
+@pytest.mark.parametrize("config", [
+    b"garbage", b"\xff\xfe", b'[daemon]\nmtu = "x"\n', b"[daemon]\nmtu = 99999999999999999999\n",
+    b"[[peer]]\nname = 1\n",
+])
+def test_skipd_check_with_broken_configs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: bytes
+) -> None:
+    path = tmp_path / "skipd.toml"
+    path.write_bytes(config)
+    assert skipd.main(["-c", str(path), "--check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.match(r"^skipd: [a-z_]+: ", err[0]), err
