@@ -254,3 +254,32 @@ def test_skipd_check_with_broken_configs(
     assert skipd.main(["-c", str(path), "--check"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.match(r"^skipd: [a-z_]+: ", err[0]), err
+
+
+@pytest.mark.parametrize("swap", ["cert-as-key", "key-as-cert", "garbage-crl", "no-anchor"])
+def test_skipd_check_reads_identity_files_before_any_rule_protects(
+    pki: Path, capsys: pytest.CaptureFixture[str], swap: str
+) -> None:
+    """Before, ``--check`` said OK for a certificate given as the private key whenever no
+    rule protected yet: the files were first read when the operator turned protection on."""
+    files = {"key": "h.key", "cert": "h.crt", "anchor": "ca/ca.crt", "crls": ""}
+    files.update({"cert-as-key": {"key": "h.crt"}, "key-as-cert": {"cert": "h.key"},
+                  "garbage-crl": {"crls": '"garbage.pem"'},
+                  "no-anchor": {"anchor": "h.crt"}}[swap])
+    config = pki / "skipd.toml"
+    config.write_text(
+        f'[identity]\nprivate_key = "{files["key"]}"\ncertificate = "{files["cert"]}"\n'
+        f'trust_anchors = ["{files["anchor"]}"]\ncrls = [{files["crls"]}]\n'
+    )
+    assert skipd.main(["-c", str(config), "--check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("skipd: config_invalid: "), err
+
+
+def test_skipd_check_accepts_matching_identity_files(
+    pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = pki / "skipd.toml"
+    config.write_text('[identity]\nprivate_key = "h.key"\ncertificate = "h.crt"\n'
+                      'trust_anchors = ["ca/ca.crt"]\n')
+    assert skipd.main(["-c", str(config), "--check"]) == 0, capsys.readouterr().err

@@ -13,8 +13,9 @@ import asyncio
 import sys
 import time
 
-from skip.daemon import logs
+from skip.daemon import logs, trust
 from skip.daemon.config import load_config
+from skip.daemon.credentials import load_credentials
 from skip.daemon.keying_adapter import build_engine
 from skip.daemon.runtime import Daemon
 from skip.daemon.system_errors import from_os_error
@@ -36,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         logs.configure(config.daemon.log_format, config.daemon.log_level)
         if args.check:
-            build_engine(config, time.time())
+            now = time.time()
+            if build_engine(config, now) is None:
+                # Nothing protects yet, so the engine never opened the identity files; the
+                # check still reads them, or a broken key surfaces only once a rule needs it.
+                load_credentials(config, now, trust.validator(config))
             print(f"{config.path}: OK ({len(config.peers)} peers, "
                   f"default action {config.default.action})")
             return 0
