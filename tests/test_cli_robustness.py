@@ -12,8 +12,10 @@ import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -283,3 +285,37 @@ def test_skipd_check_accepts_matching_identity_files(
     config.write_text('[identity]\nprivate_key = "h.key"\ncertificate = "h.crt"\n'
                       'trust_anchors = ["ca/ca.crt"]\n')
     assert skipd.main(["-c", str(config), "--check"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("reply", "command"), [
+    (b"[1, 2]\n", "status"),
+    (b'{"ok": true, "result": [1]}\n', "status"),
+    (b'{"ok": true, "result": [1]}\n', "peers"),
+    (b'{"ok": true, "result": {"drops": 5}}\n', "counters"),
+    (b'{"ok": "yes"}\n', "stop"),
+])
+def test_skipctl_with_something_else_on_the_socket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reply: bytes, command: str
+) -> None:
+    """Another program (or another skipd version) answering on the socket: before, skipctl
+    printed an AttributeError/TypeError traceback while formatting the reply."""
+    path = tmp_path / "other.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+
+    def answer_once() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(reply)
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    try:
+        assert skipctl.main([command, "-s", str(path)]) == 2
+    finally:
+        thread.join(5)
+        listener.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("skipctl: io_error: "), err

@@ -120,16 +120,27 @@ def main(argv: list[str] | None = None) -> int:
             load_config(args.config).daemon.control_socket if args.config
             else DaemonSettings().control_socket)
         reply = request(path, args.command)
+        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+            raise SkipError("io_error", f"{path}: the reply is not a skipd reply")
+        if args.json:
+            text = json.dumps(reply, indent=2)
+        elif reply["ok"]:
+            text = FORMATTERS.get(args.command, format_plain)(reply.get("result"))
+        else:
+            print(f"skipctl: {args.command} refused: {reply.get('error') or 'no reason given'}",
+                  file=sys.stderr)
+            return 1
     except SkipError as exc:
         print(f"skipctl: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(reply, indent=2))
-    elif reply.get("ok"):
-        print(FORMATTERS.get(args.command, format_plain)(reply["result"]))
-    else:
-        print(f"skipctl: {args.command} refused: {reply.get('error')}", file=sys.stderr)
-    return 0 if reply.get("ok") else 1
+    except (KeyError, TypeError, AttributeError, ValueError):
+        # The socket answered, but not with what this skipctl knows how to show (another
+        # program, or a skipd of another version): say so instead of a traceback.
+        print(f"skipctl: io_error: {path}: unexpected {args.command} reply "
+              "(another program or skipd version?); --json shows it", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":
