@@ -319,3 +319,29 @@ def test_skipctl_with_something_else_on_the_socket(
         listener.close()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("skipctl: io_error: "), err
+
+
+def test_a_crl_number_is_never_published_twice(
+    pki: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the CRL was written first and the new number saved after it: when saving
+    failed (disk full), the next CRL went out with the same number (RFC 5280 section 5.2.3
+    wants it to increase)."""
+    def disk_full(self: cert.CaDir, state: dict[str, object]) -> None:
+        raise OSError(28, "No space left on device", str(self.path / cert.CA_STATE))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cert.CaDir, "save_state", disk_full)
+        assert "io_error" in refused(capsys, "crl", "--ca", "ca", "--out", "first.crl")
+    ok(capsys, "crl", "--ca", "ca", "--out", "second.crl")
+    numbers = [json.loads(ok(capsys, "show", p, "--json"))["crl_number"]
+               for p in sorted(Path().glob("*.crl"))]
+    assert len(numbers) == len(set(numbers)) == 1
+
+
+def test_crl_refuses_an_existing_file_without_using_up_a_number(
+    pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok(capsys, "crl", "--ca", "ca", "--out", "a.crl")
+    assert "cert_exists" in refused(capsys, "crl", "--ca", "ca", "--out", "a.crl")
+    assert json.loads(Path("ca/revoked.json").read_text())["crl_number"] == 1

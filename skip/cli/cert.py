@@ -223,10 +223,8 @@ class CaDir:
         return state
 
     def save_state(self, state: dict[str, Any]) -> None:
-        path = self.path / CA_STATE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        tmp.replace(path)
+        write_file(self.path / CA_STATE, (json.dumps(state, indent=2) + "\n").encode(),
+                   force=True)
 
     def revocations(self) -> list[Revocation]:
         return [
@@ -667,8 +665,12 @@ def cmd_crl(args: argparse.Namespace) -> None:
         next_update=next_update,
         number=state["crl_number"],
     )
-    write_file(Path(args.out), crl.pem(), force=args.force)
+    if Path(args.out).exists() and not args.force:  # before the number is used up
+        raise CertificateError("cert_exists", f"{args.out} exists (use --force to replace it)")
+    # The number is saved before the CRL is published: a failure in between skips a number
+    # (allowed) instead of publishing the same number twice (RFC 5280 section 5.2.3).
     ca.save_state(state)
+    write_file(Path(args.out), crl.pem(), force=args.force)
     print(
         f"CRL {crl.number} with {len(crl.revoked)} revocation(s), "
         f"next update {iso(next_update)}"
