@@ -345,3 +345,30 @@ def test_crl_refuses_an_existing_file_without_using_up_a_number(
     ok(capsys, "crl", "--ca", "ca", "--out", "a.crl")
     assert "cert_exists" in refused(capsys, "crl", "--ca", "ca", "--out", "a.crl")
     assert json.loads(Path("ca/revoked.json").read_text())["crl_number"] == 1
+
+
+def test_init_ca_that_fails_halfway_can_be_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ca.key written, ca.crt refused (file size limit, like a full disk): before, the lone
+    key stayed and the next init-ca said "ca.key exists"; a bad --subject left an empty
+    directory behind."""
+    monkeypatch.chdir(tmp_path)
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))  # ed25519 key fits, cert not
+
+    def init_ca(*extra: str, limit: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SKIP_CERT, "init-ca", "ca", "--subject", "CN=x", *extra],
+                              capture_output=True, text=True, check=False,
+                              preexec_fn=small_files if limit else None)
+
+    failed = init_ca(limit=True)
+    assert failed.returncode == 1 and "io_error" in failed.stderr, failed.stderr
+    assert list(Path("ca").iterdir()) == []
+    assert init_ca().returncode == 0
+    assert sorted(p.name for p in Path("ca").iterdir()) == ["ca.crt", "ca.key", "revoked.json"]
+    bad = subprocess.run([SKIP_CERT, "init-ca", "ca2", "--subject", "XX=y"],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 1 and not Path("ca2").exists(), bad.stderr

@@ -413,10 +413,10 @@ def names_of(obj: object) -> tuple[SkipName, ...]:
 
 def cmd_init_ca(args: argparse.Namespace) -> None:
     directory = Path(args.dir)
-    directory.mkdir(parents=True, exist_ok=True)
     for name in (CA_CERT, CA_KEY):
         if (directory / name).exists() and not args.force:
             raise CertificateError("cert_exists", f"{directory / name} exists (use --force)")
+    passphrase = read_passphrase(args.passphrase_file)
     signer = generate_signer(args.key_type, args.rsa_bits)
     start, end = validity(args)
     cert = issue(
@@ -428,13 +428,15 @@ def cmd_init_ca(args: argparse.Namespace) -> None:
         ca=True,
         path_length=args.path_length,
     )
-    write_file(
-        directory / CA_KEY,
-        dump_signer(signer, read_passphrase(args.passphrase_file)),
-        force=args.force,
-        private=True,
-    )
-    write_file(directory / CA_CERT, cert.pem(), force=args.force)
+    directory.mkdir(parents=True, exist_ok=True)  # only once everything above succeeded
+    write_file(directory / CA_KEY, dump_signer(signer, passphrase), force=args.force,
+               private=True)
+    try:
+        write_file(directory / CA_CERT, cert.pem(), force=args.force)
+    except (OSError, SkipError):
+        if not args.force:  # a key without its certificate would block the next init-ca
+            (directory / CA_KEY).unlink(missing_ok=True)
+        raise
     CaDir(args.dir).save_state({"crl_number": 0, "revoked": []})
     print(
         f"CA {cert.subject_text} ({args.key_type}) in {directory}, "
