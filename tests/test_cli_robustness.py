@@ -372,3 +372,13 @@ def test_init_ca_that_fails_halfway_can_be_run_again(
     bad = subprocess.run([SKIP_CERT, "init-ca", "ca2", "--subject", "XX=y"],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 1 and not Path("ca2").exists(), bad.stderr
+
+
+@pytest.mark.parametrize("public", ["h.pub", "k.pem", "./k.pem"])
+def test_genkey_refuses_before_writing_the_key(
+    pki: Path, capsys: pytest.CaptureFixture[str], public: str
+) -> None:
+    """Before, the key was written and only then the --public file refused (it existed, or
+    was the key itself): a key without its public half was left, blocking the rerun."""
+    refused(capsys, "genkey", "k.pem", "--group", "x25519", "--public", public)
+    assert not Path("k.pem").exists()

@@ -451,6 +451,11 @@ def cmd_genkey(args: argparse.Namespace) -> None:
             "config_invalid",
             f"{group.name} is below {MIN_NEW_MODP_BITS} bits; pass --allow-small for legacy peers",
         )
+    if args.public and Path(args.public).resolve() == Path(args.out).resolve():
+        raise ConfigError("config_invalid", "--public must name another file than the key")
+    for path in (args.out, args.public):  # both refused up front: no key left without its pair
+        if path and Path(path).exists() and not args.force:
+            raise CertificateError("cert_exists", f"{path} exists (use --force to replace it)")
     key = generate_key(group)
     write_file(
         Path(args.out),
