@@ -22,6 +22,8 @@ import pytest
 
 from skip.cli import cert, skipctl, skipd
 
+from .pki_support import needs_openssl, openssl
+
 SKIP_CERT = Path(sys.executable).with_name("skip-cert")
 ONE_LINE = re.compile(r"^skip-cert: error: [a-z_]+(: .+)?$")
 
@@ -382,3 +384,16 @@ def test_genkey_refuses_before_writing_the_key(
     was the key itself): a key without its public half was left, blocking the rerun."""
     refused(capsys, "genkey", "k.pem", "--group", "x25519", "--public", public)
     assert not Path("k.pem").exists()
+
+
+@needs_openssl
+def test_validity_before_1950_is_encoded_as_generalized_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UTCTime covers 1950-2049 only (RFC 5280 section 4.1.2.5); before, an earlier
+    --not-before failed inside asn1crypto instead of using GeneralizedTime."""
+    monkeypatch.chdir(tmp_path)
+    ok(capsys, "init-ca", "ca", "--subject", "CN=Old", "--not-before", "1949-12-31",
+       "--days", "7")
+    text = openssl("x509", "-in", "ca/ca.crt", "-noout", "-startdate", "-enddate").stdout
+    assert "Dec 31 00:00:00 1949 GMT" in text and "Jan  7 00:00:00 1950 GMT" in text

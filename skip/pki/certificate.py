@@ -53,7 +53,7 @@ from skip.pki.signing import Signer
 Profile = Literal["draft", "v3"]
 _DH_OIDS = {OID_DH_KEY_AGREEMENT, OID_DH_PUBLIC_NUMBER, *ECX_OIDS}
 _UTC = dt.UTC
-_UTCTIME_LIMIT = dt.datetime(2050, 1, 1, tzinfo=_UTC)  # RFC 5280 4.1.2.5
+_UTCTIME_YEARS = range(1950, 2050)  # RFC 5280 4.1.2.5; other years only as GeneralizedTime
 
 
 @dataclass(frozen=True)
@@ -267,7 +267,8 @@ def random_serial(rng: Rng = os.urandom) -> int:
 
 def time_value(when: int) -> x509.Time:
     moment = dt.datetime.fromtimestamp(when, _UTC)
-    return x509.Time(name="utc_time" if moment < _UTCTIME_LIMIT else "general_time", value=moment)
+    kind = "utc_time" if moment.year in _UTCTIME_YEARS else "general_time"
+    return x509.Time(name=kind, value=moment)
 
 
 def _key_id(spki_der: bytes) -> bytes:
