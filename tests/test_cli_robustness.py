@@ -397,3 +397,15 @@ def test_validity_before_1950_is_encoded_as_generalized_time(
        "--days", "7")
     text = openssl("x509", "-in", "ca/ca.crt", "-noout", "-startdate", "-enddate").stdout
     assert "Dec 31 00:00:00 1949 GMT" in text and "Jan  7 00:00:00 1950 GMT" in text
+
+
+def test_public_files_follow_the_umask(
+    pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old_umask = os.umask(0o077)
+    try:
+        ok(capsys, "genkey", "k.pem", "--group", "x25519", "--public", "k.pub")
+    finally:
+        os.umask(old_umask)
+    assert Path("k.pub").stat().st_mode & 0o777 == 0o600
+    assert Path("k.pem").stat().st_mode & 0o777 == 0o600

@@ -143,7 +143,7 @@ def write_file(path: Path, data: bytes, *, force: bool, private: bool = False) -
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     tmp = Path(tmp_name)
     try:
-        os.fchmod(fd, 0o600 if private else 0o644)  # before any secret byte is written
+        os.fchmod(fd, 0o600 if private else 0o644 & ~_umask())  # before any byte is written
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -162,6 +162,13 @@ def write_file(path: Path, data: bytes, *, force: bool, private: bool = False) -
                 ) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process umask (only readable by setting it; the CLI is single-threaded)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_input(path: str | Path) -> bytes:
