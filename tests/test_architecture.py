@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "skip"
-ORDER = ["errors", "wire", "crypto", "pki", "ipsec", "keying", "discovery", "daemon", "cli"]
+ORDER = ["errors", "wire", "crypto", "pki", "ipsec", "keying", "discovery", "files", "daemon",
+         "cli"]
 ALLOWED_BELOW = {  # ipsec does not need pki; everything else may use every layer below it
     "ipsec": {"errors", "wire", "crypto", "ipsec"},
 }

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from skip import files
 from skip.cli import cert, skipctl, skipd
 
 from .pki_support import needs_openssl, openssl
@@ -195,7 +196,7 @@ def test_huge_input_is_refused_not_read_into_memory(
     pki: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with open("huge.pem", "wb") as handle:
-        handle.truncate(cert.MAX_INPUT + 1)
+        handle.truncate(files.MAX_INPUT + 1)
     assert "larger than" in refused(capsys, "show", "huge.pem")
 
 
@@ -260,16 +261,19 @@ def test_skipd_check_with_broken_configs(
     assert len(err) == 1 and re.match(r"^skipd: [a-z_]+: ", err[0]), err
 
 
-@pytest.mark.parametrize("swap", ["cert-as-key", "key-as-cert", "garbage-crl", "no-anchor"])
+@pytest.mark.parametrize("swap", ["cert-as-key", "key-as-cert", "garbage-crl", "no-anchor",
+                                  "endless-key"])
 def test_skipd_check_reads_identity_files_before_any_rule_protects(
     pki: Path, capsys: pytest.CaptureFixture[str], swap: str
 ) -> None:
     """Before, ``--check`` said OK for a certificate given as the private key whenever no
-    rule protected yet: the files were first read when the operator turned protection on."""
+    rule protected yet: the files were first read when the operator turned protection on.
+    A device as the key (/dev/zero) was read until the process was killed."""
     files = {"key": "h.key", "cert": "h.crt", "anchor": "ca/ca.crt", "crls": ""}
     files.update({"cert-as-key": {"key": "h.crt"}, "key-as-cert": {"cert": "h.key"},
                   "garbage-crl": {"crls": '"garbage.pem"'},
-                  "no-anchor": {"anchor": "h.crt"}}[swap])
+                  "no-anchor": {"anchor": "h.crt"},
+                  "endless-key": {"key": "/dev/zero"}}[swap])  # was read until killed
     config = pki / "skipd.toml"
     config.write_text(
         f'[identity]\nprivate_key = "{files["key"]}"\ncertificate = "{files["cert"]}"\n'

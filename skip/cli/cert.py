@@ -23,6 +23,7 @@ from typing import Any
 
 from skip.crypto.dh import GROUPS, MIN_NEW_MODP_BITS
 from skip.errors import CertificateError, ConfigError, SkipError
+from skip.files import read_bounded
 from skip.pki.certificate import (
     Certificate,
     Subject,
@@ -64,7 +65,6 @@ from skip.pki.validation import (
 PROG = "skip-cert"
 CA_CERT, CA_KEY, CA_STATE = "ca.crt", "ca.key", "revoked.json"
 DAY = 86_400
-MAX_INPUT = 1 << 20  # far above any certificate chain, key, CRL or revoked.json here
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 RSA_BITS = (2048, 3072, 4096)  # larger ones take minutes to generate
 MAX_DAYS = 36_525  # 100 years
@@ -171,22 +171,12 @@ def _umask() -> int:
     return mask
 
 
-def read_input(path: str | Path) -> bytes:
-    """A file the tool parses, read at most :data:`MAX_INPUT` bytes: a device such as
-    /dev/zero or a huge file given by mistake is refused instead of filling memory."""
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_INPUT + 1)
-    if len(data) > MAX_INPUT:
-        raise ConfigError("config_invalid", f"{path}: larger than {MAX_INPUT} bytes")
-    return data
-
-
 def read_passphrase(path: str | None) -> bytes | None:
     """The first line of ``path``; an empty one is refused, because taking it as "no
     passphrase" would silently write an unencrypted key the operator asked to protect."""
     if path is None:
         return None
-    lines = read_input(path).splitlines()
+    lines = read_bounded(path).splitlines()
     if not lines or not lines[0]:
         raise ConfigError("config_invalid", f"{path}: the passphrase (first line) is empty")
     return lines[0]
@@ -199,12 +189,12 @@ class CaDir:
         self.path = Path(path)
 
     def certificate(self) -> Certificate:
-        return load_certificate(read_input(self.path / CA_CERT))
+        return load_certificate(read_bounded(self.path / CA_CERT))
 
     def signer(self, passphrase: bytes | None) -> Signer:
         cert = self.certificate()
         scheme = scheme_of_algorithm(cert.signature_algorithm) or "rsa-pss"
-        return load_signer(read_input(self.path / CA_KEY), passphrase, scheme)
+        return load_signer(read_bounded(self.path / CA_KEY), passphrase, scheme)
 
     def state(self) -> dict[str, Any]:
         """revoked.json, checked: a hand-edited or damaged file is refused with its name
@@ -213,7 +203,7 @@ class CaDir:
         if not path.exists():
             return {"crl_number": 0, "revoked": []}
         try:
-            state = json.loads(read_input(path))
+            state = json.loads(read_bounded(path))
         except (ValueError, UnicodeDecodeError) as exc:
             raise ConfigError("config_invalid", f"{path}: {exc}") from None
         if not (
@@ -287,7 +277,7 @@ def read_object(
     path: str, passphrase: bytes | None = None
 ) -> Certificate | UdhCertificate | Crl | DHPublicKey | DHPrivateKey:
     """Whatever ``path`` holds: certificate, CRL, public or private key (PEM/DER) or UDH."""
-    data = read_input(path)
+    data = read_bounded(path)
     if is_pem(data):
         blocks = pem_blocks(data)
         label = blocks[0][0] if blocks else ""
@@ -315,12 +305,12 @@ def read_dh_public(args: argparse.Namespace) -> DHPublicKey:
     parameters or values that every relying party would refuse."""
     if args.key:
         key = load_private_key(
-            read_input(args.key), read_passphrase(args.key_passphrase_file)
+            read_bounded(args.key), read_passphrase(args.key_passphrase_file)
         ).public
     elif args.public:
-        key = load_public_key(read_input(args.public))
+        key = load_public_key(read_bounded(args.public))
     else:
-        key = parse_udh(read_input(args.udh)).dh_key
+        key = parse_udh(read_bounded(args.udh)).dh_key
     check_dh_key(key)
     return key
 
@@ -536,9 +526,10 @@ def cmd_verify(args: argparse.Namespace) -> None:
     elif isinstance(obj, Certificate):
         if not args.ca:
             raise ConfigError("config_invalid", "give the trust anchors with --ca FILE")
-        anchors = [c for path in args.ca for c in load_certificates(read_input(anchor_file(path)))]
-        intermediates = [c for p in args.untrusted for c in load_certificates(read_input(p))]
-        crls = [c for path in args.crl for c in load_crls(read_input(path))]
+        anchors = [c for path in args.ca
+                   for c in load_certificates(read_bounded(anchor_file(path)))]
+        intermediates = [c for p in args.untrusted for c in load_certificates(read_bounded(p))]
+        crls = [c for path in args.crl for c in load_crls(read_bounded(path))]
         peer = validate_certificate(
             obj,
             TrustStore(anchors),
@@ -643,7 +634,7 @@ def cmd_revoke(args: argparse.Namespace) -> None:
     ca_cert = ca.certificate()
     serials = [serial_number(s) for s in args.serial]
     for path in args.cert:
-        cert = load_certificate(read_input(path))
+        cert = load_certificate(read_bounded(path))
         if cert.issuer != ca_cert.subject:
             raise CertificateError(
                 "cert_untrusted", f"{path} was not issued by {ca_cert.subject_text}"

@@ -128,8 +128,8 @@ def request(path: Path, command: str, timeout: float = 10.0, **args: Any) -> dic
         try:
             sock.connect(str(path))
         except OSError as exc:
-            raise SkipError("io_error", f"cannot reach skipd at {path}: {exc.strerror}") \
-                from None
+            why = exc.strerror or str(exc)  # a path too long for AF_UNIX has no strerror
+            raise SkipError("io_error", f"cannot reach skipd at {path}: {why}") from None
         sock.sendall(json.dumps({"command": command, **args}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
@@ -137,8 +137,10 @@ def request(path: Path, command: str, timeout: float = 10.0, **args: Any) -> dic
             if not chunk:
                 break
             data += chunk
+    if not data:
+        raise SkipError("io_error", "skipd closed the control connection without a reply")
     try:
         return json.loads(data)
     except ValueError:
-        raise SkipError("io_error", "skipd closed the control connection without a reply") \
-            from None
+        raise SkipError("io_error", f"{path} answered with something that is not skipd's "
+                        "JSON (another program on the socket?)") from None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from skip.daemon.config import Config, PeerPolicy
 from skip.errors import CertificateError, ConfigError, SkipError
+from skip.files import read_bounded
 from skip.pki.certificate import Certificate, load_certificate, load_certificates
 from skip.pki.dhkey import DHPrivateKey, DHPublicKey, load_private_key
 from skip.pki.names import address_name
@@ -48,7 +49,7 @@ class Credentials:
 
 def _read(path: Path, what: str) -> bytes:
     try:
-        return path.read_bytes()
+        return read_bounded(path)
     except OSError as exc:
         raise ConfigError("config_invalid", f"{path}: cannot read {what}: {exc.strerror}") \
             from None

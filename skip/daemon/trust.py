@@ -12,6 +12,7 @@ from pathlib import Path
 from skip.daemon.config import Config
 from skip.daemon.credentials import Validator
 from skip.errors import CertificateError, ConfigError
+from skip.files import read_bounded
 from skip.pki.certificate import Certificate, load_certificates
 from skip.pki.crl import Crl, load_crls
 from skip.pki.validation import TrustStore, validate_certificate
@@ -19,7 +20,7 @@ from skip.pki.validation import TrustStore, validate_certificate
 
 def _load(path: Path, what: str, parse):  # type: ignore[no-untyped-def]
     try:
-        return parse(path.read_bytes())
+        return parse(read_bounded(path))
     except OSError as exc:
         raise ConfigError("config_invalid", f"{path}: cannot read {what}: {exc.strerror}") \
             from None
