@@ -413,3 +413,11 @@ def test_public_files_follow_the_umask(
         os.umask(old_umask)
     assert Path("k.pub").stat().st_mode & 0o777 == 0o600
     assert Path("k.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_reader_that_stops_early_is_not_an_error(pki: Path) -> None:
+    """`skip-cert show h.crt | head -1` printed `io_error: Broken pipe` and exited 1."""
+    proc = subprocess.run(f"'{SKIP_CERT}' show h.crt --json | true; exit ${{PIPESTATUS[0]}}",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True,
+                          cwd=pki, check=False)
+    assert (proc.returncode, proc.stderr) == (0, "")

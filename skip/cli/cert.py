@@ -913,6 +913,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.handler(args)
     except SkipError as exc:
         message = one_line(exc.reason, exc.detail)
+    except BrokenPipeError:
+        # `skip-cert show x.crt | head`: the reader has what it wanted; say nothing, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         message = one_line("io_error", f"{where}{exc.strerror or exc}")
