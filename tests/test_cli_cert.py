@@ -18,33 +18,13 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
-from skip.cli.cert import build_parser, main
+from skip.cli.cert import build_parser
 from skip.crypto.dh import GROUPS
 from skip.pki import DHPublicKey, load_certificate, parse_udh
 from skip.pki.dhkey import dump_public_key
 
+from .cli_support import ok, refused
 from .pki_support import needs_openssl, openssl
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def ok(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
-    code, out, err = run(capsys, *argv)
-    assert code == 0, err
-    return out
-
-
-def fails(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
-    code, out, err = run(capsys, *argv)
-    assert code == 1, out
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("skip-cert: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture
@@ -72,19 +52,19 @@ def pki(
 def test_the_small_pki(pki: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for host in ("host1", "host2"):
         assert "OK" in ok(capsys, "verify", f"{host}.crt", "--ca", "ca/ca.crt", "--crl", "ca.crl")
-    line = fails(capsys, "verify", "host3.crt", "--ca", "ca/ca.crt", "--crl", "ca.crl")
+    line = refused(capsys, "verify", "host3.crt", "--ca", "ca/ca.crt", "--crl", "ca.crl")
     assert "cert_revoked" in line and "key_compromise" in line
     assert "OK" in ok(capsys, "verify", "host3.crt", "--ca", "ca/ca.crt")  # without the CRL
     assert "OK" in ok(capsys, "verify", "host1.crt", "--ca", "ca", "--ip", "10.0.0.1")
-    assert "cert_name_mismatch" in fails(
+    assert "cert_name_mismatch" in refused(
         capsys, "verify", "host1.crt", "--ca", "ca/ca.crt", "--ip", "10.0.0.2"
     )
-    assert "cert_expired" in fails(
+    assert "cert_expired" in refused(
         capsys, "verify", "host1.crt", "--ca", "ca/ca.crt", "--at", "2099-01-01"
     )
     other = pki / "other"
     ok(capsys, "init-ca", other, "--subject", "CN=Other CA", "--key-type", "ecdsa-p256")
-    assert "cert_untrusted" in fails(capsys, "verify", "host1.crt", "--ca", other / "ca.crt")
+    assert "cert_untrusted" in refused(capsys, "verify", "host1.crt", "--ca", other / "ca.crt")
 
 
 @needs_openssl
@@ -139,7 +119,8 @@ def test_udh_flow(pki: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert parse_udh(data).fingerprint == name
     assert f"NSID 8   MKID {name}" in ok(capsys, "fingerprint", "host1.udh")
     assert "OK" in ok(capsys, "verify", "host1.udh", "--name", f"8:{name}")
-    assert "cert_name_mismatch" in fails(capsys, "verify", "host1.udh", "--name", "8:" + "00" * 16)
+    wrong = "8:" + "00" * 16
+    assert "cert_name_mismatch" in refused(capsys, "verify", "host1.udh", "--name", wrong)
     # the UDH form of a certificate's key carries the certificate's validity
     ok(capsys, "export", "host2.crt", "--format", "udh", "--out", "host2.udh")
     assert (
@@ -168,20 +149,20 @@ def test_files_and_refusals(pki: Path, capsys: pytest.CaptureFixture[str]) -> No
     for key in ("ca/ca.key", "host1.key", "host2.key"):
         assert stat.S_IMODE(Path(key).stat().st_mode) == 0o600
     before = Path("host1.key").read_bytes()
-    assert "cert_exists" in fails(capsys, "genkey", "host1.key")
+    assert "cert_exists" in refused(capsys, "genkey", "host1.key")
     assert Path("host1.key").read_bytes() == before
     ok(capsys, "genkey", "host1.key", "--force")
     assert Path("host1.key").read_bytes() != before
-    assert "config_invalid" in fails(capsys, "genkey", "small.key", "--group", "skip-1024")
-    assert "No such file" in fails(capsys, "show", "missing.crt")
+    assert "config_invalid" in refused(capsys, "genkey", "small.key", "--group", "skip-1024")
+    assert "No such file" in refused(capsys, "show", "missing.crt")
     Path("junk.bin").write_bytes(b"\x30\x03\x02\x01")
-    assert "cert_malformed" in fails(capsys, "show", "junk.bin")
-    assert "cert_exists" in fails(capsys, "init-ca", "ca", "--subject", "CN=again")
-    assert "cert_key_type" in fails(capsys, "name", "ca/ca.crt")
+    assert "cert_malformed" in refused(capsys, "show", "junk.bin")
+    assert "cert_exists" in refused(capsys, "init-ca", "ca", "--subject", "CN=again")
+    assert "cert_key_type" in refused(capsys, "name", "ca/ca.crt")
     group = GROUPS["ffdhe2048"]
     evil = DHPublicKey(group, (group.p - 1).to_bytes(group.public_size), "x942")
     Path("evil.pub").write_bytes(dump_public_key(evil))
-    assert "bad_public_value" in fails(
+    assert "bad_public_value" in refused(
         capsys,
         "issue",
         "--ca",
@@ -207,7 +188,7 @@ def test_passphrases(
     assert b"ENCRYPTED PRIVATE KEY" in Path("h.key").read_bytes()
     issue_h = ("issue", "--ca", "ca", "--key", "h.key", "--key-passphrase-file", "pw",
                "--subject", "CN=h", "--out", "h.crt")
-    assert "passphrase" in fails(capsys, *issue_h)  # the CA key's passphrase is missing
+    assert "passphrase" in refused(capsys, *issue_h)  # the CA key's passphrase is missing
     ok(capsys, *issue_h, "--ca-passphrase-file", "pw")
     info = json.loads(ok(capsys, "show", "h.crt", "--json"))
     assert info["signature_algorithm"] == "rsassa_pss" and info["key"]["group"] == "x448"

@@ -23,30 +23,10 @@ import pytest
 from skip import files
 from skip.cli import cert, skipctl, skipd
 
+from .cli_support import ok, refused
 from .pki_support import needs_openssl, openssl
 
 SKIP_CERT = Path(sys.executable).with_name("skip-cert")
-ONE_LINE = re.compile(r"^skip-cert: error: [a-z_]+(: .+)?$")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    code = cert.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def ok(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
-    code, out, err = run(capsys, *argv)
-    assert code == 0, err
-    return out
-
-
-def refused(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
-    """One line with a reason code and exit status 1; returns that line."""
-    code, _, err = run(capsys, *argv)
-    lines = err.strip().splitlines()
-    assert code == 1 and len(lines) == 1 and ONE_LINE.match(lines[0]), err
-    return lines[0]
 
 
 def usage_error(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
