@@ -49,6 +49,12 @@ MIN_NEW_MODP_BITS = 2048
 MIN_EXPONENT_BITS = 256
 """draft-06 §2.3: private exponents of at least 256 bits for 128-bit traffic keys."""
 
+MAX_CUSTOM_MODP_BITS = 8192
+"""Largest modulus :func:`validate_parameters` will test. Primality testing costs grow with
+the cube of the size (about a second at 2048 bits, tens of seconds at 8192), and a UDH value
+or certificate from anyone may carry a p of up to 65535 bytes: hours of Miller-Rabin. 8192
+bits is the largest well-known group (ffdhe8192), so nothing legitimate is bigger."""
+
 
 def _hex(text: str) -> int:
     return int("".join(text.split()), 16)
@@ -117,7 +123,8 @@ class DHGroup:
         """g^x (MODP, padded to ``public_size``) or the X25519/X448 public key."""
         if self.kind == "ecx":
             return _ecx_private(self, private).public_key().public_bytes_raw()
-        return _ffdh_power(self.p, self.g, self._exponent(private)).to_bytes(self.public_size)
+        x = self._exponent(private)
+        return _ffdh_power(self.p, self.g, x, self.q is not None).to_bytes(self.public_size)
 
     def shared_secret(self, private: bytes, peer_public: bytes) -> bytes:
         """The raw agreed value, after :meth:`validate_public` on the peer's value."""
@@ -128,7 +135,8 @@ class DHGroup:
             except ValueError as exc:  # low-order point: the all-zero output (RFC 7748 §6)
                 raise KeyingError("bad_public_value", f"{self.name}: low-order point") from exc
         y = int.from_bytes(peer_public)
-        return _ffdh_power(self.p, y, self._exponent(private)).to_bytes(self.public_size)
+        x = self._exponent(private)
+        return _ffdh_power(self.p, y, x, self.q is not None).to_bytes(self.public_size)
 
     # --- checks ---------------------------------------------------------------------------
 
@@ -213,21 +221,34 @@ def validate_parameters(
 
     if p.bit_length() < MIN_MODP_BITS:
         raise refuse(f"modulus of {p.bit_length()} bits is below {MIN_MODP_BITS}")
+    if p.bit_length() > MAX_CUSTOM_MODP_BITS:
+        raise refuse(
+            f"modulus of {p.bit_length()} bits is above {MAX_CUSTOM_MODP_BITS} "
+            "(custom groups are primality-tested; larger ones would take hours)"
+        )
     if not 1 < g < p - 1:
         raise refuse("generator out of range")
+    # The order checks use Python's pow, never _ffdh_power: a generator of the wrong order
+    # makes g^q come out as 1 or p-1, results OpenSSL refuses (and cryptography panics on).
+    if pow(g, 2, p) == 1:
+        raise refuse("generator of order 2")
     safe_q = (p - 1) // 2
     if q is None or q == safe_q:
+        g_to_q = pow(g, safe_q, p)
+        if g_to_q not in (1, p - 1):  # in a safe-prime group every g^q is +-1
+            raise refuse("modulus is not a safe prime")
+        if q is not None and g_to_q != 1:  # X9.42 says g generates the order-q subgroup
+            raise refuse("g does not generate the order-q subgroup")
         if p % 2 == 0 or not _probably_prime(safe_q, rng) or not _pocklington(p, safe_q):
             raise refuse("modulus is not a safe prime")
         # g generates the order-q subgroup iff it is a quadratic residue; else the whole group.
-        q = safe_q if _ffdh_power(p, g, safe_q) == 1 else None
-        return modp_group(name, p, g, q)
+        return modp_group(name, p, g, safe_q if g_to_q == 1 else None)
     if q.bit_length() < 2 * _strength(p.bit_length()) or (p - 1) % q:
         raise refuse("subgroup order q is too small or does not divide p-1")
+    if pow(g, q, p) != 1:
+        raise refuse("g does not generate the order-q subgroup")
     if not _probably_prime(q, rng) or not _probably_prime(p, rng):
         raise refuse("p or q is not prime")
-    if _ffdh_power(p, g, q) != 1:
-        raise refuse("g does not generate the order-q subgroup")
     return modp_group(name, p, g, q)
 
 
@@ -304,7 +325,7 @@ def quiet_ffdh_deprecation() -> Iterator[None]:
         yield
 
 
-def _ffdh_power(p: int, base: int, exponent: int) -> int:
+def _ffdh_power(p: int, base: int, exponent: int, prime_order: bool) -> int:
     """base^exponent mod p.
 
     OpenSSL runs it as a DH "exchange" with the exponent as private key, but only for the
@@ -313,8 +334,11 @@ def _ffdh_power(p: int, base: int, exponent: int) -> int:
     which makes Python's ``pow`` (about 2 ms with a 256-bit exponent) the faster choice there.
     OpenSSL refuses results of 1 or p-1 (and cryptography would abort), so callers only pass
     bases whose powers cannot be +-1: the generator, validated peer values, or the y^(q+1)
-    trick of :func:`_ffdh_in_subgroup`."""
-    if p not in _OPENSSL_NAMED:
+    trick of :func:`_ffdh_in_subgroup`. That guarantee needs a base in a subgroup of prime
+    order q and an exponent in 1 < x < q, so ``prime_order`` must say whether the group has
+    one: a custom group over an RFC 3526 prime whose g generates the whole group (q None) can
+    meet g^x = p-1, and there Python's ``pow`` runs instead."""
+    if not prime_order or p not in _OPENSSL_NAMED:
         return pow(base, exponent, p)
     numbers = _ffdh_parameters(p)
     with quiet_ffdh_deprecation():
@@ -329,7 +353,7 @@ def _ffdh_power(p: int, base: int, exponent: int) -> int:
 def _ffdh_in_subgroup(p: int, q: int, y: int) -> bool:
     """y^q = 1, computed as y^(q+1) = y: the direct form would produce 1, which OpenSSL
     refuses to output; y^(q+1) is y for members and p-y for the rest."""
-    return _ffdh_power(p, y, q + 1) == y
+    return _ffdh_power(p, y, q + 1, prime_order=True) == y
 
 
 _ECX = {"x25519": x25519.X25519PrivateKey, "x448": x448.X448PrivateKey}
