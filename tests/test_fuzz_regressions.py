@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 import pytest
+from asn1crypto import x509
 
+from skip.cli import skipd
 from skip.crypto.dh import GROUPS, MAX_CUSTOM_MODP_BITS, validate_parameters
-from skip.errors import CertificateError, KeyingError
-from skip.pki import Policy, parse_udh, validate_udh
+from skip.errors import CertificateError, ConfigError, KeyingError
+from skip.pki import Certificate, Policy, Subject, generate_key, issue, parse_udh, validate_udh
+from skip.pki.certificate import load_certificate, parse_certificate
+from skip.pki.names import build_name, dns_name, mailbox_name, parse_dn
 from skip.wire.udh import UnsignedDH, ntp_seconds
 
 from .cli_support import ok, refused
-from .pki_support import DAY, NOW
+from .pki_support import DAY, NOW, Ca, make_ca, make_leaf
+
+
+def parse_certificate_file(path: Path) -> Certificate:
+    return load_certificate(path.read_bytes())
 
 MODP2048 = GROUPS["modp-2048"]
 CUSTOM = Policy(allow_custom_groups=True)
@@ -92,3 +101,132 @@ def test_custom_modulus_above_the_bound_is_refused_before_any_primality_test() -
         validate_udh(udh, NOW, expected_name=udh.name.mkid, policy=CUSTOM)
     assert cert_err.value.reason == "bad_group"
     assert MAX_CUSTOM_MODP_BITS == 8192
+
+
+# --- 2. names that asn1crypto decodes to Unicode (was: UnicodeEncodeError in skip_names) ------
+
+
+@pytest.fixture(scope="module")
+def ca() -> Ca:
+    return make_ca("Fuzz CA")
+
+
+def _leaf(ca: Ca, **kwargs: object) -> Certificate:
+    return make_leaf(ca, generate_key(GROUPS["x25519"]), **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_a_label_dns_name_keeps_its_certified_spelling(ca: Ca) -> None:
+    """asn1crypto turned SAN dNSName xn--bcher-kva.example into "bücher.example", on which
+    the MD5 name crashed; NSID 4 is the MD5 of the A-label, as DNS spells it."""
+    cert = _leaf(ca, dns=("xn--bcher-kva.example",), email=("a@xn--bcher-kva.example",))
+    assert cert.san_dns == ("xn--bcher-kva.example",)
+    assert cert.san_email == ("a@xn--bcher-kva.example",)
+    names = {(n.nsid, n.mkid) for n in cert.skip_names()}
+    assert (4, hashlib.md5(b"xn--bcher-kva.example").digest()) in names
+    assert (9, hashlib.md5(b"a@xn--bcher-kva.example").digest()) in names
+
+
+def test_an_invalid_a_label_no_longer_makes_the_certificate_unreadable(ca: Ca) -> None:
+    """"xn--zz" is not valid punycode: asn1crypto's IDNA decoding raised on it."""
+    cert = _leaf(ca, dns=("xn--zz.example",))
+    assert (4, hashlib.md5(b"xn--zz.example").digest()) in {
+        (n.nsid, n.mkid) for n in cert.skip_names()
+    }
+
+
+def _with_high_bytes(cert: Certificate, ascii_text: bytes, raw: bytes) -> Certificate:
+    """The same certificate with a name's bytes replaced (the signature no longer matches,
+    which is the case of a file anyone can drop in the peer directory)."""
+    assert len(ascii_text) == len(raw) and cert.der.count(ascii_text) == 1
+    return parse_certificate(cert.der.replace(ascii_text, raw))
+
+
+def test_non_ascii_mailbox_bytes_are_left_out_of_the_skip_names(ca: Ca) -> None:
+    """rfc822Name bytes above 127 were decoded as cp1252 and the MD5 name crashed."""
+    cert = _with_high_bytes(_leaf(ca, email=("zz@example.org",)), b"zz@", b"\xe9\xe9@")
+    assert cert.san_email == ("\xe9\xe9@example.org",)
+    assert all(n.nsid != 9 for n in cert.skip_names())
+    cert = _with_high_bytes(_leaf(ca, dns=("zz.example",)), b"zz.ex", b"\xe9\xe9.ex")
+    assert all(n.nsid != 4 for n in cert.skip_names())
+    subject = issue(
+        signer=ca.signer,
+        issuer=ca.cert,
+        subject=Subject([("CN", "h"), ("E", "qq@example.org")]),
+        not_before=NOW - DAY,
+        not_after=NOW + DAY,
+        dh_key=generate_key(GROUPS["x25519"]).public,
+    )
+    cert = _with_high_bytes(subject, b"qq@", b"\xfc\xfc@")
+    assert cert.subject_emails == ("\xfc\xfc@example.org",)
+    assert [n.nsid for n in cert.skip_names()] == [5]
+    with pytest.raises(CertificateError) as err:
+        mailbox_name("\xfc@example.org")
+    assert err.value.reason == "cert_malformed"
+    with pytest.raises(CertificateError):
+        dns_name("bücher.example")
+
+
+def test_skipd_check_survives_a_peer_certificate_with_a_non_ascii_mailbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ok(capsys, "init-ca", "ca", "--subject", "CN=Fuzz CA")
+    ok(capsys, "genkey", "h.key", "--group", "x25519")
+    ok(capsys, "issue", "--ca", "ca", "--key", "h.key", "--subject", "CN=h", "--ip", "10.0.0.1",
+       "--out", "h.crt")
+    ok(capsys, "genkey", "p.key", "--group", "x25519")
+    ok(capsys, "issue", "--ca", "ca", "--key", "p.key", "--subject", "CN=p", "--ip", "10.0.0.2",
+       "--email", "zz@example.org", "--out", "p.crt")
+    ok(capsys, "export", "p.crt", "--format", "der", "--out", "p.der")
+    Path("peers").mkdir()
+    Path("peers/p.der").write_bytes(Path("p.der").read_bytes().replace(b"zz@", b"\xe9\xe9@"))
+    Path("skipd.toml").write_text(
+        '[identity]\nprivate_key = "h.key"\ncertificate = "h.crt"\n'
+        'trust_anchors = ["ca/ca.crt"]\npeer_certificates = "peers"\n'
+        '[[peer]]\nname = "p"\naction = "protect"\nhosts = ["10.0.0.2"]\n'
+        'tunnel = "10.0.0.2"\n'
+    )
+    code = skipd.main(["-c", "skipd.toml", "--check"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == 0, err  # one bad peer file costs that peer, not the daemon
+    assert "reason=cert_bad_signature file=peers/p.der" in err, err
+
+
+# --- 4. subjects skip-cert advertises (was: C= always failed; ValueError, UnicodeError) -------
+
+
+def test_init_ca_with_a_country(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ok(capsys, "init-ca", tmp_path / "ca", "--subject", "CN=x,C=US")
+    out = ok(capsys, "show", tmp_path / "ca" / "ca.crt")
+    assert "CN=x,C=US" in out
+    der = parse_certificate_file(tmp_path / "ca" / "ca.crt")
+    (rdn,) = [atv for rdn in x509.Name.load(der.subject).chosen for atv in rdn
+              if atv["type"].native == "country_name"]
+    assert rdn["value"].name == "printable_string"  # RFC 5280: PrintableString (SIZE (2))
+
+
+@pytest.mark.parametrize(("subject", "why"), [
+    ("CN=x,C=USA", "two letters"),
+    ("CN=x,C=U1", "two letters"),
+    ("CN=x,emailAddress=\u00fc@example.org", "not ASCII"),
+    ("CN=x,DC=b\u00fccher", "not ASCII"),
+    ("CN=x,DC=" + "a" * 70, "cannot be encoded"),
+    ("CN=x,E=a@b..c", "cannot be encoded"),
+])
+def test_subjects_asn1crypto_cannot_encode_are_config_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], subject: str, why: str
+) -> None:
+    with pytest.raises(ConfigError, match=why) as err:
+        build_name(parse_dn(subject))
+    assert err.value.reason == "config_invalid"
+    line = refused(capsys, "init-ca", tmp_path / "ca", "--subject", subject)
+    assert "config_invalid" in line and why in line
+
+
+def test_issue_refuses_san_names_asn1crypto_cannot_encode(ca: Ca) -> None:
+    for names in ({"dns": ("b\u00fccher.example",)}, {"dns": ("a" * 70 + ".example",)},
+                  {"email": ("\u00fc@example.org",)}):
+        with pytest.raises(ConfigError) as err:
+            _leaf(ca, **names)
+        assert err.value.reason == "config_invalid"

@@ -26,7 +26,7 @@ from typing import Literal
 from asn1crypto import core, keys, x509
 
 from skip.crypto.dh import Rng
-from skip.errors import CertificateError
+from skip.errors import CertificateError, ConfigError
 from skip.pki.asn1 import (
     OID_DH_KEY_AGREEMENT,
     OID_DH_PUBLIC_NUMBER,
@@ -42,6 +42,7 @@ from skip.pki.names import (
     dn_name,
     dns_name,
     format_name,
+    ia5_text,
     looks_like_hostname,
     mailbox_name,
     name_attributes,
@@ -100,16 +101,22 @@ class Certificate:
         return self.issuer == self.subject
 
     def skip_names(self) -> tuple[SkipName, ...]:
-        """Every (NSID, MKID) this certificate answers to (see :mod:`skip.pki.names`)."""
+        """Every (NSID, MKID) this certificate answers to (see :mod:`skip.pki.names`).
+
+        Never raises: skipd asks before validating, to find which peer a file is for. A DNS
+        name or mailbox that is not ASCII (bytes IA5String forbids) has no MKID and is left
+        out, so the certificate answers to fewer names, never to a guessed one.
+        """
         names: list[SkipName] = []
         for address in dict.fromkeys((*self.ip_attributes, *self.san_addresses)):
             names.append(address_name(address))
         dns = list(self.san_dns)
         if self.version == 1:
             dns += [cn for cn in self.common_names if looks_like_hostname(cn)]
-        names += [dns_name(d) for d in dict.fromkeys(dns)]
+        names += [dns_name(d) for d in dict.fromkeys(dns) if d.isascii()]
         names.append(dn_name(self.subject, self.subject_text))
-        names += [mailbox_name(m) for m in dict.fromkeys((*self.san_email, *self.subject_emails))]
+        mailboxes = dict.fromkeys((*self.san_email, *self.subject_emails))
+        names += [mailbox_name(m) for m in mailboxes if m.isascii()]
         return tuple(dict.fromkeys(names))
 
     def pem(self) -> bytes:
@@ -238,9 +245,9 @@ class _Extensions:
                             raise CertificateError("cert_malformed", "SAN iPAddress length")
                         out.san_addresses += (ipaddress.ip_address(raw),)
                     elif kind == "dns_name":
-                        out.san_dns += (general.native,)
+                        out.san_dns += (ia5_text(general.chosen),)
                     elif kind == "rfc822_name":
-                        out.san_email += (general.native,)
+                        out.san_email += (ia5_text(general.chosen),)
             elif name not in _KNOWN_EXTENSIONS and ext["critical"].native:
                 unknown.append(ext["extn_id"].dotted)
         out.unknown_critical = tuple(unknown)
@@ -282,9 +289,19 @@ def _extension(name: str, value: object, critical: bool = False) -> dict[str, ob
 
 
 def _general_names(subject: Subject) -> list[x509.GeneralName]:
+    """The SAN entries; dNSName and rfc822Name are IA5String, so ASCII only (an
+    internationalised name as its xn-- A-label), refused as ``config_invalid`` otherwise."""
+    for text in (*subject.dns_names, *subject.mailboxes):
+        if not text.isascii():
+            raise ConfigError("config_invalid", f"{text!r} is not ASCII (give a domain as xn--)")
     names = [x509.GeneralName(name="ip_address", value=str(a)) for a in subject.addresses]
-    names += [x509.GeneralName(name="dns_name", value=d) for d in subject.dns_names]
-    names += [x509.GeneralName(name="rfc822_name", value=m) for m in subject.mailboxes]
+    try:
+        names += [x509.GeneralName(name="dns_name", value=d) for d in subject.dns_names]
+        names += [x509.GeneralName(name="rfc822_name", value=m) for m in subject.mailboxes]
+    except (ValueError, UnicodeError) as exc:  # asn1crypto's IDNA step: empty or long labels
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError("config_invalid", f"a subjectAltName cannot be encoded: {why}") \
+            from None
     return names
 
 

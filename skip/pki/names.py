@@ -60,8 +60,11 @@ def address_name(address: IPAddress) -> SkipName:
 
 
 def dns_name(name: str) -> SkipName:
+    """NSID 4 is the MD5 of the name's ASCII spelling (an internationalised name as its
+    ``xn--`` A-label, as it travels in DNS and in a dNSName): a name that is not ASCII has no
+    MKID, and is refused with ``cert_malformed`` rather than guessed at."""
     canonical = name.rstrip(".").lower()
-    return SkipName(int(Nsid.MD5_DNS_NAME), md5(canonical.encode("ascii")), canonical)
+    return SkipName(int(Nsid.MD5_DNS_NAME), md5(_ascii(canonical, "DNS name")), canonical)
 
 
 def dn_name(subject_der: bytes, text: str) -> SkipName:
@@ -69,7 +72,30 @@ def dn_name(subject_der: bytes, text: str) -> SkipName:
 
 
 def mailbox_name(mailbox: str) -> SkipName:
-    return SkipName(int(Nsid.MD5_RFC822), md5(mailbox.encode("ascii")), mailbox)
+    """NSID 9 is the MD5 of the addr-spec's ASCII bytes (rfc822Name and emailAddress are
+    IA5String); a mailbox that is not ASCII is refused like a non-ASCII DNS name."""
+    return SkipName(int(Nsid.MD5_RFC822), md5(_ascii(mailbox, "mailbox")), mailbox)
+
+
+def _ascii(text: str, what: str) -> bytes:
+    if not text.isascii():
+        raise CertificateError("cert_malformed", f"{what} {text!r} is not ASCII")
+    return text.encode("ascii")
+
+
+def ia5_text(value: core.Asn1Value) -> str:
+    """The text of a dNSName, rfc822Name, emailAddress or domainComponent exactly as
+    certified (each byte one character).
+
+    asn1crypto's own decoding of these types turns ``xn--`` labels into Unicode (and fails
+    on labels IDNA refuses) and reads the bytes of a mailbox as cp1252: what came out was
+    neither the certified bytes nor always ASCII, and the MD5 names crashed on it. Here an
+    A-label stays an A-label; bytes above 127, which IA5String does not allow, become
+    non-ASCII characters that :meth:`Certificate.skip_names` leaves out."""
+    if value.method == 0:  # primitive: contents are the string itself
+        return bytes(value.contents or b"").decode("latin-1")
+    native = value.native  # a constructed (BER) string: rare enough to leave to asn1crypto
+    return native if isinstance(native, str) else repr(native)
 
 
 def udh_name(encoding: bytes) -> SkipName:
@@ -97,7 +123,8 @@ _HOSTNAME = re.compile(
 
 
 def looks_like_hostname(text: str) -> bool:
-    return bool(_HOSTNAME.fullmatch(text.lower()))
+    # isascii first: a few non-ASCII letters (the Kelvin sign) lower-case to ASCII ones
+    return text.isascii() and bool(_HOSTNAME.fullmatch(text.lower()))
 
 
 # --- distinguished names as text ----------------------------------------------------------------
@@ -154,16 +181,7 @@ def build_name(
         name_type = _ATTRIBUTES.get(key.upper())
         if name_type is None:
             raise ConfigError("config_invalid", f"unknown name attribute {key!r}")
-        if name_type in ("country_name", "email_address", "domain_component"):
-            spec = x509.NameTypeAndValue._oid_specs[name_type]  # IA5 / Printable by type
-            value_obj: core.Asn1Value = spec(value)
-        else:
-            value_obj = x509.DirectoryString(name="utf8_string", value=value)
-        rdns.append(
-            x509.RelativeDistinguishedName(
-                [x509.NameTypeAndValue({"type": name_type, "value": value_obj})]
-            )
-        )
+        rdns.append(_attribute(name_type, key, value))
     for address in ip_attributes:
         text = str(address)
         if len(text) > UB_IP_ADDRESS:
@@ -180,6 +198,41 @@ def build_name(
     return x509.Name(name="", value=x509.RDNSequence(rdns))
 
 
+_COUNTRY = re.compile(r"[A-Za-z]{2}")
+
+
+def _attribute(name_type: str, key: str, value: str) -> x509.RelativeDistinguishedName:
+    """One single-attribute RDN, in the string type X.520 / RFC 5280 give the attribute.
+
+    countryName is a two-letter PrintableString (ISO 3166); emailAddress and
+    domainComponent are IA5String, so ASCII only (write an internationalised domain as its
+    ``xn--`` A-label); everything else is a UTF8String. Values asn1crypto cannot encode are
+    ``config_invalid`` like any other bad --subject, never a bare ValueError.
+    """
+    value_obj: core.Asn1Value
+    try:
+        if name_type == "country_name":
+            if not _COUNTRY.fullmatch(value):
+                raise ConfigError(
+                    "config_invalid", f"{key}={value!r}: a country is two letters (ISO 3166)"
+                )
+            value_obj = x509.DirectoryString(name="printable_string", value=value)
+        elif name_type in ("email_address", "domain_component"):
+            if not value.isascii():
+                raise ConfigError(
+                    "config_invalid",
+                    f"{key}={value!r} is not ASCII (an IA5String; give a domain as xn--)",
+                )
+            value_obj = x509.NameTypeAndValue._oid_specs[name_type](value)
+        else:
+            value_obj = x509.DirectoryString(name="utf8_string", value=value)
+        atv = x509.NameTypeAndValue({"type": name_type, "value": value_obj})
+    except (ValueError, TypeError, UnicodeError) as exc:  # IDNA limits, label lengths
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError("config_invalid", f"{key}={value!r} cannot be encoded: {why}") from None
+    return x509.RelativeDistinguishedName([atv])
+
+
 def name_attributes(name: x509.Name) -> list[tuple[str, str]]:
     """(type, value) for every attribute, in order; types are short names or dotted OIDs."""
     out = []
@@ -187,6 +240,9 @@ def name_attributes(name: x509.Name) -> list[tuple[str, str]]:
         for atv in rdn:
             type_name = atv["type"].native
             key = _SHORT.get(type_name) or _SHORT.get(atv["type"].dotted) or atv["type"].dotted
+            if isinstance(atv["value"], core.IA5String):  # emailAddress, domainComponent
+                out.append((key, ia5_text(atv["value"])))
+                continue
             value = atv["value"].native
             out.append((key, value if isinstance(value, str) else repr(value)))
     return out
