@@ -114,8 +114,9 @@ def test_an_interface_name_taken_by_another_device(host: Namespace, work: Path) 
 
 def test_a_tun_device_deleted_under_skipd_stops_it_cleanly(host: Namespace,
                                                            work: Path) -> None:
-    """Every read then fails (EBADFD): skipd must not spin on it, but stop, clean up and exit
-    non-zero so that its supervisor restarts it."""
+    """Every read then fails (EBADFD): skipd must not spin on it, but stop and exit non-zero
+    so that its supervisor restarts it, leaving the protected address blocked (fail closed)
+    rather than routed in clear meanwhile."""
     log = work / "a.log"
     proc = start_skipd(host, write(work, "a", sock=work / "a.sock"), work / "a.sock", log)
     host.run("ip", "link", "del", "skip0")
@@ -124,7 +125,8 @@ def test_a_tun_device_deleted_under_skipd_stops_it_cleanly(host: Namespace,
     assert "Traceback" not in text and len(text) < 2000, text[:2000]
     assert text.splitlines()[-1] == ("skipd: io_error: TUN device skip0 failed (deleted?): "
                                      "File descriptor in bad state")
-    assert "fwmark" not in kernel(host)[0] and not (work / "a.sock").exists()
+    assert "fwmark 0x5c1 lookup 57" in kernel(host)[0] and not (work / "a.sock").exists()
+    assert "unreachable 192.0.2.2 " in host.run("ip", "route", "show", "table", "57").stdout
 
 
 def test_a_route_the_kernel_refuses_on_reload_is_reported(host: Namespace, work: Path) -> None:

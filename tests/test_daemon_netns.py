@@ -1,6 +1,7 @@
 """skipd against the real Linux network stack, in network namespaces the tests create and
 remove: policy routing, deny and key-management bypass, reload (good and bad), metrics,
-control-socket permissions, and the clean-up SIGTERM owes the kernel."""
+control-socket permissions, and what SIGTERM leaves in the kernel (the block: fail closed)
+and what ``skipd --cleanup`` removes."""
 
 from __future__ import annotations
 
@@ -100,10 +101,20 @@ def test_deny_is_enforced_counted_and_cleaned_up(pair: Pair) -> None:
     assert not pair.ping(B4) and not pair.ping(B6)
     assert pair.counters()["drops"]["policy_deny"] >= 2
     assert stop_skipd(proc) == 0
+    # fail closed: the device and its routes are gone, the rule and the blocks stay
+    state = kernel_state(pair.a)
+    assert "not from all fwmark 0x5c1 lookup 57" in state["rules4"] + state["rules6"]
+    assert "skip0" not in state["links"] and "skip0" not in state["table4"] + state["table6"]
+    assert "unreachable 192.0.2.2 " in state["table4"]
+    assert "unreachable 2001:db8::2 " in state["table6"]
+    assert not pair.sock.exists()
+    assert not pair.ping(B4) and not pair.ping(B6)
+    # until the operator lifts them on purpose
+    assert pair.a.run(sys.executable, "-m", "skip.cli.skipd", "-c", str(pair.config),
+                      "--cleanup").returncode == 0
     state = kernel_state(pair.a)
     assert "fwmark" not in state["rules4"] + state["rules6"]
-    assert "skip0" not in state["links"] and not state["table4"] and not state["table6"]
-    assert not pair.sock.exists()
+    assert not state["table4"] and not state["table6"]
     assert pair.ping(B4)
     lines = [json.loads(line) for line in pair.log.read_text().splitlines()]
     assert any(line.get("reason") == "policy_deny" and line.get("peer") == "beta"
@@ -184,6 +195,10 @@ def test_a_killed_skipd_leaves_nothing_a_new_one_cannot_take_over(pair: Pair) ->
     proc = start_skipd(pair.a, pair.config, pair.sock, pair.log)
     assert not pair.ping(B4)
     assert stop_skipd(proc) == 0
+    state = kernel_state(pair.a)
+    assert state["rules4"].count("lookup 57") == 1 and state["rules6"].count("lookup 57") == 1
+    assert not pair.ping(B4)  # fail closed until skipd --cleanup
+    pair.a.run(sys.executable, "-m", "skip.cli.skipd", "-c", str(pair.config), "--cleanup")
     state = kernel_state(pair.a)
     assert "fwmark" not in state["rules4"] + state["rules6"] and pair.ping(B4)
 

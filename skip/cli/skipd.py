@@ -2,6 +2,7 @@
 
     skipd -c /etc/skip/skipd.toml            run in the foreground (systemd: Type=exec)
     skipd -c /etc/skip/skipd.toml --check    validate the configuration and exit
+    skipd -c /etc/skip/skipd.toml --cleanup  remove the block a stopped skipd leaves behind
 
 Errors are one line on stderr and a non-zero exit status, never a traceback.
 """
@@ -17,7 +18,7 @@ from skip.daemon import logs, trust
 from skip.daemon.config import load_config
 from skip.daemon.credentials import load_credentials
 from skip.daemon.keying_adapter import build_engine
-from skip.daemon.runtime import Daemon
+from skip.daemon.runtime import Daemon, cleanup
 from skip.daemon.system_errors import from_os_error
 from skip.errors import SkipError
 
@@ -32,10 +33,18 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"configuration file (default {DEFAULT_CONFIG})")
     parser.add_argument("--check", action="store_true",
                         help="validate the configuration (and certificates) and exit")
+    parser.add_argument("--cleanup", action="store_true",
+                        help="remove the routing rules and blocking routes a stopped skipd "
+                        "leaves in place (protected destinations then go out in clear)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
         logs.configure(config.daemon.log_format, config.daemon.log_level)
+        if args.cleanup:
+            # fail closed: skipd leaves its block when it stops, dies or is killed; this is
+            # the operator's explicit way to lift it (refused while a skipd runs)
+            print(f"skipd: {cleanup(config)}")
+            return 0
         if args.check:
             now = time.time()
             if build_engine(config, now) is None:

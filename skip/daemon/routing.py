@@ -5,13 +5,21 @@ One rule per family, ``not fwmark M lookup T``, sends every unmarked packet thro
 which holds only the protected prefixes (routes via the TUN device); anything T does not match
 falls through to the main table as usual. skipd's own sockets carry mark M, so the SKIP packets
 it emits toward a peer never re-enter the TUN device even when the peer's own address is a
-protected (transport-mode) destination. All of it is set up once and torn down at exit; nothing
-here runs per packet.
+protected (transport-mode) destination. Nothing here runs per packet.
+
+Fail closed: under every TUN route table T also holds an ``unreachable`` route for the same
+prefix with a far higher metric. While skipd runs the TUN route wins; when skipd stops, is
+killed or crashes, the kernel removes the TUN device and its routes, and the unreachable route
+is what the lookup finds, so a protected destination never falls through to the main table
+(where a default route would carry it in clear). A lookup that ends on an unreachable route
+stops there: the rule does not fall through to the next one (the same pattern Linux's VRF
+documentation uses for a VRF's table). skipd's own packets carry mark M and never consult
+table T, so the block never catches the SKIP traffic itself. Rules and blocks stay after a
+stop; only :meth:`Routing.cleanup` (``skipd --cleanup``) removes them, on purpose.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
 import socket
@@ -29,6 +37,10 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 _FIB_RULE_INVERT = 0x2
 _IFA_F_NODAD = 0x2
 _FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
+_RTN_UNREACHABLE = 7
+#: metric of the blocking routes: far above the TUN routes (IPv4 0, IPv6 1024), so those win
+#: while they exist; the value Linux's VRF documentation gives its unreachable default route
+BLOCK_METRIC = 4278198272
 
 
 def _sysctl(path: str, value: str) -> None:
@@ -54,6 +66,9 @@ class Routing:
         self.index = 0
         self.routes: dict[IPNetwork, str | None] = {}
         self.rules_added: list[int] = []
+        self.rules_found: list[int] = []  # families whose rule a stopped skipd left in place
+        self.blocks: set[IPNetwork] = set()  # prefixes whose block is ours to keep
+        self.blocks_found: set[IPNetwork] = set()  # blocks a stopped skipd left in place
 
     def _fail(self, what: str, exc: NetlinkError) -> SkipError:
         return SkipError("io_error", f"netlink: {what}: {exc.args[-1] if exc.args else exc}")
@@ -93,8 +108,9 @@ class Routing:
             except NetlinkError as exc:
                 if version == 6 and exc.code in (97, 95):  # IPv6 disabled in this kernel
                     continue
-                if exc.code != errno.EEXIST:  # EEXIST: left by a killed skipd; ours now
+                if exc.code != errno.EEXIST:  # EEXIST: left by a stopped skipd; ours now
                     raise self._fail("add policy rule", exc) from None
+                self.rules_found.append(family)
             self.rules_added.append(family)
 
     def preferred_source(self, destination: ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -112,14 +128,65 @@ class Routing:
                 return src
         return None
 
+    def survey(self) -> None:
+        """Note the blocks a stopped skipd left (before this one adds any): they are what
+        :meth:`drop_leftovers` later removes if the configuration no longer protects them,
+        and what a failed start leaves as it found them."""
+        self.blocks_found = set(self._blocks_in_table())
+
     def set_routes(self, wanted: dict[IPNetwork, str | None]) -> None:
-        """Make table T hold exactly ``wanted`` (prefix -> preferred source or None)."""
+        """Make table T hold exactly ``wanted`` (prefix -> preferred source or None), each
+        prefix with its block under it. The block goes in before the TUN route and out only
+        with the prefix, so no moment exists in which a protected prefix is routable in
+        clear; a prefix whose source merely changed keeps its block."""
         for net in [n for n in self.routes if wanted.get(n, "-") != self.routes[n]]:
             self._route("del", net, self.routes.pop(net))
+            if net not in wanted:
+                self._block("del", net)
         for net, src in wanted.items():
+            if net not in self.blocks:
+                self._block("add", net)
             if net not in self.routes:
                 self._route("add", net, src)
                 self.routes[net] = src
+
+    def drop_leftovers(self) -> int:
+        """Remove the blocks a stopped skipd left for prefixes this configuration does not
+        route (after a successful start: until then they keep protecting)."""
+        stale = [net for net in self._blocks_in_table() if net not in self.blocks]
+        for net in stale:
+            self._block("del", net)
+        return len(stale)
+
+    def _blocks_in_table(self) -> list[IPNetwork]:
+        """The unreachable routes of table T with skipd's metric: skipd's blocks, and only
+        those (an operator's own routes in the table are left alone)."""
+        found = []
+        for version, family in _FAMILIES.items():
+            try:
+                dump = self.ipr.get_routes(table=self.table, family=family)
+            except NetlinkError:
+                continue  # no IPv6 in this kernel
+            for msg in dump:
+                if msg["type"] != _RTN_UNREACHABLE or msg.get_attr("RTA_TABLE") != self.table \
+                        or msg.get_attr("RTA_PRIORITY") != BLOCK_METRIC:
+                    continue
+                dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if version == 4 else "::")
+                found.append(ipaddress.ip_network(f"{dst}/{msg['dst_len']}"))
+        return found
+
+    def _block(self, op: str, net: IPNetwork) -> None:
+        try:
+            self.ipr.route("replace" if op == "add" else op, dst=str(net), table=self.table,
+                           type="unreachable", priority=BLOCK_METRIC,
+                           family=_FAMILIES[net.version])
+        except NetlinkError as exc:
+            if op == "add":
+                raise self._fail(f"route add unreachable {net}", exc) from None
+        if op == "add":
+            self.blocks.add(net)
+        else:
+            self.blocks.discard(net)
 
     def _route(self, op: str, net: IPNetwork, src: str | None) -> None:
         """``add`` replaces a stale route (a killed skipd's) instead of failing on it."""
@@ -131,15 +198,43 @@ class Routing:
             if op == "add":
                 raise self._fail(f"route {op} {net}", exc) from None
 
-    def teardown(self) -> None:
-        """Remove rules and routes; the TUN device itself goes when its descriptor closes."""
-        for net, src in list(self.routes.items()):
-            self._route("del", net, src)
+    def teardown(self, keep_block: bool = True) -> None:
+        """At a stop: the TUN routes go with the device when its descriptor closes, and the
+        rules and blocks stay (fail closed). ``keep_block`` False is for a start that failed
+        half-way: it takes back what this start added and leaves what it found, so the kernel
+        is as it was before (blocked if a stopped skipd had left its block, else open)."""
+        if not keep_block:
+            for net, src in list(self.routes.items()):
+                self._route("del", net, src)
+            for net in list(self.blocks - self.blocks_found):
+                self._block("del", net)
+            for family in self.rules_added:
+                if family not in self.rules_found:
+                    self._del_rule(family)
         self.routes.clear()
-        for family in self.rules_added:
-            with contextlib.suppress(NetlinkError):
-                self.ipr.rule("del", table=self.table, priority=self.priority,
-                              fwmark=self.fwmark, fwmask=0xFFFFFFFF, flags=_FIB_RULE_INVERT,
-                              family=family)
         self.rules_added.clear()
         self.ipr.close()
+
+    def _del_rule(self, family: int) -> bool:
+        try:
+            self.ipr.rule("del", table=self.table, priority=self.priority, fwmark=self.fwmark,
+                          fwmask=0xFFFFFFFF, flags=_FIB_RULE_INVERT, family=family)
+        except NetlinkError:
+            return False
+        return True
+
+    def cleanup(self) -> tuple[int, int]:
+        """``skipd --cleanup``: remove skipd's rules and blocks on purpose, so that the
+        protected destinations follow the main table again (in clear). Returns how many rules
+        and routes went; nothing there is not an error."""
+        blocks = self._blocks_in_table()
+        for net in blocks:
+            self._block("del", net)
+        rules = 0
+        for family in _FAMILIES.values():
+            for _ in range(16):  # one per family is the rule; more would be a kernel's dupes
+                if not self._del_rule(family):
+                    break
+                rules += 1
+        self.ipr.close()
+        return rules, len(blocks)

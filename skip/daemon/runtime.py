@@ -103,6 +103,7 @@ class Daemon:
         self.tun = TunDevice(cfg.interface)
         self.routing = await self._netlink(Routing, self.tun.name, cfg.fwmark, cfg.table,
                                            cfg.rule_priority)
+        await self._netlink(self.routing.survey)
         await self._netlink(self.routing.configure_device, self.mtu, cfg.addresses)
         await self._netlink(self.routing.add_rules, self.ipv6)
         await self._netlink(self._install_routes)
@@ -121,6 +122,9 @@ class Daemon:
             self.metrics = MetricsServer(cfg.metrics[0], cfg.metrics[1], self.samples)
             await self.metrics.start()
         self.serving = True
+        # a stopped skipd's blocks for prefixes this configuration no longer routes: only now,
+        # so that a start failing before this point leaves them protecting
+        await self._netlink(self.routing.drop_leftovers)
         logs.LOGGER.info("skipd started", extra=logs.fields(
             interface=self.tun.name, mtu=self.mtu, peers=len(self.config.peers),
             transport=f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
@@ -169,7 +173,9 @@ class Daemon:
         if self.sender:
             self.sender.close()
         if self.routing:
-            await self._netlink(self.routing.teardown)
+            # fail closed: a skipd that served leaves its rules and blocks (skipd --cleanup
+            # removes them); a start that failed takes back what it added
+            await self._netlink(self.routing.teardown, self.serving)
             self.routing = None
         self.netlink.shutdown()
         self.tun = None
@@ -554,6 +560,26 @@ class Daemon:
         assert self.stopping is not None
         asyncio.get_running_loop().call_soon(self.stopping.set)
         return {"message": "stopping"}
+
+
+def cleanup(config: Config) -> str:
+    """``skipd --cleanup``: remove the rules and blocks a stopped skipd left (fail closed), on
+    purpose. Refused with ``in_use`` while a skipd runs on this control socket: taking its
+    rule away would send what it protects to the main table, in clear."""
+    cfg = config.daemon
+    control = ControlServer(cfg.control_socket, {})
+    control.claim()
+    try:
+        rules, routes = Routing(cfg.interface, cfg.fwmark, cfg.table,
+                                cfg.rule_priority).cleanup()
+    finally:
+        assert control.lock is not None
+        os.close(control.lock)
+    if not rules and not routes:
+        return f"nothing to remove: no rule for table {cfg.table} and no blocking route in it"
+    return (f"removed {rules} policy rule(s) (not fwmark {cfg.fwmark:#x} lookup {cfg.table}) "
+            f"and {routes} blocking route(s) from table {cfg.table}: the destinations skipd "
+            "protected now follow the main table, in clear")
 
 
 def _wire_limit(config: Config) -> int:
