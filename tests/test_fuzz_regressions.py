@@ -11,14 +11,20 @@ import time
 from pathlib import Path
 
 import pytest
-from asn1crypto import x509
+from asn1crypto import algos, keys, x509
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from skip.cli import skipd
 from skip.crypto.dh import GROUPS, MAX_CUSTOM_MODP_BITS, validate_parameters
 from skip.errors import CertificateError, ConfigError, KeyingError
 from skip.pki import Certificate, Policy, Subject, generate_key, issue, parse_udh, validate_udh
+from skip.pki.asn1 import PrivateKeyInfo
 from skip.pki.certificate import load_certificate, parse_certificate
+from skip.pki.dhkey import MAX_PKCS8_ITERATIONS, load_private_key, private_key_der
 from skip.pki.names import build_name, dns_name, mailbox_name, parse_dn
+from skip.pki.pemfile import pem_blocks, pem_encode
 from skip.wire.udh import UnsignedDH, ntp_seconds
 
 from .cli_support import ok, refused
@@ -230,3 +236,97 @@ def test_issue_refuses_san_names_asn1crypto_cannot_encode(ca: Ca) -> None:
         with pytest.raises(ConfigError) as err:
             _leaf(ca, **names)
         assert err.value.reason == "config_invalid"
+
+
+# --- 3. and 7. encrypted PKCS #8 (was: UnsupportedAlgorithm; unbounded iteration count) ------
+
+
+def _encrypted_pkcs8(inner: bytes, passphrase: bytes, iterations: int) -> bytes:
+    """PBES2 / PBKDF2-HMAC-SHA-256 / AES-256-CBC around ``inner``, built by hand so that the
+    iteration count and the inner key can be anything (cryptography writes only good ones)."""
+    salt, iv = b"s" * 16, b"i" * 16
+    key = PBKDF2HMAC(hashes.SHA256(), 32, salt, min(iterations, 1000)).derive(passphrase)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(inner) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    blob = encryptor.update(padded) + encryptor.finalize()
+    info = keys.EncryptedPrivateKeyInfo({
+        "encryption_algorithm": {
+            "algorithm": "pbes2",
+            "parameters": {
+                "key_derivation_func": {
+                    "algorithm": "pbkdf2",
+                    "parameters": {
+                        "salt": algos.Pbkdf2Salt(name="specified", value=salt),
+                        "iteration_count": iterations,
+                        "prf": {"algorithm": "sha256"},
+                    },
+                },
+                "encryption_scheme": {"algorithm": "aes256_cbc", "parameters": iv},
+            },
+        },
+        "encrypted_data": blob,
+    })
+    return pem_encode("ENCRYPTED PRIVATE KEY", info.dump())
+
+
+def test_encrypted_key_of_an_unknown_algorithm_is_cert_key_type() -> None:
+    inner = PrivateKeyInfo({
+        "version": 0,
+        "private_key_algorithm": {"algorithm": "1.2.3.4.5"},
+        "private_key": b"\x04\x20" + b"k" * 32,
+    }).dump()
+    data = _encrypted_pkcs8(inner, b"pw", 1000)
+    with pytest.raises(CertificateError) as err:
+        load_private_key(data, b"pw")
+    assert err.value.reason == "cert_key_type"
+
+
+def test_a_hand_built_encrypted_key_loads() -> None:
+    """The builder above is right: with a real key inside, the file loads."""
+    key = generate_key(GROUPS["x25519"])
+    data = _encrypted_pkcs8(private_key_der(key), b"pw", 1000)
+    assert load_private_key(data, b"pw").private == key.private
+
+
+@pytest.mark.parametrize("iterations", [MAX_PKCS8_ITERATIONS + 1, 2**63 - 1])
+def test_iteration_count_is_bounded_before_decrypting(iterations: int) -> None:
+    key = generate_key(GROUPS["x25519"])
+    data = _encrypted_pkcs8(private_key_der(key), b"pw", iterations)
+    start = time.perf_counter()
+    with pytest.raises(CertificateError, match="iterations") as err:
+        load_private_key(data, b"pw")
+    assert err.value.reason == "cert_malformed"
+    assert time.perf_counter() - start < 0.5
+
+
+# --- 7. PEM armour (was: quadratic in repeated BEGIN lines) ------------------------------------
+
+
+def _refuse_time(size: int) -> float:
+    data = b"-----BEGIN A-----\n" * (size // 18)
+    start = time.perf_counter()
+    with pytest.raises(CertificateError) as err:
+        pem_blocks(data)
+    assert err.value.reason == "cert_malformed"
+    return time.perf_counter() - start
+
+
+def test_repeated_begin_lines_are_refused_in_linear_time() -> None:
+    """72, 144 and 288 KB took 1.45, 5.6 and 22.6 s; 1 MiB now takes well under a second,
+    and 16 times the input takes nowhere near 256 times as long."""
+    small = min(_refuse_time(64 << 10) for _ in range(3))
+    large = min(_refuse_time(1 << 20) for _ in range(3))
+    assert large < 0.5
+    assert large < 64 * small + 0.01
+
+
+def test_pem_blocks_still_split_bundles_and_refuse_an_unclosed_block() -> None:
+    one, two = pem_encode("CERTIFICATE", b"\x30\x00"), pem_encode("X509 CRL", b"\x30\x01")
+    assert pem_blocks(b"text\n" + one + b"more text\n" + two) == [
+        ("CERTIFICATE", b"\x30\x00"), ("X509 CRL", b"\x30\x01"),
+    ]
+    for bad in (b"-----BEGIN A-----\nAAAA\n", one.replace(b"END CERTIFICATE", b"END CRL")):
+        with pytest.raises(CertificateError, match="no matching END") as err:
+            pem_blocks(bad)
+        assert err.value.reason == "cert_malformed"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from asn1crypto import algos, core, keys
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x448, x25519
 
@@ -42,6 +43,12 @@ Encoding = Literal["pkcs3", "x942", "rfc8410"]
 ENCODINGS: tuple[Encoding, ...] = ("pkcs3", "x942", "rfc8410")
 
 ECX_OIDS = {OID_X25519: "x25519", OID_X448: "x448"}
+
+MAX_PKCS8_ITERATIONS = 10_000_000
+"""Most PBKDF2 iterations an encrypted key file may ask for (cryptography and OpenSSL write
+2048; 10 million PBKDF2-HMAC-SHA-256 rounds take a few seconds). The count comes from the
+file and would otherwise be run before the passphrase can even be checked: up to 2**63
+rounds, a process that never ends."""
 _ECX_OID_BY_NAME = {name: oid for oid, name in ECX_OIDS.items()}
 
 
@@ -225,18 +232,26 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> DHPrivateK
             raise CertificateError(
                 "cert_malformed", "the private key is encrypted: give a passphrase"
             )
+        _check_key_encryption(der)
         try:
             with quiet_ffdh_deprecation():
                 loaded = serialization.load_der_private_key(der, passphrase)
+        except UnsupportedAlgorithm as exc:  # decrypted fine, but not a key cryptography knows
+            raise CertificateError(
+                "cert_key_type", "the encrypted key is not a DH, X25519 or X448 key"
+            ) from exc
         except (ValueError, TypeError) as exc:
             raise CertificateError(
                 "cert_malformed", "cannot decrypt the private key (wrong passphrase?)"
             ) from exc
-        der = loaded.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        try:
+            der = loaded.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise CertificateError("cert_key_type", f"unusable decrypted key: {exc}") from exc
 
     def decode() -> DHPrivateKey:
         info = PrivateKeyInfo.load(der, strict=True)
@@ -259,6 +274,32 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> DHPrivateK
         return DHPrivateKey(group, x.to_bytes(max(group.private_size, (x.bit_length() + 7) // 8)))
 
     return parsing("private key", decode)
+
+
+def _check_key_encryption(der: bytes) -> None:
+    """Read the PBKDF2 iteration count of an EncryptedPrivateKeyInfo (RFC 5958 / PKCS #5
+    PBES2, or a PKCS #12 PBE scheme) and refuse it above :data:`MAX_PKCS8_ITERATIONS`,
+    before anything is derived. A scheme whose cost cannot be read here (scrypt, unknown
+    OIDs) is refused too: its work factor would be just as unchecked."""
+
+    def iterations() -> int:
+        info = keys.EncryptedPrivateKeyInfo.load(der, strict=True)
+        algorithm = info["encryption_algorithm"]
+        if algorithm["algorithm"].native == "pbes2":
+            kdf = algorithm["parameters"]["key_derivation_func"]["algorithm"].native
+            if kdf != "pbkdf2":
+                raise CertificateError(
+                    "cert_malformed", f"key encryption with {kdf} is not supported (use PBKDF2)"
+                )
+        return int(algorithm.kdf_iterations)
+
+    count = parsing("encrypted private key", iterations)
+    if not 1 <= count <= MAX_PKCS8_ITERATIONS:
+        raise CertificateError(
+            "cert_malformed",
+            f"the key file asks for {count} key-derivation iterations "
+            f"(at most {MAX_PKCS8_ITERATIONS} are run)",
+        )
 
 
 def _ecx_private_object(key: DHPrivateKey) -> x25519.X25519PrivateKey | x448.X448PrivateKey:
