@@ -14,7 +14,9 @@ with the big int, against 0.27 / 0.28 / 0.28 us for an RFC 6479 ring of 64-bit w
 reordering 0.24 / 0.29 / 0.35 against 0.31 / 0.32 / 0.31 us. The big int wins up to 4096 and
 gives the exact window edge of RFC 4303's algorithm (a ring's edge moves in whole words).
 Its cost grows with the window, so windows far beyond a few thousand packets are possible
-(up to 2**31, the RFC 4303 Appendix A limit) but slower.
+but slower, and the bitmap's memory with it: RFC 4303 Appendix A allows up to 2**31, but such
+a window shifts a 256 MB integer (558 MB at the peak of one advance), per SA. The size is
+bounded at 65536 packets (an 8 KB bitmap), 16 times the keying layer's 4096.
 """
 
 from __future__ import annotations
@@ -22,15 +24,15 @@ from __future__ import annotations
 from skip.errors import AlgorithmError, ReplayError
 
 _LOW32 = 0xFFFFFFFF
-_MAX_WINDOW = 2**31  # RFC 4303 Appendix A3: the window must stay below half the 32-bit space
+MAX_WINDOW = 65536  # memory (see above); RFC 4303 Appendix A3's own limit is 2**31
 _MAX_SEQ = {False: 2**32 - 1, True: 2**64 - 1}
 
 
 def _check_window_size(size: int) -> None:
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= _MAX_WINDOW:
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_WINDOW:
         raise AlgorithmError(
             "bad_sa",
-            f"replay window size must be an integer from 1 to 2**31 (64 is the RFC 4303 "
+            f"replay window size must be an integer from 1 to {MAX_WINDOW} (64 is the RFC 4303 "
             f"default; 0 would silently disable replay protection), got {size!r}",
         )
 
