@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from skip.crypto import skip_numbers as num
 from skip.errors import ConfigError
+from skip.files import read_bounded
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -191,6 +192,9 @@ class _Section:
         return None if raw is None else self.resolve(raw)
 
     def resolve(self, raw: str) -> Path:
+        # TOML allows "\u0000" in strings; no path can hold it (open() would raise ValueError)
+        if "\0" in raw:
+            self.fail(self.where or "path", f"{raw!r}: a path cannot contain a NUL byte")
         p = Path(raw)
         return p if p.is_absolute() else (self.path.parent / p)
 
@@ -241,7 +245,7 @@ def _mkid(section: _Section, prefix: str, required_nsid: bool = False) -> SkipNa
 def _daemon(s: _Section) -> DaemonSettings:
     d = DaemonSettings()
     iface = s.get("interface", str, d.interface)
-    if not 0 < len(iface) < 16 or "/" in iface or " " in iface:
+    if not 0 < len(iface) < 16 or not iface.isprintable() or any(c in iface for c in "/ :"):
         s.fail(s.key("interface"), f"{iface!r} is not a valid Linux interface name")
     settings = DaemonSettings(
         interface=iface,
@@ -362,11 +366,19 @@ def _peer(s: _Section, default: PeerPolicy) -> PeerPolicy:
 
 
 def parse_config(text: str, path: Path) -> Config:
-    """Validate TOML ``text`` (read from ``path``, used for messages and relative paths)."""
+    """Validate TOML ``text`` (read from ``path``, used for messages and relative paths).
+
+    tomllib parses nested arrays and inline tables recursively, so a few hundred ``[`` make
+    it raise RecursionError, which is not a TOMLDecodeError; it is refused like any other
+    malformed file (nothing in skipd's format nests more than two levels).
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config_invalid", f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError("config_invalid", f"{path}: not valid TOML: nested too deeply") \
+            from None
     top = _Section(path, "", data)
     daemon = _daemon(_Section(path, "daemon", top.get("daemon", dict, {})))
     identity = _identity(_Section(path, "identity", top.get("identity", dict, {})))
@@ -425,7 +437,7 @@ def load_config(path: str | Path) -> Config:
     """Read and validate the configuration file at ``path``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path).decode("utf-8")
     except OSError as exc:
         raise ConfigError("config_invalid", f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:

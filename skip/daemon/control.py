@@ -91,6 +91,9 @@ class ControlServer:
             command = request.get("command") if isinstance(request, dict) else None
         except ValueError:
             return {"ok": False, "reason": "config_invalid", "error": "request is not JSON"}
+        except RecursionError:  # json nests recursively: ~1000 "[" in one request line
+            return {"ok": False, "reason": "config_invalid",
+                    "error": "request is nested too deeply"}
         handler = self.handlers.get(command) if isinstance(command, str) else None
         if handler is None:
             return {"ok": False, "reason": "config_invalid",
