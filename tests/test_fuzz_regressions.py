@@ -6,7 +6,9 @@ tests/test_fuzz_parsers.py."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -18,13 +20,25 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from skip.cli import skipd
 from skip.crypto.dh import GROUPS, MAX_CUSTOM_MODP_BITS, validate_parameters
-from skip.errors import CertificateError, ConfigError, KeyingError
+from skip.crypto.replay import MAX_WINDOW, ReplayWindow
+from skip.daemon.config import load_config, parse_config
+from skip.daemon.control import ControlServer
+from skip.errors import (
+    AlgorithmError,
+    CertificateError,
+    ConfigError,
+    KeyingError,
+    ParseError,
+    ReplayError,
+)
+from skip.files import read_bounded
 from skip.pki import Certificate, Policy, Subject, generate_key, issue, parse_udh, validate_udh
 from skip.pki.asn1 import PrivateKeyInfo
 from skip.pki.certificate import load_certificate, parse_certificate
 from skip.pki.dhkey import MAX_PKCS8_ITERATIONS, load_private_key, private_key_der
 from skip.pki.names import build_name, dns_name, mailbox_name, parse_dn
 from skip.pki.pemfile import pem_blocks, pem_encode
+from skip.wire.pcap import encode_pcap
 from skip.wire.udh import UnsignedDH, ntp_seconds
 
 from .cli_support import ok, refused
@@ -330,3 +344,108 @@ def test_pem_blocks_still_split_bundles_and_refuse_an_unclosed_block() -> None:
         with pytest.raises(CertificateError, match="no matching END") as err:
             pem_blocks(bad)
         assert err.value.reason == "cert_malformed"
+
+
+# --- 5. and 6. skipd's configuration (was: ValueError: embedded null byte; RecursionError) --
+
+
+def test_a_nul_byte_in_a_config_path_is_config_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "skipd.toml"
+    config.write_text('[identity]\nprivate_key = "h\\u0000.key"\ncertificate = "h.crt"\n')
+    with pytest.raises(ConfigError, match="NUL") as err:
+        load_config(config)
+    assert err.value.reason == "config_invalid"
+    assert skipd.main(["-c", str(config), "--check"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("skipd: config_invalid: "), lines
+    with pytest.raises(ConfigError) as err:
+        read_bounded("a\0b")
+    assert err.value.reason == "config_invalid"
+
+
+def test_a_nul_byte_in_the_interface_name_is_config_invalid(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="interface") as err:
+        parse_config('[daemon]\ninterface = "sk\\u0000ip"\n', tmp_path / "skipd.toml")
+    assert err.value.reason == "config_invalid"
+
+
+@pytest.mark.parametrize("text", ["x = " + "[" * 600 + "]" * 600, "x = " + "{a = " * 600 + "1"
+                                  + "}" * 600])
+def test_deeply_nested_toml_is_config_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    config = tmp_path / "skipd.toml"
+    config.write_text(text + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply") as err:
+        load_config(config)
+    assert err.value.reason == "config_invalid"
+    assert skipd.main(["-c", str(config), "--check"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("skipd: config_invalid: "), lines
+
+
+def test_a_config_file_is_read_bounded(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="larger than") as err:
+        load_config("/dev/zero")
+    assert err.value.reason == "config_invalid"
+
+
+def test_a_deeply_nested_control_request_gets_a_reply(tmp_path: Path) -> None:
+    """~1000 "[" made json.loads raise RecursionError past the handler: no reply at all."""
+
+    async def status(_req: dict[str, object]) -> object:
+        return "fine"
+
+    async def session() -> list[dict[str, object]]:
+        path = tmp_path / "run" / "skipd.sock"
+        server = ControlServer(path, {"status": status})
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            writer.write(b"[" * 1000 + b"\n" + b'{"command": "status"}\n')
+            await writer.drain()
+            replies = [json.loads(await reader.readline()) for _ in range(2)]
+            writer.close()
+            return replies
+        finally:
+            await server.stop()
+
+    nested, after = asyncio.run(asyncio.wait_for(session(), 10))
+    assert nested == {"ok": False, "reason": "config_invalid",
+                      "error": "request is nested too deeply"}
+    assert after == {"ok": True, "result": "fine"}  # the connection still serves
+
+
+# --- 7. the replay window (was: ReplayWindow(2**31) peaked at 558 MB) -------------------------
+
+
+def test_a_replay_window_of_2_31_is_refused_before_allocating() -> None:
+    for size in (2**31, MAX_WINDOW + 1):
+        with pytest.raises(AlgorithmError) as err:
+            ReplayWindow(size)
+        assert err.value.reason == "bad_sa"
+    window = ReplayWindow(MAX_WINDOW)
+    window.accept(window.check(MAX_WINDOW + 5))
+    assert window.check(6) == 6
+    with pytest.raises(ReplayError):
+        window.check(5)
+
+
+# --- 8. pcap timestamps (was: struct.error for start=-1, ValueError for nan) ----------------
+
+
+@pytest.mark.parametrize("start", [-1.0, float("nan"), float("inf"), -float("inf"), 2.0**32])
+def test_pcap_timestamps_the_header_cannot_hold_are_bad_header(start: float) -> None:
+    with pytest.raises(ParseError) as err:
+        encode_pcap([b"\x45" + b"\0" * 19], start=start)
+    assert err.value.reason == "bad_header"
+
+
+def test_pcap_packets_longer_than_the_snap_length_are_bad_length() -> None:
+    with pytest.raises(ParseError) as err:
+        encode_pcap([b"\0" * 65536])
+    assert err.value.reason == "bad_length"
+    pcap = encode_pcap([b"\x45" + b"\0" * 19], start=2.0**32 - 1)
+    assert len(pcap) == 24 + 16 + 20
