@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import ipaddress
 import json
 import logging
@@ -170,6 +171,34 @@ def test_too_big_answers_with_icmp_to_the_sender(daemon: Daemon) -> None:
     assert icmp[9] == 1 and icmp[16:20] == bytes([10, 57, 0, 7]) and icmp[20:22] == b"\x03\x04"
     assert icmp[12:16] == bytes([192, 0, 0, 8])  # RFC 7600 dummy, not one of our addresses
     assert struct.unpack_from("!H", icmp, 26)[0] == 1500 - OVERHEAD
+
+
+def test_a_path_narrower_than_underlay_mtu_is_answered_not_lost(daemon: Daemon) -> None:
+    """The kernel's route toward the tunnel says 1400 although underlay_mtu says 1500: the
+    packet that no longer fits gets ICMP with the MTU that does, not a silent io_error; and
+    where skipd learns it only from EMSGSIZE (the link shrank under it), the same."""
+    paths = {bytes([192, 0, 2, 2]): 1400}
+    daemon.path_mtu = paths.get  # type: ignore[assignment]
+    big = udp("10.57.0.7", "10.57.0.2", size=1400 - OVERHEAD - 28 + 1)
+    daemon.outbound(big, 1.0)
+    assert daemon.drops == {"packet_too_big": 1} and not daemon.sender.packets
+    assert struct.unpack_from("!H", daemon.tun.packets[-1], 26)[0] == 1400 - OVERHEAD
+    fits = udp("10.57.0.7", "10.57.0.2", size=1400 - OVERHEAD - 28)
+    daemon.outbound(fits, 1.0)
+    assert len(daemon.sender.packets) == 1
+
+    class Refusing(Recorder):  # the link went down to 1300 since skipd last asked
+        def send(self, packet: bytes) -> None:
+            if len(packet) > 1300:
+                raise OSError(errno.EMSGSIZE, "Message too long")
+            super().send(packet)
+
+    daemon.sender = Refusing()  # type: ignore[assignment]
+    paths[bytes([192, 0, 2, 2])] = 1300
+    daemon.outbound(fits, 1.0)
+    assert daemon.drops == {"packet_too_big": 2}  # not io_error
+    assert struct.unpack_from("!H", daemon.tun.packets[-1], 26)[0] == 1300 - OVERHEAD
+    assert daemon.limits[bytes([192, 0, 2, 2])] == 1300
 
 
 def test_inbound_delivers_and_counts(daemon: Daemon) -> None:

@@ -188,6 +188,13 @@ class Routing:
         else:
             self.blocks.discard(net)
 
+    def set_mtu(self, mtu: int) -> None:
+        """The TUN MTU, when the underlay's path MTU changed under a running skipd."""
+        try:
+            self.ipr.link("set", index=self.index, mtu=mtu)
+        except NetlinkError as exc:
+            raise self._fail(f"set the MTU of {self.interface} to {mtu}", exc) from None
+
     def _route(self, op: str, net: IPNetwork, src: str | None) -> None:
         """``add`` replaces a stale route (a killed skipd's) instead of failing on it."""
         extra = {"prefsrc": src} if src else {}

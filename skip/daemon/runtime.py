@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import errno
+import functools
 import ipaddress
 import os
 import signal
@@ -29,13 +31,23 @@ from skip.daemon.metrics import MetricsServer, Sample
 from skip.daemon.packet import Summary, summarize, too_big
 from skip.daemon.policy import PolicyTable
 from skip.daemon.routing import Routing
-from skip.daemon.sockets import RawReceiver, RawSender, UdpTransport, ipv6_unavailable
+from skip.daemon.sockets import (
+    RawReceiver,
+    RawSender,
+    UdpTransport,
+    ipv6_unavailable,
+    path_mtu,
+)
 from skip.daemon.tun import TunDevice
 from skip.errors import REASONS, ConfigError, SkipError
 
 EngineFactory = Callable[[Config, float], KeyingEngine | None]
 _BATCH = 64
 _DUMMY_V4 = ipaddress.ip_address("192.0.0.8")
+#: seconds between fresh looks at the underlay's path MTUs (a link's MTU changed, or the kernel
+#: learned a smaller path MTU from a router's ICMP); an EMSGSIZE looks at once
+PATH_REFRESH = 10.0
+_LIMITS = 1024  # destinations whose underlay limit is kept
 #: settings that name kernel objects skipd created; changing them needs a restart
 _RESTART_ONLY = ("interface", "control_socket", "udp_port", "fwmark", "table", "rule_priority",
                  "metrics")
@@ -56,6 +68,15 @@ class Daemon:
         self.engine_factory = engine_factory
         self.policy = PolicyTable(config)
         self.wire_limit = _wire_limit(config)
+        #: the largest protected datagram per outer destination (packed address): the
+        #: configured limit, or less where the kernel's route toward it is narrower
+        self.limits: dict[bytes, int] = {}
+        #: the kernel's MTU toward a packed address (None: no route); nothing is known
+        #: until start() asks the kernel (unit tests run without one)
+        self.path_mtu: Callable[[bytes], int | None] = lambda packed: None
+        self.refresh: asyncio.TimerHandle | None = None
+        self.forced: asyncio.TimerHandle | None = None  # a refresh a too-big packet asked for
+        self.last_forced = 0.0  # monotonic time it last ran
         self.engine: KeyingEngine | None = None
         self.drops: collections.Counter[str] = collections.Counter()
         self.traffic: collections.Counter[str] = collections.Counter()
@@ -99,7 +120,8 @@ class Daemon:
         self.control.claim()
         self.ipv6 = self._ipv6_decision()
         self.engine = self.engine_factory(self.config, time.time())
-        self.mtu = self._compute_mtu(self.config, self.engine)
+        self.path_mtu = functools.partial(path_mtu, mark=cfg.fwmark)
+        self.mtu = self._device_mtu()
         self.tun = TunDevice(cfg.interface)
         self.routing = await self._netlink(Routing, self.tun.name, cfg.fwmark, cfg.table,
                                            cfg.rule_priority)
@@ -125,6 +147,7 @@ class Daemon:
         # a stopped skipd's blocks for prefixes this configuration no longer routes: only now,
         # so that a start failing before this point leaves them protecting
         await self._netlink(self.routing.drop_leftovers)
+        self.refresh = loop.call_later(PATH_REFRESH, self._refresh_paths)
         logs.LOGGER.info("skipd started", extra=logs.fields(
             interface=self.tun.name, mtu=self.mtu, peers=len(self.config.peers),
             transport=f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
@@ -161,6 +184,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        for timer in (self.refresh, self.forced):
+            if timer is not None:
+                timer.cancel()
         for source in [self.tun, self.udp, *self.receivers]:
             if source is not None and source.fileno() >= 0:
                 loop.remove_reader(source.fileno())
@@ -187,9 +213,16 @@ class Daemon:
     # --- configuration ----------------------------------------------------------------------
 
     @staticmethod
-    def _compute_mtu(config: Config, engine: KeyingEngine | None) -> int:
+    def _compute_mtu(config: Config, engine: KeyingEngine | None, path: int | None = None,
+                     floor: int = 0) -> int:
         """The TUN MTU: leave room for the worst-case overhead of every protected rule, so the
-        kernel itself sends "fragmentation needed" / "packet too big" for what cannot fit."""
+        kernel itself sends "fragmentation needed" / "packet too big" for what cannot fit.
+
+        ``path``: the narrowest MTU the kernel reports toward the peers; ``underlay_mtu`` is
+        an upper bound, not a promise (a 1400-byte link under the default 1500 made every
+        full-size packet fail with EMSGSIZE). ``floor``: never below what the device needs
+        for IPv6 (1280, else the kernel takes IPv6 off it); what still does not fit is then
+        answered per packet with ICMP."""
         cfg = config.daemon
         if cfg.mtu:
             return cfg.mtu
@@ -197,7 +230,81 @@ class Daemon:
         overhead = max((engine.overhead(r) for r in rules), default=0) if engine else 0
         if cfg.udp_port:
             overhead += 48  # outer IPv6 + UDP header around the carried datagram
-        return cfg.underlay_mtu - overhead
+        underlay = cfg.underlay_mtu if path is None else min(cfg.underlay_mtu, path)
+        return max(underlay - overhead, floor)
+
+    def _device_mtu(self) -> int:
+        return self._compute_mtu(self.config, self.engine, self._narrowest_path(),
+                                 1280 if ipv6_uses(self.config) else 576)
+
+    def _narrowest_path(self) -> int | None:
+        """The smallest path MTU toward the outer addresses of the protecting rules (tunnel
+        addresses, transport-mode hosts) the kernel has a route for; nomadic peers have no
+        address to ask about until they are heard from, and are covered per packet."""
+        found = []
+        for rule in (self.config.default, *self.config.peers):
+            if rule.action != "protect" or rule.nomadic:
+                continue
+            outer = [rule.tunnel] if rule.tunnel else list(rule.hosts)
+            for address in outer:
+                mtu = self.path_mtu(ipaddress.ip_address(address).packed)
+                if mtu is not None:
+                    found.append(mtu)
+        return min(found, default=None)
+
+    def _learn_limit(self, dst: bytes) -> int:
+        """The largest datagram toward ``dst``: the configured limit, or the kernel's MTU for
+        its route when that is smaller (SKIP-in-UDP: less the outer UDP and IP headers)."""
+        limit = self.wire_limit
+        mtu = self.path_mtu(dst)
+        if mtu is not None:
+            limit = min(limit, mtu - (48 if self.config.daemon.udp_port else 0))
+        if len(self.limits) >= _LIMITS:
+            self.limits.clear()
+        self.limits[dst] = limit
+        return limit
+
+    def _refresh_paths(self) -> None:
+        """Every PATH_REFRESH seconds, and at once after an EMSGSIZE: forget the per
+        destination limits (the next packet to each asks the kernel again) and let the TUN MTU
+        follow the narrowest path, down or back up."""
+        loop = asyncio.get_running_loop()
+        if self.refresh is not None:
+            self.refresh.cancel()
+        self.refresh = loop.call_later(PATH_REFRESH, self._refresh_paths)
+        self.limits.clear()
+        if not self.serving or self.routing is None:
+            return
+        mtu = self._device_mtu()
+        if mtu != self.mtu:
+            self.background.add(task := loop.create_task(self._set_mtu(mtu)))
+            task.add_done_callback(self.background.discard)
+
+    def _refresh_soon(self) -> None:
+        """A path turned out narrower than the TUN MTU: refresh now rather than at the next
+        period, but at most once a second (a nomadic peer, which the TUN MTU does not follow,
+        would otherwise make every packet ask about every peer)."""
+        if not self.serving or self.forced is not None:
+            return  # one is on its way
+        self.forced = asyncio.get_running_loop().call_later(
+            max(0.0, self.last_forced + 1.0 - time.monotonic()), self._forced_refresh)
+
+    def _forced_refresh(self) -> None:
+        self.forced, self.last_forced = None, time.monotonic()
+        self._refresh_paths()
+
+    async def _set_mtu(self, mtu: int) -> None:
+        old, self.mtu = self.mtu, mtu
+        try:
+            assert self.routing is not None
+            await self._netlink(self.routing.set_mtu, mtu)
+        except SkipError as exc:
+            self.mtu = old
+            logs.LOGGER.warning("cannot change the TUN MTU", extra=logs.fields(
+                reason=exc.reason, error=exc.detail))
+            return
+        logs.LOGGER.info("TUN MTU follows the underlay path MTU", extra=logs.fields(
+            interface=self.config.daemon.interface, mtu=mtu, was=old))
 
     async def _netlink(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.netlink, function, *args)
@@ -236,6 +343,7 @@ class Daemon:
         self.config = new
         self.policy = PolicyTable(new)
         self.wire_limit = _wire_limit(new)
+        self.limits.clear()
         self.stats = {k: v for k, v in self.stats.items() if k in self.policy.by_label
                       or k == "default"}
         try:
@@ -244,6 +352,8 @@ class Daemon:
             logs.LOGGER.error("configuration reloaded, but the kernel refused a route",
                               extra=logs.fields(reason=exc.reason, error=exc.detail))
             raise
+        if self.serving:
+            self._refresh_paths()  # other peers, other overhead, another underlay_mtu
         logs.LOGGER.info("configuration reloaded", extra=logs.fields(peers=len(new.peers)))
         return f"reloaded {new.path}: {len(new.peers)} peers"
 
@@ -340,19 +450,28 @@ class Daemon:
         if wire is None:
             self.traffic["queued_for_certificate"] += 1
             return
-        limit = self.wire_limit
+        dst = wire[16:20] if wire[0] >> 4 == 4 else wire[24:40]
+        limit = self.limits.get(dst) or self._learn_limit(dst)
         if len(wire) > limit:
-            self._too_big(packet, len(packet) - (len(wire) - limit), rule)
+            self._too_big(packet, len(wire), limit, rule)
             return
-        if self._send(wire, rule):
+        if self._send(wire, rule, packet):
             stats = self.stats.get(rule.name) or self._new_stats(rule)
             stats.packets_out += 1
             stats.bytes_out += len(packet)
             stats.last_packet = now
             self.traffic["protected_out"] += 1
 
-    def _too_big(self, packet: bytes, mtu: int, rule: PeerPolicy) -> None:
+    def _too_big(self, packet: bytes, wire: int, limit: int, rule: PeerPolicy) -> None:
+        """``packet`` became ``wire`` bytes, over ``limit``. The MTU the ICMP names is what
+        fits for this packet, or less: the rule's worst-case overhead (ESP padding varies
+        with the length), the same figure the TUN MTU is made from, so one answer suffices."""
+        mtu = len(packet) - (wire - limit)
+        if self.engine is not None:
+            mtu = min(mtu, limit - self.engine.overhead(rule))  # limit: less UDP already
         self._drop("packet_too_big", "packet too big once protected", peer=rule.name, mtu=mtu)
+        if mtu < self.mtu:  # the TUN device is wider than this path: let it follow soon
+            self._refresh_soon()
         info = summarize(packet)
         if self.tun is not None:
             self.tun.write(too_big(packet, max(mtu, 576 if info.version == 4 else 1280),
@@ -366,9 +485,12 @@ class Daemon:
         destination whose path is too narrow."""
         return _DUMMY_V4 if info.version == 4 else info.destination
 
-    def _send(self, datagram: bytes, rule: PeerPolicy | None) -> bool:
+    def _send(self, datagram: bytes, rule: PeerPolicy | None, inner: bytes | None = None
+              ) -> bool:
         """Cleartext (``rule`` None) goes out raw; SKIP over UDP goes where the peer was last
-        authenticated from (its NAT mapping), else to its configured port."""
+        authenticated from (its NAT mapping), else to its configured port. ``inner``: the
+        cleartext ``datagram`` protects, owed an ICMP "too big" if the kernel refuses the
+        size (see :meth:`_path_shrank`)."""
         try:
             if self.udp is not None and rule is not None:
                 self.udp.send(datagram, self.udp_peers.get(rule.name), rule.udp_port)
@@ -376,8 +498,31 @@ class Daemon:
                 assert self.sender is not None
                 self.sender.send(datagram)
         except OSError as exc:
+            if exc.errno == errno.EMSGSIZE and self._path_shrank(datagram, inner, rule):
+                return False
             self._drop("io_error", "send failed", error=exc.strerror or str(exc))
             return False
+        return True
+
+    def _path_shrank(self, datagram: bytes, inner: bytes | None, rule: PeerPolicy | None
+                     ) -> bool:
+        """EMSGSIZE: the route toward the peer is narrower than skipd knew (a link's MTU went
+        down under it). Ask the kernel again; if the datagram is indeed too big, answer the
+        cleartext's sender with ICMP so its path-MTU discovery works through the tunnel
+        (rather than a silent loss that stalls TCP), and let the TUN MTU follow. False when
+        the size was not the problem after all (counted as ``io_error`` by the caller)."""
+        dst = datagram[16:20] if datagram[0] >> 4 == 4 else datagram[24:40]
+        old = self.limits.pop(dst, None)
+        limit = self._learn_limit(dst)
+        if len(datagram) <= limit:
+            return False
+        if limit != old:  # the first packet to find out; the ones after it are caught above
+            logs.LOGGER.info("underlay path MTU is smaller than assumed", extra=logs.fields(
+                dst=str(ipaddress.ip_address(dst)), limit=limit, was=old))
+        if inner is None or rule is None:  # skipd's own packet (SKIP ICMP): nobody to tell
+            self._drop("packet_too_big", "own packet too big for the underlay", mtu=limit)
+            return True
+        self._too_big(inner, len(datagram), limit, rule)
         return True
 
     def _on_wire(self, source: RawReceiver | UdpTransport) -> None:

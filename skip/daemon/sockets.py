@@ -109,6 +109,32 @@ def _marked(family: int, kind: int, proto: int, mark: int) -> socket.socket:
     return sock
 
 
+_IP_MTU = 14  # getsockopt on a connected socket: the kernel's MTU for its route
+_IPV6_MTU = 24
+
+
+def path_mtu(packed: bytes, mark: int) -> int | None:
+    """The MTU of the kernel's route toward ``packed`` (an IPv4 or IPv6 address) for packets
+    carrying ``mark``, or None when there is no route.
+
+    A UDP socket connected to the destination (connect sends nothing) answers ``IP_MTU`` /
+    ``IPV6_MTU`` with what the kernel itself will enforce: the device MTU, a route's ``mtu``
+    and any path MTU it learned from ICMP. It is one synchronous call of a few microseconds,
+    so the per-packet path can ask it on a miss instead of waiting for a netlink thread; the
+    mark makes it follow the route skipd's own packets take (not table 57 into the TUN)."""
+    family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            if mark:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+            sock.connect((socket.inet_ntop(family, packed), 9))
+            if family == socket.AF_INET:
+                return sock.getsockopt(socket.IPPROTO_IP, _IP_MTU)
+            return sock.getsockopt(socket.IPPROTO_IPV6, _IPV6_MTU)
+    except OSError:
+        return None
+
+
 class RawSender:
     """Sends complete IPv4/IPv6 datagrams with skipd's fwmark (IPv6 only with ``ipv6``)."""
 
