@@ -53,6 +53,17 @@ REASONS: dict[str, str] = {
     "rate_limited": "an answer was suppressed by its rate limit",
     "kp_unwrap_failed": "the wrapped traffic key (modern EKp) fails its key-wrap integrity check",
     "kp_limit": "too many live traffic keys from one peer: new ones are refused until old expire",
+    "kp_stale": "the traffic key was made before this receiver started (a replay across a "
+    "restart): the sender is told to make a new one",
+    "kp_superseded": "the sender moved on to a newer traffic key and this one's grace period "
+    "ended",
+    "kij_too_weak": "the Kij algorithm is weaker than the traffic keys it would wrap "
+    "(draft-06 s. 2.3)",
+    "duplicate_public_value": "another principal already holds this Diffie-Hellman public value",
+    "adp_unknown_address": "an algorithm-discovery answer was not sent: the request did not come "
+    "from an address the peer is known at",
+    "adp_too_large": "an algorithm-discovery answer was not sent: it would be larger than the "
+    "request",
     "kij_cache_full": "the master-key cache is full of peers that must not be evicted",
     "no_identity": "no local SKIP identity matches the packet's source address or principal",
     "cert_pending": "the packet waits in the bounded queue for the peer's certificate",

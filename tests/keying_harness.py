@@ -20,6 +20,8 @@ from skip.wire.ip import build_ipv4, build_ipv6
 
 #: The start of SKIP hour n = 280000 (in 2026), plus 30 minutes: far from both hour edges.
 NOW = float(n_start(280_000) + 1800)
+#: When the harness's endpoints started: two hours before NOW, so clock-skew tests stay valid.
+STARTED = NOW - 7200
 ADDR = {"a": ("10.0.0.1", "2001:db8::1"), "b": ("10.0.0.2", "2001:db8::2"),
         "c": ("10.0.0.3", "2001:db8::3")}
 
@@ -62,11 +64,13 @@ class Link:
 
 def pair(group: str, suite: Suite | None = None, *, policy_a: KeyingPolicy | None = None,
          policy_b: KeyingPolicy | None = None, mkids: bool = False, pre06=(False, False),
-         rng=None) -> Link:
-    """Endpoints a and b, each knowing the other's public value in ``group``."""
+         rng=None, started: float = STARTED) -> Link:
+    """Endpoints a and b, each knowing the other's public value in ``group``; both started
+    at ``started`` (long before NOW by default: Kps made before it are refused)."""
     ida = identity("a", (group,), *((8, b"A" * 16) if mkids else ()))
     idb = identity("b", (group,), *((8, b"B" * 16) if mkids else ()))
     kw = {"rng": rng} if rng else {}
+    kw["started"] = started
     policy = KeyingPolicy(allow_legacy=True)
     a = SkipEndpoint([ida], [peer_of(idb, group, suite, pre06=pre06[0])],
                      policy=policy_a or policy, **kw)

@@ -40,7 +40,8 @@ class Site:
         shutil.copy(self.pki / "b.pem", work / "peers-a")
         self.engine = SkipKeying(load_config(self.config()), self.now, trust.validator)
         b_private = load_private_key((self.pki / "b.key").read_bytes()).private
-        self.b = SkipEndpoint([LocalIdentity.create("b", {"x25519": b_private}, addresses=[B])])
+        self.b = SkipEndpoint([LocalIdentity.create("b", {"x25519": b_private}, addresses=[B])],
+                              started=self.now)
         self.b.add_peer(self.peer_a("a"), self.now, tunnel=A)
 
     def peer_a(self, key: str) -> Peer:

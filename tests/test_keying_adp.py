@@ -21,6 +21,9 @@ from skip.wire.skip_icmp import AdpCode, SkipIcmp
 
 from .keying_harness import NOW, pair, udp
 
+#: A datagram large enough that the SKIP ICMP answer to it is no larger (decisions.md 3.14)
+BIG = bytes(160)
+
 
 def _refusing(version: int, cls: AlgClass, *numbers: int) -> KeyingPolicy:
     base = KeyingPolicy(allow_legacy=True)
@@ -39,7 +42,7 @@ def test_modern_round_trip_switches_the_sender() -> None:
     policy_b = _refusing(2, AlgClass.CRYPT, num.AES256_GCM)
     link = pair("x25519", Suite(2, 10, num.AES256_GCM, num.AES256_GCM), policy_b=policy_b)
     with pytest.raises(SkipError) as err:
-        link.send(udp())
+        link.send(udp(payload=BIG))
     assert err.value.reason == "unsupported_crypt_alg"
     answer = _adp_answer(link.b)
     # The answer is itself a modern SKIP packet (authenticated ESP) carrying ICMP type 39.
@@ -51,7 +54,7 @@ def test_modern_round_trip_switches_the_sender() -> None:
     assert advice.code == AdpCode.CRYPT_UNSUPPORTED and num.AES256_GCM not in advice.crypt
     [changed] = [e for e in link.a.events() if isinstance(e, AlgorithmsChanged)]
     assert changed.new == (10, num.CHACHA20_POLY1305, num.CHACHA20_POLY1305, 0)
-    _wire, got = link.send(udp(), NOW + 1)
+    _wire, got = link.send(udp(payload=BIG), NOW + 1)
     assert got.algorithms == changed.new
 
 
@@ -59,7 +62,7 @@ def test_legacy_round_trip_uses_keyed_md5_and_switches() -> None:
     policy_b = _refusing(1, AlgClass.CRYPT, 2)  # b refuses 3DES traffic
     link = pair("skip-1024", Suite(1, 2, 2, 1), policy_b=policy_b)
     with pytest.raises(SkipError):
-        link.send(udp())
+        link.send(udp(payload=BIG))
     answer = _adp_answer(link.b)
     _v, _nh, off, _p = locate_upper(answer)
     header, end = SkipHeader.parse_from(answer, off, num.header_ekp_length)
@@ -68,7 +71,7 @@ def test_legacy_round_trip_uses_keyed_md5_and_switches() -> None:
     assert answer[end] == 1 and answer[end + 8 + 16] == 39
     assert link.a.unprotect(answer, NOW) is None
     # A-ADP-3: per class, our first preference the peer lists (keyed SHA before keyed MD5).
-    assert link.send(udp(), NOW + 1)[1].algorithms == (2, 1, 3, 0)
+    assert link.send(udp(payload=BIG), NOW + 1)[1].algorithms == (2, 1, 3, 0)
 
 
 def test_kij_alg_zero_solicits_advice() -> None:
@@ -92,23 +95,24 @@ def test_answers_are_rate_limited() -> None:
     link = pair("x25519", Suite(2, 10, num.AES256_GCM, num.AES256_GCM), policy_b=policy_b)
     for _ in range(3):
         with pytest.raises(SkipError):
-            link.send(udp())
+            link.send(udp(payload=BIG))
     assert len([e for e in link.b.events() if isinstance(e, Transmit)]) == 1
     assert link.b.counters["rate_limited"] == 2
     with pytest.raises(SkipError):
-        link.send(udp(), NOW + 2)
+        link.send(udp(payload=BIG), NOW + 2)
     assert len([e for e in link.b.events() if isinstance(e, Transmit)]) == 1
 
 
 def test_skip_icmp_is_never_answered_with_skip_icmp() -> None:
-    # a refuses 3DES traffic and answers b with SKIP + AH(keyed MD5) under Kij Alg 3DES (A-ADP-1);
+    # a refuses DES traffic and answers b with SKIP + AH(keyed MD5) under Kij Alg 3DES (A-ADP-1);
     # b refuses Kij Alg 3DES, so it cannot read the answer, and it could answer it (it has DES
-    # and keyed MD5) but must not: the AH it cannot check carries ICMP.
-    policy_a = _refusing(1, AlgClass.CRYPT, 2)
+    # and keyed MD5) but must not: the AH it cannot check carries ICMP. (DES Kij Alg with DES
+    # traffic: a DES Kp may be wrapped by DES, draft-06 s. 2.3.)
+    policy_a = _refusing(1, AlgClass.CRYPT, 1)
     policy_b = _refusing(1, AlgClass.KIJ, 2)
-    link = pair("skip-1024", Suite(1, 1, 2, 1), policy_a=policy_a, policy_b=policy_b)
+    link = pair("skip-1024", Suite(1, 1, 1, 0), policy_a=policy_a, policy_b=policy_b)
     with pytest.raises(SkipError):
-        link.send(udp("b", "a"), a_to_b=False)
+        link.send(udp("b", "a", payload=BIG), a_to_b=False)
     answer = _adp_answer(link.a)
     with pytest.raises(SkipError) as err:
         link.b.unprotect(answer, NOW)
@@ -174,11 +178,11 @@ def test_endpoint_precompute_pins_and_avoids_the_budget() -> None:
     policy = KeyingPolicy(dh_per_second=0.0, dh_burst=0)
     link = pair("x25519", policy_a=policy, policy_b=policy)
     with pytest.raises(SkipError) as err:
-        link.send(udp())
+        link.send(udp(payload=BIG))
     assert err.value.reason == "rate_limited"
     link.a.precompute("b")
     link.b.precompute("a")
-    assert link.send(udp())[1].packet == udp()
+    assert link.send(udp(payload=BIG))[1].packet == udp(payload=BIG)
 
 
 # --- algorithm numbers the receiver does not know ------------------------------------------
@@ -219,7 +223,7 @@ def test_unknown_crypt_number_is_answered_and_the_sender_switches(monkeypatch) -
             return link.b.unprotect(wire, now)
 
     with pytest.raises(SkipError) as err:
-        at_b(link.a.protect(udp(), NOW), NOW)
+        at_b(link.a.protect(udp(payload=BIG), NOW), NOW)
     assert err.value.reason == "unsupported_crypt_alg"
     assert link.b.counters["unsupported_crypt_alg"] == 1
     [answer] = _transmitted(link.b)
@@ -232,8 +236,8 @@ def test_unknown_crypt_number_is_answered_and_the_sender_switches(monkeypatch) -
     [changed] = [e for e in link.a.events() if isinstance(e, AlgorithmsChanged)]
     assert changed.old == (10, chacha, chacha, 0)
     assert changed.new == (10, num.AES256_GCM, num.AES256_GCM, 0)
-    got = at_b(link.a.protect(udp(), NOW + 1), NOW + 1)
-    assert got.packet == udp() and got.algorithms == changed.new
+    got = at_b(link.a.protect(udp(payload=BIG), NOW + 1), NOW + 1)
+    assert got.packet == udp(payload=BIG) and got.algorithms == changed.new
 
 
 @pytest.mark.parametrize(("group", "suite", "field", "reason", "bit"), [
@@ -249,7 +253,7 @@ def test_unknown_crypt_number_is_answered_and_the_sender_switches(monkeypatch) -
 def test_unknown_numbers_are_answered_once_per_interval(group, suite, field, reason,
                                                          bit) -> None:
     link = pair(group, suite)
-    wire = _with_number(link.a.protect(udp(), NOW), field)
+    wire = _with_number(link.a.protect(udp(payload=BIG), NOW), field)
     for _ in range(2):
         with pytest.raises(SkipError) as err:
             link.b.unprotect(wire, NOW)
@@ -269,7 +273,7 @@ def test_unknown_numbers_behind_an_mkid_get_no_answer() -> None:
     # Source NSID 8: the name of the sender sits behind the EKp, whose length is unknown
     link = pair("x25519", Suite(2, 10, num.AES256_GCM, num.AES256_GCM), mkids=True)
     with pytest.raises(SkipError) as err:
-        link.b.unprotect(_with_number(link.a.protect(udp(), NOW), 1), NOW)
+        link.b.unprotect(_with_number(link.a.protect(udp(payload=BIG), NOW), 1), NOW)
     assert err.value.reason == "unsupported_crypt_alg"
     assert not _transmitted(link.b) and link.b.counters["adp_sent"] == 0
 
@@ -278,14 +282,14 @@ def test_unknown_numbers_in_ah_alone_get_no_answer() -> None:
     # AH alone may carry SKIP ICMP, and where its Next Header sits is unknown: never answered
     link = pair("skip-1024", Suite(1, 2, 0, 1))
     with pytest.raises(SkipError) as err:
-        link.b.unprotect(_with_number(link.a.protect(udp(), NOW), 2), NOW)
+        link.b.unprotect(_with_number(link.a.protect(udp(payload=BIG), NOW), 2), NOW)
     assert err.value.reason == "unsupported_mac_alg"
     assert not _transmitted(link.b)
 
 
 def test_unknown_numbers_are_checked_for_the_destination_and_n_first() -> None:
     link = pair("x25519", Suite(2, 10, num.AES256_GCM, num.AES256_GCM))
-    wire = _with_number(link.a.protect(udp(), NOW), 1)
+    wire = _with_number(link.a.protect(udp(payload=BIG), NOW), 1)
     with pytest.raises(SkipError) as err:
         link.b.unprotect(wire, NOW + 2 * 3600)
     assert err.value.reason == "n_out_of_window"

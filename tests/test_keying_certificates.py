@@ -6,7 +6,7 @@ from skip.crypto.dh import GROUPS
 from skip.keying import CertificateNeeded, KeyingPolicy, LocalIdentity, Peer, SkipEndpoint
 from skip.pki import generate_key, make_udh, parse_udh, validate_udh
 
-from .keying_harness import NOW, identity, peer_of, udp
+from .keying_harness import NOW, STARTED, identity, peer_of, udp
 
 
 def test_udh_named_sender_is_fetched_validated_and_released() -> None:
@@ -17,10 +17,10 @@ def test_udh_named_sender_is_fetched_validated_and_released() -> None:
     sender = SkipEndpoint(
         [LocalIdentity.create("a", {"skip-1024": key.private}, nsid=8, mkid=name,
                               addresses=["10.0.0.1"])],
-        [peer_of(identity("b", ("skip-1024",)), "skip-1024")],
+        [peer_of(identity("b", ("skip-1024",)), "skip-1024")], started=STARTED,
         policy=KeyingPolicy(allow_legacy=True))
     receiver = SkipEndpoint([identity("b", ("skip-1024",))],
-                            policy=KeyingPolicy(allow_legacy=True))
+                            policy=KeyingPolicy(allow_legacy=True), started=STARTED)
     assert receiver.unprotect(sender.protect(udp(), NOW), NOW) is None
     [need] = receiver.events()
     assert isinstance(need, CertificateNeeded)

@@ -19,10 +19,13 @@ from skip.wire.checksum import internet_checksum
 from skip.wire.ip import build_ipv4, locate_upper
 from skip.wire.skip_header import SkipHeader
 
-from .keying_harness import NOW, identity, pair, peer_of, udp
+from .keying_harness import NOW, STARTED, identity, pair, peer_of, udp
 
 LEGACY_TRAFFIC = [(1, 0), (2, 0), (0, 1), (0, 3), (1, 1), (2, 1), (1, 3), (2, 3)]
-LEGACY_SUITES = [Suite(1, k, c, m) for k, (c, m) in itertools.product((1, 2, 3), LEGACY_TRAFFIC)]
+LEGACY_SUITES = [Suite(1, k, c, m) for k, (c, m) in itertools.product((1, 2, 3), LEGACY_TRAFFIC)
+                 if not Suite(1, k, c, m).kij_too_weak]
+#: DES Kij Alg wrapping a 3DES or keyed-MD5/SHA traffic key: refused (draft-06 s. 2.3 MUST)
+WEAK_SUITES = [Suite(1, 1, c, m) for c, m in LEGACY_TRAFFIC if Suite(1, 1, c, m).kij_too_weak]
 MODERN_SUITES = [
     Suite(2, 10, c, c) for c in (num.AES128_GCM, num.AES256_GCM, num.CHACHA20_POLY1305)
 ] + [
@@ -67,7 +70,7 @@ def test_modern_suites(suite: Suite) -> None:
         wire, got = link.send(packet)
         assert got.packet == packet and got.version == 2
     header = _header(wire)
-    assert header.version == 2 and len(header.ekp) == 40
+    assert header.version == 2 and len(header.ekp) == 48  # Kp, creation time, key-wrap block
     after = wire[_skip_offset(wire) + header.length:]
     if suite.crypt_alg:  # RFC 4303: SPI 1 and the sequence number of the third packet
         assert after[:8] == b"\0\0\0\1\0\0\0\3"
@@ -179,10 +182,10 @@ def test_a_replay_cannot_reach_its_kp_under_another_cache_key(mkids: bool) -> No
     assert link.b.unprotect(_with_ip_options(link.a.protect(udp(), NOW)), NOW).peer == "a"
     rsvd = bytearray(wire)
     rsvd[20] |= 0x05
-    for replay in (_with_ip_options(wire), bytes(rsvd)):
+    for replay, reason in ((_with_ip_options(wire), "replay"), (bytes(rsvd), "bad_header")):
         with pytest.raises(SkipError) as err:
             link.b.unprotect(replay, NOW)
-        assert err.value.reason == "replay"
+        assert err.value.reason == reason  # modern revision 2.1: Rsvd must be 0
     assert link.b.counters["kp_decrypted"] == 1
 
 
@@ -203,7 +206,7 @@ TAMPER = [
     ("version", 0, lambda b: (b & 0x0F) | 0x30, "bad_version"),
     ("src_nsid", 1, lambda b: 12, "unknown_nsid"),
     ("dst_nsid", 2, lambda b: 1, "not_our_mkid"),  # 4 bytes of AH/ESP read as an MKID
-    ("next_header", 3, lambda b: 6, None),
+    ("next_header", 3, lambda b: 6, "bad_header"),  # must name the transform (draft-06 1.8)
     ("n", 7, lambda b: b ^ 1, None),
     ("kij_alg", 8, lambda b: 99, "unsupported_kij_alg"),
     ("crypt_alg", 9, lambda b: 99, "unsupported_crypt_alg"),
@@ -223,8 +226,6 @@ def test_tampered_header_field(group, suite, field, offset, change, reason) -> N
     at = _skip_offset(wire) + offset
     wire[at] = change(wire[at])
     expected = reason or {
-        ("next_header", 1): "bad_icv",  # AH covers the SKIP header
-        ("next_header", 2): "bad_icv",  # the header is bound into the modern traffic keys
         ("n", 1): "bad_icv",  # another Kijn decrypts another Kp: wrong keys
         ("n", 2): "kp_unwrap_failed",  # another Kijn fails to unwrap
         ("ekp", 1): "bad_icv",  # a wrong Kp gives wrong keys
@@ -256,10 +257,16 @@ def test_tampered_mkids_and_rsvd(group, suite) -> None:
     assert link.b.unprotect(bytes(bad_src), NOW) is None
     event = link.b.events()[0]
     assert isinstance(event, CertificateNeeded) and event.nsid == 8
-    # Rsvd is ignored on receive (draft-06 s. 1.8) and zero in the AH ICV image.
+    # Rsvd: ignored on receive and zero in the AH ICV image in draft-06 (s. 1.8); refused in
+    # the modern profile (revision 2.1, decisions.md 3.15).
     rsvd = bytearray(wire)
     rsvd[off] |= 0x05
-    assert link.b.unprotect(bytes(rsvd), NOW).packet == udp()
+    if header.version == 1:
+        assert link.b.unprotect(bytes(rsvd), NOW).packet == udp()
+    else:
+        with pytest.raises(SkipError) as err:
+            link.b.unprotect(bytes(rsvd), NOW)
+        assert err.value.reason == "bad_header"
 
 
 def test_source_mkid_selects_the_key_not_the_address() -> None:
@@ -376,10 +383,11 @@ def test_several_principals_on_one_node() -> None:
     principals = [LocalIdentity.create(name, {group: private(name, group)}, nsid=6,
                                        mkid=name.encode() * 8, addresses=[ADDR["b"][0]])
                   for name in ("u1", "u2")]
-    node_b = SkipEndpoint(principals, [peer_of(identity("a", (group,)), group)])
+    node_b = SkipEndpoint(principals, [peer_of(identity("a", (group,)), group)],
+                          started=STARTED)
     node_a = SkipEndpoint([identity("a", (group,))], [
         Peer.create(p.name, group, p.publics[group], nsid=p.nsid, mkid=p.mkid,
-                    addresses=[ADDR["b"][0]]) for p in principals])
+                    addresses=[ADDR["b"][0]]) for p in principals], started=STARTED)
     wires = {name: node_a.protect(udp(), NOW, peer=name) for name in ("u1", "u2")}
     assert _header(wires["u1"]).dst_mkid == b"u1" * 8
     assert _header(wires["u1"]).ekp != _header(wires["u2"]).ekp

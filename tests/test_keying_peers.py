@@ -20,7 +20,7 @@ from skip.keying.policy import KeyingPolicy
 from skip.wire.checksum import internet_checksum
 from skip.wire.ip import build_ipv4
 
-from .keying_harness import NOW, Link, identity, pair, peer_of, udp
+from .keying_harness import NOW, STARTED, Link, identity, pair, peer_of, udp
 
 
 def _outer(wire: bytes) -> tuple[str, str]:
@@ -238,7 +238,7 @@ def test_nomadic_needs_an_mkid_and_the_modern_profile() -> None:
     legacy = Peer.create("b", "skip-1024", idb.publics["skip-1024"], nsid=8, mkid=b"B" * 16,
                          nomadic=True)
     endpoint = SkipEndpoint([identity("a", ("skip-1024",))],
-                            policy=KeyingPolicy(allow_legacy=True))
+                            policy=KeyingPolicy(allow_legacy=True), started=STARTED)
     _refused(lambda: endpoint.add_peer(legacy), "config_invalid")
 
 

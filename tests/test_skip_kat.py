@@ -18,6 +18,7 @@ from skip.crypto import kdf
 from skip.crypto import skip_numbers as num
 from skip.crypto.dh import GROUPS
 from skip.crypto.kp_wrap import legacy_decrypt_kp, modern_unwrap_kp
+from skip.errors import KeyingError
 from skip.keying.endpoint import SkipEndpoint
 from skip.keying.identity import LocalIdentity, Peer
 from skip.keying.policy import KeyingPolicy
@@ -87,8 +88,12 @@ def test_modern_key_hierarchy(v: dict) -> None:
     kij = kdf.modern_kij(_b(v, "shared_secret"), v["group"], _b(v, "public_i"),
                          _b(v, "public_j"))
     assert kij == _b(v, "kij")
-    assert kdf.modern_kijn(kij, v["n"]) == _b(v, "kijn")
-    assert modern_unwrap_kp(_b(v, "kijn"), _b(v, "ekp")) == _b(v, "kp")
+    publics = _b(v, "public_i"), _b(v, "public_j")
+    assert kdf.modern_kijn(kij, v["n"], *publics) == _b(v, "kijn")
+    assert kdf.modern_kijn(kij, v["n"], *publics[::-1]) == _b(v, "kijn_j_to_i") != _b(v, "kijn")
+    assert modern_unwrap_kp(_b(v, "kijn"), _b(v, "ekp")) == (_b(v, "kp"), v["created_ms"])
+    with pytest.raises(KeyingError):  # the packet reflected back to i does not unwrap
+        modern_unwrap_kp(_b(v, "kijn_j_to_i"), _b(v, "ekp"))
     prof = num.MODERN
     e_kp, a_kp = kdf.modern_traffic_keys(
         _b(v, "kp"), _b(v, "skip_header"), prof.crypt_key_size(v["crypt_alg"]),
@@ -110,7 +115,7 @@ def test_header_and_packet(v: dict) -> None:
         [Peer.create("i", v["group"], _b(v, "public_i"), nsid=v["src_nsid"],
                      mkid=_b(v, "src_mkid"), addresses=["192.0.2.1"], suite=suite,
                      pre06=v["pre06"])],
-        policy=KeyingPolicy(allow_legacy=True),
+        policy=KeyingPolicy(allow_legacy=True), started=v["now"],
     )
     got = receiver.unprotect(_b(v, "wire"), v["now"])
     assert got.packet == _b(v, "plaintext") and got.peer == "i"
@@ -133,7 +138,7 @@ def test_sender_reproduces_the_header(v: dict) -> None:
         [Peer.create("j", v["group"], _b(v, "public_j"), nsid=v["dst_nsid"],
                      mkid=_b(v, "dst_mkid"), addresses=["192.0.2.2"], suite=suite,
                      pre06=v["pre06"])],
-        policy=KeyingPolicy(allow_legacy=True), rng=rng,
+        policy=KeyingPolicy(allow_legacy=True), rng=rng, started=v["now"],
     )
     wire = sender.protect(_b(v, "plaintext"), v["now"])
     assert wire[20:20 + len(_b(v, "skip_header"))] == _b(v, "skip_header")

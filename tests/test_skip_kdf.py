@@ -11,6 +11,7 @@ import calendar
 import hashlib
 
 import pytest
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 
 from skip.crypto import kdf
 from skip.crypto.kp_wrap import (
@@ -135,16 +136,28 @@ def test_hkdf_rfc5869_case_1() -> None:
 
 
 def test_aes_key_wrap_rfc3394_4_6() -> None:
+    """The primitive under the modern EKp: RFC 3394 s. 4.6 (256-bit data, 256-bit KEK)."""
     kek = bytes(range(32))
     kp = bytes.fromhex("00112233445566778899aabbccddeeff000102030405060708090a0b0c0d0e0f")
-    wrapped = modern_wrap_kp(kek, kp)
-    assert wrapped.hex() == (
+    assert aes_key_wrap(kek, kp).hex() == (
         "28c9f404c4b810f4cbccb35cfb87f8263f5786e2d80ed326cbc7f0e71a99f43bfb988b9b7a02dd21"
     )
-    assert modern_unwrap_kp(kek, wrapped) == kp
+
+
+def test_modern_ekp_wraps_kp_and_its_creation_time() -> None:
+    kek = bytes(range(32))
+    kp = bytes(range(100, 132))
+    created = 1_796_919_634_123
+    wrapped = modern_wrap_kp(kek, kp, created)
+    assert len(wrapped) == 48
+    assert aes_key_unwrap(kek, wrapped) == kp + created.to_bytes(8, "big")
+    assert modern_unwrap_kp(kek, wrapped) == (kp, created)
     tampered = bytes([wrapped[0] ^ 1]) + wrapped[1:]
     with pytest.raises(KeyingError) as err:
         modern_unwrap_kp(kek, tampered)
+    assert err.value.reason == "kp_unwrap_failed"
+    with pytest.raises(KeyingError) as err:  # a bare 32-byte Kp (revision 2.0) is refused
+        modern_unwrap_kp(kek, aes_key_wrap(kek, kp))
     assert err.value.reason == "kp_unwrap_failed"
 
 
@@ -154,4 +167,6 @@ def test_modern_kij_is_symmetric_and_bound_to_inputs() -> None:
     assert k == kdf.modern_kij(b"s" * 32, "x25519", b, a)
     assert k != kdf.modern_kij(b"s" * 32, "x448", a, b)
     assert k != kdf.modern_kij(b"s" * 32, "x25519", a, b"C" * 32)
-    assert kdf.modern_kijn(k, 1) != kdf.modern_kijn(k, 2)
+    assert kdf.modern_kijn(k, 1, a, b) != kdf.modern_kijn(k, 2, a, b)
+    # directional: A->B and B->A have different key-encryption keys (no reflection)
+    assert kdf.modern_kijn(k, 1, a, b) != kdf.modern_kijn(k, 1, b, a)

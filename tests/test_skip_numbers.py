@@ -28,7 +28,8 @@ def test_draft06_length_examples() -> None:
     assert num.LEGACY.ekp_length(1, 2, 0) == 24
     assert num.LEGACY.ekp_length(2, 0, 3) == 24
     assert num.LEGACY.ekp_length(0, 2, 1) == 0  # Kij Alg 0: no Kp at all
-    assert num.MODERN.ekp_length(10, 12, 12) == 40  # RFC 3394 adds 8 bytes to the 32-byte Kp
+    # the 32-byte Kp and its 8-byte creation time, plus RFC 3394's 8-byte integrity block
+    assert num.MODERN.ekp_length(10, 12, 12) == 48
 
 
 def test_mac_numbers_never_equal_crypt_numbers_in_the_modern_profile() -> None:

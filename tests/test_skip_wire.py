@@ -64,9 +64,9 @@ def test_private_nsid_needs_configuration() -> None:
     assert SkipHeader.parse(raw, header_ekp_length, table).src_mkid == b"\xaa\xbb"
 
 
-def test_modern_header_carries_a_40_byte_wrapped_kp() -> None:
-    header = SkipHeader(2, 0, 0, 50, 1, 10, 11, 11, 0, bytes(40))
-    assert measure(header.encode(), 0, header_ekp_length)[:2] == (52, 40)
+def test_modern_header_carries_a_48_byte_wrapped_kp() -> None:
+    header = SkipHeader(2, 0, 0, 50, 1, 10, 11, 11, 0, bytes(48))
+    assert measure(header.encode(), 0, header_ekp_length)[:2] == (60, 48)
 
 
 @settings(max_examples=400)

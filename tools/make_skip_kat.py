@@ -80,7 +80,7 @@ def vector(name: str, group: str, suite: Suite, *, mkids: bool, pre06: bool = Fa
         kijn = kdf.legacy_kijn(kij, n)
     else:
         kij = kdf.modern_kij(shared, group, gi, gj)
-        kijn = kdf.modern_kijn(kij, n)
+        kijn = kdf.modern_kijn(kij, n, gi, gj)  # the i -> j direction
     names = {"nsid_i": 8, "mkid_i": hashlib.md5(gi).digest(), "nsid_j": 8,
              "mkid_j": hashlib.md5(gj).digest()} if mkids else {
         "nsid_i": 0, "mkid_i": b"", "nsid_j": 0, "mkid_j": b""}
@@ -90,7 +90,7 @@ def vector(name: str, group: str, suite: Suite, *, mkids: bool, pre06: bool = Fa
                               addresses=["192.0.2.1"])
     them = Peer.create("j", group, gj, nsid=names["nsid_j"], mkid=names["mkid_j"],
                        addresses=["192.0.2.2"], suite=suite, pre06=pre06)
-    sender = SkipEndpoint([me], [them], policy=policy, rng=rng)
+    sender = SkipEndpoint([me], [them], policy=policy, rng=rng, started=NOW)
     wire = sender.protect(datagram(), NOW)
     # Replay the sender's rng stream: Kp is its first draw, the legacy random fill its second.
     prof = suite.profile
@@ -101,7 +101,7 @@ def vector(name: str, group: str, suite: Suite, *, mkids: bool, pre06: bool = Fa
     if legacy:
         ekp = legacy_encrypt_kp(prof.kij[kij_alg], kijn, kp, ekp_len, replay)
     else:
-        ekp = modern_wrap_kp(kijn, kp)
+        ekp = modern_wrap_kp(kijn, kp, NOW * 1000)  # created: the sender's now, in ms
     header = wire[20:20 + 12 + len(ekp) + len(names["mkid_i"]) + len(names["mkid_j"])]
     assert header[12:12 + len(ekp)] == ekp, "the replayed rng must give the sender's EKp"
     out = {
@@ -127,7 +127,9 @@ def vector(name: str, group: str, suite: Suite, *, mkids: bool, pre06: bool = Fa
     else:
         e_kp, a_kp = kdf.modern_traffic_keys(kp, bytes(header), prof.crypt_key_size(crypt),
                                              prof.mac_key_size(crypt, mac))
-        out.update({"crypt_key": e_kp.hex(), "mac_key": a_kp.hex()})
+        out.update({"crypt_key": e_kp.hex(), "mac_key": a_kp.hex(), "created_ms": NOW * 1000,
+                    # j -> i: the key a reflected packet would have needed
+                    "kijn_j_to_i": kdf.modern_kijn(kij, n, gj, gi).hex()})
     return out
 
 

@@ -12,9 +12,9 @@ where Kp' is the decrypted EKp block with its random fill set to zero, and every
 from the low-order (rightmost) bytes. Drafts 03-05 had no algorithm byte in E_kp / A_kp; peers
 from the December 1995 interop builds need that form (``pre06=True``).
 
-Modern (header version 2): HKDF-SHA-256 (RFC 5869) with the labels below, specified byte by
-byte in docs/protocol/modern-profile.md. Labels are ASCII, NUL-terminated inside ``info`` so no
-label is a prefix of another's input.
+Modern (header version 2, revision 2.1): HKDF-SHA-256 (RFC 5869) with the labels below,
+specified byte by byte in docs/protocol/modern-profile.md. Labels are ASCII, NUL-terminated
+inside ``info`` so no label is a prefix of another's input.
 """
 
 from __future__ import annotations
@@ -88,11 +88,11 @@ def legacy_a_kp(kp_p: bytes, mac_alg: int, *, pre06: bool = False) -> bytes:
 
 # --- modern (version 2) ------------------------------------------------------------------
 
-LABEL_KIJ = b"SKIP v2 Kij"
-LABEL_KIJN = b"SKIP v2 Kijn"
-LABEL_KP = b"SKIP v2 Kp"
-LABEL_E_KP = b"SKIP v2 E_kp"
-LABEL_A_KP = b"SKIP v2 A_kp"
+LABEL_KIJ = b"SKIP v2.1 Kij"
+LABEL_KIJN = b"SKIP v2.1 Kijn"
+LABEL_KP = b"SKIP v2.1 Kp"
+LABEL_E_KP = b"SKIP v2.1 E_kp"
+LABEL_A_KP = b"SKIP v2.1 A_kp"
 
 
 def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
@@ -120,9 +120,15 @@ def modern_kij(shared_secret: bytes, group: str, public_a: bytes, public_b: byte
     return hkdf_expand(prk, info, KIJ_SIZE)
 
 
-def modern_kijn(kij: bytes, n: int) -> bytes:
-    """The hourly key-encryption key: HKDF-Expand(Kij, "SKIP v2 Kijn" 00 | n, 32)."""
-    return hkdf_expand(kij, LABEL_KIJN + b"\0" + _N.pack(n), KIJ_SIZE)
+def modern_kijn(kij: bytes, n: int, sender_public: bytes, receiver_public: bytes) -> bytes:
+    """The hourly key-encryption key of one direction: the sender's public value first.
+
+    Kij is the same for both directions; binding the order of the two public values into
+    Kijn gives A->B and B->A different keys, so a packet reflected back to its sender (source
+    and destination swapped) no longer unwraps there (modern-profile.md s. 4.2).
+    """
+    info = LABEL_KIJN + b"\0" + _N.pack(n) + _lv(sender_public) + _lv(receiver_public)
+    return hkdf_expand(kij, info, KIJ_SIZE)
 
 
 def modern_traffic_keys(

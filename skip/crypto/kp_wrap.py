@@ -5,13 +5,14 @@ Legacy (draft-06 section 1.8): the Kij Alg block cipher in CBC mode with an all-
 Kijn; the receiver keeps the rightmost L_kp bytes. There is no integrity: a wrong key or a
 tampered EKp yields a wrong Kp, which the traffic ICV then rejects.
 
-Modern (docs/protocol/modern-profile.md section 5): AES-256 key wrap (RFC 3394) with Kijn as
-the key-encryption key; unwrapping checks integrity, so a tampered EKp is refused before any
-traffic key is derived.
+Modern (docs/protocol/modern-profile.md section 4.3): AES-256 key wrap (RFC 3394) of Kp and its
+creation time with the directional Kijn as the key-encryption key; unwrapping checks integrity,
+so a tampered EKp is refused before any traffic key is derived.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import IDEA, TripleDES
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from skip.crypto.kdf import low
-from skip.crypto.skip_numbers import KijAlgorithm
+from skip.crypto.skip_numbers import MODERN_KP_SIZE, KijAlgorithm
 from skip.errors import AlgorithmError, KeyingError
 
 Rng = Callable[[int], bytes]
@@ -55,14 +56,24 @@ def legacy_decrypt_kp(kij_alg: KijAlgorithm, kijn: bytes, ekp: bytes, kp_length:
     return low(dec.update(ekp) + dec.finalize(), kp_length)
 
 
-def modern_wrap_kp(kek: bytes, kp: bytes) -> bytes:
-    """RFC 3394 AES key wrap of Kp under the hourly key-encryption key."""
-    return aes_key_wrap(kek, kp)
+_STAMP = struct.Struct("!Q")
 
 
-def modern_unwrap_kp(kek: bytes, ekp: bytes) -> bytes:
-    """Unwrap and check; a wrong Kijn or a changed EKp raises KeyingError."""
+def modern_wrap_kp(kek: bytes, kp: bytes, created_ms: int) -> bytes:
+    """RFC 3394 AES key wrap of Kp || u64(created_ms) under the directional Kijn.
+
+    The creation time travels inside the wrap, so it is authenticated with the Kp: a receiver
+    that restarted can refuse every Kp made before it started (modern-profile.md s. 4.3).
+    """
+    return aes_key_wrap(kek, kp + _STAMP.pack(created_ms))
+
+
+def modern_unwrap_kp(kek: bytes, ekp: bytes) -> tuple[bytes, int]:
+    """(Kp, creation time in ms); a wrong Kijn or a changed EKp raises KeyingError."""
     try:
-        return aes_key_unwrap(kek, ekp)
+        plain = aes_key_unwrap(kek, ekp)
     except (InvalidUnwrap, ValueError):
         raise KeyingError("kp_unwrap_failed", "the encrypted Kp does not unwrap") from None
+    if len(plain) != MODERN_KP_SIZE + _STAMP.size:
+        raise KeyingError("kp_unwrap_failed", f"the wrapped key holds {len(plain)} bytes")
+    return plain[:MODERN_KP_SIZE], _STAMP.unpack_from(plain, MODERN_KP_SIZE)[0]

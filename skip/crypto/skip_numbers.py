@@ -30,6 +30,8 @@ VERSIONS = (LEGACY_VERSION, MODERN_VERSION)
 MODERN_KP_SIZE = 32
 #: RFC 3394 adds one 64-bit integrity block to the wrapped key.
 _KEY_WRAP_OVERHEAD = 8
+#: The modern Kp is wrapped with its 8-byte creation time (modern-profile.md s. 4.3).
+MODERN_KP_STAMP = 8
 
 
 class AlgClass(IntEnum):
@@ -87,7 +89,7 @@ class Profile:
         if kp == 0:
             return 0
         if kij.block_size == 0:  # key wrap
-            return kp + _KEY_WRAP_OVERHEAD
+            return kp + MODERN_KP_STAMP + _KEY_WRAP_OVERHEAD
         return -(-kp // kij.block_size) * kij.block_size
 
     def kp_length(self, crypt_alg: int, mac_alg: int) -> int:

@@ -136,7 +136,8 @@ class SkipKeying(KeyingEngine):
             try:
                 peer = Peer.create(rule.name, key.public.group.name, key.public.public_value,
                                    nsid=rule.peer.nsid, mkid=rule.peer.mkid, addresses=hosts,
-                                   suite=suite_for_rule(rule), nomadic=rule.nomadic)
+                                   suite=suite_for_rule(rule), nomadic=rule.nomadic,
+                                   principal=key.fingerprint)
             except SkipError as exc:
                 creds.refused.append((key.source, exc.reason, f"peer {rule.name}: {exc}"))
                 continue
@@ -158,7 +159,7 @@ class SkipKeying(KeyingEngine):
             logs.LOGGER.warning("certificate not used", extra=logs.fields(
                 reason=reason, file=path, error=text))
         if fresh:
-            self.endpoint = SkipEndpoint([identity], policy=policy)
+            self.endpoint = SkipEndpoint([identity], policy=policy, started=now)
             self.specs: dict[str, _PeerSpec] = {}
         else:
             if policy != self.endpoint.policy:

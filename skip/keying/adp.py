@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from skip.crypto import skip_numbers as num
 from skip.crypto.skip_numbers import MODERN_VERSION, AlgClass
+from skip.keying.kij_cache import TokenBucket
 from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import LEGACY_ADP, MODERN_ADP, Suite
 from skip.wire.skip_icmp import AdpCode, SkipIcmp
@@ -31,16 +32,20 @@ CODE_BITS = {
 
 
 class AnswerLimiter:
-    """At most one answer per source per interval; remembers a bounded number of sources."""
+    """At most one answer per source per interval, and ``per_second`` in all (a token bucket
+    with a burst of as many); remembers a bounded number of sources."""
 
-    def __init__(self, interval: float, sources: int) -> None:
+    def __init__(self, interval: float, sources: int, per_second: float = 20.0) -> None:
         self.interval = interval
         self.sources = sources
         self._last: OrderedDict[bytes, float] = OrderedDict()
+        self._all = TokenBucket(per_second, max(1, int(per_second)))
 
     def allow(self, source: bytes, now: float) -> bool:
         last = self._last.get(source)
         if last is not None and now - last < self.interval:
+            return False
+        if not self._all.take(now):
             return False
         self._last[source] = now
         self._last.move_to_end(source)
@@ -96,13 +101,16 @@ def choose(policy: KeyingPolicy, current: Suite, advice: SkipIcmp) -> Suite | No
                 return number
         return None
 
-    kij = pick(AlgClass.KIJ, True)
     crypt = pick(AlgClass.CRYPT, current.crypt_alg != 0, current.aead if current.crypt_alg
                  else None)
     mac = crypt if current.aead else pick(AlgClass.MAC, current.mac_alg != 0)
-    if kij is None or crypt is None or mac is None:
+    if crypt is None or mac is None:
         return None
-    return Suite(version, kij, crypt, mac)
+    for kij in policy.preference(version, AlgClass.KIJ):  # strong enough for the traffic keys
+        suite = Suite(version, kij, crypt, mac)
+        if kij in advice.kij and not suite.kij_too_weak:
+            return suite
+    return None
 
 
 def answer_suite(policy: KeyingPolicy, version: int) -> Suite | None:

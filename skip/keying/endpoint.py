@@ -22,7 +22,7 @@ import os
 import struct
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 
 from skip.crypto import kdf
@@ -71,6 +71,8 @@ Rng = Callable[[int], bytes]
 #: NextHeader, and the algorithms word.
 _FIXED_WORDS = struct.Struct("!I4xI")
 _MAX_LAYOUTS = 4096  # real traffic uses a handful; the bound stops a flood of variants
+_SOLICITATION_SIZE = 256  # bytes of IP datagram: room for the answer (see solicit)
+_MAX_ALIASES = 8  # receive-cache keys per Kp (address pairs of its two principals)
 _IPV4_PLAIN = 20  # an IPv4 header without options (first byte 0x45)
 _PROTO_ICMPV6 = 58
 _SEQ = struct.Struct("!I")
@@ -103,6 +105,9 @@ def _rx_key(packet: bytes, off: int, end: int, word0: int) -> tuple[_RxCacheKey,
     header = packet[off:end]
     shim_icv = None
     if word0 & 0x0F000000:
+        if word0 >> 28 == num.MODERN_VERSION:
+            # revision 2.1: Rsvd is 0, and a packet that says otherwise is not ours to guess at
+            raise ParseError("bad_header", "Rsvd is not 0 in a modern SKIP header")
         header = shim_icv = bytes((header[0] & 0xF0,)) + header[1:]
     if word0 & 0xFFFF00:
         return (b"" if word0 & 0xFF0000 else src, b"" if word0 & 0xFF00 else dst, header), \
@@ -124,7 +129,12 @@ class _PeerState:
     sent: float | None = None  # `now` of the last packet protected for the peer
     received: float | None = None  # `now` of the last packet from the peer that verified
     last: _RxKey | None = None  # the Kp that packet came under (its n)
-    newest: _RxKey | None = None  # the Kp admitted last: only its packets move a nomadic peer
+    newest: _RxKey | None = None  # the newest Kp admitted: only its packets move a nomadic peer
+    # Per local principal (by name), in the modern profile, times in ms of Kp creation:
+    tx_created: dict[str, int] = field(default_factory=dict)  # of our last Kp to the peer
+    kp_floor: dict[str, int] = field(default_factory=dict)  # least for our next (its notice)
+    rx_floor: dict[str, int] = field(default_factory=dict)  # its Kps made before are refused
+    rx_live: dict[str, list[_RxKey]] = field(default_factory=dict)  # its Kps we hold
 
 
 @dataclass(slots=True)
@@ -167,6 +177,10 @@ class _RxKey:
     n: int
     authenticated: bool
     state: _PeerState
+    index: tuple[str, str, bytes]  # (local principal, peer, EKp): one Kp, one window
+    header: bytes  # as the ICV image (Rsvd 0): a second header for the same Kp is refused
+    created: int = -1  # ms, authenticated with the Kp (modern); -1 in the legacy profile
+    keys: list[_RxCacheKey] = field(default_factory=list)  # the receive-cache keys reaching it
     accept_from: float = 0.0  # local times at which the local n is within +-1 of n
     accept_until: float = 0.0
 
@@ -186,8 +200,15 @@ class SkipEndpoint:
         policy: KeyingPolicy | None = None,
         rng: Rng = os.urandom,
         nsids: NsidTable = STANDARD_NSIDS,
+        started: float,
     ) -> None:
+        """``started``: when this node's receive state began (the daemon's start, in the
+        same clock as every ``now``). Modern Kps made before it are refused (``kp_stale``):
+        their replay windows were lost with the previous process. It has no default because
+        none is safe: the first packet's arrival comes after the peer made its Kp, and a
+        receiver that took it as its start would refuse its peer's live Kps."""
         self.policy = policy or KeyingPolicy()
+        self._started_ms = int(started * 1000)
         self.rng = rng
         self.nsids = nsids
         self._counters = Counters()
@@ -205,6 +226,7 @@ class SkipEndpoint:
         self._tx: dict[tuple[str, str], _TxKey] = {}
         self._tx_by_route: dict[bytes, _TxKey] = {}  # IPv4 source+destination -> current Kp
         self._rx: dict[_RxCacheKey, _RxKey] = {}
+        self._rx_kps: dict[tuple[str, str, bytes], _RxKey] = {}  # by _RxKey.index
         self._rx_per_peer: dict[str, int] = {}
         self._rx_n = -1
         self._layouts: dict[tuple[int, int], int] = {}  # memo of _measure
@@ -213,7 +235,8 @@ class SkipEndpoint:
         self._pending = PendingPackets(self.policy.pending_peers, self.policy.queue_per_peer,
                                        self.policy.pending_seconds)
         self._events: deque[Event] = deque()
-        self._adp_limiter = adp.AnswerLimiter(self.policy.adp_interval, self.policy.adp_sources)
+        self._adp_limiter = adp.AnswerLimiter(self.policy.adp_interval, self.policy.adp_sources,
+                                              self.policy.adp_per_second)
         for identity in identities:
             self.add_identity(identity)
         for peer in peers:
@@ -281,7 +304,8 @@ class SkipEndpoint:
                                        policy.pending_seconds)
         if evicted:
             self._counters.hit("queue_evicted", evicted)
-        self._adp_limiter = adp.AnswerLimiter(policy.adp_interval, policy.adp_sources)
+        self._adp_limiter = adp.AnswerLimiter(policy.adp_interval, policy.adp_sources,
+                                              policy.adp_per_second)
         self._drop_rx(lambda rx: bool(adp.failed_classes(policy, rx.version, rx.algorithms)))
         self._retire_tx()
 
@@ -301,6 +325,7 @@ class SkipEndpoint:
             # a legacy packet can be replayed from anywhere: it must never move a peer
             raise ConfigError("config_invalid", f"nomadic peer {peer.name!r} needs the modern "
                               "profile (replay protection)")
+        self._check_unique(peer)
         outer = ip_address(tunnel).packed if tunnel is not None else None
         old = self._peers.get(peer.name)
         state = self._state.get(peer.name)
@@ -323,6 +348,24 @@ class SkipEndpoint:
         if outer is not None and not peer.nomadic:
             self._peer_by_addr.setdefault(outer, peer)
         return self._release(peer, now)
+
+    def _check_unique(self, peer: Peer) -> None:
+        """One public value, one principal (docs/protocol/decisions.md 3.13).
+
+        A CA that certifies A's public value under E's name would otherwise make this node
+        take A's packets for E's (an unknown key-share), and a peer holding one of our own
+        public values could be sent our own packets back as its (reflection). Peers of one
+        ``principal`` (one certificate behind several policy rules) may share it.
+        """
+        for other in self._peers.values():
+            if other.name != peer.name and other.principal != peer.principal and \
+                    (other.group, other.public) == (peer.group, peer.public):
+                raise ConfigError("duplicate_public_value", f"peer {peer.name!r} has the "
+                                  f"public value of peer {other.name!r}")
+        for me in self._identities.values():
+            if me.publics.get(peer.group) == peer.public:
+                raise ConfigError("duplicate_public_value", f"peer {peer.name!r} has the "
+                                  f"public value of local principal {me.name!r}")
 
     def remove_peer(self, name: str) -> None:
         """Forget a peer and every key derived from its public value (e.g. on revocation)."""
@@ -395,8 +438,10 @@ class SkipEndpoint:
     def solicit(self, peer: str, now: float, *, identity: str | None = None) -> bytes:
         """A SKIP packet with Kij Alg 0 (no Kp): asks the peer for SKIP ICMP (ADP-00).
 
-        It carries the peer's current Crypt/MAC numbers and nothing after the header (Next
-        Header 59); the answer, once unprotected, updates :attr:`capabilities`.
+        It carries the peer's current Crypt/MAC numbers and, after the header (Next Header 59:
+        nothing follows), zero padding up to 256 bytes: the answer is never larger than the
+        request, so the padding is what lets it be sent. The answer, once unprotected,
+        updates :attr:`capabilities`.
         """
         them = self._peers[peer]
         me = self._identities[identity] if identity else next(
@@ -409,7 +454,9 @@ class SkipEndpoint:
             src = next((a for a in sorted(me.addresses) if len(a) == len(dst)), None)
             if src is not None:
                 build = build_ipv4 if len(dst) == 4 else build_ipv6
-                return build(ip_address(src), ip_address(dst), IP_PROTOCOL_SKIP, header)
+                hdr_len = 20 if len(dst) == 4 else 40
+                pad = bytes(max(0, _SOLICITATION_SIZE - hdr_len - len(header)))
+                return build(ip_address(src), ip_address(dst), IP_PROTOCOL_SKIP, header + pad)
         raise PolicyError("no_identity", "no address pair of one family to send it on")
 
     def status(self, now: float) -> dict[str, object]:
@@ -551,12 +598,18 @@ class SkipEndpoint:
         ekp_len = prof.ekp_length(kij, crypt, mac)
         kp_len = prof.kp_length(crypt, mac)
         kp = self.rng(kp_len)
-        legacy = suite.version == num.LEGACY_VERSION
-        kijn = entry.kijn_for(n, kdf.legacy_kijn if legacy else kdf.modern_kijn)
-        if legacy:
+        if suite.version == num.LEGACY_VERSION:
+            kijn = entry.kijn_for(n, kdf.legacy_kijn)
             ekp = legacy_encrypt_kp(prof.kij[kij], kijn, kp, ekp_len, self.rng)
         else:
-            ekp = modern_wrap_kp(kijn, kp)
+            mine, theirs = me.publics[them.group], them.public
+            kijn = entry.kijn_for(n, lambda k, n: kdf.modern_kijn(k, n, mine, theirs), 1)
+            # strictly increasing per pair (the receiver retires older Kps by it), never
+            # below what the peer asked for after it restarted
+            created = max(int(now * 1000), state.kp_floor.get(me.name, 0),
+                          state.tx_created.get(me.name, -1) + 1)
+            state.tx_created[me.name] = created
+            ekp = modern_wrap_kp(kijn, kp, created)
         next_header = PROTO_ESP if suite.layers[0] == "esp" else PROTO_AH
         raw = SkipHeader(suite.version, me.nsid, them.nsid, next_header, n, kij, crypt, mac, 0,
                          ekp, me.mkid, them.mkid).encode()
@@ -637,7 +690,7 @@ class SkipEndpoint:
                 if rx is None:
                     return None
                 inner = rx.unprotect(packet, shim_len=length, shim_icv=shim_icv)
-                self._store_rx(key, rx, local_n)
+                self._store_rx(key, rx, local_n, now)
             state = rx.state
             state.received = now
             state.last = rx
@@ -739,34 +792,108 @@ class SkipEndpoint:
             return None
         suite = Suite(hdr.version, hdr.kij_alg, hdr.crypt_alg, hdr.mac_alg)
         suite.check()
+        if hdr.next_header != (PROTO_ESP if suite.layers[0] == "esp" else PROTO_AH):
+            # draft-06 s. 1.8: Next Header names what follows; the algorithms imply it
+            raise ParseError("bad_header", f"Next Header {hdr.next_header} does not match "
+                             f"the transforms {suite.layers}")
+        index = (me.name, them.name, bytes(hdr.ekp))
+        known = self._rx_kps.get(index)
+        if known is not None:
+            # the same Kp under other addresses (re-wrapped, IPv4 <-> IPv6): one window
+            if known.header != header:
+                raise KeyingError("replay", "a known traffic key under another header")
+            if known.accept_until <= now:
+                raise KeyingError("kp_superseded", "the sender has moved to a newer Kp")
+            return known
         check_group(hdr.version, group(them.group))
         entry = self._kij_entry(me, them, hdr.version, now)
-        legacy = hdr.version == num.LEGACY_VERSION
-        kijn = entry.kijn_for(hdr.n, kdf.legacy_kijn if legacy else kdf.modern_kijn)
         prof = suite.profile
         kp_len = prof.kp_length(hdr.crypt_alg, hdr.mac_alg)
-        if legacy:
+        state = self._state[them.name]
+        created = -1
+        if hdr.version == num.LEGACY_VERSION:
+            kijn = entry.kijn_for(hdr.n, kdf.legacy_kijn)
             kp = legacy_decrypt_kp(prof.kij[hdr.kij_alg], kijn, hdr.ekp, kp_len)
         else:
-            kp = modern_unwrap_kp(kijn, hdr.ekp)
+            mine, theirs = me.publics[them.group], them.public
+            kijn = entry.kijn_for(hdr.n, lambda k, n: kdf.modern_kijn(k, n, theirs, mine), 2)
+            kp, created = modern_unwrap_kp(kijn, hdr.ekp)
+            self._check_created(created, me, them, state, packet, now)
         self._counters["kp_decrypted"] += 1
         transforms = self._transforms(suite, kp, len(hdr.ekp), header, them, me,
                                       pre06=them.pre06, inbound=bytes(src))
         authenticated = bool(hdr.mac_alg)
         return _RxKey(transforms, transforms.unprotect, them.name, me.name,
-                      hdr.version, algs, hdr.n, authenticated, self._state[them.name])
+                      hdr.version, algs, hdr.n, authenticated, state, index, bytes(header),
+                      created)
 
-    def _store_rx(self, key: _RxCacheKey, rx: _RxKey, local_n: int) -> None:
-        """Remember a verified Kp. Bounded: live Kps (n within +-1) are never evicted, because
-        in the modern profile that would reopen their replay window; new ones are refused."""
+    def _check_created(self, created: int, me: LocalIdentity, them: Peer, state: _PeerState,
+                       packet: bytes, now: float) -> None:
+        """Refuse a modern Kp made before this node started, or before the peer's newest Kp's
+        predecessors were retired: its old replay window is gone, so its packets could be
+        replays. A Kp from before the start gets the sender told to make a new one (the
+        notice carries our start, so a sender whose clock is behind ours recovers too)."""
+        if created < self._started_ms:
+            self._answer_adp(packet, num.MODERN_VERSION, False, AdpCode.NONE, me, them, now,
+                             kp_floor=self._started_ms)
+            raise KeyingError("kp_stale", "the traffic key was made before this node started")
+        if created < state.rx_floor.get(me.name, 0):
+            raise KeyingError("kp_superseded", "the sender has moved to a newer Kp")
+
+    def _store_rx(self, key: _RxCacheKey, rx: _RxKey, local_n: int, now: float) -> None:
+        """Remember a verified Kp, or one more way to reach a known one (another address pair).
+
+        Bounded without reopening replay windows: a modern Kp is retired once its sender has
+        made a newer one and ``rx_superseded_seconds`` have passed, and a Kp made before the
+        retired one's creation is refused from then on (so dropping the window loses nothing);
+        a legacy Kp has no window, so the least recently admitted one makes room. What is still
+        full after that refuses new Kps (``kp_limit``)."""
+        if rx.keys:  # a known Kp: one more receive-cache key, the same window
+            if len(rx.keys) < _MAX_ALIASES:
+                rx.keys.append(key)
+                self._rx[key] = rx
+            return
         if local_n != self._rx_n:
             self._purge_rx(local_n)
+        if rx.created >= 0:
+            self._supersede(rx, now)
         count = self._rx_per_peer.get(rx.peer, 0)
-        if count >= self.policy.rx_keys_per_peer or len(self._rx) >= self.policy.rx_keys:
+        if count >= self.policy.rx_keys_per_peer and rx.created < 0:
+            oldest = next((k for k in self._rx_kps.values()
+                           if k.peer == rx.peer and k.created < 0), None)
+            if oldest is not None:
+                self._drop_rx(lambda k: k is oldest)
+                count -= 1
+        if count >= self.policy.rx_keys_per_peer or len(self._rx_kps) >= self.policy.rx_keys:
             raise KeyingError("kp_limit", f"{count} live traffic keys from {rx.peer!r}")
+        rx.keys.append(key)
         self._rx[key] = rx
+        self._rx_kps[rx.index] = rx
         self._rx_per_peer[rx.peer] = count + 1
-        rx.state.newest = rx
+        if rx.state.newest is None or rx.created > rx.state.newest.created or rx.created < 0:
+            rx.state.newest = rx
+
+    def _supersede(self, rx: _RxKey, now: float) -> None:
+        """A modern Kp joins its pair's live list: the older ones get their grace period (or
+        this one does, if a newer one arrived first); those whose grace is over are retired,
+        raising the pair's floor past them."""
+        state = rx.state
+        live = state.rx_live.setdefault(rx.identity, [])
+        grace_end = now + self.policy.rx_superseded_seconds
+        keep = []
+        for old in live:
+            if old.accept_until <= now or old.index not in self._rx_kps:
+                floor = state.rx_floor.get(rx.identity, 0)
+                state.rx_floor[rx.identity] = max(floor, old.created + 1)
+                self._drop_rx(lambda k, old=old: k is old)
+                continue
+            if old.created < rx.created:
+                old.accept_until = min(old.accept_until, grace_end)
+            else:
+                rx.accept_until = min(rx.accept_until, grace_end)
+            keep.append(old)
+        keep.append(rx)
+        state.rx_live[rx.identity] = keep
 
     def _roam(self, rx: _RxKey, packet: bytes, end: int) -> None:
         """A nomadic peer's packet verified: if from another outer address, send there now on.
@@ -800,11 +927,13 @@ class SkipEndpoint:
         return self._drop_rx(lambda rx: rx.n < local_n - 1)
 
     def _drop_rx(self, doomed: Callable[[_RxKey], bool]) -> int:
-        keys = [k for k, rx in self._rx.items() if doomed(rx)]
-        for k in keys:
-            rx = self._rx.pop(k)
+        gone = [rx for rx in self._rx_kps.values() if doomed(rx)]
+        for rx in gone:
+            del self._rx_kps[rx.index]
+            for k in rx.keys:
+                self._rx.pop(k, None)
             self._rx_per_peer[rx.peer] -= 1
-        return len(keys)
+        return len(gone)
 
     # --- keys ------------------------------------------------------------------------------
 
@@ -876,34 +1005,78 @@ class SkipEndpoint:
     # --- algorithm discovery ---------------------------------------------------------------
 
     def _answer_adp(self, packet: bytes, version: int, may_be_icmp: bool, failed: AdpCode,
-                    me: LocalIdentity, them: Peer | None, now: float) -> None:
-        """Tell the sender what we support (ADP-00), rate limited, never about SKIP ICMP
-        (``may_be_icmp``: the refused packet might be SKIP ICMP itself)."""
+                    me: LocalIdentity, them: Peer | None, now: float, *,
+                    kp_floor: int | None = None) -> None:
+        """Tell the sender what we support (ADP-00), or (``kp_floor``) that it must make a new
+        Kp; never about SKIP ICMP (``may_be_icmp``: the refused packet might be SKIP ICMP).
+
+        The request is not authenticated, so the answer goes only to an address the peer is
+        known at (a spoofed source gets nothing), within a per-source and a global rate, and
+        an algorithm answer is never larger than the request (solicitations are padded for
+        that). In the modern profile it travels under the current send Kp to the peer, so
+        answers never use up the peer's receive-key slots.
+        """
         if them is None:
             return  # we cannot authenticate an answer to a principal we do not know
         if may_be_icmp:
             return  # never answer SKIP ICMP with SKIP ICMP
         src, dst = _addresses(packet)
+        state = self._state[them.name]
+        if src not in them.addresses and src != state.tunnel:
+            self._counters["adp_unknown_address"] += 1
+            return
         if not self._adp_limiter.allow(src, now):
             self._counters["rate_limited"] += 1
             return
-        message = adp.advertisement(self.policy, version, failed).encode()
+        message = replace(adp.advertisement(self.policy, version, failed),
+                          kp_floor=kp_floor).encode()
         if len(src) == 4:
             reply = build_ipv4(ip_address(dst), ip_address(src), PROTO_ICMP, message)
         else:
             reply = build_ipv6(ip_address(dst), ip_address(src), PROTO_ICMP, message)
-        suite = adp.answer_suite(self.policy, version)
-        if suite is None:
-            return
-        n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
-        try:  # a one-off Kp: answers are rare (rate limited) and must not disturb traffic keys
-            tx = self._new_tx(me, them, suite, n, now)
+        n = kdf.counter_n(now)
+        try:
+            if version == num.MODERN_VERSION:
+                # Every modern Kp we send becomes the pair's current one: the peer retires
+                # the older ones by creation time, so a one-off Kp would end our traffic Kp.
+                tx = self._tx.get((me.name, them.name))
+                if tx is None or not tx.live(now) or adp.failed_classes(
+                        self.policy, version, tx.suite.algorithms):
+                    suite = self.suite_for(them)
+                    if adp.failed_classes(self.policy, version, suite.algorithms):
+                        suite = adp.answer_suite(self.policy, version) or suite
+                    if tx is not None:
+                        tx.expires = -1.0
+                    tx = self._tx[(me.name, them.name)] = self._new_tx(me, them, suite, n, now)
+                    self._tx_by_route.clear()
+            else:  # a one-off Kp: legacy answers use the ADP suite (AH, keyed MD5)
+                suite = adp.answer_suite(self.policy, version)
+                if suite is None:
+                    return
+                tx = self._new_tx(me, them, suite, n, now)
             wire = tx.protect(reply, shim=tx.shim)
         except SkipError as err:  # e.g. no DH budget: count it, keep the packet's own reason
             self._counters.hit(err.reason)
             return
+        if kp_floor is None and len(wire) > len(packet):
+            self._counters["adp_too_large"] += 1
+            return
         self._events.append(Transmit(wire, "adp"))
-        self._counters["adp_sent"] += 1
+        self._counters["kp_notice_sent" if kp_floor is not None else "adp_sent"] += 1
+
+    def _take_floor(self, rx: _RxKey, floor: int) -> None:
+        """The peer restarted and refuses our older Kps: the next one starts at ``floor`` (its
+        clock, so ours may be behind). A floor more than an hour past our newest Kp is not
+        believed: a peer cannot push our creation times arbitrarily far."""
+        state = rx.state
+        if rx.version != num.MODERN_VERSION:
+            return
+        ours = state.tx_created.get(rx.identity, 0)
+        if ours and floor > ours + 3_600_000:
+            return
+        state.kp_floor[rx.identity] = max(state.kp_floor.get(rx.identity, 0), floor)
+        self._retire_tx(rx.peer)
+        self._counters["kp_notice_received"] += 1
 
     def _maybe_adp(self, inner: bytes, rx: _RxKey) -> bool:
         """Consume a SKIP ICMP message carried by an authenticated SKIP packet."""
@@ -916,6 +1089,9 @@ class SkipEndpoint:
             advice = SkipIcmp.parse(inner[off:])
         except ParseError as err:
             raise KeyingError("icmp_refused", f"malformed SKIP ICMP: {err.reason}") from None
+        if advice.kp_floor is not None:
+            self._take_floor(rx, advice.kp_floor)
+            return True
         self._counters["adp_received"] += 1
         if advice.protocol != 0:
             return True  # per-end-point advice: recorded by nobody yet (see docs/keying.md)

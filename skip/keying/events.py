@@ -78,7 +78,7 @@ class Counters(Counter):
 
     SUCCESS = frozenset({
         "rx_ok", "tx_ok", "kp_new", "kp_decrypted", "kij_computed", "adp_sent", "adp_received",
-        "queued", "released", "peer_moved",
+        "queued", "released", "peer_moved", "kp_notice_sent", "kp_notice_received",
     })
 
     def hit(self, name: str, amount: int = 1) -> None:

@@ -100,7 +100,9 @@ class Peer:
     endpoint's default for the group); ``pre06`` selects the draft-04/05 E_kp/A_kp for peers
     from the 1995 interop builds. ``nomadic``: the peer's outer address is not configured but
     learned from its authenticated packets (tunnel mode, modern profile, named by MKID; see
-    docs/keying.md, "Nomadic peers").
+    docs/keying.md, "Nomadic peers"). ``principal`` names the certified holder of the public
+    value (skipd: the certificate's fingerprint; default: ``name``): several peers, e.g. one
+    host's tunnel and transport rules, may share a public value only if they share it.
     """
 
     name: str
@@ -112,11 +114,12 @@ class Peer:
     suite: Suite | None = None
     pre06: bool = False
     nomadic: bool = False
+    principal: str = ""
 
     @classmethod
     def create(cls, name: str, group_name: str, public: bytes, *, nsid: int = 0,
                mkid: bytes = b"", addresses: Iterable[str | bytes] = (), suite: Suite | None = None,
-               pre06: bool = False, nomadic: bool = False,
+               pre06: bool = False, nomadic: bool = False, principal: str | None = None,
                nsids: NsidTable = STANDARD_NSIDS) -> Peer:
         """Validate and build; a bad public value is refused here, before any DH work."""
         _check_name(nsid, mkid, nsids)
@@ -125,7 +128,8 @@ class Peer:
             raise ConfigError("config_invalid", f"nomadic peer {name!r} needs an NSID/MKID")
         group(group_name).validate_public(public)
         return cls(name, group_name, bytes(public), nsid, bytes(mkid),
-                   packed_addresses(addresses), suite, pre06, nomadic)
+                   packed_addresses(addresses), suite, pre06, nomadic,
+                   name if principal is None else principal)
 
     @classmethod
     def from_peer_key(cls, name: str, key: PeerKey, *, nsid: int | None = None,

@@ -27,15 +27,18 @@ CacheKey = tuple[str, str, int]  # (local identity name, peer name, header versi
 @dataclass(slots=True)
 class KijEntry:
     kij: bytes
-    kijn: dict[int, bytes] = field(default_factory=dict)  # n -> Kijn, at most 3 live values
+    #: (n, direction) -> Kijn; at most 3 live n. Direction 0 is the legacy Kijn (the same
+    #: both ways), 1 the modern one we send under, 2 the modern one we receive under.
+    kijn: dict[tuple[int, int], bytes] = field(default_factory=dict)
 
-    def kijn_for(self, n: int, derive: Callable[[bytes, int], bytes]) -> bytes:
+    def kijn_for(self, n: int, derive: Callable[[bytes, int], bytes], direction: int = 0
+                 ) -> bytes:
         """Kijn for counter n, cached; values more than one hour away are dropped."""
-        value = self.kijn.get(n)
+        value = self.kijn.get((n, direction))
         if value is None:
-            for old in [k for k in self.kijn if abs(k - n) > 1]:
+            for old in [k for k in self.kijn if abs(k[0] - n) > 1]:
                 del self.kijn[old]
-            value = self.kijn[n] = derive(self.kij, n)
+            value = self.kijn[(n, direction)] = derive(self.kij, n)
         return value
 
 

@@ -9,6 +9,7 @@ from skip.errors import ConfigError
 from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT, Suite
 
 _MAX_KP_BYTES = 20 * (2**32 - 1)
+MAX_REPLAY_WINDOW = 4096
 
 
 def _all_implemented(version: int) -> frozenset[tuple[int, int]]:
@@ -28,6 +29,11 @@ class KeyingPolicy:
     are stale for the transports that sent them (TCP retransmits after its 1 s RTO).
     ``accepted`` lists, per version, the (class, number) pairs policy accepts on receive; a
     packet using anything else is refused and answered with SKIP ICMP.
+    ``rx_superseded_seconds``: how long a modern receive Kp stays usable once its sender has
+    started a newer one (packets reordered across the change); then it is retired and its
+    packets are refused (``kp_superseded``), so a fast flow never fills ``rx_keys_per_peer``.
+    ``adp_per_second``: all SKIP ICMP answers together, whatever their sources (a spoofed
+    flood cannot turn the node into a reflector).
     """
 
     allow_legacy: bool = False
@@ -42,8 +48,10 @@ class KeyingPolicy:
     rx_keys: int = 65536
     rx_keys_per_peer: int = 512
     replay_window: int = 64
+    rx_superseded_seconds: float = 5.0
     adp_interval: float = 1.0
     adp_sources: int = 1024
+    adp_per_second: float = 20.0
     mode: str = "transport"
     legacy_default: Suite = LEGACY_DEFAULT
     modern_default: Suite = MODERN_DEFAULT
@@ -60,6 +68,12 @@ class KeyingPolicy:
         if self.kp_max_seconds <= 0 or self.replay_window < 1 or self.kij_cache_size < 1 or \
                 self.pending_seconds <= 0:
             raise ConfigError("config_invalid", "lifetimes, window and cache must be positive")
+        if self.replay_window > MAX_REPLAY_WINDOW:
+            # one window per live Kp: its bitmap must stay small (docs/keying.md)
+            raise ConfigError("config_invalid",
+                              f"replay_window must be at most {MAX_REPLAY_WINDOW} packets")
+        if not (self.rx_superseded_seconds > 0 and self.adp_per_second > 0):
+            raise ConfigError("config_invalid", "grace period and SKIP ICMP rate must be positive")
 
     def accepts(self, version: int, cls: num.AlgClass, number: int) -> bool:
         if version == num.LEGACY_VERSION and not self.allow_legacy:

@@ -63,7 +63,26 @@ class Suite:
             raise AlgorithmError("unsupported_algorithm", "a suite protects something")
         if self.version == num.MODERN_VERSION and not (self.aead or self.mac_alg):
             raise AlgorithmError("unsupported_mac_alg", "the modern profile always authenticates")
+        if self.kij_too_weak:
+            raise AlgorithmError("kij_too_weak", f"Kij Alg {self.kij_alg} would wrap stronger "
+                                 f"traffic keys (Crypt {self.crypt_alg}, MAC {self.mac_alg})")
         return self
+
+    @property
+    def kij_too_weak(self) -> bool:
+        """Draft-06 s. 2.3 (MUST): the key-encryption key is at least as strong as the traffic
+        keys. Legacy numbers fall into two classes (docs/protocol/decisions.md 3.12): weak,
+        under 64 bits (DES, RC2-40, DES-CBC-MAC), and strong, 112 bits or more (3DES, IDEA,
+        SAFER-128, keyed MD5/SHA); a weak Kij Alg may wrap only weak traffic keys."""
+        if self.version != num.LEGACY_VERSION or self.kij_alg not in _WEAK_KIJ:
+            return False
+        return bool(self.crypt_alg and self.crypt_alg not in _WEAK_CRYPT) or \
+            bool(self.mac_alg and self.mac_alg not in _WEAK_MAC)
+
+
+_WEAK_KIJ = frozenset({1, 242})  # DES-CBC, RC2-40
+_WEAK_CRYPT = frozenset({1, 242})  # DES-CBC, RC2-40
+_WEAK_MAC = frozenset({2})  # DES-CBC-MAC
 
 
 #: 3DES Kij Alg (mandatory with keyed MD5, draft-06 s. 2.3), 3DES traffic, keyed MD5 AH.

@@ -5,6 +5,10 @@ code bits) and, most preferred first, every Kij / Crypt / MAC / Comp algorithm t
 supports. Layout: ``Type(39) Code Checksum | VER(4) RESRVD(4) Protocol Port(16) |`` then four
 counted lists ``nKij kij... nCrypt crypt... nMAC mac... nComp comp...`` packed back to back.
 
+The modern profile (revision 2.1) may append one 8-byte field after the lists, ``kp_floor``:
+"make your next traffic key with a creation time of at least this many milliseconds" (a
+receiver that restarted refuses older Kps; docs/protocol/modern-profile.md s. 7).
+
 Authentication is not this module's business: the message only counts when it arrived inside
 an authenticated SKIP packet (the keying layer checks that).
 """
@@ -22,6 +26,7 @@ ICMP_TYPE_SKIP = 39
 ADP_VERSION = 1
 _FIXED = struct.Struct("!BBHBBH")
 _MAX_LIST = 255
+_FLOOR = struct.Struct("!Q")
 
 
 class AdpCode(IntFlag):
@@ -48,6 +53,7 @@ class SkipIcmp:
     protocol: int = 0  # 0: the advice applies per MKID / node, and port is ignored
     port: int = 0
     version: int = ADP_VERSION
+    kp_floor: int | None = None  # modern only: ms, the least creation time of the next Kp
 
     def __post_init__(self) -> None:
         for lst in (self.kij, self.crypt, self.mac, self.comp):
@@ -55,6 +61,8 @@ class SkipIcmp:
                 raise ValueError("an algorithm list holds at most 255 one-byte ids")
         if not (0 <= self.protocol <= 0xFF and 0 <= self.port <= 0xFFFF):
             raise ValueError("protocol is one byte, port two")
+        if self.kp_floor is not None and not 0 <= self.kp_floor < 2**64:
+            raise ValueError("kp_floor is an unsigned 64-bit number of milliseconds")
 
     def encode(self) -> bytes:
         body = bytearray(
@@ -64,6 +72,8 @@ class SkipIcmp:
         for lst in (self.kij, self.crypt, self.mac, self.comp):
             body.append(len(lst))
             body += bytes(lst)
+        if self.kp_floor is not None:
+            body += _FLOOR.pack(self.kp_floor)
         struct.pack_into("!H", body, 2, internet_checksum(body))
         return bytes(body)
 
@@ -89,7 +99,11 @@ class SkipIcmp:
                 raise ParseError("truncated", "SKIP ICMP algorithm list overruns the message")
             lists.append(tuple(bytes(data[pos + 1 : pos + 1 + count])))
             pos += 1 + count
-        if pos != len(data):
+        floor = None
+        if len(data) - pos == _FLOOR.size:
+            floor = _FLOOR.unpack_from(data, pos)[0]
+        elif pos != len(data):
             raise ParseError("bad_length", f"{len(data) - pos} bytes after the algorithm lists")
-        return cls(AdpCode(code & _DEFINED_CODE_BITS), *lists, protocol=protocol, port=port)
+        return cls(AdpCode(code & _DEFINED_CODE_BITS), *lists, protocol=protocol, port=port,
+                   kp_floor=floor)
 

@@ -59,8 +59,8 @@ def _pair(group: str, suite: Suite | None = None) -> tuple[SkipEndpoint, SkipEnd
     peers = [Peer.create(i.name, group, i.publics[group], addresses=i.addresses, suite=suite)
              for i in ids]
     policy = KeyingPolicy(allow_legacy=True)
-    return (SkipEndpoint([ids[0]], [peers[1]], policy=policy),
-            SkipEndpoint([ids[1]], [peers[0]], policy=policy))
+    return (SkipEndpoint([ids[0]], [peers[1]], policy=policy, started=NOW),
+            SkipEndpoint([ids[1]], [peers[0]], policy=policy, started=NOW))
 
 
 def _datagram() -> bytes:
@@ -149,7 +149,7 @@ def precompute(peers: int) -> dict[str, float]:
     me = LocalIdentity.create("me", {group: _private("me", group)}, addresses=["10.0.0.1"])
     publics = [dh.public_value(hashlib.sha256(i.to_bytes(4, "big")).digest())
                for i in range(peers)]
-    ep = SkipEndpoint([me], policy=KeyingPolicy(kij_cache_size=peers))
+    ep = SkipEndpoint([me], policy=KeyingPolicy(kij_cache_size=peers), started=NOW)
     for i, public in enumerate(publics):
         ep.add_peer(Peer.create(f"p{i}", group, public, nsid=1, mkid=i.to_bytes(4, "big")))
     gc.collect()
