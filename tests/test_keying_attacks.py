@@ -347,3 +347,20 @@ def test_answers_to_forged_solicitations_use_no_receive_keys() -> None:
     assert link.a.peer_status("b", NOW + 10).rx_keys == 1
     _wire, got = link.send(udp("b", "a"), NOW + 10, a_to_b=False)
     assert got.peer == "b" and link.a.counters["kp_limit"] == 0
+
+
+def test_kps_faster_than_the_grace_period_retire_the_oldest_early() -> None:
+    """More Kps inside one grace period than the receiver holds (a fast sender with small
+    Kps): the oldest superseded one goes early instead of the newest being refused."""
+    small = KeyingPolicy(allow_legacy=True, kp_max_bytes=300)
+    receiver = KeyingPolicy(allow_legacy=True, rx_keys_per_peer=16)
+    link = pair("x25519", policy_a=small, policy_b=receiver)
+    packet = udp(payload=bytes(200))
+    first = link.a.protect(packet, NOW)
+    link.b.unprotect(first, NOW)
+    early = link.a.protect(packet, NOW)  # same Kp as `first`, held back
+    for i in range(200):  # 100 Kps within a millisecond each: all inside the 5 s grace
+        assert link.b.unprotect(link.a.protect(packet, NOW + i * 1e-3), NOW + i * 1e-3)
+    assert link.b.counters["kp_limit"] == 0
+    assert link.b.peer_status("a", NOW + 1).rx_keys <= 16
+    assert _reason(lambda: link.b.unprotect(early, NOW + 1)) == "kp_superseded"

@@ -858,13 +858,19 @@ class SkipEndpoint:
         if rx.created >= 0:
             self._supersede(rx, now)
         count = self._rx_per_peer.get(rx.peer, 0)
-        if count >= self.policy.rx_keys_per_peer and rx.created < 0:
-            oldest = next((k for k in self._rx_kps.values()
-                           if k.peer == rx.peer and k.created < 0), None)
-            if oldest is not None:
-                self._drop_rx(lambda k: k is oldest)
+        if count >= self.policy.rx_keys_per_peer:
+            if rx.created < 0:
+                oldest = next((k for k in self._rx_kps.values()
+                               if k.peer == rx.peer and k.created < 0), None)
+                if oldest is not None:
+                    self._forget_rx(oldest)
+                    count -= 1
+            elif self._retire_oldest(rx):
                 count -= 1
         if count >= self.policy.rx_keys_per_peer or len(self._rx_kps) >= self.policy.rx_keys:
+            live = rx.state.rx_live.get(rx.identity, [])
+            if rx in live:
+                live.remove(rx)  # never admitted: it must not raise the floor when it goes
             raise KeyingError("kp_limit", f"{count} live traffic keys from {rx.peer!r}")
         rx.keys.append(key)
         self._rx[key] = rx
@@ -872,6 +878,21 @@ class SkipEndpoint:
         self._rx_per_peer[rx.peer] = count + 1
         if rx.state.newest is None or rx.created > rx.state.newest.created or rx.created < 0:
             rx.state.newest = rx
+
+    def _retire_oldest(self, rx: _RxKey) -> bool:
+        """The peer's receive keys are full of Kps still in their grace period (a sender
+        making Kps faster than one per ``rx_superseded_seconds / rx_keys_per_peer``): retire
+        the oldest superseded one now. Its late packets become ``kp_superseded``, a loss TCP
+        recovers from, where refusing the newest Kp (``kp_limit``) stalled the flow for good."""
+        state = rx.state
+        live = state.rx_live.get(rx.identity, [])
+        old = min(live, key=lambda k: k.created, default=rx)
+        if old is rx:  # the newcomer is the oldest of them all: refuse it instead
+            return False
+        state.rx_floor[rx.identity] = max(state.rx_floor.get(rx.identity, 0), old.created + 1)
+        self._forget_rx(old)
+        live.remove(old)
+        return True
 
     def _supersede(self, rx: _RxKey, now: float) -> None:
         """A modern Kp joins its pair's live list: the older ones get their grace period (or
@@ -885,7 +906,7 @@ class SkipEndpoint:
             if old.accept_until <= now or old.index not in self._rx_kps:
                 floor = state.rx_floor.get(rx.identity, 0)
                 state.rx_floor[rx.identity] = max(floor, old.created + 1)
-                self._drop_rx(lambda k, old=old: k is old)
+                self._forget_rx(old)
                 continue
             if old.created < rx.created:
                 old.accept_until = min(old.accept_until, grace_end)
@@ -929,11 +950,16 @@ class SkipEndpoint:
     def _drop_rx(self, doomed: Callable[[_RxKey], bool]) -> int:
         gone = [rx for rx in self._rx_kps.values() if doomed(rx)]
         for rx in gone:
-            del self._rx_kps[rx.index]
-            for k in rx.keys:
-                self._rx.pop(k, None)
-            self._rx_per_peer[rx.peer] -= 1
+            self._forget_rx(rx)
         return len(gone)
+
+    def _forget_rx(self, rx: _RxKey) -> None:
+        """One receive Kp and every receive-cache key that reaches it (O(aliases))."""
+        if self._rx_kps.pop(rx.index, None) is None:
+            return
+        for k in rx.keys:
+            self._rx.pop(k, None)
+        self._rx_per_peer[rx.peer] -= 1
 
     # --- keys ------------------------------------------------------------------------------
 
