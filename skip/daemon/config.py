@@ -69,6 +69,8 @@ class DaemonSettings:
     key_management_port: int = 1640
     max_peers: int = 1024
     queue_limit: int = 4  # packets held per peer while its certificate is missing
+    rekey_bytes: int = 10_000_000  # plaintext bytes under one traffic key (draft-06 s. 2.2)
+    rekey_seconds: int = 120  # seconds one traffic key is used at most
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,8 @@ def _daemon(s: _Section) -> DaemonSettings:
         key_management_port=s.integer("key_management_port", d.key_management_port, 1, 65535),
         max_peers=s.integer("max_peers", d.max_peers, 1, 1_000_000),
         queue_limit=s.integer("queue_limit", d.queue_limit, 0, 64),
+        rekey_bytes=s.integer("rekey_bytes", d.rekey_bytes, 65536, 80_000_000_000),
+        rekey_seconds=s.integer("rekey_seconds", d.rekey_seconds, 10, 3600),
     )
     if 0 < settings.mtu < 576:
         s.fail(s.key("mtu"), f"{settings.mtu} is below the IPv4 minimum of 576 (0 = automatic)")

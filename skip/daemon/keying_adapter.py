@@ -113,6 +113,8 @@ class SkipKeying(KeyingEngine):
         rules = (config.default, *config.peers)
         return KeyingPolicy(allow_legacy=any(r.profile == "legacy" for r in rules),
                             queue_per_peer=max(1, config.daemon.queue_limit),
+                            kp_max_bytes=config.daemon.rekey_bytes,
+                            kp_max_seconds=float(config.daemon.rekey_seconds),
                             kij_cache_size=max(64, 4 * len(config.peers)))
 
     def _identity(self, creds: Credentials, config: Config) -> LocalIdentity:

@@ -5,8 +5,11 @@ overlay addresses that skipd protects, with the modern default suite (AES-256-GC
 ChaCha20-Poly1305 and AES-CBC + HMAC-SHA-256 suites, and the legacy default (3DES + keyed
 MD5), all in one run on this machine. For each run: throughput, packets, the CPU time both
 skipd processes used (from /proc) and so the microseconds per packet; one extra run of the
-modern default under cProfile says where skipd's time goes. Needs root; run with
-``tools/bench skipd`` (``--quick`` for short runs).
+modern default under cProfile says where skipd's time goes. Then one bulk transfer of
+6 GB (600 MB with ``--quick``) with the default 10 MB per traffic key: well over the 512 keys a
+receiver holds per peer (before modern revision 2.1 such a flow stalled for good at 5.12 GB);
+its throughput, the Kps it went through and the receiver's `kp_limit` count (must be 0).
+Needs root; run with ``tools/bench skipd`` (``--quick`` for short runs).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
+from skip.daemon.control import request  # noqa: E402
 from tests.netns import Lab, can_run, make_pki, skipd_config, start_skipd  # noqa: E402
 
 A, B = ("192.0.2.1", "10.57.0.1"), ("192.0.2.2", "10.57.0.2")
@@ -50,10 +54,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _iperf(lab_a, lab_b, address: str, seconds: float) -> dict:
+def _iperf(lab_a, lab_b, address: str, seconds: float, nbytes: int = 0) -> dict:
+    """``seconds`` of iperf3 a -> b, or (``nbytes``) exactly that much, however long it takes."""
     server = lab_b.popen("iperf3", "-s", "-1", "-B", address, stdout=subprocess.DEVNULL)
     time.sleep(0.3)
-    out = lab_a.run("iperf3", "-c", address, "-t", str(seconds), "-J", timeout=seconds + 30)
+    amount = ("-n", str(nbytes)) if nbytes else ("-t", str(seconds))
+    out = lab_a.run("iperf3", "-c", address, *amount, "-J", timeout=seconds + 30)
     server.wait(timeout=10)
     result = json.loads(out.stdout)["end"]
     return {"mbit_s": round(result["sum_received"]["bits_per_second"] / 1e6, 1),
@@ -133,12 +139,23 @@ def run(quick: bool) -> dict:
             result["us_per_packet_per_daemon"] = round(max(cpu) / packets * 1e6, 1)
             figures["runs"][label] = result
             _stop(lab, pids)
+        pids = _start_pair(lab, ns, work, pki, "modern", {})
+        bulk = (600 if quick else 6000) * 10**6
+        start = time.monotonic()
+        result = _iperf(ns["a"], ns["b"], B[1], 1200, nbytes=bulk)
+        result["seconds"] = round(time.monotonic() - start, 1)
+        counters = request(work / "b-modern.sock", "counters")["result"]
+        result["kps_received"] = counters["engine"].get("kp_decrypted", 0)
+        result["kp_limit"] = counters["drops"].get("kp_limit", 0)
+        figures["bulk"] = result
+        _stop(lab, pids)
         prof = work / "skipd.prof"
         pids = _start_pair(lab, ns, work, pki, "modern", {}, profile_to=prof)
         _iperf(ns["a"], ns["b"], B[1], seconds)
         _stop(lab, pids)
         figures["sender_profile_percent"] = _breakdown(prof) if prof.exists() else {}
     bare = figures["runs"]["bare veth"]["mbit_s"]
+    figures["bulk"]["ratio_to_bare"] = round(figures["bulk"]["mbit_s"] / bare, 4) if bare else None
     for result in figures["runs"].values():
         result["ratio_to_bare"] = round(result["mbit_s"] / bare, 4) if bare else None
     return figures
@@ -154,6 +171,10 @@ def report(figures: dict) -> str:
         cpu = "/".join(f"{c}%" for c in r.get("skipd_cpu_percent", [])) or "-"
         lines.append(f"{label:<36} {r['mbit_s']:>9.1f} {r['ratio_to_bare']:>8.4f} "
                      f"{r['retransmits']:>6} {cpu:>14} {r.get('us_per_packet_per_daemon', '-'):>7}")
+    bulk = figures["bulk"]
+    lines.append(f"bulk: {bulk['bytes'] / 1e9:.1f} GB in {bulk['seconds']} s, "
+                 f"{bulk['mbit_s']} Mbit/s ({bulk['ratio_to_bare']} of bare), through "
+                 f"{bulk['kps_received']} Kps; receiver kp_limit {bulk['kp_limit']} (must be 0)")
     if figures.get("sender_profile_percent"):
         lines.append("where the sending skipd's busy time goes (cProfile, modern aes-256-gcm):")
         for label, share in sorted(figures["sender_profile_percent"].items(),
