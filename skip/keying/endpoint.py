@@ -447,7 +447,7 @@ class SkipEndpoint:
         me = self._identities[identity] if identity else next(
             i for i in self._identities.values() if them.group in i.keys)
         suite = self.suite_for(them)
-        n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
+        n = kdf.counter_n(now)
         header = SkipHeader(suite.version, me.nsid, them.nsid, PROTO_NONE, n, 0,
                             suite.crypt_alg, suite.mac_alg, 0, b"", me.mkid, them.mkid).encode()
         for dst in sorted(them.addresses):
@@ -558,7 +558,7 @@ class SkipEndpoint:
         """The Kp for a packet the fast path could not place: finds the principal and the
         peer, makes a Kp when the pair has none that is live, and remembers the IPv4 route.
         None: the peer is unknown and the packet waits for its certificate."""
-        n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
+        n = kdf.counter_n(now)
         locate_upper(packet, verify_checksum=False)  # validates the header chain
         src, dst = _addresses(packet)
         if identity_name is not None:
@@ -683,7 +683,7 @@ class SkipEndpoint:
             if rx is not None and rx.accept_from <= now < rx.accept_until:  # n within +-1
                 inner = rx.unprotect(packet, shim_len=length, shim_icv=shim_icv)
             else:
-                local_n = (int(now) - kdf.SKIP_EPOCH) // kdf.N_PERIOD
+                local_n = kdf.counter_n(now)
                 src, dst = _addresses(packet)
                 header = shim_icv or packet[off:end]
                 rx = self._admit(packet, end, header, src, dst, local_n, now)
