@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from skip.crypto.dh import GROUPS
@@ -331,3 +331,13 @@ class Capture:
             else:
                 out.append(f"{'v4' if proto4 else 'v6'}:{proto}")
         return out
+
+
+def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``check`` until true (a loaded 2-core machine may take a moment to drain)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -20,8 +20,8 @@ import pytest
 
 from skip.crypto.kdf import counter_n
 from skip.daemon.control import request
-from tests.netns import Lab, can_run, tcp_transfer
-from tests.test_daemon_traffic import LAN, OVERLAY, Site, _send_raw, eventually, start_pair
+from tests.netns import Lab, can_run, eventually, tcp_transfer
+from tests.test_daemon_traffic import LAN, OVERLAY, Site, _send_raw, start_pair
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(can_run() is not None, reason=str(can_run()))]

@@ -14,13 +14,21 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from skip.daemon.control import request
-from tests.netns import Lab, can_run, make_pki, skipd_config, start_skipd, tcp_transfer
+from tests.netns import (
+    Lab,
+    can_run,
+    eventually,
+    make_pki,
+    skipd_config,
+    start_skipd,
+    tcp_transfer,
+)
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(can_run() is not None, reason=str(can_run()))]
@@ -122,12 +130,3 @@ def test_a_link_narrowed_under_skipd_is_answered_with_icmp(wide: Pair) -> None:
     assert eventually(lambda: wide.status("a")["mtu"] == int(found.group(1)))
     sent, got, _ = tcp_transfer(wide.ns["b"], wide.ns["a"], OVERLAY["b"][0], SIZE, timeout=20)
     assert sent == got
-
-
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

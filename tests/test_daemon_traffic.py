@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from tests.netns import (
     Lab,
     Namespace,
     can_run,
+    eventually,
     make_pki,
     skipd_config,
     start_skipd,
@@ -267,16 +268,6 @@ def test_reload_and_restart_keep_traffic_flowing(running: Site) -> None:
     assert site.ping("a", OVERLAY["b"][0])
     assert request(site.sock("a"), "flush")["result"]["flushed"] == 2  # Kij, send Kp to b
     assert site.ping("a", OVERLAY["b"][0])
-
-
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``check`` until true (a loaded 2-core machine may take a moment to drain)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _send_raw(ns: Namespace, datagrams: list[bytes]) -> None:
