@@ -573,15 +573,23 @@ class SkipEndpoint:
                 raise KeyingError("unknown_mkid", f"no peer named {peer_name!r}")
             self._queue(skip_name(0, b"", dst), "outbound", packet, 0, b"", dst, now)
             return None
-        pair = (me.name, them.name)
-        tx = self._tx.get(pair)
-        if tx is None or not tx.live(now):
-            if tx is not None:
-                tx.expires = -1.0  # retired: routes that still point at it take this path
-            tx = self._tx[pair] = self._new_tx(me, them, self.suite_for(them), n, now)
+        tx = self._pair_tx(me, them, self.suite_for(them), n, now)
         if identity_name is None and peer_name is None and len(src) == 4 and \
                 packet[0] == 0x45:
             self._tx_by_route[packet[12:20]] = tx  # bounded: only routes that found a pair
+        return tx
+
+    def _pair_tx(self, me: LocalIdentity, them: Peer, suite: Suite, n: int, now: float,
+                 usable: Callable[[_TxKey], bool] = lambda tx: True) -> _TxKey:
+        """The pair's current send Kp, or (none live, or not ``usable``) a new one in ``suite``
+        that becomes it; the old one is retired, so routes that still point at it take the
+        slow path."""
+        pair = (me.name, them.name)
+        tx = self._tx.get(pair)
+        if tx is None or not tx.live(now) or not usable(tx):
+            if tx is not None:
+                tx.expires = -1.0
+            tx = self._tx[pair] = self._new_tx(me, them, suite, n, now)
         return tx
 
     def _new_tx(self, me: LocalIdentity, them: Peer, suite: Suite, n: int, now: float) -> _TxKey:
@@ -1065,16 +1073,13 @@ class SkipEndpoint:
             if version == num.MODERN_VERSION:
                 # Every modern Kp we send becomes the pair's current one: the peer retires
                 # the older ones by creation time, so a one-off Kp would end our traffic Kp.
-                tx = self._tx.get((me.name, them.name))
-                if tx is None or not tx.live(now) or adp.failed_classes(
-                        self.policy, version, tx.suite.algorithms):
-                    suite = self.suite_for(them)
-                    if adp.failed_classes(self.policy, version, suite.algorithms):
-                        suite = adp.answer_suite(self.policy, version) or suite
-                    if tx is not None:
-                        tx.expires = -1.0
-                    tx = self._tx[(me.name, them.name)] = self._new_tx(me, them, suite, n, now)
-                    self._tx_by_route.clear()
+                def ours(tx: _TxKey) -> bool:  # not in algorithms we ourselves refuse
+                    return not adp.failed_classes(self.policy, version, tx.suite.algorithms)
+
+                suite = self.suite_for(them)
+                if adp.failed_classes(self.policy, version, suite.algorithms):
+                    suite = adp.answer_suite(self.policy, version) or suite
+                tx = self._pair_tx(me, them, suite, n, now, ours)
             else:  # a one-off Kp: legacy answers use the ADP suite (AH, keyed MD5)
                 suite = adp.answer_suite(self.policy, version)
                 if suite is None:
