@@ -265,13 +265,20 @@ def _check_revocation(
         relevant = [c for c in crls if c.issuer == issuer.subject]
         good = []
         for item in relevant:
-            verify_signature(
-                issuer.spki,
-                item.signature_algorithm,
-                item.tbs,
-                item.signature,
-                allow_legacy=policy.allow_legacy_signatures,
-            )
+            try:
+                verify_signature(
+                    issuer.spki,
+                    item.signature_algorithm,
+                    item.tbs,
+                    item.signature,
+                    allow_legacy=policy.allow_legacy_signatures,
+                )
+            except CertificateError as exc:  # the CRL is bad, not the certificate
+                raise CertificateError(
+                    "cert_crl_invalid",
+                    f"the CRL naming {issuer.subject_text} as issuer does not verify with "
+                    f"that issuer's key: {exc.detail}",
+                ) from exc
             if issuer.key_usage is not None and "crl_sign" not in issuer.key_usage:
                 raise CertificateError(
                     "cert_crl_invalid", f"{issuer.subject_text} may not sign CRLs"
