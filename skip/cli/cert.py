@@ -27,6 +27,7 @@ from skip.files import read_bounded
 from skip.pki.certificate import (
     Certificate,
     Subject,
+    iso_time,
     issue,
     load_certificate,
     load_certificates,
@@ -124,7 +125,8 @@ def day_count(text: str) -> int:
 
 
 def iso(when: int) -> str:
-    return dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The one form skip-cert prints times in, human and JSON: ISO 8601 UTC."""
+    return iso_time(when)
 
 
 def write_file(path: Path, data: bytes, *, force: bool, private: bool = False) -> None:

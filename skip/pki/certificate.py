@@ -272,6 +272,12 @@ def random_serial(rng: Rng = os.urandom) -> int:
     return (int.from_bytes(rng(16)) >> 1) or 1
 
 
+def iso_time(when: float) -> str:
+    """``when`` (POSIX seconds) as ISO 8601 UTC to the second, e.g. ``2027-01-15T08:00:00Z``:
+    the one form every message and listing of skip shows a time in."""
+    return dt.datetime.fromtimestamp(int(when), _UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def time_value(when: int) -> x509.Time:
     moment = dt.datetime.fromtimestamp(when, _UTC)
     kind = "utc_time" if moment.year in _UTCTIME_YEARS else "general_time"

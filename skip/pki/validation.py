@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from skip.crypto.dh import DHGroup, Rng, validate_parameters
 from skip.errors import CertificateError, KeyingError
-from skip.pki.certificate import Certificate
+from skip.pki.certificate import Certificate, iso_time
 from skip.pki.crl import Crl
 from skip.pki.dhkey import DHPublicKey
 from skip.pki.names import SkipName, address_name
@@ -152,10 +152,13 @@ def check_time(cert: Certificate | UdhCertificate, now: float) -> None:
     what = cert.subject_text if isinstance(cert, Certificate) else "the UDH value"
     if now < cert.not_before:
         raise CertificateError(
-            "cert_not_yet_valid", f"{what} is not valid before {cert.not_before}"
+            "cert_not_yet_valid",
+            f"{what} is not valid before {iso_time(cert.not_before)} (now {iso_time(now)})",
         )
     if now > cert.not_after:
-        raise CertificateError("cert_expired", f"{what} expired at {cert.not_after}")
+        raise CertificateError(
+            "cert_expired", f"{what} expired at {iso_time(cert.not_after)} (now {iso_time(now)})"
+        )
 
 
 def check_dh_key(key: DHPublicKey, policy: Policy = Policy(), rng: Rng = os.urandom) -> DHGroup:
@@ -284,8 +287,11 @@ def _check_revocation(
                     "cert_crl_invalid", f"{issuer.subject_text} may not sign CRLs"
                 )
             if now < item.this_update or (item.next_update is not None and now > item.next_update):
+                until = iso_time(item.next_update) if item.next_update is not None else "-"
                 raise CertificateError(
-                    "cert_crl_invalid", f"the CRL of {issuer.subject_text} is not current"
+                    "cert_crl_invalid",
+                    f"the CRL of {issuer.subject_text} is not current (this update "
+                    f"{iso_time(item.this_update)}, next update {until}, now {iso_time(now)})",
                 )
             good.append(item)
         if not good and policy.require_crl:
@@ -295,6 +301,6 @@ def _check_revocation(
             if entry is not None and entry.revoked_at <= now:
                 raise CertificateError(
                     "cert_revoked",
-                    f"serial {cert.serial:x} revoked at {entry.revoked_at}"
+                    f"serial {cert.serial:x} revoked at {iso_time(entry.revoked_at)}"
                     + (f" ({entry.reason})" if entry.reason else ""),
                 )
