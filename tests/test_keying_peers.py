@@ -14,7 +14,7 @@ from skip.crypto.kdf import counter_n
 from skip.errors import SkipError
 from skip.keying.endpoint import SkipEndpoint
 from skip.keying.events import CertificateNeeded, Transmit
-from skip.keying.identity import Peer
+from skip.keying.identity import LocalIdentity, Peer
 from skip.keying.pending import PendingPackets
 from skip.keying.policy import KeyingPolicy
 from skip.wire.checksum import internet_checksum
@@ -72,8 +72,8 @@ def test_tunnel_change_renews_send_keys_and_keeps_receive_state() -> None:
     assert link.a.counters["kp_decrypted"] == 1
 
 
-def test_a_new_public_value_drops_everything() -> None:
-    link = pair("x25519")
+def test_a_new_public_value_without_grace_drops_everything() -> None:
+    link = pair("x25519", policy_b=KeyingPolicy(allow_legacy=True, key_rotation_seconds=0))
     wire, _ = link.send(udp())
     stranger = identity("c", ("x25519",))
     link.b.add_peer(Peer.create("a", "x25519", stranger.publics["x25519"],
@@ -81,6 +81,53 @@ def test_a_new_public_value_drops_everything() -> None:
     assert link.b.peer_status("a", NOW).rx_keys == 0
     # the cached Kp is gone: the header is unwrapped afresh with the new key, and fails
     _refused(lambda: link.b.unprotect(wire, NOW), "kp_unwrap_failed")
+
+
+def _rotated(grace: float = 300.0) -> tuple[Link, SkipEndpoint]:
+    """b learns that a's key pair changed (a's new key is c's), while a still sends under
+    its old one; returns the link and an endpoint holding a's new key at a's addresses."""
+    link = pair("x25519", policy_b=KeyingPolicy(key_rotation_seconds=grace))
+    link.send(udp())
+    new = identity("c", ("x25519",))
+    link.b.add_peer(Peer.create("a", "x25519", new.publics["x25519"],
+                                addresses=["10.0.0.1", "2001:db8::1"]), NOW)
+    renewed_a = SkipEndpoint([LocalIdentity.create("a", new.keys,
+                                                   addresses=["10.0.0.1", "2001:db8::1"])],
+                             [peer_of(identity("b", ("x25519",)), "x25519")], started=STARTED)
+    return link, renewed_a
+
+
+def test_a_rotation_keeps_the_old_keys_traffic_for_its_grace() -> None:
+    """Issue 9 s. 2: several live keys per principal; a rotation is not remove + add."""
+    link, renewed_a = _rotated()
+    # the Kp a was using goes on verifying, with its replay window
+    second = link.a.protect(udp(payload=b"second"), NOW + 1)
+    assert link.b.unprotect(second, NOW + 1).packet == udp(payload=b"second")
+    _refused(lambda: link.b.unprotect(second, NOW + 1), "replay")
+    # a has not switched yet: a new Kp under its old key is admitted during the grace
+    link.a.flush(NOW + 2)
+    third = link.a.protect(udp(payload=b"third"), NOW + 2)
+    assert link.b.unprotect(third, NOW + 2).peer == "a"
+    assert link.b.counters["rx_previous_key"] == 1
+    assert link.b.peer_status("a", NOW + 2).rotating
+    # a's new key works at once, both ways: b sends under it
+    fresh = renewed_a.protect(udp(payload=b"new key"), NOW + 3)
+    assert link.b.unprotect(fresh, NOW + 3).packet == udp(payload=b"new key")
+    back = link.b.protect(udp("b", "a"), NOW + 3)
+    assert renewed_a.unprotect(back, NOW + 3).packet == udp("b", "a")
+    _refused(lambda: link.a.unprotect(back, NOW + 3), "kp_unwrap_failed")
+
+
+def test_the_old_key_is_refused_once_the_grace_is_over() -> None:
+    link, _ = _rotated(grace=60.0)
+    link.b.handle_timer(NOW)  # started two hours ago: the hourly sweep was due
+    assert link.b.get_timer() == NOW + 60
+    link.b.handle_timer(NOW + 60)
+    assert not link.b.peer_status("a", NOW + 60).rotating
+    link.a.flush(NOW + 61)
+    late = link.a.protect(udp(payload=b"late"), NOW + 61)
+    _refused(lambda: link.b.unprotect(late, NOW + 61), "kp_unwrap_failed")
+    assert link.b.counters["rx_previous_key"] == 0
 
 
 # --- the status read-out -------------------------------------------------------------------

@@ -70,7 +70,16 @@ class Dropped:
     detail: str
 
 
-Event = CertificateNeeded | Transmit | Received | AlgorithmsChanged | Dropped
+@dataclass(frozen=True, slots=True)
+class PeerExpired:
+    """A peer's certificate expired while running: the endpoint forgot the peer and its keys
+    (its next packet asks for a certificate again, with :class:`CertificateNeeded`)."""
+
+    peer: str
+    not_after: float
+
+
+Event = CertificateNeeded | Transmit | Received | AlgorithmsChanged | Dropped | PeerExpired
 
 
 class Counters(Counter):
@@ -79,6 +88,7 @@ class Counters(Counter):
     SUCCESS = frozenset({
         "rx_ok", "tx_ok", "kp_new", "kp_decrypted", "kij_computed", "adp_sent", "adp_received",
         "queued", "released", "peer_moved", "kp_notice_sent", "kp_notice_received",
+        "rx_previous_key", "peer_expired",
     })
 
     def hit(self, name: str, amount: int = 1) -> None:

@@ -103,6 +103,10 @@ class Peer:
     docs/keying.md, "Nomadic peers"). ``principal`` names the certified holder of the public
     value (skipd: the certificate's fingerprint; default: ``name``): several peers, e.g. one
     host's tunnel and transport rules, may share a public value only if they share it.
+    ``not_after``: when the public value stops being believed (its certificate chain's
+    earliest expiry); the endpoint stops using it then, while running. ``local``: the name of
+    the local principal to speak as toward this peer (default: the packet's source address
+    decides, else the first principal with a key in the peer's group).
     """
 
     name: str
@@ -115,11 +119,14 @@ class Peer:
     pre06: bool = False
     nomadic: bool = False
     principal: str = ""
+    not_after: float | None = None
+    local: str = ""
 
     @classmethod
     def create(cls, name: str, group_name: str, public: bytes, *, nsid: int = 0,
                mkid: bytes = b"", addresses: Iterable[str | bytes] = (), suite: Suite | None = None,
                pre06: bool = False, nomadic: bool = False, principal: str | None = None,
+               not_after: float | None = None, local: str = "",
                nsids: NsidTable = STANDARD_NSIDS) -> Peer:
         """Validate and build; a bad public value is refused here, before any DH work."""
         _check_name(nsid, mkid, nsids)
@@ -129,7 +136,7 @@ class Peer:
         group(group_name).validate_public(public)
         return cls(name, group_name, bytes(public), nsid, bytes(mkid),
                    packed_addresses(addresses), suite, pre06, nomadic,
-                   name if principal is None else principal)
+                   name if principal is None else principal, not_after, local)
 
     @classmethod
     def from_peer_key(cls, name: str, key: PeerKey, *, nsid: int | None = None,
@@ -150,4 +157,5 @@ class Peer:
                 raise CertificateError("cert_name_mismatch", f"the key has no NSID {nsid} name")
             mkid = match
         return cls.create(name, key.group.name, key.public_value, nsid=nsid, mkid=mkid,
-                          addresses=addresses, suite=suite, pre06=pre06)
+                          addresses=addresses, suite=suite, pre06=pre06,
+                          not_after=float(key.not_after))

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 
 from skip.errors import KeyingError
 
-CacheKey = tuple[str, str, int]  # (local identity name, peer name, header version)
+#: (local identity name, peer name, header version, the peer's public value): a peer whose
+#: key rotates has two entries while the old key's grace lasts
+CacheKey = tuple[str, str, int, bytes]
 
 
 @dataclass(slots=True)

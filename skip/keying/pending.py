@@ -13,6 +13,7 @@ real principals' first packets wait again, never stop them being asked for.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 
@@ -63,6 +64,14 @@ class PendingPackets:
         for name in stale:
             dropped["cert_wait_expired"] += len(self._queues.pop(name).packets)
         return dropped
+
+    def next_expiry(self) -> float | None:
+        """When :meth:`expire` will next have something to drop (None: nothing waits)."""
+        if not self._queues:
+            return None
+        # the first instant past the deadline (expire drops what waited *longer*)
+        return math.nextafter(min(w.since for w in self._queues.values()) + self.max_age,
+                              math.inf)
 
     def take(self, names: set[bytes]) -> list[tuple[str, bytes]]:
         """Remove and return, oldest first per name, what waits for any of ``names``."""

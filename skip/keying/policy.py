@@ -32,6 +32,10 @@ class KeyingPolicy:
     ``rx_superseded_seconds``: how long a modern receive Kp stays usable once its sender has
     started a newer one (packets reordered across the change); then it is retired and its
     packets are refused (``kp_superseded``), so a fast flow never fills ``rx_keys_per_peer``.
+    ``key_rotation_seconds``: when a peer's key pair changes (:meth:`SkipEndpoint.add_peer`
+    with a new public value), how long new Kps under its previous key are still admitted,
+    since the peer may switch after we learn its new certificate; 0 drops the old key at once
+    (a rotation because the old key leaked).
     ``adp_per_second``: all SKIP ICMP answers together, whatever their sources (a spoofed
     flood cannot turn the node into a reflector).
     """
@@ -49,6 +53,7 @@ class KeyingPolicy:
     rx_keys_per_peer: int = 512
     replay_window: int = 64
     rx_superseded_seconds: float = 5.0
+    key_rotation_seconds: float = 300.0
     adp_interval: float = 1.0
     adp_sources: int = 1024
     adp_per_second: float = 20.0
@@ -72,6 +77,8 @@ class KeyingPolicy:
             # one window per live Kp: its bitmap must stay small (docs/keying.md)
             raise ConfigError("config_invalid",
                               f"replay_window must be at most {MAX_REPLAY_WINDOW} packets")
+        if self.key_rotation_seconds < 0:
+            raise ConfigError("config_invalid", "key_rotation_seconds must not be negative")
         if not (self.rx_superseded_seconds > 0 and self.adp_per_second > 0):
             raise ConfigError("config_invalid", "grace period and SKIP ICMP rate must be positive")
 
