@@ -69,6 +69,14 @@ DAY = 86_400
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 RSA_BITS = (2048, 3072, 4096)  # larger ones take minutes to generate
 MAX_DAYS = 36_525  # 100 years
+BACKDATE = 300
+"""Seconds by which a start time of ``now`` is moved back in what the tool signs or records:
+the not-before of certificates (init-ca, issue) and UDH values, a CRL's thisUpdate, a
+revocation date. A host whose clock is a little behind the CA's would otherwise refuse a
+certificate or CRL fresh from the CA as not yet valid (``cert_not_yet_valid``,
+``cert_crl_invalid``). ``--backdate SECONDS`` overrides it; explicit times are used as given."""
+MAX_BACKDATE = DAY
+clock: Callable[[], float] = time.time  # the one place the tool reads the time (tests set it)
 
 
 # --- small helpers: time, files, passphrases -------------------------------------------------
@@ -79,7 +87,7 @@ def parse_time(text: str) -> int:
 
     Bounded to years 1..9999 so that every accepted moment can be printed and encoded."""
     if text == "now":
-        return int(time.time())
+        return int(clock())
     try:
         if text.startswith("@"):
             when = int(text[1:])
@@ -96,9 +104,35 @@ def parse_time(text: str) -> int:
 
 
 def validity(args: argparse.Namespace) -> tuple[int, int]:
-    """(not before, not after) from ``--not-before`` and ``--days`` (see :func:`_validity`)."""
-    start = parse_time(args.not_before)
-    return start, start + args.days * DAY
+    """(not before, not after) from ``--not-before``, ``--days`` and ``--backdate`` (see
+    :func:`_validity`): a not-before of ``now`` is moved back by the margin, the end is still
+    ``--days`` from the nominal start."""
+    nominal = parse_time(args.not_before)
+    return nominal - backdate(args.not_before, args.backdate), nominal + args.days * DAY
+
+
+def backdate(text: str, seconds: int | None) -> int:
+    """How far a start time given as ``text`` is moved back: :data:`BACKDATE` (or
+    ``--backdate``) for ``now``, nothing for an explicit time, which is taken as given."""
+    if text != "now":
+        if seconds is not None:
+            raise ConfigError(
+                "config_invalid",
+                f"--backdate moves a start time of 'now' only; {text!r} is used as given",
+            )
+        return 0
+    return BACKDATE if seconds is None else seconds
+
+
+def backdate_seconds(text: str) -> int:
+    """``--backdate``: whole seconds from 0 to a day."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if not 0 <= value <= MAX_BACKDATE:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..{MAX_BACKDATE}")
+    return value
 
 
 def path_length(text: str) -> int:
@@ -646,7 +680,7 @@ def cmd_revoke(args: argparse.Namespace) -> None:
         raise ConfigError("config_invalid", "name certificates or --serial values to revoke")
     state = ca.state()
     known = {serial_number(r["serial"]) for r in state["revoked"]}
-    when = parse_time(args.at)
+    when = parse_time(args.at) - backdate(args.at, args.backdate)
     for serial in serials:
         if serial in known:
             print(f"serial {serial:x} was already revoked")
@@ -668,7 +702,7 @@ def cmd_crl(args: argparse.Namespace) -> None:
         signer=ca.signer(read_passphrase(args.ca_passphrase_file)),
         issuer=ca.certificate(),
         revoked=ca.revocations(),
-        this_update=now,
+        this_update=now - backdate(args.at, args.backdate),
         next_update=next_update,
         number=state["crl_number"],
     )
@@ -720,6 +754,17 @@ def _key_source(parser: argparse.ArgumentParser) -> None:
 def _validity(parser: argparse.ArgumentParser, days: int) -> None:
     parser.add_argument("--days", type=day_count, default=days, help=f"validity (default {days})")
     parser.add_argument("--not-before", default="now", help="ISO 8601, @seconds or now")
+    _backdate(parser, "a not-before of now")
+
+
+def _backdate(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--backdate",
+        type=backdate_seconds,
+        metavar="SECONDS",
+        help=f"move {what} back by SECONDS, for hosts whose clock is behind "
+        f"(default {BACKDATE})",
+    )
 
 
 def _output(parser: argparse.ArgumentParser, *, required: bool = True,
@@ -884,7 +929,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ca", required=True)
     p.add_argument("--serial", action="append", default=[], help="serial number in hex")
     p.add_argument("--reason", choices=REASONS, default=None)
-    p.add_argument("--at", default="now")
+    p.add_argument("--at", default="now", help="revocation date: ISO 8601, @seconds or now")
+    _backdate(p, "a revocation date of now")
 
     p = _command(
         sub,
@@ -895,7 +941,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ca", required=True)
     p.add_argument("--days", type=day_count, default=7)
-    p.add_argument("--at", default="now", help="thisUpdate time")
+    p.add_argument("--at", default="now", help="thisUpdate time: ISO 8601, @seconds or now")
+    _backdate(p, "a thisUpdate of now (nextUpdate stays --days from now)")
     p.add_argument("--ca-passphrase-file")
     _output(p)
     return parser
