@@ -218,6 +218,74 @@ def read_passphrase(path: str | None) -> bytes | None:
     return lines[0]
 
 
+MAX_PASSPHRASE = 64 * 1024  # far above any passphrase; bounds a --passphrase-fd that never ends
+
+
+def passphrase_from(args: argparse.Namespace, prefix: str = "") -> bytes | None:
+    """The passphrase the options ``--{prefix}passphrase-file/-env/-fd`` name (at most one of
+    them, argparse sees to that), or None when none is given."""
+    name = prefix.replace("-", "_")
+    path = getattr(args, f"{name}passphrase_file", None)
+    variable = getattr(args, f"{name}passphrase_env", None)
+    fd = getattr(args, f"{name}passphrase_fd", None)
+    if path is not None:
+        return read_passphrase(path)
+    if variable is not None:
+        return env_passphrase(variable)
+    if fd is not None:
+        return fd_passphrase(fd)
+    return None
+
+
+def env_passphrase(variable: str) -> bytes:
+    """The value of environment variable ``variable``, exactly (bytes as the OS holds them);
+    unset or empty is refused, like an empty passphrase file."""
+    if not variable or "=" in variable or "\0" in variable:
+        raise ConfigError("config_invalid", f"bad environment variable name {variable!r}")
+    value = os.environb.get(os.fsencode(variable))
+    if value is None:
+        raise ConfigError("config_invalid", f"environment variable {variable} is not set")
+    if not value:
+        raise ConfigError("config_invalid", f"environment variable {variable} is empty")
+    return value
+
+
+def fd_passphrase(fd: int) -> bytes:
+    """The first line read from file descriptor ``fd``. It is read one byte at a time and
+    only up to the newline, so whatever follows on the same descriptor (a key on standard
+    input after ``--passphrase-fd 0``) is left for the next reader. The descriptor is not
+    closed."""
+    line = bytearray()
+    try:
+        while len(line) <= MAX_PASSPHRASE:
+            byte = os.read(fd, 1)
+            if not byte or byte == b"\n":
+                break
+            line += byte
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, f"file descriptor {fd}") from None
+    if len(line) > MAX_PASSPHRASE:
+        raise ConfigError(
+            "config_invalid", f"file descriptor {fd}: a passphrase line over {MAX_PASSPHRASE} bytes"
+        )
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if not line:
+        raise ConfigError("config_invalid", f"file descriptor {fd}: the passphrase is empty")
+    return bytes(line)
+
+
+def fd_number(text: str) -> int:
+    """``--passphrase-fd``: a file descriptor number (0 is standard input)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file descriptor number")
+    return value
+
+
 class CaDir:
     """A CA's directory: certificate, key and the list of revocations."""
 
@@ -341,7 +409,7 @@ def read_dh_public(args: argparse.Namespace) -> DHPublicKey:
     parameters or values that every relying party would refuse."""
     if args.key:
         key = load_private_key(
-            read_bounded(args.key), read_passphrase(args.key_passphrase_file)
+            read_bounded(args.key), passphrase_from(args, "key-")
         ).public
     elif args.public:
         key = load_public_key(read_bounded(args.public))
@@ -449,7 +517,7 @@ def cmd_init_ca(args: argparse.Namespace) -> None:
     for name in (CA_CERT, CA_KEY):
         if (directory / name).exists() and not args.force:
             raise CertificateError("cert_exists", f"{directory / name} exists (use --force)")
-    passphrase = read_passphrase(args.passphrase_file)
+    passphrase = passphrase_from(args)
     signer = generate_signer(args.key_type, args.rsa_bits)
     start, end = validity(args)
     cert = issue(
@@ -492,7 +560,7 @@ def cmd_genkey(args: argparse.Namespace) -> None:
     key = generate_key(group)
     write_file(
         Path(args.out),
-        dump_private_key(key, read_passphrase(args.passphrase_file)),
+        dump_private_key(key, passphrase_from(args)),
         force=args.force,
         private=True,
     )
@@ -512,7 +580,7 @@ def cmd_issue(args: argparse.Namespace) -> None:
         )
     addresses = tuple(ipaddress.ip_address(a) for a in args.ip)
     cert = issue(
-        signer=ca.signer(read_passphrase(args.ca_passphrase_file)),
+        signer=ca.signer(passphrase_from(args, "ca-")),
         issuer=ca_cert,
         subject=Subject(
             parse_dn(args.subject), addresses, dns_names(args.dns), mailboxes(args.email)
@@ -536,7 +604,7 @@ def cmd_udh(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    info = describe(read_object(args.file, read_passphrase(args.passphrase_file)))
+    info = describe(read_object(args.file, passphrase_from(args)))
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -699,7 +767,7 @@ def cmd_crl(args: argparse.Namespace) -> None:
     next_update = now + args.days * DAY
     state["crl_number"] = state.get("crl_number", 0) + 1
     crl = issue_crl(
-        signer=ca.signer(read_passphrase(args.ca_passphrase_file)),
+        signer=ca.signer(passphrase_from(args, "ca-")),
         issuer=ca.certificate(),
         revoked=ca.revocations(),
         this_update=now - backdate(args.at, args.backdate),
@@ -748,7 +816,18 @@ def _key_source(parser: argparse.ArgumentParser) -> None:
         "--public", help="the holder's DH public key (PEM/DER SubjectPublicKeyInfo)"
     )
     source.add_argument("--udh", help="the holder's UDH value")
-    parser.add_argument("--key-passphrase-file", help="passphrase of --key, first line of FILE")
+    _passphrase(parser, "key-", "the passphrase of --key")
+
+
+def _passphrase(parser: argparse.ArgumentParser, prefix: str, what: str) -> None:
+    """``--{prefix}passphrase-file FILE | -env VAR | -fd N``, at most one of them."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(f"--{prefix}passphrase-file", metavar="FILE",
+                        help=f"{what}: the first line of FILE")
+    source.add_argument(f"--{prefix}passphrase-env", metavar="VAR",
+                        help=f"{what}: the value of environment variable VAR")
+    source.add_argument(f"--{prefix}passphrase-fd", metavar="N", type=fd_number,
+                        help=f"{what}: the first line read from file descriptor N")
 
 
 def _validity(parser: argparse.ArgumentParser, days: int) -> None:
@@ -804,7 +883,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--path-length", type=path_length, default=0, help="intermediate CAs allowed below"
     )
-    p.add_argument("--passphrase-file", help="encrypt ca.key with the first line of FILE")
+    _passphrase(p, "", "encrypt ca.key with a passphrase")
     p.add_argument("--force", action="store_true")
 
     p = _command(
@@ -820,7 +899,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-small", action="store_true", help=f"allow groups below {MIN_NEW_MODP_BITS} bits"
     )
-    p.add_argument("--passphrase-file", help="encrypt the key with the first line of FILE")
+    _passphrase(p, "", "encrypt the key with a passphrase")
     p.add_argument("--force", action="store_true")
 
     p = _command(
@@ -844,7 +923,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="v3 (RFC 5280) or draft (skip-x509-00: v1, PKCS#3, ipAddress RDNs)",
     )
     _validity(p, 365)
-    p.add_argument("--ca-passphrase-file")
+    _passphrase(p, "ca-", "the passphrase of ca.key")
     _output(p)
 
     p = _command(
@@ -867,7 +946,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", help="certificate, UDH value, CRL, public or private key")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--passphrase-file", help="passphrase of an encrypted private key")
+    _passphrase(p, "", "the passphrase of an encrypted private key")
 
     p = _command(
         sub,
@@ -943,7 +1022,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=day_count, default=7)
     p.add_argument("--at", default="now", help="thisUpdate time: ISO 8601, @seconds or now")
     _backdate(p, "a thisUpdate of now (nextUpdate stays --days from now)")
-    p.add_argument("--ca-passphrase-file")
+    _passphrase(p, "ca-", "the passphrase of ca.key")
     _output(p)
     return parser
 
