@@ -23,7 +23,7 @@ from typing import Any
 
 from skip.crypto.dh import GROUPS, MIN_NEW_MODP_BITS
 from skip.errors import CertificateError, ConfigError, SkipError
-from skip.files import read_bounded
+from skip.files import MAX_INPUT, read_bounded
 from skip.pki.certificate import (
     Certificate,
     Subject,
@@ -163,6 +163,58 @@ def iso(when: int) -> str:
     return iso_time(when)
 
 
+STDIO = "-"
+"""The file name that means standard input (where a file is read) or standard output (where
+one is written). A file really called ``-`` is ``./-``."""
+_stdin_read = False  # standard input can be read once per run (main() resets it)
+
+
+def shown(path: str | Path) -> str:
+    """A file name for messages: ``-`` (the string, never a Path) is said as standard input."""
+    return "standard input" if path == STDIO else str(path)
+
+
+def read_input(path: str | Path) -> bytes:
+    """The bytes of ``path``, or of standard input for ``-`` (bounded alike, at most
+    :data:`skip.files.MAX_INPUT`). Only the command-line string ``-`` means standard input:
+    ``./-`` is a file of that name."""
+    global _stdin_read
+    if isinstance(path, Path) or path != STDIO:
+        return read_bounded(path)
+    if _stdin_read:
+        raise ConfigError("config_invalid", "only one input can come from standard input (-)")
+    _stdin_read = True
+    if sys.stdin is None:
+        raise ConfigError("config_invalid", "there is no standard input to read - from")
+    data = sys.stdin.buffer.read(MAX_INPUT + 1)
+    if len(data) > MAX_INPUT:
+        raise ConfigError("config_invalid", f"standard input: larger than {MAX_INPUT} bytes")
+    return data
+
+
+def write_output(path: str, data: bytes, *, force: bool, private: bool = False) -> None:
+    """:func:`write_file`, or standard output for ``-`` (where the shell's redirection, not
+    this tool, decides where the bytes land and with which mode)."""
+    if path == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        write_file(Path(path), data, force=force, private=private)
+
+
+def same_output(first: str, second: str) -> bool:
+    """Whether two output names land in the same place (both ``-``, or one file)."""
+    if STDIO in (first, second):
+        return first == second
+    return Path(first).resolve() == Path(second).resolve()
+
+
+def say(text: str, *outputs: str | None) -> None:
+    """A status line for people: on standard output, or on standard error when one of the
+    command's ``outputs`` is standard output (``--out -``), which then carries the data."""
+    print(text, file=sys.stderr if STDIO in outputs else sys.stdout)
+
+
 def write_file(path: Path, data: bytes, *, force: bool, private: bool = False) -> None:
     """Create ``path`` (mode 0600 for private keys); refuse to replace it without ``force``.
 
@@ -212,9 +264,11 @@ def read_passphrase(path: str | None) -> bytes | None:
     passphrase" would silently write an unencrypted key the operator asked to protect."""
     if path is None:
         return None
-    lines = read_bounded(path).splitlines()
+    lines = read_input(path).splitlines()
     if not lines or not lines[0]:
-        raise ConfigError("config_invalid", f"{path}: the passphrase (first line) is empty")
+        raise ConfigError(
+            "config_invalid", f"{shown(path)}: the passphrase (first line) is empty"
+        )
     return lines[0]
 
 
@@ -381,7 +435,7 @@ def read_object(
     path: str, passphrase: bytes | None = None
 ) -> Certificate | UdhCertificate | Crl | DHPublicKey | DHPrivateKey:
     """Whatever ``path`` holds: certificate, CRL, public or private key (PEM/DER) or UDH."""
-    data = read_bounded(path)
+    data = read_input(path)
     if is_pem(data):
         blocks = pem_blocks(data)
         label = blocks[0][0] if blocks else ""
@@ -393,14 +447,16 @@ def read_object(
             return load_public_key(data)
         if label in ("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"):
             return load_private_key(data, passphrase)
-        raise CertificateError("cert_malformed", f"{path}: unsupported PEM block {label!r}")
+        raise CertificateError(
+            "cert_malformed", f"{shown(path)}: unsupported PEM block {label!r}"
+        )
     for loader in (load_certificate, lambda d: load_crls(d)[0], load_public_key, parse_udh):
         try:
             return loader(data)
         except SkipError:
             continue
     raise CertificateError(
-        "cert_malformed", f"{path}: not a certificate, CRL, public key or UDH value"
+        "cert_malformed", f"{shown(path)}: not a certificate, CRL, public key or UDH value"
     )
 
 
@@ -408,13 +464,12 @@ def read_dh_public(args: argparse.Namespace) -> DHPublicKey:
     """The holder's public value, checked like a peer would check it: a CA must not certify
     parameters or values that every relying party would refuse."""
     if args.key:
-        key = load_private_key(
-            read_bounded(args.key), passphrase_from(args, "key-")
-        ).public
+        passphrase = passphrase_from(args, "key-")  # first: --key-passphrase-fd 0 --key -
+        key = load_private_key(read_input(args.key), passphrase).public
     elif args.public:
-        key = load_public_key(read_bounded(args.public))
+        key = load_public_key(read_input(args.public))
     else:
-        key = parse_udh(read_bounded(args.udh)).dh_key
+        key = parse_udh(read_input(args.udh)).dh_key
     check_dh_key(key)
     return key
 
@@ -422,6 +477,11 @@ def read_dh_public(args: argparse.Namespace) -> DHPublicKey:
 def anchor_file(path: str) -> Path:
     """``--ca`` takes a certificate file or a CA directory made by init-ca."""
     return Path(path) / CA_CERT if Path(path).is_dir() else Path(path)
+
+
+def read_anchors(path: str) -> bytes:
+    """The trust anchor file ``--ca`` names (``-``: standard input)."""
+    return read_input(path) if path == STDIO else read_bounded(anchor_file(path))
 
 
 # --- descriptions (show / name / --json) -------------------------------------------------------
@@ -552,21 +612,18 @@ def cmd_genkey(args: argparse.Namespace) -> None:
             "config_invalid",
             f"{group.name} is below {MIN_NEW_MODP_BITS} bits; pass --allow-small for legacy peers",
         )
-    if args.public and Path(args.public).resolve() == Path(args.out).resolve():
+    if args.public and same_output(args.public, args.out):
         raise ConfigError("config_invalid", "--public must name another file than the key")
     for path in (args.out, args.public):  # both refused up front: no key left without its pair
-        if path and Path(path).exists() and not args.force:
+        if path and path != STDIO and Path(path).exists() and not args.force:
             raise CertificateError("cert_exists", f"{path} exists (use --force to replace it)")
+    passphrase = passphrase_from(args)
     key = generate_key(group)
-    write_file(
-        Path(args.out),
-        dump_private_key(key, passphrase_from(args)),
-        force=args.force,
-        private=True,
-    )
+    write_output(args.out, dump_private_key(key, passphrase), force=args.force, private=True)
     if args.public:
-        write_file(Path(args.public), dump_public_key(key.public), force=args.force)
-    print(f"{group.name} key written to {args.out}")
+        write_output(args.public, dump_public_key(key.public), force=args.force)
+    where = "standard output" if args.out == STDIO else args.out
+    say(f"{group.name} key written to {where}", args.out, args.public)
 
 
 def cmd_issue(args: argparse.Namespace) -> None:
@@ -591,16 +648,17 @@ def cmd_issue(args: argparse.Namespace) -> None:
         profile=args.profile,
         serial=random_serial(),
     )
-    write_file(Path(args.out), cert.pem(), force=args.force)
-    print(
-        f"issued serial {cert.serial:x} to {cert.subject_text}, valid until {iso(cert.not_after)}"
+    write_output(args.out, cert.pem(), force=args.force)
+    say(
+        f"issued serial {cert.serial:x} to {cert.subject_text}, valid until {iso(cert.not_after)}",
+        args.out,
     )
 
 
 def cmd_udh(args: argparse.Namespace) -> None:
     udh = make_udh(read_dh_public(args), *validity(args))
-    write_file(Path(args.out), udh.encoding, force=args.force)
-    print(f"UDH name (NSID 8 MKID): {udh.fingerprint}")
+    write_output(args.out, udh.encoding, force=args.force)
+    say(f"UDH name (NSID 8 MKID): {udh.fingerprint}", args.out)
 
 
 def cmd_show(args: argparse.Namespace) -> None:
@@ -631,9 +689,9 @@ def cmd_verify(args: argparse.Namespace) -> None:
         if not args.ca:
             raise ConfigError("config_invalid", "give the trust anchors with --ca FILE")
         anchors = [c for path in args.ca
-                   for c in load_certificates(read_bounded(anchor_file(path)))]
-        intermediates = [c for p in args.untrusted for c in load_certificates(read_bounded(p))]
-        crls = [c for path in args.crl for c in load_crls(read_bounded(path))]
+                   for c in load_certificates(read_anchors(path))]
+        intermediates = [c for p in args.untrusted for c in load_certificates(read_input(p))]
+        crls = [c for path in args.crl for c in load_crls(read_input(path))]
         peer = validate_certificate(
             obj,
             TrustStore(anchors),
@@ -644,8 +702,10 @@ def cmd_verify(args: argparse.Namespace) -> None:
             name=name,
         )
     else:
-        raise CertificateError("cert_key_type", f"{args.file} is not a certificate or UDH value")
-    print(f"{args.file}: OK ({peer.group.name}, valid until {iso(peer.not_after)})")
+        raise CertificateError(
+            "cert_key_type", f"{shown(args.file)} is not a certificate or UDH value"
+        )
+    print(f"{shown(args.file)}: OK ({peer.group.name}, valid until {iso(peer.not_after)})")
 
 
 def wanted_name(args: argparse.Namespace) -> tuple[int, bytes] | None:
@@ -700,10 +760,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     else:
         der, label = der_and_label(obj)
         data = der if fmt == "der" else pem_encode(label, der)
-    if args.out:
-        write_file(Path(args.out), data, force=args.force)
-    else:
-        sys.stdout.buffer.write(data)
+    write_output(args.out or STDIO, data, force=args.force)
 
 
 def der_and_label(obj: object) -> tuple[bytes, str]:
@@ -738,10 +795,10 @@ def cmd_revoke(args: argparse.Namespace) -> None:
     ca_cert = ca.certificate()
     serials = [serial_number(s) for s in args.serial]
     for path in args.cert:
-        cert = load_certificate(read_bounded(path))
+        cert = load_certificate(read_input(path))
         if cert.issuer != ca_cert.subject:
             raise CertificateError(
-                "cert_untrusted", f"{path} was not issued by {ca_cert.subject_text}"
+                "cert_untrusted", f"{shown(path)} was not issued by {ca_cert.subject_text}"
             )
         serials.append(cert.serial)
     if not serials:
@@ -774,15 +831,17 @@ def cmd_crl(args: argparse.Namespace) -> None:
         next_update=next_update,
         number=state["crl_number"],
     )
-    if Path(args.out).exists() and not args.force:  # before the number is used up
+    # refused before the number is used up
+    if args.out != STDIO and Path(args.out).exists() and not args.force:
         raise CertificateError("cert_exists", f"{args.out} exists (use --force to replace it)")
     # The number is saved before the CRL is published: a failure in between skips a number
     # (allowed) instead of publishing the same number twice (RFC 5280 section 5.2.3).
     ca.save_state(state)
-    write_file(Path(args.out), crl.pem(), force=args.force)
-    print(
+    write_output(args.out, crl.pem(), force=args.force)
+    say(
         f"CRL {crl.number} with {len(crl.revoked)} revocation(s), "
-        f"next update {iso(next_update)}"
+        f"next update {iso(next_update)}",
+        args.out,
     )
 
 
@@ -811,11 +870,11 @@ def _command(
 
 def _key_source(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--key", help="the holder's DH private key (PKCS#8)")
+    source.add_argument("--key", help="the holder's DH private key (PKCS#8; - for stdin)")
     source.add_argument(
-        "--public", help="the holder's DH public key (PEM/DER SubjectPublicKeyInfo)"
+        "--public", help="the holder's DH public key (PEM/DER SubjectPublicKeyInfo; - for stdin)"
     )
-    source.add_argument("--udh", help="the holder's UDH value")
+    source.add_argument("--udh", help="the holder's UDH value (- for stdin)")
     _passphrase(parser, "key-", "the passphrase of --key")
 
 
@@ -823,7 +882,7 @@ def _passphrase(parser: argparse.ArgumentParser, prefix: str, what: str) -> None
     """``--{prefix}passphrase-file FILE | -env VAR | -fd N``, at most one of them."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument(f"--{prefix}passphrase-file", metavar="FILE",
-                        help=f"{what}: the first line of FILE")
+                        help=f"{what}: the first line of FILE (- for stdin)")
     source.add_argument(f"--{prefix}passphrase-env", metavar="VAR",
                         help=f"{what}: the value of environment variable VAR")
     source.add_argument(f"--{prefix}passphrase-fd", metavar="N", type=fd_number,
@@ -847,7 +906,7 @@ def _backdate(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _output(parser: argparse.ArgumentParser, *, required: bool = True,
-            help_text: str = "file to write") -> None:
+            help_text: str = "file to write (- for standard output)") -> None:
     parser.add_argument("--out", required=required, help=help_text)
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
 
@@ -862,7 +921,11 @@ def build_parser() -> argparse.ArgumentParser:
             f"  {PROG} genkey host1.key --group ffdhe2048\n"
             f"  {PROG} issue --ca ca --key host1.key --subject CN=host1 --ip 10.0.0.1 \\\n"
             "        --out host1.crt\n"
-            f"  {PROG} verify host1.crt --ca ca/ca.crt --ip 10.0.0.1"
+            f"  {PROG} verify host1.crt --ca ca/ca.crt --ip 10.0.0.1\n"
+            f"  {PROG} genkey - --group x25519 | {PROG} show -\n"
+            "\n"
+            "A file name of - reads standard input or writes standard output (./- is a file);\n"
+            "status lines then go to standard error."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -893,9 +956,9 @@ def build_parser() -> argparse.ArgumentParser:
         "generate a long-term DH private key",
         f"{PROG} genkey host1.key --group ffdhe3072 --public host1.pub",
     )
-    p.add_argument("out", help="private key file to write (PKCS#8 PEM, mode 0600)")
+    p.add_argument("out", help="private key file to write (PKCS#8 PEM, mode 0600; - for stdout)")
     p.add_argument("--group", choices=sorted(GROUPS), default="ffdhe2048")
-    p.add_argument("--public", help="also write the public key (PEM) here")
+    p.add_argument("--public", help="also write the public key (PEM) here (- for stdout)")
     p.add_argument(
         "--allow-small", action="store_true", help=f"allow groups below {MIN_NEW_MODP_BITS} bits"
     )
@@ -944,7 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
         "describe a certificate, UDH value, CRL or key",
         f"{PROG} show host1.crt --json",
     )
-    p.add_argument("file", help="certificate, UDH value, CRL, public or private key")
+    p.add_argument("file", help="certificate, UDH value, CRL, public or private key (- for stdin)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _passphrase(p, "", "the passphrase of an encrypted private key")
 
@@ -955,10 +1018,14 @@ def build_parser() -> argparse.ArgumentParser:
         "validate a certificate or UDH value at a given time",
         f"{PROG} verify host1.crt --ca ca/ca.crt --crl ca.crl --at 2026-06-01 --ip 10.0.0.1",
     )
-    p.add_argument("file", help="certificate (PEM/DER) or UDH value")
-    p.add_argument("--ca", action="append", default=[], help="trust anchor file(s) or CA directory")
-    p.add_argument("--untrusted", action="append", default=[], help="intermediate CA file(s)")
-    p.add_argument("--crl", action="append", default=[], help="CRL file(s)")
+    p.add_argument("file", help="certificate (PEM/DER) or UDH value (- for stdin)")
+    p.add_argument(
+        "--ca", action="append", default=[], help="trust anchor file(s) or CA directory (or -)"
+    )
+    p.add_argument(
+        "--untrusted", action="append", default=[], help="intermediate CA file(s) (or -)"
+    )
+    p.add_argument("--crl", action="append", default=[], help="CRL file(s) (or -)")
     p.add_argument("--at", default="now", help="validation time: ISO 8601, @seconds or now")
     wanted = p.add_mutually_exclusive_group()
     wanted.add_argument("--name", help="NSID:MKIDHEX the key must answer to (8:<md5> for UDH)")
@@ -982,7 +1049,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} name host1.crt",
         aliases=("fingerprint",),
     )
-    p.add_argument("file", help="DH certificate or UDH value")
+    p.add_argument("file", help="DH certificate or UDH value (- for stdin)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = _command(
@@ -992,7 +1059,7 @@ def build_parser() -> argparse.ArgumentParser:
         "convert to PEM, DER, UDH or DNS CERT record text",
         f"{PROG} export host1.crt --format dns --owner host1.example.",
     )
-    p.add_argument("file", help="certificate, CRL, public key or UDH value")
+    p.add_argument("file", help="certificate, CRL, public key or UDH value (- for stdin)")
     p.add_argument("--format", choices=("pem", "der", "udh", "dns"), required=True)
     p.add_argument("--owner", help="owner name of the DNS CERT record")
     _output(p, required=False, help_text="write here instead of standard output")
@@ -1004,7 +1071,7 @@ def build_parser() -> argparse.ArgumentParser:
         "record revocations in a CA directory",
         f"{PROG} revoke --ca ca host2.crt --reason key_compromise",
     )
-    p.add_argument("cert", nargs="*", help="certificate(s) to revoke")
+    p.add_argument("cert", nargs="*", help="certificate(s) to revoke (- for stdin)")
     p.add_argument("--ca", required=True)
     p.add_argument("--serial", action="append", default=[], help="serial number in hex")
     p.add_argument("--reason", choices=REASONS, default=None)
@@ -1036,6 +1103,8 @@ def one_line(reason: str, text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _stdin_read
+    _stdin_read = False
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
