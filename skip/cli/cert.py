@@ -215,6 +215,16 @@ def say(text: str, *outputs: str | None) -> None:
     print(text, file=sys.stderr if STDIO in outputs else sys.stdout)
 
 
+def report(args: argparse.Namespace, human: str, result: dict[str, Any],
+           *outputs: str | None) -> None:
+    """A command's outcome: ``human`` (one or more lines, see :func:`say`), or with
+    ``--json`` the object ``{"ok": true, **result}`` on standard output."""
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": True, **result}, indent=2))
+    else:
+        say(human, *outputs)
+
+
 def write_file(path: Path, data: bytes, *, force: bool, private: bool = False) -> None:
     """Create ``path`` (mode 0600 for private keys); refuse to replace it without ``force``.
 
@@ -599,9 +609,11 @@ def cmd_init_ca(args: argparse.Namespace) -> None:
             (directory / CA_KEY).unlink(missing_ok=True)
         raise
     CaDir(args.dir).save_state({"crl_number": 0, "revoked": []})
-    print(
+    report(
+        args,
         f"CA {cert.subject_text} ({args.key_type}) in {directory}, "
-        f"valid until {iso(cert.not_after)}"
+        f"valid until {iso(cert.not_after)}",
+        {"dir": str(directory), "key_type": args.key_type, "certificate": describe(cert)},
     )
 
 
@@ -623,7 +635,13 @@ def cmd_genkey(args: argparse.Namespace) -> None:
     if args.public:
         write_output(args.public, dump_public_key(key.public), force=args.force)
     where = "standard output" if args.out == STDIO else args.out
-    say(f"{group.name} key written to {where}", args.out, args.public)
+    report(
+        args,
+        f"{group.name} key written to {where}",
+        {"out": args.out, "public_out": args.public, "encrypted": passphrase is not None,
+         "key": key_description(key.public)},
+        args.out, args.public,
+    )
 
 
 def cmd_issue(args: argparse.Namespace) -> None:
@@ -649,8 +667,10 @@ def cmd_issue(args: argparse.Namespace) -> None:
         serial=random_serial(),
     )
     write_output(args.out, cert.pem(), force=args.force)
-    say(
+    report(
+        args,
         f"issued serial {cert.serial:x} to {cert.subject_text}, valid until {iso(cert.not_after)}",
+        {"out": args.out, "certificate": describe(cert)},
         args.out,
     )
 
@@ -658,7 +678,8 @@ def cmd_issue(args: argparse.Namespace) -> None:
 def cmd_udh(args: argparse.Namespace) -> None:
     udh = make_udh(read_dh_public(args), *validity(args))
     write_output(args.out, udh.encoding, force=args.force)
-    say(f"UDH name (NSID 8 MKID): {udh.fingerprint}", args.out)
+    report(args, f"UDH name (NSID 8 MKID): {udh.fingerprint}",
+           {"out": args.out, "udh": describe(udh)}, args.out)
 
 
 def cmd_show(args: argparse.Namespace) -> None:
@@ -705,7 +726,23 @@ def cmd_verify(args: argparse.Namespace) -> None:
         raise CertificateError(
             "cert_key_type", f"{shown(args.file)} is not a certificate or UDH value"
         )
-    print(f"{shown(args.file)}: OK ({peer.group.name}, valid until {iso(peer.not_after)})")
+    result: dict[str, Any] = {
+        "file": shown(args.file),
+        "at": iso(now),
+        "kind": "udh" if isinstance(obj, UdhCertificate) else "certificate",
+    }
+    if isinstance(obj, Certificate):
+        result.update(subject=obj.subject_text, serial=f"{obj.serial:x}")
+    result.update(
+        group=peer.group.name,
+        not_after=iso(peer.not_after),  # the earliest expiry on the chain
+        names=[n.as_json() for n in peer.names],
+    )
+    report(
+        args,
+        f"{shown(args.file)}: OK ({peer.group.name}, valid until {iso(peer.not_after)})",
+        result,
+    )
 
 
 def wanted_name(args: argparse.Namespace) -> tuple[int, bytes] | None:
@@ -760,7 +797,17 @@ def cmd_export(args: argparse.Namespace) -> None:
     else:
         der, label = der_and_label(obj)
         data = der if fmt == "der" else pem_encode(label, der)
-    write_output(args.out or STDIO, data, force=args.force)
+    if not args.json:
+        write_output(args.out or STDIO, data, force=args.force)
+        return
+    result: dict[str, Any] = {"format": fmt, "out": args.out, "bytes": len(data)}
+    if args.out:
+        write_output(args.out, data, force=args.force)
+    elif fmt in ("pem", "dns"):
+        result["text"] = data.decode("ascii")
+    else:
+        result["base64"] = base64.b64encode(data).decode()
+    report(args, "", result)
 
 
 def der_and_label(obj: object) -> tuple[bytes, str]:
@@ -806,15 +853,19 @@ def cmd_revoke(args: argparse.Namespace) -> None:
     state = ca.state()
     known = {serial_number(r["serial"]) for r in state["revoked"]}
     when = parse_time(args.at) - backdate(args.at, args.backdate)
-    for serial in serials:
+    lines, revoked, already = [], [], []
+    for serial in dict.fromkeys(serials):
         if serial in known:
-            print(f"serial {serial:x} was already revoked")
+            lines.append(f"serial {serial:x} was already revoked")
+            already.append(f"{serial:x}")
             continue
         state["revoked"].append(
             {"serial": f"{serial:x}", "revoked_at": when, "reason": args.reason}
         )
-        print(f"revoked serial {serial:x}; run '{PROG} crl' to publish a new CRL")
+        lines.append(f"revoked serial {serial:x}; run '{PROG} crl' to publish a new CRL")
+        revoked.append({"serial": f"{serial:x}", "revoked_at": iso(when), "reason": args.reason})
     ca.save_state(state)
+    report(args, "\n".join(lines), {"revoked": revoked, "already_revoked": already})
 
 
 def cmd_crl(args: argparse.Namespace) -> None:
@@ -838,9 +889,11 @@ def cmd_crl(args: argparse.Namespace) -> None:
     # (allowed) instead of publishing the same number twice (RFC 5280 section 5.2.3).
     ca.save_state(state)
     write_output(args.out, crl.pem(), force=args.force)
-    say(
+    report(
+        args,
         f"CRL {crl.number} with {len(crl.revoked)} revocation(s), "
         f"next update {iso(next_update)}",
+        {"out": args.out, "crl": describe(crl)},
         args.out,
     )
 
@@ -905,10 +958,18 @@ def _backdate(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true",
+        help="machine-readable output on stdout, refusals too (same exit status)",
+    )
+
+
 def _output(parser: argparse.ArgumentParser, *, required: bool = True,
             help_text: str = "file to write (- for standard output)") -> None:
     parser.add_argument("--out", required=required, help=help_text)
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    _json(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -948,6 +1009,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _passphrase(p, "", "encrypt ca.key with a passphrase")
     p.add_argument("--force", action="store_true")
+    _json(p)
 
     p = _command(
         sub,
@@ -964,6 +1026,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _passphrase(p, "", "encrypt the key with a passphrase")
     p.add_argument("--force", action="store_true")
+    _json(p)
 
     p = _command(
         sub,
@@ -1008,7 +1071,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} show host1.crt --json",
     )
     p.add_argument("file", help="certificate, UDH value, CRL, public or private key (- for stdin)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
     _passphrase(p, "", "the passphrase of an encrypted private key")
 
     p = _command(
@@ -1040,6 +1103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--allow-legacy", action="store_true", help="accept MD5/SHA-1 signatures")
     p.add_argument("--min-bits", type=int, default=1024, help="smallest MODP modulus accepted")
+    _json(p)
 
     p = _command(
         sub,
@@ -1050,7 +1114,7 @@ def build_parser() -> argparse.ArgumentParser:
         aliases=("fingerprint",),
     )
     p.add_argument("file", help="DH certificate or UDH value (- for stdin)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
 
     p = _command(
         sub,
@@ -1077,6 +1141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", choices=REASONS, default=None)
     p.add_argument("--at", default="now", help="revocation date: ISO 8601, @seconds or now")
     _backdate(p, "a revocation date of now")
+    _json(p)
 
     p = _command(
         sub,
@@ -1107,9 +1172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _stdin_read = False
     args = build_parser().parse_args(argv)
     try:
+        json_output_check(args)
         args.handler(args)
     except SkipError as exc:
-        message = one_line(exc.reason, exc.detail)
+        reason, detail = exc.reason, exc.detail
     except BrokenPipeError:
         # `skip-cert show x.crt | head`: the reader has what it wanted; say nothing, and keep
         # Python from complaining again when it flushes stdout at exit.
@@ -1117,13 +1183,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        message = one_line("io_error", f"{where}{exc.strerror or exc}")
+        reason, detail = "io_error", f"{where}{exc.strerror or exc}"
     except ValueError as exc:  # bad addresses and similar command-line input
-        message = one_line("config_invalid", str(exc))
+        reason, detail = "config_invalid", str(exc)
     else:
         return 0
+    message = one_line(reason, detail)
+    if getattr(args, "json", False):  # the same refusal, for the program reading stdout
+        folded = message.removeprefix(f"{PROG}: error: {reason}").removeprefix(": ")
+        print(json.dumps({"ok": False, "reason": reason, "detail": folded}, indent=2))
     print(message, file=sys.stderr)
     return 1
+
+
+def json_output_check(args: argparse.Namespace) -> None:
+    """``--json`` and ``--out -`` (or ``genkey -``) would both write standard output."""
+    if getattr(args, "json", False) and STDIO in (
+        getattr(args, "out", None), getattr(args, "public", None) if args.command == "genkey"
+        else None
+    ):
+        raise ConfigError(
+            "config_invalid", "--json and an output of - would both write standard output"
+        )
 
 
 if __name__ == "__main__":
