@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import os
@@ -35,6 +36,7 @@ from skip.pki.certificate import (
 )
 from skip.pki.crl import REASONS, Crl, Revocation, issue_crl, load_crls
 from skip.pki.dhkey import (
+    ENCODINGS,
     DHPrivateKey,
     DHPublicKey,
     dump_private_key,
@@ -837,6 +839,45 @@ def dns_cert_record(cert: Certificate, owner: str | None) -> str:
     return f"{owner} IN CERT PKIX 0 0 {base64.b64encode(cert.der).decode()}\n"
 
 
+PUBKEY_FORMATS = ("pem", "der", "hex", "base64")
+
+
+def cmd_pubkey(args: argparse.Namespace) -> None:
+    """The public key of a private key (or of a public key, DH certificate or UDH value)."""
+    obj = read_object(args.file, passphrase_from(args))
+    if isinstance(obj, DHPrivateKey):
+        key = obj.public
+    elif isinstance(obj, DHPublicKey):
+        key = obj
+    elif isinstance(obj, Certificate | UdhCertificate) and obj.dh_key is not None:
+        key = obj.dh_key
+    else:
+        raise CertificateError(
+            "cert_key_type", f"{shown(args.file)} holds no Diffie-Hellman key"
+        )
+    spki = encode_spki(key, args.encoding)
+    data = {
+        "pem": pem_encode("PUBLIC KEY", spki),
+        "der": spki,
+        "hex": key.public_value.hex().encode() + b"\n",
+        "base64": base64.b64encode(key.public_value) + b"\n",
+    }[args.format]
+    if not args.json:
+        write_output(args.out or STDIO, data, force=args.force)
+        return
+    if args.out:
+        write_output(args.out, data, force=args.force)
+    described = key_description(key)
+    described["encoding"] = args.encoding or key.encoding
+    report(args, "", {
+        "out": args.out,
+        "format": args.format,
+        "key": described,
+        "pem": pem_encode("PUBLIC KEY", spki).decode("ascii"),
+        "spki_sha256": hashlib.sha256(spki).hexdigest(),
+    })
+
+
 def cmd_revoke(args: argparse.Namespace) -> None:
     ca = CaDir(args.ca)
     ca_cert = ca.certificate()
@@ -983,7 +1024,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"  {PROG} issue --ca ca --key host1.key --subject CN=host1 --ip 10.0.0.1 \\\n"
             "        --out host1.crt\n"
             f"  {PROG} verify host1.crt --ca ca/ca.crt --ip 10.0.0.1\n"
-            f"  {PROG} genkey - --group x25519 | {PROG} show -\n"
+            f"  {PROG} genkey - --group x25519 | {PROG} pubkey --format hex\n"
             "\n"
             "A file name of - reads standard input or writes standard output (./- is a file);\n"
             "status lines then go to standard error."
@@ -1126,6 +1167,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="certificate, CRL, public key or UDH value (- for stdin)")
     p.add_argument("--format", choices=("pem", "der", "udh", "dns"), required=True)
     p.add_argument("--owner", help="owner name of the DNS CERT record")
+    _output(p, required=False, help_text="write here instead of standard output")
+
+    p = _command(
+        sub,
+        "pubkey",
+        cmd_pubkey,
+        "print the public key of a private key (like openssl pkey -pubout, wg pubkey)",
+        f"{PROG} genkey - --group x25519 | {PROG} pubkey --format hex",
+    )
+    p.add_argument(
+        "file", nargs="?", default=STDIO,
+        help="private key (also a public key, DH certificate or UDH value); default - (stdin)",
+    )
+    p.add_argument(
+        "--format", choices=PUBKEY_FORMATS, default="pem",
+        help="pem / der: SubjectPublicKeyInfo; hex / base64: the bare public value, as the "
+        "group encodes it (what a peer's Kij is computed from)",
+    )
+    p.add_argument(
+        "--encoding", choices=ENCODINGS, default=None,
+        help="SubjectPublicKeyInfo form (default: the one certificates carry; pkcs3 for a "
+        "safe-prime group is what openssl pkey -pubout writes)",
+    )
+    _passphrase(p, "", "the passphrase of an encrypted private key")
     _output(p, required=False, help_text="write here instead of standard output")
 
     p = _command(
