@@ -943,7 +943,7 @@ def cmd_crl(args: argparse.Namespace) -> None:
 
 
 def _command(
-    sub: argparse._SubParsersAction,
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
     handler: Callable[[argparse.Namespace], None],
     help_text: str,

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from asn1crypto import core
+# asn1crypto ships no type information (no py.typed marker, and no stub package exists),
+# so mypy sees its names as Any; a project-wide override would make this comment moot.
+from asn1crypto import core  # type: ignore[import-untyped]
 
 from skip.errors import CertificateError, SkipError
 
@@ -67,7 +69,7 @@ def parsing(what: str, action: Callable[[], T]) -> T:
 
 
 def integer_der(value: int) -> bytes:
-    return core.Integer(value).dump()
+    return bytes(core.Integer(value).dump())
 
 
 def integer_from_der(data: bytes, what: str) -> int:

@@ -19,7 +19,9 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-from asn1crypto import algos, core, keys
+# asn1crypto ships no type information (no py.typed marker, and no stub package exists),
+# so mypy sees its names as Any; a project-wide override would make this comment moot.
+from asn1crypto import algos, core, keys  # type: ignore[import-untyped]
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x448, x25519
@@ -120,14 +122,16 @@ def encode_spki(key: DHPublicKey, encoding: Encoding | None = None) -> bytes:
             oid = OID_DH_KEY_AGREEMENT
         algorithm = {"algorithm": oid, "parameters": params}
         raw = integer_der(int.from_bytes(key.public_value))
-    return SubjectPublicKeyInfo({"algorithm": algorithm, "public_key": raw}).dump()
+    return bytes(SubjectPublicKeyInfo({"algorithm": algorithm, "public_key": raw}).dump())
 
 
 def spki_algorithm(spki_der: bytes) -> str:
     """The dotted OID of a SubjectPublicKeyInfo's algorithm (to tell DH keys from CA keys)."""
     return parsing(
         "SubjectPublicKeyInfo",
-        lambda: SubjectPublicKeyInfo.load(spki_der, strict=True)["algorithm"]["algorithm"].dotted,
+        lambda: str(
+            SubjectPublicKeyInfo.load(spki_der, strict=True)["algorithm"]["algorithm"].dotted
+        ),
     )
 
 
@@ -193,13 +197,15 @@ def private_key_der(key: DHPrivateKey) -> bytes:
             serialization.NoEncryption(),
         )
     spki = SubjectPublicKeyInfo.load(encode_spki(key.public, _private_encoding(key.group)))
-    return PrivateKeyInfo(
-        {
-            "version": 0,
-            "private_key_algorithm": spki["algorithm"],
-            "private_key": integer_der(int.from_bytes(key.private)),
-        }
-    ).dump()
+    return bytes(
+        PrivateKeyInfo(
+            {
+                "version": 0,
+                "private_key_algorithm": spki["algorithm"],
+                "private_key": integer_der(int.from_bytes(key.private)),
+            }
+        ).dump()
+    )
 
 
 def _private_encoding(group: DHGroup) -> Encoding:

@@ -29,7 +29,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from asn1crypto import core, x509
+# asn1crypto ships no type information (no py.typed marker, and no stub package exists),
+# so mypy sees its names as Any; a project-wide override would make this comment moot.
+from asn1crypto import core, x509  # type: ignore[import-untyped]
 
 from skip.errors import CertificateError, ConfigError
 from skip.pki.asn1 import OID_IP_ADDRESS, UB_IP_ADDRESS
