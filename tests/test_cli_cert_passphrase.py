@@ -136,6 +136,7 @@ def test_bad_sources_are_refused_before_a_key_is_written(
     ("genkey", "k.pem", "--passphrase-env", "SKIP_PW", "--passphrase-fd", "0"),
     ("genkey", "k.pem", "--passphrase-fd", "-1"),
     ("genkey", "k.pem", "--passphrase-fd", "stdin"),
+    ("genkey", "k.pem", "--passphrase-fd", "99999999999999999999"),  # was an OverflowError
 ])
 def test_two_sources_or_a_bad_number_are_usage_errors(
     workdir: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]

@@ -347,7 +347,7 @@ def fd_number(text: str) -> int:
         value = int(text)
     except ValueError:
         value = -1
-    if value < 0:
+    if not 0 <= value < 1 << 31:  # a C int; larger ones overflowed inside os.read
         raise argparse.ArgumentTypeError(f"{text!r} is not a file descriptor number")
     return value
 
