@@ -330,3 +330,20 @@ def test_nomadic_peer_may_move_to_the_other_address_family() -> None:
     reply = a.protect(udp(), NOW + 1, identity="a", peer="b")
     assert _outer(reply) == ("2001:db8::1", "2001:db8::2")
     assert b.unprotect(reply, NOW + 1).packet == udp()
+
+
+def test_only_the_newest_packet_is_newest() -> None:
+    """is_newest: what may move a SKIP-in-UDP endpoint (issue 15 item 7)."""
+    link = pair("x25519")
+    first = link.a.protect(udp(payload=b"1"), NOW)
+    second = link.a.protect(udp(payload=b"2"), NOW)
+    assert link.b.unprotect(second, NOW) is not None and link.b.is_newest(second)
+    assert link.b.unprotect(first, NOW) is not None  # late, inside the window: delivered
+    assert not link.b.is_newest(first)
+    link.a.flush(NOW)  # a's next packet starts a new Kp: the old Kp's packets are not newest
+    third = link.a.protect(udp(payload=b"3"), NOW)
+    assert link.b.unprotect(third, NOW) is not None and link.b.is_newest(third)
+    assert not link.b.is_newest(second)
+    legacy = pair("skip-1024")
+    wire = legacy.a.protect(udp(), NOW)
+    assert legacy.b.unprotect(wire, NOW) is not None and not legacy.b.is_newest(wire)

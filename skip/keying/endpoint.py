@@ -160,6 +160,14 @@ class SkipEndpoint:
             self._receiver.drop(lambda rx: rx.identity == identity.name)
         self._sender.retire()
 
+    def remove_identity(self, name: str) -> None:
+        """Forget a local principal and everything derived from its private values."""
+        if self._principals.remove_identity(name) is None:
+            return
+        self._ctx.kij_cache.discard(lambda key: key[0] == name)
+        self._receiver.drop(lambda rx: rx.identity == name)
+        self._sender.retire()
+
     def set_policy(self, policy: KeyingPolicy) -> None:
         """Adopt another policy in place (a driver's reload), keeping what it still allows.
 
@@ -457,6 +465,27 @@ class SkipEndpoint:
         except SkipError as err:
             self._counters.hit(err.reason)
             raise
+
+    def is_newest(self, packet: bytes) -> bool:
+        """Whether ``packet``, which :meth:`unprotect` has just accepted, is the newest its
+        sender has sent (its newest Kp, its highest sequence number): what may move a peer's
+        transport address (SKIP-in-UDP behind NAT), as WireGuard moves an endpoint. A replay
+        that passed the window (the window was lost) or a delayed packet is not. Always False
+        in the legacy profile, which cannot tell a replay from a new packet."""
+        try:
+            if len(packet) >= IPV4_PLAIN + 12 and packet[0] == 0x45 and packet[9] == 57:
+                off = IPV4_PLAIN
+            else:
+                off = Receiver.skip_offset(packet)
+            word0, word2 = FIXED_WORDS.unpack_from(packet, off)
+            length = self._layouts.get((word0, word2))
+            if length is None:
+                return False
+            key = rx_key(packet, off, off + length, word0)[0]
+        except SkipError:
+            return False
+        rx = self._rx.get(key)
+        return rx is not None and self._receiver.newest(rx, packet, off + length)
 
     # --- certificates that arrived -----------------------------------------------------------
 

@@ -305,12 +305,8 @@ class Receiver:
         """
         state = rx.state
         src = addresses(packet)[0]
-        if src == state.tunnel or rx.version != num.MODERN_VERSION or rx is not state.newest:
-            return
-        sa = rx.transforms.sas[0]  # the modern profile has one layer: ESP, or AH alone
-        window = sa.replay_window
-        seq = _SEQ.unpack_from(packet, end + _SEQ_OFFSET[sa.protocol_number])[0]
-        if window is None or window.top & 0xFFFFFFFF != seq:
+        if src == state.tunnel or rx.version != num.MODERN_VERSION or \
+                not self.newest(rx, packet, end):
             return
         me = self.principals.identities.get(rx.identity)
         if me is None or not any(len(a) == len(src) for a in me.addresses):
@@ -318,6 +314,18 @@ class Receiver:
         state.tunnel = bytes(src)
         self.sender.retire(rx.peer)
         self.ctx.counters["peer_moved"] += 1
+
+    @staticmethod
+    def newest(rx: RxKey, packet: bytes, end: int) -> bool:
+        """Whether a packet just accepted under ``rx`` is the newest its sender has sent:
+        under the sender's newest Kp, with the highest sequence number seen under it. Only
+        the modern profile can tell (legacy has no sequence numbers: False)."""
+        if rx.version != num.MODERN_VERSION or rx is not rx.state.newest:
+            return False
+        sa = rx.transforms.sas[0]  # the modern profile has one layer: ESP, or AH alone
+        window = sa.replay_window
+        seq = _SEQ.unpack_from(packet, end + _SEQ_OFFSET[sa.protocol_number])[0]
+        return window is not None and window.top & 0xFFFFFFFF == seq
 
     # --- forgetting --------------------------------------------------------------------------
 
