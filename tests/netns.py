@@ -203,6 +203,7 @@ def make_pki(directory: Path, hosts: dict[str, tuple[Sequence[str], str]], now: 
                                      addresses=tuple(map(ipaddress.ip_address, addresses))),
                      dh_key=key.public)
         (directory / f"{name}.key").write_bytes(dump_private_key(key))
+        (directory / f"{name}.key").chmod(0o600)  # skipd refuses a key others can read
         (directory / f"{name}.pem").write_bytes(cert.pem())
         serials[name] = cert.serial
     for number, (file, names) in enumerate((("ca.crl", ()), ("revoked.crl", revoked)), 1):

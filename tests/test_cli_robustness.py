@@ -401,3 +401,27 @@ def test_a_reader_that_stops_early_is_not_an_error(pki: Path) -> None:
                           shell=True, executable="/bin/bash", capture_output=True, text=True,
                           cwd=pki, check=False)
     assert (proc.returncode, proc.stderr) == (0, "")
+
+
+def test_skipd_refuses_a_private_key_others_can_read(
+    pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 item 5, as ssh does: a world- or group-readable key is refused with the fix
+    in the message, unless identity.allow_readable_key says the operator means it."""
+    config = pki / "skipd.toml"
+    body = ('[identity]\nprivate_key = "h.key"\ncertificate = "h.crt"\n'
+            'trust_anchors = ["ca/ca.crt"]\n')
+    config.write_text(body)
+    (pki / "h.key").chmod(0o644)
+    assert skipd.main(["-c", str(config), "--check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("skipd: config_invalid: ")
+    assert "readable by group or others (mode 0644)" in err[0] and "chmod 600" in err[0]
+    (pki / "h.key").chmod(0o640)
+    assert skipd.main(["-c", str(config), "--check"]) == 2
+    assert "mode 0640" in capsys.readouterr().err
+    config.write_text(body + "allow_readable_key = true\n")
+    assert skipd.main(["-c", str(config), "--check"]) == 0, capsys.readouterr().err
+    config.write_text(body)
+    (pki / "h.key").chmod(0o600)
+    assert skipd.main(["-c", str(config), "--check"]) == 0, capsys.readouterr().err

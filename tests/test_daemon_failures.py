@@ -170,9 +170,12 @@ def test_unreadable_key_and_certificate_store(host: Namespace, work: Path) -> No
     store = work / "peers-a"
     store.mkdir()
     shutil.copy(pki / "b.pem", store)
+    # skipd as nobody reading root's files needs a key others can read: said explicitly
     config = skipd_config(work, "a", pki, peers=[{"name": "b", "hosts": ["10.57.0.2"],
-                                                  "tunnel": "192.0.2.2", "action": "protect"}])
+                                                  "tunnel": "192.0.2.2", "action": "protect"}],
+                          identity={"allow_readable_key": True})
     config.chmod(0o644)
+    (pki / "a.key").chmod(0o644)
     ok = host.run(*NOBODY, sys.executable, "-m", "skip.cli.skipd", "-c", str(config), "--check",
                   check=False)
     assert ok.returncode == 0, ok.stderr  # as nobody, with every file readable

@@ -114,3 +114,25 @@ def test_a_new_key_pair_on_reload_ends_the_old_keys(site: Site) -> None:
     site.b.add_peer(site.peer_a("a2"), site.now, tunnel=A)
     assert site.engine.unprotect(site.from_b(), site.now).peer == "b"
     assert site.b.unprotect(site.to_b(), site.now).peer == "a"
+
+
+def test_local_nsid_and_mkid_choose_the_name_we_send_under(site: Site) -> None:
+    """docs/skipd.md: `local_nsid`/`local_mkid` are one of our certificate's SKIP names."""
+    from skip.crypto import skip_numbers as num
+    from skip.pki.certificate import load_certificate
+    from skip.wire.skip_header import SkipHeader
+
+    ours = load_certificate((site.pki / "a.pem").read_bytes()).skip_names()
+    dn = next(n for n in ours if n.nsid == 5)  # MD5 of our distinguished name
+    rule = {**RULE_B, "local_nsid": 5, "local_mkid": dn.mkid.hex()}
+    site.reload([rule])
+    wire = site.to_b()
+    header = SkipHeader.parse_from(wire, 20, num.header_ekp_length)[0]
+    assert (header.src_nsid, header.src_mkid) == (5, dn.mkid)
+    # b knows a by that name (no address) and accepts it
+    site.b.add_peer(Peer.create("a", "x25519", site.peer_a("a").public, nsid=5, mkid=dn.mkid),
+                    site.now)
+    assert site.b.unprotect(wire, site.now).peer == "a"
+    # a name our certificate does not give us is refused, and the old configuration stays
+    _refused(lambda: site.reload([{**rule, "local_mkid": "00" * 16}]), "config_invalid")
+    assert SkipHeader.parse_from(site.to_b(), 20, num.header_ekp_length)[0].src_nsid == 5

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from skip.daemon import logs
 from skip.daemon.config import PeerPolicy, load_config, parse_config
 from skip.daemon.engine import Inbound
 from skip.daemon.runtime import Daemon
-from skip.errors import IntegrityError, KeyingError
+from skip.errors import ConfigError, IntegrityError, KeyingError
 from skip.wire.checksum import internet_checksum
 
 CONFIG = """
@@ -105,8 +106,27 @@ class DoubleEngine:
     def reconfigure(self, config: Any, now: float) -> None:
         pass
 
+    def is_newest(self, datagram: bytes) -> bool:
+        return b"REPLAY" not in datagram
+
+    def prepare(self, config: Any, now: float) -> Any:
+        return config
+
+    def commit(self, plan: Any, now: float) -> None:
+        pass
+
+    def get_timer(self) -> float:
+        return now_plus_an_hour()
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
     def overhead(self, rule: PeerPolicy) -> int:
         return OVERHEAD
+
+
+def now_plus_an_hour() -> float:
+    return time.time() + 3600
 
 
 def ipv4(payload: bytes, src: str, dst: str, proto: int = 17) -> bytes:
@@ -332,3 +352,40 @@ def test_reload_forgets_cached_policy_decisions(tmp_path: Path) -> None:
     d.netlink.shutdown()
     d.outbound(packet, 1.0)
     assert d.sender.packets == [packet] and d.drops == {"policy_deny": 2}
+
+
+def test_a_reload_of_an_emptied_file_is_refused_with_what_happened(tmp_path: Path) -> None:
+    """Issue 15 item 6: an emptied file was reported as "daemon.control_socket: changing it
+    needs a restart"; now it says the file is empty, and a real restart-only change names
+    both values. Either way the running configuration stays."""
+    path = tmp_path / "skipd.toml"
+    path.write_text(CONFIG)
+    d = Daemon(load_config(path), lambda c, n: DoubleEngine())
+    d.engine = d.engine_factory(d.config, 0)
+    running = d.config
+    path.write_text("# truncated by an editor\n\n")
+    with pytest.raises(ConfigError, match="the file is empty; a reload would drop every rule"):
+        asyncio.run(d.reload())
+    assert d.config is running
+    path.write_text(CONFIG.replace("[daemon]", "[daemon]\nudp_port = 4500", 1))
+    with pytest.raises(ConfigError, match=r"daemon.udp_port: the file says 4500, skipd runs "
+                       r"with 0; changing it needs a restart"):
+        asyncio.run(d.reload())
+    assert d.config is running
+    d.netlink.shutdown()
+
+
+def test_a_udp_endpoint_moves_only_on_the_peers_newest_packet(daemon: Daemon) -> None:
+    """Issue 15 item 7: in SKIP-in-UDP mode a replay that got through (after a restart, say)
+    from the attacker's address moved all of our traffic for the peer there. Now the first
+    authentic packet sets the endpoint and only the peer's newest packet moves it."""
+    inner = udp("10.57.0.2", "10.57.0.1", size=20)
+    wire = ipv4(b"", "192.0.2.2", "192.0.2.1", 57) + MARK + inner
+    daemon.inbound(wire, 5.0, via=("192.0.2.2", 1640))
+    assert daemon.udp_peers["beta"] == ("192.0.2.2", 1640)
+    replay = ipv4(b"", "203.0.113.66", "192.0.2.1", 57) + MARK + inner + b"REPLAY"
+    daemon.inbound(replay, 6.0, via=("203.0.113.66", 40000))
+    assert daemon.udp_peers["beta"] == ("192.0.2.2", 1640)  # delivered, but not followed
+    moved = ipv4(b"", "198.51.100.9", "192.0.2.1", 57) + MARK + inner
+    daemon.inbound(moved, 7.0, via=("198.51.100.9", 50000))  # the peer behind a new NAT port
+    assert daemon.udp_peers["beta"] == ("198.51.100.9", 50000)

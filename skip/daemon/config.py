@@ -82,6 +82,7 @@ class Identity:
     peer_certificates: Path | None = None
     name: SkipName = SkipName()
     addresses: tuple[IPAddress, ...] = ()  # underlay addresses; default: the certificate's
+    allow_readable_key: bool = False  # accept a private key file others may read (as ssh won't)
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,7 @@ def _identity(s: _Section) -> Identity:
         peer_certificates=s.path_value("peer_certificates"),
         name=_mkid(s, "", required_nsid=True) or SkipName(),
         addresses=s.parsed_list("addresses", ipaddress.ip_address, "an IP address"),
+        allow_readable_key=s.get("allow_readable_key", bool, False),
     )
     if (ident.private_key is None) != (ident.certificate is None):
         s.fail(s.key("private_key" if ident.private_key is None else "certificate"),

@@ -53,6 +53,11 @@ class KeyingEngine(Protocol):
         algorithm-discovery advice). Raises SkipError (ParseError, IntegrityError,
         KeyingError...) to drop."""
 
+    def is_newest(self, datagram: bytes) -> bool:
+        """Whether a datagram :meth:`unprotect` just accepted is the newest its sender has
+        sent (never a replay or a late packet): only such a packet may move a peer's
+        SKIP-in-UDP endpoint. False where the profile cannot tell (legacy)."""
+
     def events(self) -> Sequence[object]:
         """Events since the last call: CertificateNeeded, Transmit, and Inbound for packets
         released from the certificate queue."""
@@ -70,6 +75,19 @@ class KeyingEngine(Protocol):
     def reconfigure(self, config: Config, now: float) -> None:
         """Adopt a new configuration (identity, peers, certificates, CRLs) or raise SkipError
         and keep the old one: the daemon relies on this being all or nothing."""
+
+    def prepare(self, config: Config, now: float) -> object:
+        """The slow, failing half of :meth:`reconfigure` (read and validate; raise SkipError
+        to refuse), safe on another thread: it changes nothing packets use."""
+
+    def commit(self, plan: object, now: float) -> None:
+        """The other half: apply what :meth:`prepare` returned (on the event loop)."""
+
+    def get_timer(self) -> float:
+        """When :meth:`handle_timer` must next run (clock of ``time.time()``)."""
+
+    def handle_timer(self, now: float) -> None:
+        """What is due without a packet: expiries, timeouts (then drain :meth:`events`)."""
 
     def overhead(self, rule: PeerPolicy) -> int:
         """Worst-case bytes protection adds to a datagram for this rule (MTU sizing)."""

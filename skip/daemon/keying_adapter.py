@@ -1,14 +1,20 @@
 """The SKIP keying engine as skipd drives it: the only module that knows the keying API.
 
-One :class:`~skip.keying.endpoint.SkipEndpoint` holds our principal and one
-:class:`~skip.keying.identity.Peer` per protecting ``[[peer]]`` rule that has a valid
-certificate, named after the rule, so every packet the engine authenticates names the rule it
-may speak for. The endpoint is made once and changed in place: reload adds, replaces and
-removes peers one by one, and hands a changed policy or principal to the endpoint itself. A
-peer whose certificate is unchanged keeps its cached master key and receive keys (with their
-replay windows) whatever else changed, and the engine renews its send keys when its tunnel or
-algorithms did. Nomadic peers are the engine's too: it learns their address from their
-verified packets.
+One :class:`~skip.keying.endpoint.SkipEndpoint` holds our principal (one more per other
+SKIP name of ours that a rule chooses with ``local_nsid``/``local_mkid``: the same key pair,
+another name) and one :class:`~skip.keying.identity.Peer` per protecting ``[[peer]]`` rule
+that has a valid certificate, named after the rule, so every packet the engine authenticates
+names the rule it may speak for. The endpoint is made once and changed in place: reload adds,
+replaces and removes peers one by one, and hands a changed policy or principal to the
+endpoint itself. A peer whose certificate is unchanged keeps its cached master key and receive
+keys (with their replay windows) whatever else changed, and the engine renews its send keys
+when its tunnel or algorithms did. Nomadic peers are the engine's too: it learns their address
+from their verified packets.
+
+A reload is two steps: :meth:`SkipKeying.prepare` reads and validates everything and touches
+nothing that packets use, so the daemon runs it on a worker thread while the data plane goes
+on forwarding; :meth:`SkipKeying.commit` then applies the difference on the event loop, in
+time proportional to what changed.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from typing import Any
 from skip.crypto import skip_numbers as num
 from skip.crypto.registry import get_cipher, get_integrity
 from skip.daemon import logs, trust
+from skip.daemon.cert_store import CertificateStore, Validator
 from skip.daemon.config import MKID_LENGTHS, Config, IPAddress, PeerPolicy, SkipName
-from skip.daemon.credentials import Credentials, Validator, load_credentials
+from skip.daemon.credentials import Credentials, load_credentials
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
 from skip.errors import ConfigError, KeyingError, SkipError
 from skip.keying import events as kev
@@ -90,12 +97,25 @@ class _PeerSpec:
     tunnel: IPAddress | None
     fingerprint: str
     content: tuple[object, ...]
+    rule: PeerPolicy = field(compare=False)  # what it was made from (a reload may reuse it)
 
     @classmethod
-    def of(cls, peer: Peer, tunnel: IPAddress | None, fingerprint: str) -> _PeerSpec:
+    def of(cls, peer: Peer, tunnel: IPAddress | None, fingerprint: str, rule: PeerPolicy
+           ) -> _PeerSpec:
         return cls(peer, tunnel, fingerprint, (peer.group, peer.public, peer.nsid, peer.mkid,
                                                peer.addresses, peer.suite, peer.pre06,
-                                               peer.nomadic))
+                                               peer.nomadic, peer.not_after, peer.local),
+                   rule)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A configuration read and validated, not yet applied (:meth:`SkipKeying.prepare`)."""
+
+    config: Config
+    identities: dict[str, LocalIdentity]  # LOCAL first, then the names rules choose
+    specs: dict[str, _PeerSpec]
+    policy: KeyingPolicy
 
 
 ValidatorFactory = Callable[[Config], Validator]
@@ -104,8 +124,10 @@ ValidatorFactory = Callable[[Config], Validator]
 class SkipKeying(KeyingEngine):
     def __init__(self, config: Config, now: float, validators: ValidatorFactory) -> None:
         self.validators = validators
+        self.store = CertificateStore()  # kept across reloads: they re-read what changed
         self.specs: dict[str, _PeerSpec] = {}
-        self.reconfigure(config, now, fresh=True)
+        self.identities: dict[str, LocalIdentity] = {}
+        self.commit(self.prepare(config, now), now, fresh=True)
 
     # --- configuration ----------------------------------------------------------------------
 
@@ -117,58 +139,95 @@ class SkipKeying(KeyingEngine):
                             kp_max_seconds=float(config.daemon.rekey_seconds),
                             kij_cache_size=max(64, 4 * len(config.peers)))
 
-    def _identity(self, creds: Credentials, config: Config) -> LocalIdentity:
+    def _identities(self, creds: Credentials, config: Config) -> dict[str, LocalIdentity]:
+        """Our principal, and one more per other name of ours a rule chooses (``local_nsid``
+        / ``local_mkid``): the same key pair under that name, which our certificate must
+        give us."""
         if creds.private is None:
             raise ConfigError("config_invalid", f"{config.path}: identity: protect rules "
                               "need private_key and certificate")
+        keys = {creds.private.group.name: creds.private.private}
+        addresses = [str(a) for a in creds.addresses]
         name = config.identity.name
-        return LocalIdentity.create(LOCAL, {creds.private.group.name: creds.private.private},
-                                    nsid=name.nsid, mkid=name.mkid,
-                                    addresses=[str(a) for a in creds.addresses])
+        out = {LOCAL: LocalIdentity.create(LOCAL, keys, nsid=name.nsid, mkid=name.mkid,
+                                           addresses=addresses)}
+        ours = {(n.nsid, n.mkid) for n in creds.certificate.skip_names()} \
+            if creds.certificate is not None else set()
+        for rule in config.peers:
+            local = rule.local
+            if rule.action != "protect" or local is None or local == name:
+                continue
+            if local.nsid and (local.nsid, local.mkid) not in ours:
+                raise ConfigError("config_invalid", f"{config.path}: peer {rule.name}: "
+                                  f"local {local} is not a name our certificate gives us")
+            out.setdefault(_local_label(local), LocalIdentity.create(
+                _local_label(local), keys, nsid=local.nsid, mkid=local.mkid,
+                addresses=addresses))
+        return out
 
     def _specs(self, config: Config, creds: Credentials) -> dict[str, _PeerSpec]:
         specs = {}
         for rule in config.peers:
-            key = creds.peers.get(rule.name)
-            if rule.action != "protect" or key is None:
+            assigned = creds.peers.get(rule.name)
+            if rule.action != "protect" or assigned is None:
                 continue
+            key = assigned.key
             # a nomadic peer's tunnel address is learned by the engine from its packets
             tunnel = rule.tunnel if rule.mode == "tunnel" and not rule.nomadic else None
             hosts = [str(h) for h in rule.hosts] if rule.mode == "transport" else []
+            local = rule.local
+            label = "" if local is None or local == config.identity.name \
+                else _local_label(local)
+            old = self.specs.get(rule.name)
+            if old is not None and old.fingerprint == assigned.fingerprint and \
+                    old.rule == rule and old.peer.local == label:
+                specs[rule.name] = old  # nothing about it changed: no new Peer to validate
+                continue
             try:
-                peer = Peer.create(rule.name, key.public.group.name, key.public.public_value,
+                peer = Peer.create(rule.name, key.group.name, key.public_value,
                                    nsid=rule.peer.nsid, mkid=rule.peer.mkid, addresses=hosts,
                                    suite=suite_for_rule(rule), nomadic=rule.nomadic,
-                                   principal=key.fingerprint)
+                                   principal=assigned.fingerprint,
+                                   not_after=float(key.not_after), local=label)
             except SkipError as exc:
-                creds.refused.append((key.source, exc.reason, f"peer {rule.name}: {exc}"))
+                creds.refused.append((assigned.file, exc.reason, f"peer {rule.name}: {exc}"))
                 continue
-            specs[rule.name] = _PeerSpec.of(peer, tunnel, key.fingerprint)
+            specs[rule.name] = _PeerSpec.of(peer, tunnel, assigned.fingerprint, rule)
         return specs
 
-    def reconfigure(self, config: Config, now: float, fresh: bool = False) -> None:
-        """All or nothing: everything is built before the running endpoint is touched.
+    def prepare(self, config: Config, now: float) -> Plan:
+        """Read and validate everything a configuration needs; touches nothing packets use
+        (only the certificate store's caches), so it may run on another thread. Raises
+        SkipError for a configuration that cannot be used."""
+        creds = load_credentials(config, now, self.validators(config), self.store)
+        identities = self._identities(creds, config)
+        specs = self._specs(config, creds)
+        for path, reason, text in creds.refused:
+            logs.LOGGER.warning("certificate not used", extra=logs.fields(
+                reason=reason, file=path, error=text))
+        return Plan(config, identities, specs, self._policy(config))
+
+    def commit(self, plan: Plan, now: float, fresh: bool = False) -> None:
+        """Apply a prepared configuration: the endpoint changes in place, peer by peer, in
+        time proportional to what changed.
 
         The endpoint is made once and then changed in place, never rebuilt: a new one would
         give every peer's current Kp a fresh replay window, so that each packet captured under
         it would pass again, and would cost a DH computation per peer.
         """
-        creds = load_credentials(config, now, self.validators(config))  # fresh anchors, CRLs
-        identity = self._identity(creds, config)
-        specs = self._specs(config, creds)
-        policy = self._policy(config)
-        for path, reason, text in creds.refused:
-            logs.LOGGER.warning("certificate not used", extra=logs.fields(
-                reason=reason, file=path, error=text))
         if fresh:
-            self.endpoint = SkipEndpoint([identity], policy=policy, started=now)
-            self.specs: dict[str, _PeerSpec] = {}
+            self.endpoint = SkipEndpoint(plan.identities.values(), policy=plan.policy,
+                                         started=now)
         else:
-            if policy != self.endpoint.policy:
-                self.endpoint.set_policy(policy)
-            if _principal(identity) != _principal(self.identity):
-                self.endpoint.replace_identity(identity)
-        self.identity = identity
+            if plan.policy != self.endpoint.policy:
+                self.endpoint.set_policy(plan.policy)
+            for name, identity in plan.identities.items():
+                old = self.identities.get(name)
+                if old is None:
+                    self.endpoint.add_identity(identity)
+                elif _principal(identity) != _principal(old):
+                    self.endpoint.replace_identity(identity)
+        specs = plan.specs
         for name in [n for n in self.specs if n not in specs]:
             self.endpoint.remove_peer(name)
         for name, spec in specs.items():
@@ -177,8 +236,25 @@ class SkipKeying(KeyingEngine):
                 # without a tunnel: the address it learned) and renews the rest
                 tunnel = str(spec.tunnel) if spec.tunnel is not None else None
                 self.endpoint.add_peer(spec.peer, now, tunnel=tunnel)
+        if not fresh:
+            for name in [n for n in self.identities if n not in plan.identities]:
+                self.endpoint.remove_identity(name)
+        self.identities = plan.identities
+        self.identity = plan.identities[LOCAL]
         self.specs = specs
-        self.config = config
+        self.config = plan.config
+
+    def reconfigure(self, config: Config, now: float) -> None:
+        """All or nothing: everything is built before the running endpoint is touched."""
+        self.commit(self.prepare(config, now), now)
+
+    # --- time -------------------------------------------------------------------------------
+
+    def get_timer(self) -> float:
+        return self.endpoint.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.endpoint.handle_timer(now)
 
     # --- packets ----------------------------------------------------------------------------
 
@@ -186,13 +262,17 @@ class SkipKeying(KeyingEngine):
         if rule.name not in self.specs:
             self.endpoint.counters.hit("unknown_mkid")  # the engine's counters hold its drops
             raise KeyingError("unknown_mkid", f"no valid certificate for peer {rule.name}")
-        return self.endpoint.protect(packet, now, identity=LOCAL, peer=rule.name)
+        return self.endpoint.protect(packet, now, identity=self.specs[rule.name].peer.local
+                                     or LOCAL, peer=rule.name)
 
     def unprotect(self, datagram: bytes, now: float) -> Inbound | None:
         got = self.endpoint.unprotect(datagram, now)
         if got is None:
             return None
         return _inbound(got)
+
+    def is_newest(self, datagram: bytes) -> bool:
+        return self.endpoint.is_newest(datagram)
 
     def events(self) -> Sequence[object]:
         pending = self.endpoint.events()
@@ -208,6 +288,10 @@ class SkipKeying(KeyingEngine):
                 out.append(Transmit(event.packet, event.why))
             elif isinstance(event, kev.Received):
                 out.append(_inbound(event))
+            elif isinstance(event, kev.PeerExpired):
+                self.specs.pop(event.peer, None)  # until a reload finds a valid certificate
+                logs.LOGGER.warning("peer certificate expired, peer dropped", extra=logs.fields(
+                    reason="cert_expired", peer=event.peer))
             elif isinstance(event, kev.AlgorithmsChanged):
                 logs.LOGGER.info("peer advised other algorithms (ADP)", extra=logs.fields(
                     peer=event.peer, old=str(event.old), new=str(event.new)))
@@ -250,6 +334,11 @@ class SkipKeying(KeyingEngine):
             (True if tunnel is None else tunnel.version == 6)
         mkids = MKID_LENGTHS[rule.peer.nsid] + MKID_LENGTHS[self.config.identity.name.nsid]
         return suite_overhead(suite_for_rule(rule), v6, mkids)
+
+
+def _local_label(name: SkipName) -> str:
+    """The endpoint's name for our principal under another SKIP name of ours."""
+    return f"{LOCAL}:{name.nsid}:{name.mkid.hex()}"
 
 
 def _principal(identity: LocalIdentity) -> tuple[object, ...]:

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from skip.daemon import logs
-from skip.daemon.config import Config, IPAddress, PeerPolicy, SkipName, ipv6_uses, load_config
+from skip.daemon.config import (
+    Config,
+    IPAddress,
+    PeerPolicy,
+    SkipName,
+    ipv6_uses,
+    load_config,
+    parse_config,
+)
 from skip.daemon.control import ControlServer
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
 from skip.daemon.metrics import MetricsServer, Sample
@@ -101,6 +109,10 @@ class Daemon:
         # pyroute2's synchronous IPRoute drives an event loop of its own, so all netlink work
         # runs on one dedicated thread (set-up, reload, teardown: never per packet)
         self.netlink = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netlink")
+        # a reload reads and validates certificates here, off the event loop (one at a time)
+        self.reloader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reload")
+        self.reloading: asyncio.Lock | None = None
+        self.keying_timer: asyncio.TimerHandle | None = None  # the engine's one timer
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -148,6 +160,7 @@ class Daemon:
         # so that a start failing before this point leaves them protecting
         await self._netlink(self.routing.drop_leftovers)
         self.refresh = loop.call_later(PATH_REFRESH, self._refresh_paths)
+        self._arm_timer()
         logs.LOGGER.info("skipd started", extra=logs.fields(
             interface=self.tun.name, mtu=self.mtu, peers=len(self.config.peers),
             transport=f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
@@ -184,7 +197,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        for timer in (self.refresh, self.forced):
+        for timer in (self.refresh, self.forced, self.keying_timer):
             if timer is not None:
                 timer.cancel()
         for source in [self.tun, self.udp, *self.receivers]:
@@ -204,6 +217,7 @@ class Daemon:
             await self._netlink(self.routing.teardown, self.serving)
             self.routing = None
         self.netlink.shutdown()
+        self.reloader.shutdown(wait=False, cancel_futures=True)
         self.tun = None
         if self.serving:  # after a failed start, the error skipd prints is the whole story
             logs.LOGGER.info("skipd stopped", extra=logs.fields(
@@ -321,19 +335,40 @@ class Daemon:
         self.routing.set_routes(wanted)
 
     async def reload(self) -> str:
-        """Re-read the configuration file and certificates; all or nothing."""
+        """Re-read the configuration file and certificates; all or nothing.
+
+        The reading and validating runs on a worker thread, so packets keep flowing meanwhile
+        (10,000 certificates take seconds to validate the first time); only applying the
+        difference to the running engine happens on the event loop."""
+        if self.reloading is None:
+            self.reloading = asyncio.Lock()
+        async with self.reloading:  # a SIGHUP and a skipctl reload: one after the other
+            return await self._reload()
+
+    async def _reload(self) -> str:
+        loop = asyncio.get_running_loop()
         try:
-            new = load_config(self.config.path)
+            new = await loop.run_in_executor(self.reloader, load_config, self.config.path)
+            if new == parse_config("", new.path):
+                # every setting at its default: most likely a file truncated by an editor
+                # or a failed copy, not an operator who wants every rule gone
+                raise ConfigError("config_invalid", f"{new.path}: the file is empty; a reload "
+                                  "would drop every rule (kept the running configuration)")
             changed = [k for k in _RESTART_ONLY
                        if getattr(new.daemon, k) != getattr(self.config.daemon, k)]
             if changed:
-                raise ConfigError("config_invalid", f"{new.path}: daemon.{changed[0]}: "
-                                  "changing it needs a restart (kept the running value)")
+                key = changed[0]
+                raise ConfigError("config_invalid", f"{new.path}: daemon.{key}: the file says "
+                                  f"{_shown(getattr(new.daemon, key))}, skipd runs with "
+                                  f"{_shown(getattr(self.config.daemon, key))}; changing it "
+                                  "needs a restart (kept the running configuration)")
             if not self.ipv6 and (uses := ipv6_uses(new)):
                 raise ConfigError("config_invalid", f"{new.path}: {uses[0]} needs IPv6; skipd "
                                   "runs IPv4-only as IPv6 was unavailable at start")
             if self.engine is not None:
-                self.engine.reconfigure(new, time.time())
+                plan = await loop.run_in_executor(self.reloader, self.engine.prepare, new,
+                                                  time.time())
+                self.engine.commit(plan, time.time())
             elif any(r.action == "protect" for r in (new.default, *new.peers)):
                 self.engine = self.engine_factory(new, time.time())
         except SkipError as exc:
@@ -354,6 +389,7 @@ class Daemon:
             raise
         if self.serving:
             self._refresh_paths()  # other peers, other overhead, another underlay_mtu
+            self._arm_timer()  # other peers, other certificate expiries
         logs.LOGGER.info("configuration reloaded", extra=logs.fields(peers=len(new.peers)))
         return f"reloaded {new.path}: {len(new.peers)} peers"
 
@@ -554,7 +590,11 @@ class Daemon:
         finally:
             self._drain_events()
         if result is not None and self.deliver(result, now) and via is not None:
-            self.udp_peers[result.peer] = via
+            known = self.udp_peers.get(result.peer)
+            # an endpoint moves only on the peer's newest packet (as WireGuard's): a replay
+            # that got through (or a late packet) from elsewhere must not steer our traffic
+            if known != via and (known is None or self.engine.is_newest(datagram)):
+                self.udp_peers[result.peer] = via
 
     def deliver(self, result: Inbound, now: float) -> bool:
         """Policy for an authenticated packet, then hand it to the kernel."""
@@ -590,11 +630,31 @@ class Daemon:
         self.traffic["protected_in"] += 1
         return True
 
+    def _arm_timer(self) -> None:
+        """(Re)schedule the engine's one timer at the time it names (``get_timer``)."""
+        if self.keying_timer is not None:
+            self.keying_timer.cancel()
+            self.keying_timer = None
+        if self.engine is None or not self.serving:
+            return
+        delay = max(0.0, self.engine.get_timer() - time.time())
+        self.keying_timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.keying_timer = None
+        if self.engine is not None:
+            self.engine.handle_timer(time.time())
+            self._drain_events()
+        self._arm_timer()
+
     def _drain_events(self) -> None:
         assert self.engine is not None
         for event in self.engine.events():
             if isinstance(event, CertificateNeeded):
                 self._unknown_peer(event)
+                if self.keying_timer is None or self.keying_timer.when() > \
+                        asyncio.get_running_loop().time() + 1.0:
+                    self._arm_timer()  # a packet now waits: its deadline may come first
             elif isinstance(event, Transmit):
                 if self._send(event.packet, self.config.default):
                     self.traffic[f"sent_{event.why}"] += 1
@@ -725,6 +785,10 @@ def cleanup(config: Config) -> str:
     return (f"removed {rules} policy rule(s) (not fwmark {cfg.fwmark:#x} lookup {cfg.table}) "
             f"and {routes} blocking route(s) from table {cfg.table}: the destinations skipd "
             "protected now follow the main table, in clear")
+
+
+def _shown(value: object) -> str:
+    return "unset (off)" if value is None else str(value)
 
 
 def _wire_limit(config: Config) -> int:
