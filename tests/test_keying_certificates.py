@@ -24,7 +24,7 @@ def test_udh_named_sender_is_fetched_validated_and_released() -> None:
     assert receiver.unprotect(sender.protect(udp(), NOW), NOW) is None
     [need] = receiver.events()
     assert isinstance(need, CertificateNeeded)
-    assert (need.nsid, need.mkid, need.name) == (8, name, b"\x08" + name)
+    assert (need.nsid, need.mkid, need.name.encode()) == (8, name, b"\x08" + name)
     # The driver fetches the UDH value (e.g. by CDP), checks it against the name it asked for
     # and hands the believed public value over.
     fetched = parse_udh(udh.encoding)

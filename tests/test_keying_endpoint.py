@@ -290,7 +290,7 @@ def test_unknown_peer_inbound_then_release(group: str) -> None:
     assert link.b.unprotect(wire1, NOW) is None and link.b.unprotect(wire2, NOW) is None
     [need] = link.b.events()
     assert isinstance(need, CertificateNeeded) and need.direction == "inbound"
-    assert need.name == bytes([1, 10, 0, 0, 1])  # NSID 1 + address (CDP SKIP name)
+    assert need.name.encode() == bytes([1, 10, 0, 0, 1])  # NSID 1 + address (CDP SKIP name)
     released = link.b.add_peer(peer_of(identity("a", (group,)), group), NOW + 5)
     assert [r.packet for r in released if isinstance(r, Received)] == [
         udp(payload=b"one"), udp(payload=b"two")]

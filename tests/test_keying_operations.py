@@ -13,6 +13,7 @@ from skip.keying.identity import LocalIdentity
 from skip.keying.kij_cache import KijCache
 from skip.keying.pending import PendingPackets
 from skip.keying.policy import KeyingPolicy
+from skip.wire.names import SkipName
 from skip.wire.skip_header import measure
 
 from .keying_harness import ADDR, NOW, identity, pair, private, udp
@@ -112,12 +113,13 @@ def test_new_bounds_for_the_master_key_cache_and_the_wait_queue() -> None:
     assert ("me", "pinned", 2) in cache and ("me", "new", 2) in cache and len(cache) == 2
     assert cache.budget.tokens <= 1
     queue = PendingPackets(8, 4, 5.0)
-    for i in range(3):
-        queue.add(bytes([i]), "inbound", b"x" * (i + 1), NOW)
-        queue.add(bytes([i]), "inbound", b"y", NOW)
+    names = [SkipName(9, bytes([i]) * 16) for i in range(3)]
+    for i, name in enumerate(names):
+        queue.add(name, "inbound", b"x" * (i + 1), NOW)
+        queue.add(name, "inbound", b"y", NOW)
     assert queue.resize(1, 1, 5.0) == 4  # the two quietest principals' packets
-    assert list(queue.sizes()) == ["02"]
-    _refused(lambda: queue.add(b"\2", "inbound", b"z", NOW), "queue_full")
+    assert list(queue.sizes()) == ["09" + "02" * 16]  # the CDP form, NSID || MKID
+    _refused(lambda: queue.add(names[2], "inbound", b"z", NOW), "queue_full")
 
 
 # --- a renamed or rekeyed principal ---------------------------------------------------------

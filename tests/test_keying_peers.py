@@ -19,6 +19,7 @@ from skip.keying.pending import PendingPackets
 from skip.keying.policy import KeyingPolicy
 from skip.wire.checksum import internet_checksum
 from skip.wire.ip import build_ipv4
+from skip.wire.names import SkipName
 
 from .keying_harness import NOW, STARTED, Link, identity, pair, peer_of, udp
 
@@ -297,13 +298,13 @@ def test_wait_queue_bounds_hold_under_any_arrivals(arrivals: list[tuple[int, flo
     refused or counted as dropped (a refusal must not lose the count of what expired)."""
     pending = PendingPackets(max_names=3, per_name=2, max_age=5.0)
     now, refused, dropped = 0.0, 0, Counter()
-    started: dict[bytes, float] = {}
+    started: dict[str, float] = {}
     for count, (name, step) in enumerate(arrivals, 1):
         now += step
-        key = bytes([name])
+        key = SkipName(9, bytes([name]) * 16)
         dropped += pending.expire(now)
-        if key.hex() not in pending.sizes():
-            started[key] = now
+        if key.encode().hex() not in pending.sizes():
+            started[key.encode().hex()] = now
         try:
             dropped["queue_evicted"] += pending.add(key, "inbound", b"p", now)[1]
         except SkipError as err:
@@ -311,7 +312,7 @@ def test_wait_queue_bounds_hold_under_any_arrivals(arrivals: list[tuple[int, flo
             refused += 1
         sizes = pending.sizes()
         assert len(sizes) <= 3 and all(n <= 2 for n in sizes.values())
-        assert all(now - started[bytes.fromhex(k)] <= 5.0 for k in sizes)
+        assert all(now - started[k] <= 5.0 for k in sizes)
         assert sum(sizes.values()) + refused + sum(dropped.values()) == count
     assert set(dropped) <= {"cert_wait_expired", "queue_evicted"}
     dropped += pending.expire(now + 5.01)

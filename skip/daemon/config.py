@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from skip.crypto import skip_numbers as num
 from skip.errors import ConfigError
 from skip.files import read_bounded
+from skip.wire.names import SkipName
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -37,19 +38,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 MKID_LENGTHS: dict[int, int] = {
     0: 0, 1: 4, 2: 4, 3: 16, 4: 16, 5: 16, 6: 16, 7: 6, 8: 16, 9: 16, 10: 16, 11: 16,
 }
-
-
-@dataclass(frozen=True)
-class SkipName:
-    """A SKIP principal name: name space id and master key-ID bytes (empty for NSID 0)."""
-
-    nsid: int = 0
-    mkid: bytes = b""
-
-    def __str__(self) -> str:
-        if self.nsid in (1, 3) and len(self.mkid) in (4, 16):
-            return f"nsid {self.nsid} {ipaddress.ip_address(self.mkid)}"
-        return f"nsid {self.nsid} mkid {self.mkid.hex()}" if self.nsid else "nsid 0 (address)"
 
 
 @dataclass(frozen=True)
@@ -80,7 +68,7 @@ class Identity:
     trust_anchors: tuple[Path, ...] = ()
     crls: tuple[Path, ...] = ()
     peer_certificates: Path | None = None
-    name: SkipName = SkipName()
+    name: SkipName = field(default_factory=SkipName)
     addresses: tuple[IPAddress, ...] = ()  # underlay addresses; default: the certificate's
     allow_readable_key: bool = False  # accept a private key file others may read (as ssh won't)
 
@@ -103,7 +91,7 @@ class PeerPolicy:
     hosts: tuple[IPAddress, ...] = ()
     networks: tuple[IPNetwork, ...] = ()
     tunnel: IPAddress | None = None
-    peer: SkipName = SkipName()
+    peer: SkipName = field(default_factory=SkipName)
     local: SkipName | None = None
     kij_alg: str | None = None
     crypt_alg: str | None = None

@@ -282,7 +282,7 @@ class SkipKeying(KeyingEngine):
         for event in pending:
             if isinstance(event, kev.CertificateNeeded):
                 # the CDP name: NSID|MKID, or NSID 1/3|address for peers named by address
-                out.append(CertificateNeeded(SkipName(event.name[0], bytes(event.name[1:])),
+                out.append(CertificateNeeded(event.name,
                                              _address(event.address)))
             elif isinstance(event, kev.Transmit):
                 out.append(Transmit(event.packet, event.why))

@@ -23,6 +23,7 @@ from skip.keying.pending import PendingPackets
 from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import Suite
 from skip.keying.transforms import Transforms, build
+from skip.wire.names import SkipName
 from skip.wire.nsid import NsidTable
 from skip.wire.skip_icmp import AdpCode
 
@@ -135,7 +136,7 @@ class KeyingContext:
 
     # --- certificates not yet known --------------------------------------------------------
 
-    def queue(self, name: bytes, direction: str, packet: bytes, nsid: int, mkid: bytes,
+    def queue(self, name: SkipName, direction: str, packet: bytes, nsid: int, mkid: bytes,
               address: bytes, now: float) -> None:
         """Hold a packet for a principal whose certificate we lack; the first one asks."""
         self.count_dropped(self.pending.expire(now))

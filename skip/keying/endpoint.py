@@ -43,7 +43,7 @@ from skip.keying import adp
 from skip.keying.advisor import Advisor
 from skip.keying.context import KeyingContext, Rng
 from skip.keying.events import Counters, Dropped, Event, PeerExpired, Received, Transmit
-from skip.keying.identity import LocalIdentity, Peer, group, skip_name
+from skip.keying.identity import LocalIdentity, Peer, group
 from skip.keying.keys import (
     FIXED_WORDS,
     IPV4_PLAIN,
@@ -61,6 +61,7 @@ from skip.keying.sender import Sender
 from skip.keying.status import PeerStatus, endpoint_status, peer_status
 from skip.keying.suite import Suite, check_group
 from skip.wire.ip import PROTO_ICMP
+from skip.wire.names import SkipName
 from skip.wire.nsid import STANDARD_NSIDS, NsidTable
 from skip.wire.skip_icmp import SkipIcmp
 
@@ -491,12 +492,12 @@ class SkipEndpoint:
 
     def _release(self, peer: Peer, now: float | None) -> list[Event]:
         ctx = self._ctx
-        names = {skip_name(0, b"", a) for a in peer.addresses}
+        names = {SkipName.of_address(a) for a in peer.addresses}
         if peer.nsid:
-            names.add(skip_name(peer.nsid, peer.mkid))
+            names.add(SkipName(peer.nsid, peer.mkid))
         outer = self._principals.states[peer.name].tunnel
         if outer and not peer.nomadic:
-            names.add(skip_name(0, b"", outer))
+            names.add(SkipName.of_address(outer))
         if now is not None:
             ctx.count_dropped(ctx.pending.expire(now))  # never release stale packets
         waiting = ctx.pending.take(names)

@@ -12,19 +12,21 @@ from collections import Counter
 from dataclasses import dataclass
 
 from skip.errors import REASONS
+from skip.wire.names import SkipName
 
 
 @dataclass(frozen=True, slots=True)
 class CertificateNeeded:
     """No public value is known for a principal: fetch it (CDP, DNS, ...) and call add_peer.
 
-    ``name`` is the CDP SKIP name (NSID | MKID; NSID 1/3 | address for NSID 0 peers).
+    ``name`` is the name to ask for (CDP: ``name.encode()``): the header's NSID and MKID, or
+    NSID 1/3 and the address for a principal named by address (``nsid`` 0).
     """
 
     nsid: int
     mkid: bytes
     address: bytes
-    name: bytes
+    name: SkipName
     direction: str  # "outbound" (we want to send) or "inbound" (a packet arrived)
 
 

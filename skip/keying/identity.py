@@ -45,13 +45,6 @@ def _check_name(nsid: int, mkid: bytes, nsids: NsidTable) -> None:
     nsids.check(nsid, mkid)
 
 
-def skip_name(nsid: int, mkid: bytes, address: bytes = b"") -> bytes:
-    """The CDP "SKIP name" (draft-06 s. 5.2): NSID | MKID, or NSID 1/3 | address for NSID 0."""
-    if nsid:
-        return bytes((nsid,)) + mkid
-    return bytes((Nsid.IPV4 if len(address) == 4 else Nsid.IPV6,)) + address
-
-
 @dataclass(frozen=True, eq=False)
 class LocalIdentity:
     """One local principal: a DH private value per group, and how it is named on the wire.

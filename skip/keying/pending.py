@@ -18,6 +18,7 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 
 from skip.errors import KeyingError
+from skip.wire.names import SkipName
 
 
 @dataclass(slots=True)
@@ -32,9 +33,9 @@ class PendingPackets:
         self.per_name = per_name
         self.max_age = max_age
         # least recently queued-to first: the order LRU replacement evicts in
-        self._queues: OrderedDict[bytes, _Waiting] = OrderedDict()
+        self._queues: OrderedDict[SkipName, _Waiting] = OrderedDict()
 
-    def add(self, name: bytes, direction: str, packet: bytes, now: float) -> tuple[bool, int]:
+    def add(self, name: SkipName, direction: str, packet: bytes, now: float) -> tuple[bool, int]:
         """Hold ``packet`` for the principal ``name`` (call :meth:`expire` first).
 
         Returns (first, evicted): ``first`` is True if nobody was waiting for ``name`` (the
@@ -46,7 +47,7 @@ class PendingPackets:
             self._queues.move_to_end(name)
             if len(waiting.packets) >= self.per_name:
                 raise KeyingError("queue_full",
-                                  f"{len(waiting.packets)} packets already wait for {name.hex()}")
+                                  f"{len(waiting.packets)} packets already wait for {name}")
             waiting.packets.append((direction, packet))
             return False, 0
         if self.max_names < 1 or self.per_name < 1:
@@ -73,7 +74,7 @@ class PendingPackets:
         return math.nextafter(min(w.since for w in self._queues.values()) + self.max_age,
                               math.inf)
 
-    def take(self, names: set[bytes]) -> list[tuple[str, bytes]]:
+    def take(self, names: set[SkipName]) -> list[tuple[str, bytes]]:
         """Remove and return, oldest first per name, what waits for any of ``names``."""
         out: list[tuple[str, bytes]] = []
         for name in names:
@@ -92,4 +93,4 @@ class PendingPackets:
         return evicted
 
     def sizes(self) -> dict[str, int]:
-        return {name.hex(): len(w.packets) for name, w in self._queues.items()}
+        return {name.encode().hex(): len(w.packets) for name, w in self._queues.items()}

@@ -20,13 +20,14 @@ from skip.errors import KeyingError, ParseError, PolicyError
 from skip.keying import adp
 from skip.keying.advisor import Advisor
 from skip.keying.context import KeyingContext, first_reason
-from skip.keying.identity import LocalIdentity, Peer, group, skip_name
+from skip.keying.identity import LocalIdentity, Peer, group
 from skip.keying.keys import PeerState, RxCacheKey, RxKey, addresses
 from skip.keying.kij_cache import KijEntry
 from skip.keying.principals import Principals
 from skip.keying.sender import Sender
 from skip.keying.suite import Suite, check_group
 from skip.wire.ip import PROTO_AH, PROTO_ESP, PROTO_ICMP, locate_upper
+from skip.wire.names import SkipName
 from skip.wire.skip_header import FIXED, IP_PROTOCOL_SKIP, SkipHeader, measure
 from skip.wire.skip_icmp import AdpCode
 
@@ -141,7 +142,7 @@ class Receiver:
                 raise KeyingError("no_kp", "Kij Alg 0: an algorithm-discovery solicitation")
             raise KeyingError(first_reason(failed), f"algorithms {algs}")
         if them is None:
-            ctx.queue(skip_name(hdr.src_nsid, hdr.src_mkid, src), "inbound", packet,
+            ctx.queue(SkipName.of_header(hdr.src_nsid, hdr.src_mkid, src), "inbound", packet,
                       hdr.src_nsid, hdr.src_mkid, src, now)
             return None
         suite = Suite(hdr.version, hdr.kij_alg, hdr.crypt_alg, hdr.mac_alg)

@@ -14,11 +14,12 @@ from skip.crypto import skip_numbers as num
 from skip.crypto.kp_wrap import legacy_encrypt_kp, modern_wrap_kp
 from skip.errors import KeyingError, PolicyError
 from skip.keying.context import KeyingContext
-from skip.keying.identity import LocalIdentity, Peer, group, skip_name
+from skip.keying.identity import LocalIdentity, Peer, group
 from skip.keying.keys import IPV4_PLAIN, TxKey, addresses
 from skip.keying.principals import Principals
 from skip.keying.suite import Suite, check_group
 from skip.wire.ip import PROTO_AH, PROTO_ESP, locate_upper
+from skip.wire.names import SkipName
 from skip.wire.skip_header import IP_PROTOCOL_SKIP, SkipHeader
 
 
@@ -49,7 +50,7 @@ class Sender:
         if them is None:
             if peer_name:
                 raise KeyingError("unknown_mkid", f"no peer named {peer_name!r}")
-            self.ctx.queue(skip_name(0, b"", dst), "outbound", packet, 0, b"", dst, now)
+            self.ctx.queue(SkipName.of_address(dst), "outbound", packet, 0, b"", dst, now)
             return None
         tx = self.pair(me, them, p.suite_for(them, self.ctx.policy), kdf.counter_n(now), now)
         if identity_name is None and peer_name is None and len(src) == 4 and \

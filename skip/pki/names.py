@@ -27,7 +27,6 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 # asn1crypto ships no type information (no py.typed marker, and no stub package exists),
 # so mypy sees its names as Any; a project-wide override would make this comment moot.
@@ -35,21 +34,10 @@ from asn1crypto import core, x509  # type: ignore[import-untyped]
 
 from skip.errors import CertificateError, ConfigError
 from skip.pki.asn1 import OID_IP_ADDRESS, UB_IP_ADDRESS
+from skip.wire.names import SkipName
 from skip.wire.nsid import Nsid, address_mkid
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-@dataclass(frozen=True, order=True)
-class SkipName:
-    """One name a key answers to; ``label`` is the readable thing the MKID was made from."""
-
-    nsid: int
-    mkid: bytes
-    label: str
-
-    def as_json(self) -> dict[str, object]:
-        return {"nsid": self.nsid, "mkid": self.mkid.hex(), "label": self.label}
 
 
 def md5(data: bytes) -> bytes:
