@@ -76,13 +76,15 @@ def suite_overhead(suite: Suite, tunnel_v6: bool | None, mkid_bytes: int) -> int
     if tunnel_v6 is not None:
         total += 40 if tunnel_v6 else 20
     icv = 0
-    if mac and not suite.aead:
-        icv = get_integrity(prof.mac[mac].registry_name, allow_legacy=legacy).icv_size
+    mac_name = prof.mac[mac].registry_name if mac and not suite.aead else None
+    if mac_name is not None:
+        icv = get_integrity(mac_name, allow_legacy=legacy).icv_size
     if "ah" in suite.layers:
         total += 12 + -(-icv // 8) * 8  # AH is padded to 8 bytes under IPv6
         icv = 0  # the MAC is in AH, not in ESP
-    if "esp" in suite.layers and crypt:
-        cipher = get_cipher(prof.crypt[crypt].registry_name, allow_legacy=legacy)
+    crypt_name = prof.crypt[crypt].registry_name if crypt else None
+    if "esp" in suite.layers and crypt_name is not None:
+        cipher = get_cipher(crypt_name, allow_legacy=legacy)
         block = max(cipher.block_size, 4)
         seq = 0 if legacy else 4
         total += 4 + seq + cipher.iv_size + (block - 1) + 2 + cipher.icv_size + icv
@@ -207,7 +209,7 @@ class SkipKeying(KeyingEngine):
                 reason=reason, file=path, error=text))
         return Plan(config, identities, specs, self._policy(config))
 
-    def commit(self, plan: Plan, now: float, fresh: bool = False) -> None:
+    def commit(self, plan: object, now: float, fresh: bool = False) -> None:
         """Apply a prepared configuration: the endpoint changes in place, peer by peer, in
         time proportional to what changed.
 
@@ -215,6 +217,8 @@ class SkipKeying(KeyingEngine):
         give every peer's current Kp a fresh replay window, so that each packet captured under
         it would pass again, and would cost a DH computation per peer.
         """
+        if not isinstance(plan, Plan):
+            raise TypeError(f"commit takes what prepare returned, not {type(plan).__name__}")
         if fresh:
             self.endpoint = SkipEndpoint(plan.identities.values(), policy=plan.policy,
                                          started=now)

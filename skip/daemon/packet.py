@@ -69,6 +69,7 @@ def summarize(packet: bytes | memoryview) -> Summary:
     """
     if len(packet) < 1:
         raise ParseError("truncated", "empty packet")
+    offset: int | None
     if not isinstance(packet, bytes):  # slices of bytes are bytes: the addresses need no copy
         packet = bytes(packet)
     version = packet[0] >> 4
@@ -108,9 +109,10 @@ def too_big(packet: bytes, mtu: int, reporter: IPAddress) -> bytes:
         body = bytearray(_ICMP_TOO_BIG_V4.pack(3, 4, 0, 0, mtu) + packet[:548])
         struct.pack_into("!H", body, 2, internet_checksum(body))
         # TOS 0xC0 (internetwork control), as routers mark their ICMP errors
-        return build_ipv4(reporter, ipaddress.IPv4Address(info.src), PROTO_ICMP, bytes(body),
-                          tos=0xC0)
+        return build_ipv4(ipaddress.IPv4Address(reporter.packed),
+                          ipaddress.IPv4Address(info.src), PROTO_ICMP, bytes(body), tos=0xC0)
     body = bytearray(_ICMP_TOO_BIG_V6.pack(2, 0, 0, mtu) + packet[:1232])
     pseudo = reporter.packed + info.src + _PSEUDO_V6_TAIL.pack(len(body), PROTO_ICMPV6)
     struct.pack_into("!H", body, 2, internet_checksum(pseudo + body))
-    return build_ipv6(reporter, ipaddress.IPv6Address(info.src), PROTO_ICMPV6, bytes(body))
+    return build_ipv6(ipaddress.IPv6Address(reporter.packed), ipaddress.IPv6Address(info.src),
+                      PROTO_ICMPV6, bytes(body))

@@ -562,7 +562,7 @@ class Daemon:
         return True
 
     def _on_wire(self, source: RawReceiver | UdpTransport) -> None:
-        udp = isinstance(source, UdpTransport)
+        udp = source if isinstance(source, UdpTransport) else None
         for _ in range(_BATCH):
             try:
                 datagram = source.read()
@@ -572,7 +572,7 @@ class Daemon:
             if datagram is None:
                 return
             try:
-                self.inbound(datagram, time.time(), source.last_source if udp else None)
+                self.inbound(datagram, time.time(), udp.last_source if udp is not None else None)
             except Exception as exc:  # any bug: one packet lost, see _bug
                 self._bug(exc)
 

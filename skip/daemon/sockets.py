@@ -92,7 +92,7 @@ def _open(family: int, kind: int, proto: int) -> socket.socket:
     try:
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        name = {socket.SOCK_RAW: "raw", socket.SOCK_DGRAM: "UDP"}.get(kind, "")
+        name = {int(socket.SOCK_RAW): "raw", int(socket.SOCK_DGRAM): "UDP"}.get(kind, "")
         version = 4 if family == socket.AF_INET else 6
         raise from_os_error(f"cannot open a {name} IPv{version} socket", exc) from None
     sock.setblocking(False)

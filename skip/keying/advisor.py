@@ -9,7 +9,7 @@ and the send Kps answers travel under.
 from __future__ import annotations
 
 from dataclasses import replace
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address
 
 from skip.crypto import kdf
 from skip.crypto import skip_numbers as num
@@ -61,10 +61,9 @@ class Advisor:
         for dst in sorted(them.addresses):
             src = next((a for a in sorted(me.addresses) if len(a) == len(dst)), None)
             if src is not None:
-                build = build_ipv4 if len(dst) == 4 else build_ipv6
                 hdr_len = 20 if len(dst) == 4 else 40
                 pad = bytes(max(0, _SOLICITATION_SIZE - hdr_len - len(header)))
-                return build(ip_address(src), ip_address(dst), IP_PROTOCOL_SKIP, header + pad)
+                return _datagram(src, dst, IP_PROTOCOL_SKIP, header + pad)
         raise PolicyError("no_identity", "no address pair of one family to send it on")
 
     def answer(self, packet: bytes, version: int, may_be_icmp: bool, failed: AdpCode,
@@ -94,10 +93,7 @@ class Advisor:
             return
         policy = ctx.policy
         message = replace(adp.advertisement(policy, version, failed), kp_floor=kp_floor).encode()
-        if len(src) == 4:
-            reply = build_ipv4(ip_address(dst), ip_address(src), PROTO_ICMP, message)
-        else:
-            reply = build_ipv6(ip_address(dst), ip_address(src), PROTO_ICMP, message)
+        reply = _datagram(dst, src, PROTO_ICMP, message)
         n = kdf.counter_n(now)
         try:
             if version == num.MODERN_VERSION:
@@ -171,3 +167,10 @@ class Advisor:
         state.kp_floor[rx.identity] = max(state.kp_floor.get(rx.identity, 0), floor)
         self.sender.retire(rx.peer)
         self.ctx.counters["kp_notice_received"] += 1
+
+
+def _datagram(src: bytes, dst: bytes, protocol: int, payload: bytes) -> bytes:
+    """An IPv4 or IPv6 datagram between two packed addresses of one family."""
+    if len(src) == 4:
+        return build_ipv4(IPv4Address(src), IPv4Address(dst), protocol, payload)
+    return build_ipv6(IPv6Address(src), IPv6Address(dst), protocol, payload)

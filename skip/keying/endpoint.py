@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from ipaddress import ip_address
 
 from skip.crypto import kdf
@@ -53,7 +53,7 @@ from skip.keying.keys import (
     addresses,
     rx_key,
 )
-from skip.keying.kij_cache import KijCache
+from skip.keying.kij_cache import CacheKey, KijCache
 from skip.keying.policy import KeyingPolicy
 from skip.keying.principals import Principals
 from skip.keying.receiver import Receiver
@@ -348,13 +348,13 @@ class SkipEndpoint:
         and the next hour (n changes: receive Kps two hours old go). The driver keeps one
         timer and re-reads this after every call that may have changed it (a packet queued,
         a peer added, the timer handled)."""
-        when = kdf.n_start(self._hour + 1)
+        when = float(kdf.n_start(self._hour + 1))
         waiting = self._ctx.pending.next_expiry()
         if waiting is not None:
             when = min(when, waiting)
         if self._deadlines:
             when = min(when, self._deadlines[0][0])
-        return float(when)
+        return when
 
     def handle_timer(self, now: float) -> None:
         """Do what is due at ``now``: drop packets that waited too long for a certificate,
@@ -374,8 +374,7 @@ class SkipEndpoint:
             elif what == "rotation" and state is not None and state.previous is peer and \
                     state.previous_until <= now:
                 state.previous = None
-                gone = (peer.name, peer.public)
-                ctx.kij_cache.discard(lambda key, gone=gone: (key[1], key[3]) == gone)
+                ctx.kij_cache.discard(_entries_of(peer))
         n = kdf.counter_n(now)
         if n != self._hour:
             self._hour = n
@@ -519,6 +518,11 @@ class SkipEndpoint:
             return got if got is not None else Dropped("cert_pending", "consumed")
         except SkipError as err:
             return Dropped(err.reason, err.detail)
+
+
+def _entries_of(peer: Peer) -> Callable[[CacheKey], bool]:
+    """Matches the master keys made with one public value of a peer."""
+    return lambda key: (key[1], key[3]) == (peer.name, peer.public)
 
 
 def _sending(peer: Peer, tunnel: bytes | None) -> tuple[object, ...]:

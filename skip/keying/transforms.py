@@ -15,6 +15,7 @@ from ipaddress import ip_address
 
 from skip.crypto import skip_numbers as num
 from skip.crypto.kdf import low
+from skip.errors import KeyingError
 from skip.ipsec.sa import SecurityAssociation
 from skip.keying.suite import Suite
 from skip.wire.skip_header import SKIP_SPI
@@ -70,35 +71,32 @@ def build(
     mac = None if suite.aead or not suite.mac_alg else prof.mac[suite.mac_alg]
     cipher_key = low(e_kp, crypt.key_size) if crypt and legacy else e_kp
     mac_key = low(a_kp, mac.key_size) if mac and legacy else a_kp
-    common = {
-        "sequence": not legacy,
-        "allow_legacy": legacy,
-        "rng": rng,
-    }
-    if not legacy:
-        common["replay_window"] = replay_window
-    tunnel_args = (
-        {"tunnel_src": ip_address(tunnel[0]), "tunnel_dst": ip_address(tunnel[1])}
-        if tunnel else {}
-    )
-    inner_mode = "tunnel" if tunnel else "transport"
+    window = replay_window if not legacy else 64  # legacy: no sequence numbers, no window
+    outer_src = ip_address(tunnel[0]) if tunnel else None
+    outer_dst = ip_address(tunnel[1]) if tunnel else None
     layers = suite.layers
     sas: list[SecurityAssociation] = []
     for i, layer in enumerate(layers):
         innermost = i == len(layers) - 1
-        extra = {"mode": inner_mode, **tunnel_args} if innermost else {"mode": "transport"}
+        mode = "tunnel" if tunnel and innermost else "transport"
+        src, dst = (outer_src, outer_dst) if innermost else (None, None)
         if layer == "esp":
+            if crypt is None:
+                raise KeyingError("unsupported_crypt_alg", f"{suite}: ESP without a cipher")
             esp_mac = mac if not legacy else None  # legacy authenticates in a separate AH
             sas.append(SecurityAssociation(
-                "esp", SKIP_SPI, extra.pop("mode"),
-                cipher=crypt.registry_name, cipher_key=cipher_key,
+                "esp", SKIP_SPI, mode, cipher=crypt.registry_name, cipher_key=cipher_key,
                 integrity=esp_mac.registry_name if esp_mac else None,
-                integrity_key=mac_key if esp_mac else b"",
-                allow_unauthenticated=legacy, **extra, **common,
+                integrity_key=mac_key if esp_mac else b"", allow_unauthenticated=legacy,
+                sequence=not legacy, allow_legacy=legacy, replay_window=window,
+                tunnel_src=src, tunnel_dst=dst, rng=rng,
             ))
         else:
+            if mac is None:
+                raise KeyingError("unsupported_mac_alg", f"{suite}: AH without a MAC")
             sas.append(SecurityAssociation(
-                "ah", SKIP_SPI, extra.pop("mode"),
-                integrity=mac.registry_name, integrity_key=mac_key, **extra, **common,
+                "ah", SKIP_SPI, mode, integrity=mac.registry_name, integrity_key=mac_key,
+                sequence=not legacy, allow_legacy=legacy, replay_window=window,
+                tunnel_src=src, tunnel_dst=dst, rng=rng,
             ))
     return Transforms(tuple(sas))
