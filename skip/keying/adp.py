@@ -17,8 +17,8 @@ from dataclasses import replace
 
 from skip.crypto import skip_numbers as num
 from skip.crypto.skip_numbers import MODERN_VERSION, AlgClass
-from skip.keying.kij_cache import TokenBucket
 from skip.keying.policy import KeyingPolicy
+from skip.keying.ratelimit import TokenBucket
 from skip.keying.suite import LEGACY_ADP, MODERN_ADP, Suite
 from skip.wire.skip_icmp import AdpCode, SkipIcmp
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from skip.errors import KeyingError
+from skip.keying.ratelimit import TokenBucket
 
 #: (local identity name, peer name, header version, the peer's public value): a peer whose
 #: key rotates has two entries while the old key's grace lasts
@@ -42,26 +43,6 @@ class KijEntry:
                 del self.kijn[old]
             value = self.kijn[(n, direction)] = derive(self.kij, n)
         return value
-
-
-class TokenBucket:
-    """``rate`` events per second on average, ``burst`` at once; time comes from the caller."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.stamp: float | None = None
-
-    def take(self, now: float) -> bool:
-        if self.stamp is not None and now > self.stamp:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        if self.stamp is None or now > self.stamp:
-            self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 class KijCache:

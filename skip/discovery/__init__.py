@@ -1,0 +1,1 @@
+"""discovery layer: finding peers' certificates (CDP, the DNS), sans-I/O; see docs/discovery.md."""
