@@ -131,7 +131,7 @@ class DHGroup:
         self.validate_public(peer_public)
         if self.kind == "ecx":
             try:
-                return _ecx_private(self, private).exchange(_ecx_public(self, peer_public))
+                return _ecx_exchange(self, _ecx_private(self, private), peer_public)
             except ValueError as exc:  # low-order point: the all-zero output (RFC 7748 §6)
                 raise KeyingError("bad_public_value", f"{self.name}: low-order point") from exc
         y = int.from_bytes(peer_public)
@@ -356,11 +356,19 @@ def _ffdh_in_subgroup(p: int, q: int, y: int) -> bool:
     return _ffdh_power(p, y, q + 1, prime_order=True) == y
 
 
-_ECX = {"x25519": x25519.X25519PrivateKey, "x448": x448.X448PrivateKey}
-_ECX_PUBLIC = {"x25519": x25519.X25519PublicKey, "x448": x448.X448PublicKey}
+_EcxPrivate = x25519.X25519PrivateKey | x448.X448PrivateKey
+_EcxPublic = x25519.X25519PublicKey | x448.X448PublicKey
+_ECX: dict[str, type[x25519.X25519PrivateKey] | type[x448.X448PrivateKey]] = {
+    "x25519": x25519.X25519PrivateKey,
+    "x448": x448.X448PrivateKey,
+}
+_ECX_PUBLIC: dict[str, type[x25519.X25519PublicKey] | type[x448.X448PublicKey]] = {
+    "x25519": x25519.X25519PublicKey,
+    "x448": x448.X448PublicKey,
+}
 
 
-def _ecx_private(group: DHGroup, private: bytes) -> x25519.X25519PrivateKey | x448.X448PrivateKey:
+def _ecx_private(group: DHGroup, private: bytes) -> _EcxPrivate:
     if len(private) != group.private_size:
         raise KeyingError(
             "bad_key", f"{group.name}: private value must be {group.private_size} bytes"
@@ -371,7 +379,7 @@ def _ecx_private(group: DHGroup, private: bytes) -> x25519.X25519PrivateKey | x4
         raise KeyingError("bad_key", f"{group.name}: unusable private value") from exc
 
 
-def _ecx_public(group: DHGroup, public: bytes) -> x25519.X25519PublicKey | x448.X448PublicKey:
+def _ecx_public(group: DHGroup, public: bytes) -> _EcxPublic:
     try:
         return _ECX_PUBLIC[group.name].from_public_bytes(public)
     except ValueError as exc:
@@ -379,15 +387,28 @@ def _ecx_public(group: DHGroup, public: bytes) -> x25519.X25519PublicKey | x448.
 
 
 @functools.lru_cache(maxsize=2)
-def _ecx_probe(name: str) -> x25519.X25519PrivateKey | x448.X448PrivateKey:
+def _ecx_probe(name: str) -> _EcxPrivate:
     return _ECX[name].generate()
+
+
+def _ecx_exchange(group: DHGroup, key: _EcxPrivate, public: bytes) -> bytes:
+    """X25519 / X448 agreement of ``key`` with the peer's raw ``public`` value, both of
+    ``group``'s curve. A malformed value raises KeyingError; a low-order point gets OpenSSL's
+    ValueError, which the callers translate."""
+    peer = _ecx_public(group, public)
+    if isinstance(key, x25519.X25519PrivateKey) and isinstance(peer, x25519.X25519PublicKey):
+        return key.exchange(peer)
+    if isinstance(key, x448.X448PrivateKey) and isinstance(peer, x448.X448PublicKey):
+        return key.exchange(peer)
+    # Unreachable: the key and the value are both made from group.name.
+    raise KeyingError("bad_key", f"{group.name}: private and public values of different curves")
 
 
 def _ecx_check_order(group: DHGroup, public: bytes) -> None:
     """A low-order point yields the all-zero secret for every (clamped) private key, so one
     exchange with a throw-away key detects it; OpenSSL reports that case as ValueError."""
     try:
-        _ecx_probe(group.name).exchange(_ecx_public(group, public))
+        _ecx_exchange(group, _ecx_probe(group.name), public)
     except ValueError as exc:
         raise KeyingError("bad_public_value", f"{group.name}: low-order point") from exc
 

@@ -14,11 +14,12 @@ These MACs are broken by today's standards (RFC 8221: MUST NOT); the registry ma
 from __future__ import annotations
 
 import hashlib
+from typing import Literal
 
 from skip.crypto.integrity import BytesLike, MacContext
 
 _BLOCK = 64  # MD5 and SHA-1 both work on 512-bit blocks
-_LENGTH_ORDER = {"md5": "little", "sha1": "big"}
+_LENGTH_ORDER: dict[str, Literal["little", "big"]] = {"md5": "little", "sha1": "big"}
 
 
 def keyfill(hash_name: str, key_length: int) -> bytes:

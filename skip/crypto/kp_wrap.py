@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import IDEA, TripleDES
-from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, modes
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from skip.crypto.kdf import low
@@ -26,14 +26,14 @@ from skip.errors import AlgorithmError, KeyingError
 Rng = Callable[[int], bytes]
 
 # Single DES is EDE with K1 = K2 = K3, which is how `cryptography` still offers it.
-_BLOCK_CIPHERS: dict[str, Callable[[bytes], object]] = {
+_BLOCK_CIPHERS: dict[str, Callable[[bytes], BlockCipherAlgorithm]] = {
     "des-cbc": lambda key: TripleDES(key * 3),
     "3des-ede-cbc": TripleDES,
     "idea-cbc": IDEA,
 }
 
 
-def _cipher(kij_alg: KijAlgorithm, kijn: bytes) -> Cipher:
+def _cipher(kij_alg: KijAlgorithm, kijn: bytes) -> Cipher[modes.CBC]:
     factory = _BLOCK_CIPHERS.get(kij_alg.name)
     if factory is None or not kij_alg.implemented:
         raise AlgorithmError("unsupported_kij_alg", f"Kij Alg {kij_alg.number} ({kij_alg.name})")
