@@ -89,7 +89,7 @@ class SkipIcmp:
             raise ParseError("bad_version", f"SKIP ICMP version {ver_rsvd >> 4}")
         if verify_checksum and internet_checksum(data) != 0:
             raise ParseError("bad_checksum", "SKIP ICMP checksum")
-        lists = []
+        lists: list[tuple[int, ...]] = []
         pos = _FIXED.size
         for _ in range(4):
             if pos >= len(data):
@@ -99,11 +99,12 @@ class SkipIcmp:
                 raise ParseError("truncated", "SKIP ICMP algorithm list overruns the message")
             lists.append(tuple(bytes(data[pos + 1 : pos + 1 + count])))
             pos += 1 + count
-        floor = None
+        floor: int | None = None
         if len(data) - pos == _FLOOR.size:
             floor = _FLOOR.unpack_from(data, pos)[0]
         elif pos != len(data):
             raise ParseError("bad_length", f"{len(data) - pos} bytes after the algorithm lists")
-        return cls(AdpCode(code & _DEFINED_CODE_BITS), *lists, protocol=protocol, port=port,
-                   kp_floor=floor)
+        kij, crypt, mac, comp = lists
+        return cls(AdpCode(code & _DEFINED_CODE_BITS), kij, crypt, mac, comp, protocol=protocol,
+                   port=port, kp_floor=floor)
 
