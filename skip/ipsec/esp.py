@@ -155,18 +155,17 @@ class EspSA(SecurityAssociation):
         end = size - self._icv_size
         if end - body < self._min_body:
             raise ParseError("truncated", f"ESP packet of {size - offset} bytes is too short")
-        if self.sequence:
+        replay = self._replay  # None exactly when the SA has no sequence numbers
+        if replay is not None:
             spi, seq_low = _HEAD_SEQ.unpack_from(packet, offset)
             if spi != self.spi:
                 self._bad_spi(spi)
-            replay = self._replay
             seq = replay.check(seq_low)
             aad = _AAD_ESN.pack(spi, seq >> 32, seq_low) if self.esn else packet[offset:body]
         else:
             spi = _HEAD_SPI.unpack_from(packet, offset)[0]
             if spi != self.spi:
                 self._bad_spi(spi)
-            replay = None
             aad = packet[offset:body]
         mac = self._mac
         if mac is not None:
