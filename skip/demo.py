@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 from ipaddress import ip_address
+from typing import Any
 
 from skip.errors import SkipError
-from skip.ipsec import SecurityAssociation
+from skip.ipsec import EspSA, SecurityAssociation
 from skip.wire.ip import (
     PROTO_AH,
     PROTO_ESP,
@@ -71,7 +72,7 @@ def show_wire(title: str, sa: SecurityAssociation, original: bytes, wire: bytes,
     print(f"    on wire  : {describe_ip(wire)}")
     _, _, at, _ = locate_upper(wire, verify_checksum=False)
     at += shim_len
-    if sa.protocol == "esp":
+    if isinstance(sa, EspSA):
         fields = [("SPI", wire[at : at + 4])]
         pos = at + 4
         if sa.sequence:
@@ -99,14 +100,14 @@ def show_wire(title: str, sa: SecurityAssociation, original: bytes, wire: bytes,
     print(hexdump(wire))
 
 
-def make_pair(**kwargs: object) -> tuple[SecurityAssociation, SecurityAssociation]:
+def make_pair(**kwargs: Any) -> tuple[SecurityAssociation, SecurityAssociation]:
     """The same SA twice: one end protects, the other unprotects (an SA is one-way)."""
     return SecurityAssociation(**kwargs), SecurityAssociation(**kwargs)
 
 
-def attempt(label: str, sa: SecurityAssociation, wire: bytes, **kwargs: object) -> None:
+def attempt(label: str, sa: SecurityAssociation, wire: bytes, shim_len: int = 0) -> None:
     try:
-        sa.unprotect(wire, **kwargs)
+        sa.unprotect(wire, shim_len=shim_len)
     except SkipError as err:
         print(f"    {label:<40} -> refused, reason '{err.reason}' ({type(err).__name__})")
     else:
@@ -138,10 +139,11 @@ def modern() -> None:
     wire6 = tx6.protect(original)
     show_wire("IPv6 datagram, transport mode, sequence number 2**32 (only the low half, 0, "
               "is sent):", tx6, original, wire6)
-    rx6.replay_window.accept(2**32 - 10)  # as if earlier packets had arrived
+    window = rx6.replay_window
+    assert window is not None  # every SA with sequence numbers has one
+    window.accept(2**32 - 10)  # as if earlier packets had arrived
     assert rx6.unprotect(wire6) == original
-    print(f"    unprotected; the receiver inferred the 64-bit number "
-          f"{rx6.replay_window.top:#x}\n")
+    print(f"    unprotected; the receiver inferred the 64-bit number {window.top:#x}\n")
 
     ah_tx, ah_rx = make_pair(protocol="ah", spi=0x1003, mode="transport",
                              integrity="hmac-sha2-256-128", integrity_key=auth)
