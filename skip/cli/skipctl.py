@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def _age(seconds: Any) -> str:
     return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
 
 
-def _bytes(value: int) -> str:
+def _bytes(value: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if value < 1000 or unit == "GB":
             return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
@@ -99,7 +100,8 @@ def format_plain(result: Any) -> str:
     return json.dumps(result)
 
 
-FORMATTERS = {"status": format_status, "peers": format_peers, "counters": format_counters}
+FORMATTERS: dict[str, Callable[[Any], str]] = {
+    "status": format_status, "peers": format_peers, "counters": format_counters}
 
 
 def main(argv: list[str] | None = None) -> int:
