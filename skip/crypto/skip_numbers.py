@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
+from typing import TypeVar
 
 from skip.errors import ParseError
 
@@ -124,7 +125,10 @@ class Profile:
         return tuple(self.comp)
 
 
-def _table(*entries):
+_Entry = TypeVar("_Entry", KijAlgorithm, TrafficAlgorithm)
+
+
+def _table(*entries: _Entry) -> MappingProxyType[int, _Entry]:
     return MappingProxyType({e.number: e for e in entries})
 
 
