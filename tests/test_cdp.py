@@ -203,18 +203,35 @@ def test_an_answer_too_large_sends_what_fits(pki) -> None:  # type: ignore[no-un
     assert answer.size <= cap
 
 
-def test_a_flood_from_spoofed_sources_is_bounded() -> None:
-    """CDP-M6: per source and in all; what is not answered is counted."""
-    responder = CdpResponder(lambda n: [], rng=_counter_rng(), per_source=1.0, burst=2,
-                             total=50.0)
-    request = _request([_name("10.9.9.9")])
-    sent = sum(len(responder.handle(request, ("192.0.2.9", 5000), RESPONDER, NOW) or b"")
-               > 0 for _ in range(10))
+def test_a_flood_from_spoofed_sources_is_bounded_and_the_real_requester_answered(
+        pki) -> None:  # type: ignore[no-untyped-def]
+    """CDP-M6, issue 10 ("a flood of CDP requests from spoofed addresses does not make the
+    responder send more than the limits allow nor stop answering the legitimate requester"):
+    per source; past the global rate only COOKIE_REQUIRED, never larger than the request;
+    a requester that proves its address is answered whatever the flood."""
+    _ca, certs = pki
+    table = _table(certs)
+    responder = CdpResponder(lambda n: table.get(n, []), rng=_counter_rng(), per_source=1.0,
+                             burst=2, total=50.0)
+    request = _request([_name("10.1.0.1")])
+    sent = sum(responder.handle(request, ("192.0.2.9", 5000), RESPONDER, NOW) is not None
+               for _ in range(10))
     assert sent == 2 and responder.counters["rate_limited"] == 8
-    spoofed = sum(responder.handle(request, (f"198.51.100.{i % 250}", 5000 + i), RESPONDER,
-                                   NOW + 1) is not None for i in range(500))
-    assert spoofed <= 51  # the global bucket (its burst), whatever the sources
-    assert responder.counters["rate_limited"] >= 8 + 449
+    # the real requester got its cookie before the flood began
+    cookie = CdpMessage.parse(responder.handle(request, REQUESTER, RESPONDER, NOW) or b"")
+    assert cookie.action == Action.COOKIE_REQUIRED
+    received = out = 0
+    for i in range(2000):  # 2,000 GETs from 2,000 spoofed sources within one second
+        reply = responder.handle(request, (f"198.51.{i // 250}.{i % 250}", 5000), RESPONDER,
+                                 NOW + 1)
+        received += len(request)
+        out += len(reply or b"")
+    assert out <= received  # no amplification at all under the flood
+    assert responder.counters["cdp_cookie_sent"] <= 50 + 500 + 3  # both budgets, 3 before
+    # ...and its retry with the cookie, in the middle of it, gets the certificate
+    retry = _request([_name("10.1.0.1")], responder_cookie=cookie.responder_cookie)
+    answer = CdpMessage.parse(responder.handle(retry, REQUESTER, RESPONDER, NOW + 1) or b"")
+    assert answer.action == Action.RESPONSE and answer.records[0].certificate == certs[0].der
 
 
 # --- the requester --------------------------------------------------------------------------

@@ -223,14 +223,16 @@ def test_skip_in_udp_on_different_ports(running: Site) -> None:
 def test_unknown_peer_is_refused_logged_and_counted(running: Site) -> None:
     site = running
     site.start("a", "a", rules_ab("a", "b"), store=("b",))
-    site.start("b", "b", rules_ab("b", "a"), store=())  # b lacks a's certificate
+    # b lacks a's certificate and may not discover it (tests/test_daemon_discovery.py: with
+    # discovery, the default, it would ask a for it)
+    site.start("b", "b", rules_ab("b", "a"), store=(), daemon={"discovery": []})
     assert not site.ping("a", OVERLAY["b"][0])
     counters = site.counters("b")
     assert counters["drops"].get("unknown_mkid", 0) >= 1  # b cannot send to a rule sans key
     assert counters["engine"].get("queued", 0) >= 1  # a's packets wait for a certificate
     log = (site.work / "b.log").read_text()
     assert "unknown peer" in log and "nsid 1 192.0.2.1" in log
-    assert "no certificate in the local store" in log
+    assert "no certificate known or discoverable" in log
     unknown = request(site.sock("b"), "status")["result"]["unknown_peers"]
     assert [u["name"] for u in unknown] == ["nsid 1 192.0.2.1"]
 
@@ -246,8 +248,11 @@ def test_revoked_certificate_is_refused_after_reload(running: Site) -> None:
                                str(site.sock("a")))
         assert "reloaded" in out.stdout
         assert not site.ping("a", OVERLAY["b"][0], 1)
-        assert site.counters("a")["drops"]["unknown_mkid"] >= 1
+        # the store's copy is refused, and so is the one CDP brings from b itself
         assert '"reason": "cert_revoked"' in (site.work / "a.log").read_text()
+        assert eventually(lambda: request(site.sock("a"), "discovery")["result"]["counters"]
+                          .get("cert_revoked", 0) >= 1)
+        assert not site.ping("a", OVERLAY["b"][0], 1)
     finally:
         shutil.copy(site.work / "ca.crl.saved", site.pki / "ca.crl")
 

@@ -1,6 +1,6 @@
 """skipctl: talk to a running skipd over its control socket (see docs/skipctl.md).
 
-    skipctl status | peers | counters | flush | reload | stop   [--json]
+    skipctl status | peers | counters | discovery | flush | reload | stop   [--json]
 
 Human tables by default; ``--json`` prints the daemon's reply unchanged for scripts.
 Exit status 0 on success, 1 when skipd refused the request, 2 when it cannot be reached.
@@ -26,6 +26,7 @@ COMMANDS = {
     "flush": "drop cached master and traffic keys (recomputed on the next packet)",
     "reload": "re-read configuration and certificates; a bad file is refused, old one kept",
     "stop": "stop skipd (it removes its TUN device, routes and rules)",
+    "discovery": "certificate discovery (CDP): lookups in flight, learned peers, counters",
 }
 
 
@@ -100,8 +101,26 @@ def format_plain(result: Any) -> str:
     return json.dumps(result)
 
 
+def format_discovery(result: dict[str, Any]) -> str:
+    if not result.get("enabled"):
+        return "discovery is off (daemon.discovery = [])"
+    lines = [f"responder: {'answering' if result.get('responder') else 'not running'}"]
+    lines.append("in flight:" if result.get("in_flight") else "in flight: none")
+    lines += [f"  {e['name']}  asking {e['server']} (sent {e['sent']})"
+              for e in result.get("in_flight", [])]
+    lines.append("learned:" if result.get("learned") else "learned: none")
+    lines += [f"  {e['rule']}  {e['name']}  from {e['source']}"
+              for e in result.get("learned", [])]
+    counters = result.get("counters", {})
+    if counters:
+        lines.append("counters:")
+        lines += [f"  {count:>10}  {name}" for name, count in counters.items()]
+    return "\n".join(lines)
+
+
 FORMATTERS: dict[str, Callable[[Any], str]] = {
-    "status": format_status, "peers": format_peers, "counters": format_counters}
+    "status": format_status, "peers": format_peers, "counters": format_counters,
+    "discovery": format_discovery}
 
 
 def main(argv: list[str] | None = None) -> int:

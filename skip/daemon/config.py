@@ -32,6 +32,7 @@ PROFILES = ("legacy", "modern")
 MODES = ("tunnel", "transport")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DISCOVERY_SOURCES = ("cdp",)
 
 #: MKID length per NSID (skip-core.md section 4.2); 250-255 are private and need an explicit
 #: length, which skipd does not support, so they are refused here rather than guessed.
@@ -59,6 +60,9 @@ class DaemonSettings:
     queue_limit: int = 4  # packets held per peer while its certificate is missing
     rekey_bytes: int = 10_000_000  # plaintext bytes under one traffic key (draft-06 s. 2.2)
     rekey_seconds: int = 120  # seconds one traffic key is used at most
+    # where a protecting rule's missing certificate is looked for, in order (docs/discovery.md)
+    discovery: tuple[str, ...] = ("cdp",)
+    cdp_servers: tuple[IPAddress, ...] = ()  # certificate servers asked after the peer itself
 
 
 @dataclass(frozen=True)
@@ -257,11 +261,24 @@ def _daemon(s: _Section) -> DaemonSettings:
         queue_limit=s.integer("queue_limit", d.queue_limit, 0, 64),
         rekey_bytes=s.integer("rekey_bytes", d.rekey_bytes, 65536, 80_000_000_000),
         rekey_seconds=s.integer("rekey_seconds", d.rekey_seconds, 10, 3600),
+        discovery=_sources(s),
+        cdp_servers=s.parsed_list("cdp_servers", ipaddress.ip_address, "an IP address"),
     )
     if 0 < settings.mtu < 576:
         s.fail(s.key("mtu"), f"{settings.mtu} is below the IPv4 minimum of 576 (0 = automatic)")
     s.finish()
     return settings
+
+
+def _sources(s: _Section) -> tuple[str, ...]:
+    raw = s.get("discovery", list, list(DaemonSettings.discovery))
+    for item in raw:
+        if item not in DISCOVERY_SOURCES:
+            s.fail(s.key("discovery"), f"{item!r} is not a discovery source; known: "
+                   f"{', '.join(DISCOVERY_SOURCES)}")
+    if len(set(raw)) != len(raw):
+        s.fail(s.key("discovery"), "a source is named twice")
+    return tuple(raw)
 
 
 def _identity(s: _Section) -> Identity:

@@ -89,5 +89,19 @@ class KeyingEngine(Protocol):
     def handle_timer(self, now: float) -> None:
         """What is due without a packet: expiries, timeouts (then drain :meth:`events`)."""
 
+    def rule_for(self, name: SkipName) -> PeerPolicy | None:
+        """The protecting rule whose certificate must answer to ``name`` (discovery)."""
+
+    def learn(self, rule: PeerPolicy, name: SkipName, certificates: Sequence[tuple[int, bytes]],
+              source: str, now: float) -> str:
+        """Use the first of ``certificates`` discovery returned for ``rule`` that answers to
+        ``name`` and validates; "ok" or the reason none was used."""
+
+    def own_certificates(self, name: SkipName) -> tuple[tuple[int, bytes], ...]:
+        """What a CDP responder hands out for ``name`` (our own certificate)."""
+
+    def learned_status(self) -> list[dict[str, Any]]:
+        """The certificates discovery brought, per rule (skipctl discovery)."""
+
     def overhead(self, rule: PeerPolicy) -> int:
         """Worst-case bytes protection adds to a datagram for this rule (MTU sizing)."""

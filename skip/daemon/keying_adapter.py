@@ -29,14 +29,16 @@ from skip.crypto.registry import get_cipher, get_integrity
 from skip.daemon import logs, trust
 from skip.daemon.cert_store import CertificateStore, Validator
 from skip.daemon.config import MKID_LENGTHS, Config, IPAddress, PeerPolicy, SkipName
-from skip.daemon.credentials import Credentials, load_credentials
+from skip.daemon.credentials import Assigned, Credentials, load_credentials
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
+from skip.daemon.learned import Learned
 from skip.errors import ConfigError, KeyingError, SkipError
 from skip.keying import events as kev
 from skip.keying.endpoint import SkipEndpoint
 from skip.keying.identity import LocalIdentity, Peer
 from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT, Suite
+from skip.wire.cdp import CertType
 
 LOCAL = "local"
 _NUMBERS = {"legacy": num.LEGACY, "modern": num.MODERN}
@@ -118,6 +120,8 @@ class Plan:
     identities: dict[str, LocalIdentity]  # LOCAL first, then the names rules choose
     specs: dict[str, _PeerSpec]
     policy: KeyingPolicy
+    validator: Validator
+    own: dict[SkipName, tuple[tuple[int, bytes], ...]]  # what our CDP responder hands out
 
 
 ValidatorFactory = Callable[[Config], Validator]
@@ -127,6 +131,7 @@ class SkipKeying(KeyingEngine):
     def __init__(self, config: Config, now: float, validators: ValidatorFactory) -> None:
         self.validators = validators
         self.store = CertificateStore()  # kept across reloads: they re-read what changed
+        self.learned = Learned()  # certificates discovery brought, by rule
         self.specs: dict[str, _PeerSpec] = {}
         self.identities: dict[str, LocalIdentity] = {}
         self.commit(self.prepare(config, now), now, fresh=True)
@@ -167,47 +172,56 @@ class SkipKeying(KeyingEngine):
                 addresses=addresses))
         return out
 
-    def _specs(self, config: Config, creds: Credentials) -> dict[str, _PeerSpec]:
+    def _specs(self, config: Config, creds: Credentials, validate: Validator,
+               now: float) -> dict[str, _PeerSpec]:
         specs = {}
         for rule in config.peers:
-            assigned = creds.peers.get(rule.name)
-            if rule.action != "protect" or assigned is None:
+            if rule.action != "protect":
                 continue
-            key = assigned.key
-            # a nomadic peer's tunnel address is learned by the engine from its packets
-            tunnel = rule.tunnel if rule.mode == "tunnel" and not rule.nomadic else None
-            hosts = [str(h) for h in rule.hosts] if rule.mode == "transport" else []
-            local = rule.local
-            label = "" if local is None or local == config.identity.name \
-                else _local_label(local)
-            old = self.specs.get(rule.name)
-            if old is not None and old.fingerprint == assigned.fingerprint and \
-                    old.rule == rule and old.peer.local == label:
-                specs[rule.name] = old  # nothing about it changed: no new Peer to validate
+            # the store first; else what discovery brought, checked again under today's
+            # anchors and CRLs
+            assigned = creds.peers.get(rule.name) or self.learned.recall(rule, now, validate,
+                                                                          self.store)
+            if assigned is None:
                 continue
             try:
-                peer = Peer.create(rule.name, key.group.name, key.public_value,
-                                   nsid=rule.peer.nsid, mkid=rule.peer.mkid, addresses=hosts,
-                                   suite=suite_for_rule(rule), nomadic=rule.nomadic,
-                                   principal=assigned.fingerprint,
-                                   not_after=float(key.not_after), local=label)
+                specs[rule.name] = self._spec(rule, assigned, config)
             except SkipError as exc:
                 creds.refused.append((assigned.file, exc.reason, f"peer {rule.name}: {exc}"))
-                continue
-            specs[rule.name] = _PeerSpec.of(peer, tunnel, assigned.fingerprint, rule)
         return specs
+
+    def _spec(self, rule: PeerPolicy, assigned: Assigned, config: Config) -> _PeerSpec:
+        """The peer a rule and its certificate make (the previous one if nothing changed,
+        so no Peer is validated again)."""
+        key = assigned.key
+        # a nomadic peer's tunnel address is learned by the engine from its packets
+        tunnel = rule.tunnel if rule.mode == "tunnel" and not rule.nomadic else None
+        hosts = [str(h) for h in rule.hosts] if rule.mode == "transport" else []
+        label = _label_for(rule, config)
+        old = self.specs.get(rule.name)
+        if old is not None and old.fingerprint == assigned.fingerprint and \
+                old.rule == rule and old.peer.local == label:
+            return old
+        peer = Peer.create(rule.name, key.group.name, key.public_value,
+                           nsid=rule.peer.nsid, mkid=rule.peer.mkid, addresses=hosts,
+                           suite=suite_for_rule(rule), nomadic=rule.nomadic,
+                           principal=assigned.fingerprint,
+                           not_after=float(key.not_after), local=label)
+        return _PeerSpec.of(peer, tunnel, assigned.fingerprint, rule)
 
     def prepare(self, config: Config, now: float) -> Plan:
         """Read and validate everything a configuration needs; touches nothing packets use
         (only the certificate store's caches), so it may run on another thread. Raises
         SkipError for a configuration that cannot be used."""
-        creds = load_credentials(config, now, self.validators(config), self.store)
+        validate = self.validators(config)
+        creds = load_credentials(config, now, validate, self.store)
         identities = self._identities(creds, config)
-        specs = self._specs(config, creds)
+        specs = self._specs(config, creds, validate, now)
         for path, reason, text in creds.refused:
             logs.LOGGER.warning("certificate not used", extra=logs.fields(
                 reason=reason, file=path, error=text))
-        return Plan(config, identities, specs, self._policy(config))
+        own = _own_names(creds)
+        return Plan(config, identities, specs, self._policy(config), validate, own)
 
     def commit(self, plan: object, now: float, fresh: bool = False) -> None:
         """Apply a prepared configuration: the endpoint changes in place, peer by peer, in
@@ -247,6 +261,9 @@ class SkipKeying(KeyingEngine):
         self.identity = plan.identities[LOCAL]
         self.specs = specs
         self.config = plan.config
+        self.validator = plan.validator
+        self.own = plan.own
+        self.learned.configure(plan.config)
 
     def reconfigure(self, config: Config, now: float) -> None:
         """All or nothing: everything is built before the running endpoint is touched."""
@@ -264,10 +281,52 @@ class SkipKeying(KeyingEngine):
 
     def protect(self, packet: bytes, now: float, rule: PeerPolicy) -> bytes | None:
         if rule.name not in self.specs:
-            self.endpoint.counters.hit("unknown_mkid")  # the engine's counters hold its drops
-            raise KeyingError("unknown_mkid", f"no valid certificate for peer {rule.name}")
+            wanted = self.learned.wanted(rule) if self.config.daemon.discovery else None
+            if wanted is None:
+                self.endpoint.counters.hit("unknown_mkid")  # the engine counts its drops
+                raise KeyingError("unknown_mkid", f"no valid certificate for peer {rule.name}")
+            # discovery: the packet waits, and the engine asks for the certificate
+            name, address = wanted
+            self.endpoint.hold(packet, name, address, now, peer=rule.name,
+                               identity=_label_for(rule, self.config) or LOCAL)
+            return None
         return self.endpoint.protect(packet, now, identity=self.specs[rule.name].peer.local
                                      or LOCAL, peer=rule.name)
+
+    # --- discovery ------------------------------------------------------------------------
+
+    def rule_for(self, name: SkipName) -> PeerPolicy | None:
+        """The protecting rule whose certificate must answer to ``name``, if any."""
+        return self.learned.rule_for(name)
+
+    def learn(self, rule: PeerPolicy, name: SkipName, certificates: Sequence[tuple[int, bytes]],
+              source: str, now: float) -> str:
+        """Take the first of ``certificates`` (from discovery, for ``rule``'s ``name``) that
+        answers to the name and validates; the peer is added and its waiting packets are
+        released. Returns "ok" or the reason none was taken."""
+        if rule.name in self.specs:
+            return "ok"  # the store (a reload) was quicker
+        reason = "cdp_not_found"
+        for cert_type, data in certificates:
+            try:
+                assigned = self.learned.take(rule, name, cert_type, data, source, now,
+                                             self.validator, self.store)
+                spec = self._spec(rule, assigned, self.config)
+            except SkipError as exc:
+                reason = exc.reason
+                continue
+            self.specs[rule.name] = spec
+            tunnel = str(spec.tunnel) if spec.tunnel is not None else None
+            self.endpoint.add_peer(spec.peer, now, tunnel=tunnel)
+            return "ok"
+        return reason
+
+    def learned_status(self) -> list[dict[str, object]]:
+        return self.learned.status()
+
+    def own_certificates(self, name: SkipName) -> tuple[tuple[int, bytes], ...]:
+        """What our CDP responder hands out for ``name``: our certificate, if it answers."""
+        return self.own.get(name, ())
 
     def unprotect(self, datagram: bytes, now: float) -> Inbound | None:
         got = self.endpoint.unprotect(datagram, now)
@@ -338,6 +397,19 @@ class SkipKeying(KeyingEngine):
             (True if tunnel is None else tunnel.version == 6)
         mkids = MKID_LENGTHS[rule.peer.nsid] + MKID_LENGTHS[self.config.identity.name.nsid]
         return suite_overhead(suite_for_rule(rule), v6, mkids)
+
+
+def _label_for(rule: PeerPolicy, config: Config) -> str:
+    """The endpoint's name of our principal toward ``rule`` ("" : the default one)."""
+    local = rule.local
+    return "" if local is None or local == config.identity.name else _local_label(local)
+
+
+def _own_names(creds: Credentials) -> dict[SkipName, tuple[tuple[int, bytes], ...]]:
+    if creds.certificate is None:
+        return {}
+    entry = ((int(CertType.X509), creds.certificate.der),)
+    return {SkipName(n.nsid, n.mkid): entry for n in creds.certificate.skip_names()}
 
 
 def _local_label(name: SkipName) -> str:

@@ -34,6 +34,7 @@ from skip.daemon.config import (
     parse_config,
 )
 from skip.daemon.control import ControlServer
+from skip.daemon.discovery import Discovery
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
 from skip.daemon.metrics import MetricsServer, Sample
 from skip.daemon.packet import Summary, summarize, too_big
@@ -113,6 +114,7 @@ class Daemon:
         self.reloader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reload")
         self.reloading: asyncio.Lock | None = None
         self.keying_timer: asyncio.TimerHandle | None = None  # the engine's one timer
+        self.discovery: Discovery | None = None  # CDP (docs/discovery.md)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -128,7 +130,8 @@ class Daemon:
         self.control = ControlServer(cfg.control_socket, {
             "status": self._cmd_status, "peers": self._cmd_peers,
             "counters": self._cmd_counters, "flush": self._cmd_flush,
-            "reload": self._cmd_reload, "stop": self._cmd_stop})
+            "reload": self._cmd_reload, "stop": self._cmd_stop,
+            "discovery": self._cmd_discovery})
         self.control.claim()
         self.ipv6 = self._ipv6_decision()
         self.engine = self.engine_factory(self.config, time.time())
@@ -151,6 +154,7 @@ class Daemon:
                 receiver = RawReceiver(family)
                 self.receivers.append(receiver)
                 loop.add_reader(receiver.fileno(), self._on_wire, receiver)
+        self._ensure_discovery()
         await self.control.start()
         if cfg.metrics:
             self.metrics = MetricsServer(cfg.metrics[0], cfg.metrics[1], self.samples)
@@ -200,11 +204,13 @@ class Daemon:
         for timer in (self.refresh, self.forced, self.keying_timer):
             if timer is not None:
                 timer.cancel()
-        for source in [self.tun, self.udp, *self.receivers]:
+        for source in [self.tun, self.udp, *self.receivers,
+                       *(self.discovery.sockets() if self.discovery else ())]:
             if source is not None and source.fileno() >= 0:
                 loop.remove_reader(source.fileno())
                 source.close()
         self.receivers.clear()
+        self.discovery = None
         if self.metrics:
             await self.metrics.stop()
         if self.control:
@@ -389,6 +395,7 @@ class Daemon:
             raise
         if self.serving:
             self._refresh_paths()  # other peers, other overhead, another underlay_mtu
+            self._ensure_discovery()
             self._arm_timer()  # other peers, other certificate expiries
         logs.LOGGER.info("configuration reloaded", extra=logs.fields(peers=len(new.peers)))
         return f"reloaded {new.path}: {len(new.peers)} peers"
@@ -637,14 +644,44 @@ class Daemon:
             self.keying_timer = None
         if self.engine is None or not self.serving:
             return
-        delay = max(0.0, self.engine.get_timer() - time.time())
+        when = self.engine.get_timer()
+        if self.discovery is not None:
+            when = min(when, self.discovery.get_timer() or when)
+        delay = max(0.0, when - time.time())
         self.keying_timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
         self.keying_timer = None
         if self.engine is not None:
-            self.engine.handle_timer(time.time())
+            now = time.time()
+            self.engine.handle_timer(now)
+            if self.discovery is not None:
+                self.discovery.handle_timer(now)
             self._drain_events()
+        self._arm_timer()
+
+    def _ensure_discovery(self) -> None:
+        """CDP once an engine exists and the configuration asks for it (docs/discovery.md)."""
+        cfg = self.config.daemon
+        if self.discovery is not None:
+            self.discovery.reconfigure(self.config)
+            return
+        if self.engine is None or "cdp" not in cfg.discovery:
+            return
+        self.discovery = Discovery(self.config, self.engine, ipv6=self.ipv6)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.discovery.client.fileno(), self._on_discovery,
+                        self.discovery.on_client)
+        if self.discovery.server is not None:
+            loop.add_reader(self.discovery.server.fileno(), self._on_discovery,
+                            self.discovery.on_server)
+
+    def _on_discovery(self, handler: Callable[[float], None]) -> None:
+        try:
+            handler(time.time())
+            self._drain_events()  # a learned peer releases its waiting packets
+        except Exception as exc:  # any bug: logged with its traceback, skipd runs on
+            self._bug(exc)
         self._arm_timer()
 
     def _drain_events(self) -> None:
@@ -662,13 +699,19 @@ class Daemon:
                 self.deliver(event, time.time())
 
     def _unknown_peer(self, event: CertificateNeeded) -> None:
-        """Hook for network certificate discovery (CDP/DNS, a later issue): today the local
-        store is all there is, so the peer is logged by its SKIP name and counted."""
+        if self.discovery is not None and self.discovery.need(event.name, event.address,
+                                                              time.time()):
+            return  # the packet waits for the lookup (the engine counts cert_pending)
+        self._not_found(event)
+
+    def _not_found(self, event: CertificateNeeded) -> None:
+        """Neither the store nor discovery can name the principal's certificate: it is logged
+        by its SKIP name and counted (skipctl status lists the last 64)."""
         self.unknown[event.name] = time.time()
         self.unknown.move_to_end(event.name)
         while len(self.unknown) > 64:
             self.unknown.popitem(last=False)
-        self._drop("unknown_mkid", "unknown peer: no certificate in the local store",
+        self._drop("unknown_mkid", "unknown peer: no certificate known or discoverable",
                    name=str(event.name), address=str(event.address))
 
     # --- control ----------------------------------------------------------------------------
@@ -760,6 +803,12 @@ class Daemon:
 
     async def _cmd_reload(self, _req: dict[str, Any]) -> Any:
         return {"message": await self.reload()}
+
+    async def _cmd_discovery(self, _req: dict[str, Any]) -> Any:
+        if self.discovery is None:
+            return {"enabled": False}
+        learned = self.engine.learned_status() if self.engine is not None else []
+        return {"enabled": True, **self.discovery.status(), "learned": learned}
 
     async def _cmd_stop(self, _req: dict[str, Any]) -> Any:
         assert self.stopping is not None

@@ -282,3 +282,47 @@ class UdpTransport:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class DatagramSocket:
+    """A marked UDP socket for skipd's own protocols (CDP): dual-stack unless IPv4-only,
+    non-blocking, addresses given and taken in their plain text form (an IPv4 peer is
+    "192.0.2.2", never the "::ffff:" form a dual-stack socket uses underneath)."""
+
+    def __init__(self, port: int, mark: int, *, ipv6: bool = True, what: str = "UDP") -> None:
+        self.ipv6 = ipv6
+        self.sock = _marked(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM, 0,
+                            mark)
+        if ipv6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        self.sock.setblocking(False)
+        try:
+            self.sock.bind(("::" if ipv6 else "0.0.0.0", port))
+        except OSError as exc:
+            self.sock.close()
+            raise from_os_error(f"cannot bind the {what} port {port}", exc) from None
+        self.port = self.sock.getsockname()[1]
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, data: bytes, to: tuple[str, int]) -> None:
+        host = to[0]
+        if self.ipv6 and ":" not in host:
+            host = "::ffff:" + host
+        elif not self.ipv6 and ":" in host:
+            raise OSError(errno.EAFNOSUPPORT, "skipd runs IPv4-only")
+        self.sock.sendto(data, (host, to[1]))
+
+    def read(self) -> tuple[bytes, tuple[str, int]] | None:
+        try:
+            data, source = self.sock.recvfrom(_MAX)
+        except BlockingIOError:
+            return None
+        host = source[0]
+        if host.startswith("::ffff:") and "." in host:
+            host = host[len("::ffff:"):]
+        return data, (host, source[1])
+
+    def close(self) -> None:
+        self.sock.close()

@@ -8,7 +8,7 @@ Requirements are next-wave.md part 1 (CDP-n); what goes beyond the draft:
   HMAC-SHA-256(secret, the four addresses and ports), the secret rotated every 120 s with the
   previous one still accepted; nothing is remembered about a requester before it returns one.
 - **Anti-amplification** (CDP-M2): to an address that has not returned a valid cookie the
-  responder sends at most 3x the bytes it received; a GET is ~23 bytes and a certificate ~1 KB,
+  responder sends at most 3x the bytes it received; a GET is ~23 bytes and a certificate 0.4-1 KB,
   so a first GET gets COOKIE_REQUIRED (12 bytes) and the retry with the cookie gets the
   certificate: one round trip more, and a spoofed source gets nothing larger than its request.
 - **Rate limits** per source and in all (CDP-M6), on both sides.
@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from skip.errors import ParseError
-from skip.keying.ratelimit import PerSource
+from skip.keying.ratelimit import PerSource, TokenBucket
 from skip.wire.cdp import (
     CDP_VERSION,
     HEADER,
@@ -108,7 +108,12 @@ class CdpResponder:
         self.cookies = Cookies(rng)
         self.max_answer = min(max_answer, MAX_DATAGRAM)
         self.always_cookie = always_cookie
-        self.limits = PerSource(per_source, burst, sources, total)
+        self.limits = PerSource(per_source, burst, sources, None)
+        # answers to unproven addresses in all; past it, only COOKIE_REQUIRED (smaller than
+        # the request: no amplification) within ten times the rate, so that a flood of
+        # spoofed GETs cannot stop this node answering the requester that proves itself
+        self.work = TokenBucket(total, max(1, int(total)))
+        self.cookie_budget = TokenBucket(10 * total, max(1, int(10 * total)))
         self.counters: Counter[str] = Counter()
 
     def handle(self, data: bytes, src: Address, dst: Address, now: float) -> bytes | None:
@@ -125,7 +130,10 @@ class CdpResponder:
             self.counters["rate_limited"] += 1
             return None
         proven = self.cookies.check(request.responder_cookie, src, dst, now)
-        if not proven and self.always_cookie:
+        if not proven and (self.always_cookie or not self.work.take(now)):
+            if not self.cookie_budget.take(now):
+                self.counters["rate_limited"] += 1
+                return None
             return self._cookie_required(request, src, dst, now)
         records = self._answer(request)
         budget = self.max_answer if proven else min(self.max_answer, AMPLIFICATION * len(data))
@@ -329,6 +337,9 @@ class CdpRequester:
     def events(self) -> list[CdpAnswer]:
         out, self._events = self._events, []
         return out
+
+    def looking_up(self, name: SkipName) -> bool:
+        return name in self._lookups
 
     def in_flight(self) -> list[dict[str, object]]:
         """For operators (skipctl discovery): what is being looked up, and where."""

@@ -137,10 +137,10 @@ class KeyingContext:
     # --- certificates not yet known --------------------------------------------------------
 
     def queue(self, name: SkipName, direction: str, packet: bytes, nsid: int, mkid: bytes,
-              address: bytes, now: float) -> None:
+              address: bytes, now: float, *, route: tuple[str, str] | None = None) -> None:
         """Hold a packet for a principal whose certificate we lack; the first one asks."""
         self.count_dropped(self.pending.expire(now))
-        first, evicted = self.pending.add(name, direction, packet, now)
+        first, evicted = self.pending.add(name, direction, packet, now, route=route)
         if evicted:
             self.counters.hit("queue_evicted", evicted)
         if first:

@@ -487,6 +487,20 @@ class SkipEndpoint:
         rx = self._rx.get(key)
         return rx is not None and self._receiver.newest(rx, packet, off + length)
 
+    def hold(self, packet: bytes, name: SkipName, address: bytes, now: float, *,
+             identity: str, peer: str) -> None:
+        """Keep an outbound packet for a peer whose certificate the driver does not have yet
+        (a configured rule, say, with none in its store): it waits in the bounded queue under
+        ``name`` (the name its certificate must answer to), a :class:`CertificateNeeded` asks
+        for it, and ``add_peer`` for a peer with that name releases it, protected for
+        (``identity``, ``peer``). Raises ``queue_full`` when it cannot wait."""
+        try:
+            self._ctx.queue(name, "outbound", packet, name.nsid, name.mkid, address, now,
+                            route=(identity, peer))
+        except SkipError as err:
+            self._counters.hit(err.reason)
+            raise
+
     # --- certificates that arrived -----------------------------------------------------------
 
     def _release(self, peer: Peer, now: float | None) -> list[Event]:
@@ -504,15 +518,18 @@ class SkipEndpoint:
             return []
         if now is None:
             raise KeyingError("cert_pending", "releasing queued packets needs `now`")
-        produced = [self._replay_queued(direction, packet, now) for direction, packet in waiting]
+        produced = [self._replay_queued(direction, packet, route, now)
+                    for direction, packet, route in waiting]
         ctx.events.extend(produced)
         return produced
 
-    def _replay_queued(self, direction: str, packet: bytes, now: float) -> Event:
+    def _replay_queued(self, direction: str, packet: bytes, route: tuple[str, str] | None,
+                       now: float) -> Event:
         self._counters["released"] += 1
         try:
             if direction == "outbound":
-                wire = self.protect(packet, now)
+                identity, peer = route or (None, None)
+                wire = self.protect(packet, now, identity=identity, peer=peer)
                 return Transmit(wire, "released") if wire else Dropped("cert_pending", "")
             got = self.unprotect(packet, now)
             return got if got is not None else Dropped("cert_pending", "consumed")

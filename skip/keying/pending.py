@@ -24,7 +24,12 @@ from skip.wire.names import SkipName
 @dataclass(slots=True)
 class _Waiting:
     since: float  # when the principal's first packet was queued (its certificate was asked)
-    packets: deque[tuple[str, bytes]]
+    packets: deque[Held]
+
+
+#: (direction, packet, route): "inbound" or "outbound", and for an outbound packet held for a
+#: named peer, the (local principal, peer) to protect it for once released
+Held = tuple[str, bytes, tuple[str, str] | None]
 
 
 class PendingPackets:
@@ -35,7 +40,8 @@ class PendingPackets:
         # least recently queued-to first: the order LRU replacement evicts in
         self._queues: OrderedDict[SkipName, _Waiting] = OrderedDict()
 
-    def add(self, name: SkipName, direction: str, packet: bytes, now: float) -> tuple[bool, int]:
+    def add(self, name: SkipName, direction: str, packet: bytes, now: float, *,
+            route: tuple[str, str] | None = None) -> tuple[bool, int]:
         """Hold ``packet`` for the principal ``name`` (call :meth:`expire` first).
 
         Returns (first, evicted): ``first`` is True if nobody was waiting for ``name`` (the
@@ -48,14 +54,14 @@ class PendingPackets:
             if len(waiting.packets) >= self.per_name:
                 raise KeyingError("queue_full",
                                   f"{len(waiting.packets)} packets already wait for {name}")
-            waiting.packets.append((direction, packet))
+            waiting.packets.append((direction, packet, route))
             return False, 0
         if self.max_names < 1 or self.per_name < 1:
             raise KeyingError("queue_full", "no packet may wait for a certificate")
         evicted = 0
         if len(self._queues) >= self.max_names:
             evicted = len(self._queues.popitem(last=False)[1].packets)
-        self._queues[name] = _Waiting(now, deque([(direction, packet)]))
+        self._queues[name] = _Waiting(now, deque([(direction, packet, route)]))
         return True, evicted
 
     def expire(self, now: float) -> Counter[str]:
@@ -74,9 +80,9 @@ class PendingPackets:
         return math.nextafter(min(w.since for w in self._queues.values()) + self.max_age,
                               math.inf)
 
-    def take(self, names: set[SkipName]) -> list[tuple[str, bytes]]:
+    def take(self, names: set[SkipName]) -> list[Held]:
         """Remove and return, oldest first per name, what waits for any of ``names``."""
-        out: list[tuple[str, bytes]] = []
+        out: list[Held] = []
         for name in names:
             waiting = self._queues.pop(name, None)
             if waiting is not None:

@@ -31,12 +31,14 @@ class TokenBucket:
 
 class PerSource:
     """A token bucket per source (at most ``sources`` remembered, the quietest forgotten
-    first) and one for all sources together."""
+    first) and one for all sources together (``total_rate`` None: none)."""
 
-    def __init__(self, rate: float, burst: int, sources: int, total_rate: float) -> None:
+    def __init__(self, rate: float, burst: int, sources: int, total_rate: float | None
+                 ) -> None:
         self.rate, self.burst, self.sources = rate, burst, sources
         self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
-        self._all = TokenBucket(total_rate, max(1, int(total_rate)))
+        self._all = TokenBucket(total_rate, max(1, int(total_rate))) \
+            if total_rate is not None else None
 
     def allow(self, source: Hashable, now: float) -> bool:
         bucket = self._buckets.get(source)
@@ -46,4 +48,4 @@ class PerSource:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(source)
-        return bucket.take(now) and self._all.take(now)
+        return bucket.take(now) and (self._all is None or self._all.take(now))

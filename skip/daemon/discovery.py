@@ -1,0 +1,162 @@
+"""skipd's certificate discovery: the sockets and timers around the sans-I/O CDP requester and
+responder (:mod:`skip.discovery.cdp`).
+
+- **Asking.** When a protecting rule has no certificate (an outbound packet for it waits in
+  the engine's queue) or an unknown principal's packet arrives, the engine emits
+  ``CertificateNeeded``; skipd asks CDP for the certificate the rule's name needs, first at
+  the peer's own address (the tunnel or host the rule names, or where the packet came from),
+  then at the configured ``cdp_servers``. A found certificate is bound to the name and
+  validated like a stored one (:meth:`~skip.daemon.keying_adapter.SkipKeying.learn`); the
+  waiting packets are then released. Only names the configuration gives a rule are looked
+  up, so spoofed SKIP packets cannot turn skipd into a CDP query generator for arbitrary
+  principals (next-wave.md CDP threat 4), and the requester's own limits bound the rest.
+- **Answering.** On ``key_management_port`` (1640) skipd answers GETs for the names its own
+  certificate answers to, through the responder's cookies, 3x budget and rate limits.
+
+Both sockets carry skipd's fwmark, so CDP goes around the tunnel in cleartext (CDP-4): there
+are no keys before there are certificates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from skip.daemon import logs
+from skip.daemon.config import Config, IPAddress, PeerPolicy
+from skip.daemon.sockets import DatagramSocket
+from skip.discovery.cdp import CdpRequester, CdpResponder
+from skip.errors import SkipError
+from skip.wire.cdp import CDP_PORT
+from skip.wire.names import SkipName
+
+
+class Learner(Protocol):
+    """What discovery needs of the keying adapter."""
+
+    def rule_for(self, name: SkipName) -> PeerPolicy | None: ...
+
+    def learn(self, rule: PeerPolicy, name: SkipName, certificates: Sequence[tuple[int, bytes]],
+              source: str, now: float) -> str: ...
+
+    def own_certificates(self, name: SkipName) -> tuple[tuple[int, bytes], ...]: ...
+
+
+class Discovery:
+    def __init__(self, config: Config, learner: Learner, *, ipv6: bool,
+                 rng: Callable[[int], bytes] = os.urandom) -> None:
+        cfg = config.daemon
+        self.learner = learner
+        self.servers = [(str(a), CDP_PORT) for a in cfg.cdp_servers]
+        self.counters: Counter[str] = Counter()
+        # 3 transmissions (0, 1, 3 s) to the peer alone; with servers to fall back on, 2 each
+        # (0, 1 s, the next at 3 s), so the second is asked within the 5 s deadline
+        self.requester = CdpRequester(rng=rng, tries=2 if self.servers else 3)
+        self.responder = CdpResponder(learner.own_certificates, rng=rng)
+        self.client = DatagramSocket(0, cfg.fwmark, ipv6=ipv6, what="CDP requester")
+        self.server: DatagramSocket | None = None
+        try:
+            self.server = DatagramSocket(cfg.key_management_port, cfg.fwmark, ipv6=ipv6,
+                                         what="CDP responder")
+        except SkipError as exc:
+            # another skipd (or CDP responder) on this host: we can still ask, not answer
+            logs.LOGGER.warning("CDP responder not started", extra=logs.fields(
+                reason=exc.reason, error=exc.detail))
+        self.port = cfg.key_management_port
+
+    def reconfigure(self, config: Config) -> None:
+        self.servers = [(str(a), CDP_PORT) for a in config.daemon.cdp_servers]
+
+    def sockets(self) -> list[DatagramSocket]:
+        return [s for s in (self.client, self.server) if s is not None]
+
+    def close(self) -> None:
+        for sock in self.sockets():
+            sock.close()
+
+    # --- asking ----------------------------------------------------------------------------
+
+    def need(self, name: SkipName, address: IPAddress | None, now: float) -> bool:
+        """Look ``name`` up if a rule wants it; False when discovery cannot help (no rule
+        names it, nowhere to ask, or it is recently known not to be found)."""
+        rule = self.learner.rule_for(name)
+        if rule is None:
+            self.counters["cdp_no_rule"] += 1
+            return False
+        servers = [(str(address), CDP_PORT)] if address is not None else []
+        servers += [s for s in self.servers if s not in servers]
+        self.requester.lookup(name, servers, now)
+        self._flush()
+        return self.requester.looking_up(name)
+
+    def _flush(self) -> None:
+        for data, to in self.requester.datagrams_to_send():
+            try:
+                self.client.send(data, to)
+            except OSError as exc:
+                self.counters["io_error"] += 1
+                logs.LOGGER.info("CDP request not sent", extra=logs.fields(
+                    reason="io_error", to=f"{to[0]}:{to[1]}", error=exc.strerror or str(exc)))
+
+    def on_client(self, now: float) -> None:
+        while (got := self.client.read()) is not None:
+            data, source = got
+            self.requester.receive_datagram(data, source, now)
+        self._flush()
+        self._settle(now)
+
+    def _settle(self, now: float) -> None:
+        for answer in self.requester.events():
+            rule = self.learner.rule_for(answer.name)
+            if rule is None:
+                continue
+            if answer.status == "found":
+                server = f"{answer.server[0]}:{answer.server[1]}" if answer.server else "?"
+                result = self.learner.learn(rule, answer.name, answer.certificates,
+                                            f"cdp {server}", now)
+                self.counters["cdp_learned" if result == "ok" else result] += 1
+                if result == "ok":
+                    logs.LOGGER.info("peer certificate discovered", extra=logs.fields(
+                        peer=rule.name, name=str(answer.name), source=f"cdp {server}"))
+                else:
+                    logs.LOGGER.warning("discovered certificate not used", extra=logs.fields(
+                        peer=rule.name, name=str(answer.name), reason=result))
+            else:
+                reason = "cdp_timeout" if answer.status == "timeout" else "cdp_not_found"
+                self.counters[reason] += 1
+                logs.LOGGER.warning("peer certificate not found", extra=logs.fields(
+                    peer=rule.name, name=str(answer.name), reason=reason))
+
+    # --- answering -------------------------------------------------------------------------
+
+    def on_server(self, now: float) -> None:
+        if self.server is None:
+            return
+        while (got := self.server.read()) is not None:
+            data, source = got
+            reply = self.responder.handle(data, source, ("0.0.0.0", self.port), now)
+            if reply is not None:
+                try:
+                    self.server.send(reply, source)
+                except OSError:
+                    self.counters["io_error"] += 1
+
+    # --- time and status ---------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        return self.requester.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.requester.handle_timer(now)
+        self._flush()
+        self._settle(now)
+
+    def status(self) -> dict[str, Any]:
+        counters = Counter(self.counters)
+        counters.update(self.requester.counters)
+        counters.update({f"responder_{k}": v for k, v in self.responder.counters.items()})
+        return {"in_flight": self.requester.in_flight(), "counters": dict(sorted(
+            counters.items())), "responder": self.server is not None}
+
