@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-# asn1crypto ships no type information (no py.typed marker, and no stub package exists),
-# so mypy sees its names as Any; a project-wide override would make this comment moot.
-from asn1crypto import core  # type: ignore[import-untyped]
+from asn1crypto import core
 
 from skip.errors import CertificateError, SkipError
 

@@ -23,9 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-# asn1crypto ships no type information (no py.typed marker, and no stub package exists),
-# so mypy sees its names as Any; a project-wide override would make this comment moot.
-from asn1crypto import core, keys, x509  # type: ignore[import-untyped]
+from asn1crypto import core, keys, x509
 
 from skip.crypto.dh import Rng
 from skip.errors import CertificateError, ConfigError

@@ -12,9 +12,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-# asn1crypto ships no type information (no py.typed marker, and no stub package exists),
-# so mypy sees its names as Any; a project-wide override would make this comment moot.
-from asn1crypto import core, crl, x509  # type: ignore[import-untyped]
+from asn1crypto import core, crl, x509
 
 from skip.errors import CertificateError
 from skip.pki.asn1 import parsing

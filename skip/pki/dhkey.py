@@ -19,9 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-# asn1crypto ships no type information (no py.typed marker, and no stub package exists),
-# so mypy sees its names as Any; a project-wide override would make this comment moot.
-from asn1crypto import algos, core, keys  # type: ignore[import-untyped]
+from asn1crypto import algos, core, keys
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x448, x25519

@@ -28,9 +28,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
-# asn1crypto ships no type information (no py.typed marker, and no stub package exists),
-# so mypy sees its names as Any; a project-wide override would make this comment moot.
-from asn1crypto import core, x509  # type: ignore[import-untyped]
+from asn1crypto import core, x509
 
 from skip.errors import CertificateError, ConfigError
 from skip.pki.asn1 import OID_IP_ADDRESS, UB_IP_ADDRESS

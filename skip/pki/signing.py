@@ -14,9 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-# asn1crypto ships no type information (no py.typed marker, and no stub package exists),
-# so mypy sees its names as Any; a project-wide override would make this comment moot.
-from asn1crypto import algos  # type: ignore[import-untyped]
+from asn1crypto import algos
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
