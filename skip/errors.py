@@ -98,6 +98,17 @@ REASONS: dict[str, str] = {
     "io_error": "a file or device could not be read or written",
     "in_use": "a port, socket path or device skipd needs is held by another process "
     "(another skipd?)",
+    # --- perfect forward secrecy (pfs-00, next-wave.md part 3) ------------------------------
+    "pfs_mac": "an ephemeral certificate's MAC does not verify under Kij (PFS-13)",
+    "pfs_bad_certificate": "an ephemeral certificate breaks a rule of pfs-00 s. 3 (version, "
+    "EMKIDs, Protocol/Port, group, or a certificate type it must not carry)",
+    "pfs_unknown_peer": "an ephemeral certificate from an address that names no known peer",
+    "pfs_unexpected": "an ephemeral reply that answers no exchange in progress (late or replayed)",
+    "pfs_expired": "a packet under an ephemeral key (EMKID) that expired or was never ours",
+    "pfs_required": "policy requires PFS toward this peer and no ephemeral key is established "
+    "yet: the packet waits (or is dropped) rather than go under the long-term key",
+    "pfs_timeout": "the ephemeral exchange got no valid reply after every retransmission",
+    "pfs_limit": "too many ephemeral exchanges in progress (per peer or in all)",
 }
 
 

@@ -143,3 +143,53 @@ def modern_traffic_keys(
     e_kp = hkdf_expand(prk, LABEL_E_KP + b"\0" + header, e_size) if e_size else b""
     a_kp = hkdf_expand(prk, LABEL_A_KP + b"\0" + header, a_size) if a_size else b""
     return e_kp, a_kp
+
+
+# --- perfect forward secrecy (draft-ietf-ipsec-skip-pfs-00, next-wave.md part 3) -----------
+
+LABEL_PFS_MAC = b"SKIP v2.1 PFS mac"
+LABEL_EKIJN = b"SKIP v2.1 EKijn"
+PFS_MAC_SIZE = 16  # HMAC-SHA-256 truncated (MAC Alg 20)
+#: the direction bytes of the modern EKijn: initiator to responder, and back
+TO_RESPONDER, TO_INITIATOR = b"\x01", b"\x02"
+
+
+def legacy_ekijn(kij: bytes, gxy: bytes, n: int) -> bytes:
+    """EKijn = MD5(Kij | g^xy | n | 01h) | MD5(Kij | g^xy | n | 00h) (pfs-00 s. 2, PFS-1).
+
+    ``gxy`` is the ephemeral shared secret as the big-endian value left-padded to the byte
+    length of p (A-PFS-3: the draft gives no byte form; this is the form g^ij has in Kij).
+    It replaces Kijn for the pair's packets under the EMKID and is used like it."""
+    prefix = kij + gxy + _N.pack(n)
+    return _md5(prefix + b"\x01") + _md5(prefix + b"\x00")
+
+
+def pfs_mac_key(kij: bytes, role: bytes) -> bytes:
+    """The key of one side's ephemeral-certificate MAC (PFS-M2): separate for initiator
+    (``b"I"``) and responder (``b"J"``), so one side's message can never pass as the other's
+    (a reflected request is not a reply)."""
+    return hkdf_expand(kij, LABEL_PFS_MAC + b"\0" + role, 32)
+
+
+def pfs_mac(key: bytes, *parts: bytes) -> bytes:
+    return hmac.digest(key, b"".join(parts), "sha256")[:PFS_MAC_SIZE]
+
+
+def pfs_transcript(public_i: bytes, public_j: bytes, request: bytes, reply: bytes) -> bytes:
+    """T of PFS-M3: both long-term public values in the roles' order, then both messages
+    without their MACs. Binding the identities keeps an ephemeral key to one pair and
+    one direction of roles, as the base modern profile binds Kijn (modern-profile.md 4.2)."""
+    return hashlib.sha256(_lv(public_i) + _lv(public_j) + _lv(request) + _lv(reply)).digest()
+
+
+def pfs_prk(kij: bytes, ephemeral_secret: bytes) -> bytes:
+    """HKDF-Extract(salt = Kij, IKM = DH(e_I, e_J)) (PFS-M3): the ephemeral master secret
+    every modern EKijn of one exchange is expanded from."""
+    return hkdf_extract(kij, ephemeral_secret)
+
+
+def modern_ekijn(prk: bytes, transcript: bytes, direction: bytes, n: int) -> bytes:
+    """EKijn of one direction and one n (PFS-M3): a packet under one direction's key does
+    not unwrap in the other (reflection), nor under another exchange's (T differs)."""
+    info = LABEL_EKIJN + b"\0" + direction + transcript + _N.pack(n)
+    return hkdf_expand(prk, info, KIJ_SIZE)

@@ -54,12 +54,14 @@ from skip.keying.keys import (
     rx_key,
 )
 from skip.keying.kij_cache import CacheKey, KijCache
+from skip.keying.pfs import Pfs
 from skip.keying.policy import KeyingPolicy
 from skip.keying.principals import Principals
 from skip.keying.receiver import Receiver
 from skip.keying.sender import Sender
 from skip.keying.status import PeerStatus, endpoint_status, peer_status
 from skip.keying.suite import Suite, check_group
+from skip.wire.ephemeral import EMKID_LENGTH, EMKID_NSID
 from skip.wire.ip import PROTO_ICMP
 from skip.wire.names import SkipName
 from skip.wire.nsid import STANDARD_NSIDS, NsidTable
@@ -84,9 +86,16 @@ class SkipEndpoint:
         their replay windows were lost with the previous process. It has no default because
         none is safe: the first packet's arrival comes after the peer made its Kp, and a
         receiver that took it as its start would refuse its peer's live Kps."""
+        if EMKID_NSID not in nsids.lengths:  # packets under ephemeral keys (PFS-17)
+            nsids = nsids.with_private(EMKID_NSID, EMKID_LENGTH)
+        elif nsids.lengths[EMKID_NSID] != EMKID_LENGTH:
+            raise ConfigError("config_invalid", f"private NSID {EMKID_NSID} is the EMKID "
+                              f"(PFS): its MKID has {EMKID_LENGTH} bytes")
         self._ctx = ctx = KeyingContext(policy or KeyingPolicy(), rng, nsids, started)
         self._principals = principals = Principals()
-        self._sender = sender = Sender(ctx, principals)
+        self._pfs = pfs = Pfs(ctx, principals, lambda name: self._sender.retire(name),
+                              lambda key: self._receiver.drop(lambda rx: rx.ephemeral is key))
+        self._sender = sender = Sender(ctx, principals, pfs)
         self._advisor = advisor = Advisor(ctx, principals, sender)
         self._receiver = receiver = Receiver(ctx, principals, sender, advisor)
         # What the two fast paths read, bound once: the parts never rebind these tables.
@@ -158,6 +167,7 @@ class SkipEndpoint:
             raise
         if dict(old.keys) != dict(identity.keys):
             self._ctx.kij_cache.discard(lambda key: key[0] == identity.name)
+            self._pfs.forget_identity(identity.name)
             self._receiver.drop(lambda rx: rx.identity == identity.name)
         self._sender.retire()
 
@@ -166,6 +176,7 @@ class SkipEndpoint:
         if self._principals.remove_identity(name) is None:
             return
         self._ctx.kij_cache.discard(lambda key: key[0] == name)
+        self._pfs.forget_identity(name)
         self._receiver.drop(lambda rx: rx.identity == name)
         self._sender.retire()
 
@@ -256,6 +267,7 @@ class SkipEndpoint:
         p.unindex(peer)
         self._tx_by_route.clear()
         self._ctx.kij_cache.discard(lambda key: key[1] == name)
+        self._pfs.forget_peer(name)
         self._sender.retire(name)
         self._receiver.drop(lambda rx: rx.peer == name)
         self._receiver.per_peer.pop(name, None)
@@ -354,6 +366,9 @@ class SkipEndpoint:
             when = min(when, waiting)
         if self._deadlines:
             when = min(when, self._deadlines[0][0])
+        pfs = self._pfs.get_timer()
+        if pfs is not None:
+            when = min(when, pfs)
         return when
 
     def handle_timer(self, now: float) -> None:
@@ -375,6 +390,7 @@ class SkipEndpoint:
                     state.previous_until <= now:
                 state.previous = None
                 ctx.kij_cache.discard(_entries_of(peer))
+        self._pfs.handle_timer(now)
         n = kdf.counter_n(now)
         if n != self._hour:
             self._hour = n
@@ -501,6 +517,38 @@ class SkipEndpoint:
             self._counters.hit(err.reason)
             raise
 
+    # --- perfect forward secrecy ------------------------------------------------------------
+
+    def pfs_receive(self, payload: bytes, src: str | bytes, now: float) -> list[Event]:
+        """A CDP datagram of the ephemeral exchange from ``src`` (docs/pfs.md): a request is
+        answered (a :class:`PfsSend` event), a reply establishes the key; either way the
+        packets held for the new key are protected under it and returned (and queued) as
+        :class:`Transmit` events. Raises a SkipError (counted) on a refusal."""
+        source = ip_address(src).packed if isinstance(src, str) else bytes(src)
+        produced: list[Event] = []
+        for identity, peer in self._pfs.receive(payload, source, now):
+            for packet in self._pfs.release((identity, peer)):
+                self._counters["released"] += 1
+                try:
+                    wire = self.protect(packet, now, identity=identity, peer=peer)
+                    produced.append(Transmit(wire, "released") if wire else
+                                    Dropped("pfs_required", ""))
+                except SkipError as err:
+                    produced.append(Dropped(err.reason, err.detail))
+        self._ctx.events.extend(produced)
+        return produced
+
+    def pfs_status(self, peer: str, now: float) -> dict[str, object]:
+        """Whether the pair sends under an ephemeral key, and that key's age (no bytes)."""
+        them = self._principals.peers.get(peer)
+        if them is None:
+            raise KeyingError("unknown_mkid", f"no peer named {peer!r}")
+        me = self._principals.identity_for(them)
+        out: dict[str, object] = {"mode": them.pfs}
+        if me is not None:
+            out.update(self._pfs.status(me.name, peer, now))
+        return out
+
     # --- certificates that arrived -----------------------------------------------------------
 
     def _release(self, peer: Peer, now: float | None) -> list[Event]:
@@ -546,4 +594,4 @@ def _sending(peer: Peer, tunnel: bytes | None) -> tuple[object, ...]:
     """What a send Kp's header and SAs were built from, besides the public value: names
     (destination MKID), addresses (the host-to-host tunnel end point), algorithms, tunnel."""
     return (peer.nsid, peer.mkid, peer.addresses, peer.suite, peer.pre06, peer.nomadic, tunnel,
-            peer.local)
+            peer.local, peer.pfs)

@@ -73,6 +73,27 @@ class Dropped:
 
 
 @dataclass(frozen=True, slots=True)
+class PfsSend:
+    """A CDP datagram of the ephemeral exchange (PFS): send it to ``address`` (UDP 1640 of
+    the peer for a request, the requester's port for a reply). ``peer`` may be empty for a
+    retransmitted reply."""
+
+    peer: str
+    address: bytes
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PfsEstablished:
+    """An ephemeral key with ``peer`` is ready (packets held for it went out as Transmit)."""
+
+    peer: str
+    identity: str
+    version: int
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
 class PeerExpired:
     """A peer's certificate expired while running: the endpoint forgot the peer and its keys
     (its next packet asks for a certificate again, with :class:`CertificateNeeded`)."""
@@ -81,7 +102,8 @@ class PeerExpired:
     not_after: float
 
 
-Event = CertificateNeeded | Transmit | Received | AlgorithmsChanged | Dropped | PeerExpired
+Event = (CertificateNeeded | Transmit | Received | AlgorithmsChanged | Dropped | PeerExpired |
+         PfsSend | PfsEstablished)
 
 
 class Counters(Counter):
@@ -90,7 +112,8 @@ class Counters(Counter):
     SUCCESS = frozenset({
         "rx_ok", "tx_ok", "kp_new", "kp_decrypted", "kij_computed", "adp_sent", "adp_received",
         "queued", "released", "peer_moved", "kp_notice_sent", "kp_notice_received",
-        "rx_previous_key", "peer_expired",
+        "rx_previous_key", "peer_expired", "pfs_sent", "pfs_held", "pfs_established",
+        "pfs_erased",
     })
 
     def hit(self, name: str, amount: int = 1) -> None:

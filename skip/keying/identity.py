@@ -99,7 +99,10 @@ class Peer:
     ``not_after``: when the public value stops being believed (its certificate chain's
     earliest expiry); the endpoint stops using it then, while running. ``local``: the name of
     the local principal to speak as toward this peer (default: the packet's source address
-    decides, else the first principal with a key in the peer's group).
+    decides, else the first principal with a key in the peer's group). ``pfs``: ``off`` (the
+    long-term key alone), ``preferred`` (an ephemeral key once one is established, the
+    long-term key meanwhile) or ``required`` (nothing is sent under the long-term key;
+    packets wait for the ephemeral exchange, docs/pfs.md).
     """
 
     name: str
@@ -114,22 +117,26 @@ class Peer:
     principal: str = ""
     not_after: float | None = None
     local: str = ""
+    pfs: str = "off"
 
     @classmethod
     def create(cls, name: str, group_name: str, public: bytes, *, nsid: int = 0,
                mkid: bytes = b"", addresses: Iterable[str | bytes] = (), suite: Suite | None = None,
                pre06: bool = False, nomadic: bool = False, principal: str | None = None,
-               not_after: float | None = None, local: str = "",
+               not_after: float | None = None, local: str = "", pfs: str = "off",
                nsids: NsidTable = STANDARD_NSIDS) -> Peer:
         """Validate and build; a bad public value is refused here, before any DH work."""
         _check_name(nsid, mkid, nsids)
         if nomadic and not nsid:
             # with NSID 0 the source address *is* the peer's name: it cannot move
             raise ConfigError("config_invalid", f"nomadic peer {name!r} needs an NSID/MKID")
+        if pfs not in ("off", "preferred", "required"):
+            raise ConfigError("config_invalid", f"pfs must be off, preferred or required: "
+                              f"{pfs!r}")
         group(group_name).validate_public(public)
         return cls(name, group_name, bytes(public), nsid, bytes(mkid),
                    packed_addresses(addresses), suite, pre06, nomadic,
-                   name if principal is None else principal, not_after, local)
+                   name if principal is None else principal, not_after, local, pfs)
 
     @classmethod
     def from_peer_key(cls, name: str, key: PeerKey, *, nsid: int | None = None,

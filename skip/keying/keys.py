@@ -16,6 +16,7 @@ from skip.crypto import kdf
 from skip.crypto import skip_numbers as num
 from skip.errors import ParseError
 from skip.ipsec.counters import Counters as SaCounters
+from skip.keying.ephemeral_key import EphemeralKey
 from skip.keying.identity import Peer
 from skip.keying.suite import Suite
 from skip.keying.transforms import Transforms
@@ -106,6 +107,7 @@ class TxKey:
     born: float
     transforms: Transforms
     state: PeerState
+    ephemeral: EphemeralKey | None = None  # the PFS key its EKp is under (None: Kijn)
 
     def live(self, now: float) -> bool:
         """Still the Kp to send under (protect's fast path has this test inline)."""
@@ -131,6 +133,7 @@ class RxKey:
     keys: list[RxCacheKey] = field(default_factory=list)  # the receive-cache keys reaching it
     accept_from: float = 0.0  # local times at which the local n is within +-1 of n
     accept_until: float = 0.0
+    ephemeral: EphemeralKey | None = None  # the PFS key its EKp was under (None: Kijn)
 
     def __post_init__(self) -> None:
         self.accept_from = float(kdf.n_start(self.n - 1))

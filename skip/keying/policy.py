@@ -38,6 +38,10 @@ class KeyingPolicy:
     (a rotation because the old key leaked).
     ``adp_per_second``: all SKIP ICMP answers together, whatever their sources (a spoofed
     flood cannot turn the node into a reflector).
+    ``pfs_*``: the ephemeral keys of peers with ``Peer.pfs`` on (docs/pfs.md): each lives
+    ``pfs_lifetime`` seconds (the smaller of both sides' offers), a new exchange starts after
+    ``pfs_rekey_fraction`` of it; a request is sent ``pfs_tries`` times, ``pfs_retransmit``
+    seconds apart and doubling; at most ``pfs_exchanges`` run at once.
     """
 
     allow_legacy: bool = False
@@ -58,6 +62,11 @@ class KeyingPolicy:
     adp_sources: int = 1024
     adp_per_second: float = 20.0
     mode: str = "transport"
+    pfs_lifetime: float = 120.0
+    pfs_rekey_fraction: float = 0.8
+    pfs_retransmit: float = 1.0
+    pfs_tries: int = 3
+    pfs_exchanges: int = 1024
     legacy_default: Suite = LEGACY_DEFAULT
     modern_default: Suite = MODERN_DEFAULT
     accepted: dict[int, frozenset[tuple[int, int]]] = field(
@@ -79,6 +88,10 @@ class KeyingPolicy:
                               f"replay_window must be at most {MAX_REPLAY_WINDOW} packets")
         if self.key_rotation_seconds < 0:
             raise ConfigError("config_invalid", "key_rotation_seconds must not be negative")
+        if not (10 <= self.pfs_lifetime <= 0xFFFFFFFF and 0.5 <= self.pfs_rekey_fraction < 1
+                and self.pfs_retransmit > 0 and self.pfs_tries >= 1 and self.pfs_exchanges >= 1):
+            raise ConfigError("config_invalid", "pfs_lifetime must be 10 s or more, "
+                              "pfs_rekey_fraction in [0.5, 1), the retransmission knobs positive")
         if not (self.rx_superseded_seconds > 0 and self.adp_per_second > 0):
             raise ConfigError("config_invalid", "grace period and SKIP ICMP rate must be positive")
 

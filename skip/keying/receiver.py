@@ -20,12 +20,14 @@ from skip.errors import KeyingError, ParseError, PolicyError
 from skip.keying import adp
 from skip.keying.advisor import Advisor
 from skip.keying.context import KeyingContext, first_reason
+from skip.keying.ephemeral_key import EphemeralKey
 from skip.keying.identity import LocalIdentity, Peer, group
 from skip.keying.keys import PeerState, RxCacheKey, RxKey, addresses
 from skip.keying.kij_cache import KijEntry
 from skip.keying.principals import Principals
 from skip.keying.sender import Sender
 from skip.keying.suite import Suite, check_group
+from skip.wire.ephemeral import EMKID_NSID
 from skip.wire.ip import PROTO_AH, PROTO_ESP, PROTO_ICMP, locate_upper
 from skip.wire.names import SkipName
 from skip.wire.skip_header import FIXED, IP_PROTOCOL_SKIP, SkipHeader, measure
@@ -126,11 +128,17 @@ class Receiver:
         recovery (the slow path). None: the packet waits for the sender's certificate."""
         ctx, p = self.ctx, self.principals
         hdr = SkipHeader.parse(header, num.header_ekp_length, ctx.nsids)
-        me = self._local_principal(hdr.version, hdr.dst_nsid, hdr.dst_mkid, dst, hdr.n, local_n)
-        if hdr.src_nsid:
-            them = p.peer_by_mkid.get((hdr.src_nsid, hdr.src_mkid))
+        ephemeral = None
+        them: Peer | None
+        if hdr.dst_nsid == EMKID_NSID:
+            ephemeral, me, them = self._ephemeral(hdr, local_n, now)
         else:
-            them = p.peer_by_addr.get(src)
+            me = self._local_principal(hdr.version, hdr.dst_nsid, hdr.dst_mkid, dst, hdr.n,
+                                       local_n)
+            if hdr.src_nsid:
+                them = p.peer_by_mkid.get((hdr.src_nsid, hdr.src_mkid))
+            else:
+                them = p.peer_by_addr.get(src)
         algs = (hdr.kij_alg, hdr.crypt_alg, hdr.mac_alg, hdr.comp_alg)
         failed = adp.failed_classes(ctx.policy, hdr.version, algs)
         if hdr.kij_alg == 0 or failed:
@@ -163,11 +171,20 @@ class Receiver:
         if them.not_after is not None and now >= them.not_after:
             raise KeyingError("cert_expired", f"the certificate of {them.name!r} has expired")
         check_group(hdr.version, group(them.group))
-        entry = ctx.kij_entry(me, them, hdr.version, now)
         prof = suite.profile
         kp_len = prof.kp_length(hdr.crypt_alg, hdr.mac_alg)
         state = p.states[them.name]
         created = -1
+        if ephemeral is not None:
+            kijn = ephemeral.ekijn(hdr.n, False)
+            if hdr.version == num.LEGACY_VERSION:
+                kp = legacy_decrypt_kp(prof.kij[hdr.kij_alg], kijn, hdr.ekp, kp_len)
+            else:
+                kp, created = modern_unwrap_kp(kijn, hdr.ekp)
+                self._check_created(created, me, them, state, packet, now)
+            return self._verified(suite, kp, hdr, header, src, me, them, state, algs, index,
+                                  created, ephemeral)
+        entry = ctx.kij_entry(me, them, hdr.version, now)
         if hdr.version == num.LEGACY_VERSION:
             kijn = entry.kijn_for(hdr.n, kdf.legacy_kijn)
             kp = legacy_decrypt_kp(prof.kij[hdr.kij_alg], kijn, hdr.ekp, kp_len)
@@ -184,13 +201,41 @@ class Receiver:
                 kp, created = self._unwrap(entry, hdr.n, hdr.ekp, me, old)
                 ctx.counters["rx_previous_key"] += 1
             self._check_created(created, me, them, state, packet, now)
+        return self._verified(suite, kp, hdr, header, src, me, them, state, algs, index,
+                              created, None)
+
+    def _verified(self, suite: Suite, kp: bytes, hdr: SkipHeader, header: bytes, src: bytes,
+                  me: LocalIdentity, them: Peer, state: PeerState,
+                  algs: tuple[int, int, int, int], index: tuple[str, str, bytes],
+                  created: int, ephemeral: EphemeralKey | None) -> RxKey:
+        ctx = self.ctx
         ctx.counters["kp_decrypted"] += 1
         transforms = ctx.transforms(suite, kp, len(hdr.ekp), header, them, me, state,
                                     inbound=bytes(src))
         authenticated = bool(hdr.mac_alg)
         return RxKey(transforms, transforms.unprotect, them.name, me.name,
                      hdr.version, algs, hdr.n, authenticated, state, index, bytes(header),
-                     created)
+                     created, ephemeral=ephemeral)
+
+    def _ephemeral(self, hdr: SkipHeader, local_n: int, now: float
+                   ) -> tuple[EphemeralKey, LocalIdentity, Peer]:
+        """A packet to one of our EMKIDs (PFS-15, PFS-18): the EMKID names the key, and
+        the key its two principals; the source is not named (Source NSID 0 is all it may
+        say) and its address plays no part."""
+        if hdr.version == num.LEGACY_VERSION and not self.ctx.policy.allow_legacy:
+            raise PolicyError("legacy_refused", "SKIP version 1 is disabled by policy")
+        key = self.sender.pfs.by_emkid.get(int.from_bytes(hdr.dst_mkid))
+        if key is None or not key.live(now) or key.version != hdr.version:
+            raise KeyingError("pfs_expired", "no live ephemeral key has this EMKID")
+        if hdr.src_nsid:
+            raise ParseError("bad_header", "a packet under an EMKID names no source (PFS-15)")
+        if not -1 <= hdr.n - local_n <= 1:
+            raise KeyingError("n_out_of_window", f"n {hdr.n}, local n {local_n}")
+        me = self.principals.identities.get(key.identity)
+        them = self.principals.peers.get(key.peer)
+        if me is None or them is None:
+            raise KeyingError("pfs_expired", "the ephemeral key's principals are gone")
+        return key, me, them
 
     @staticmethod
     def _unwrap(entry: KijEntry, n: int, ekp: bytes, me: LocalIdentity, them: Peer

@@ -7,6 +7,7 @@ The endpoint's ``protect`` finds a live :class:`~skip.keying.keys.TxKey` in :att
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from skip.crypto import kdf
@@ -14,19 +15,25 @@ from skip.crypto import skip_numbers as num
 from skip.crypto.kp_wrap import legacy_encrypt_kp, modern_wrap_kp
 from skip.errors import KeyingError, PolicyError
 from skip.keying.context import KeyingContext
+from skip.keying.ephemeral_key import EphemeralKey
 from skip.keying.identity import LocalIdentity, Peer, group
 from skip.keying.keys import IPV4_PLAIN, TxKey, addresses
+from skip.keying.pfs import Pfs
 from skip.keying.principals import Principals
 from skip.keying.suite import Suite, check_group
+from skip.wire.ephemeral import EMKID_NSID
 from skip.wire.ip import PROTO_AH, PROTO_ESP, locate_upper
 from skip.wire.names import SkipName
 from skip.wire.skip_header import IP_PROTOCOL_SKIP, SkipHeader
 
+_U32 = struct.Struct("!I")
+
 
 class Sender:
-    def __init__(self, ctx: KeyingContext, principals: Principals) -> None:
+    def __init__(self, ctx: KeyingContext, principals: Principals, pfs: Pfs) -> None:
         self.ctx = ctx
         self.principals = principals
+        self.pfs = pfs
         self.tx: dict[tuple[str, str], TxKey] = {}
         self.by_route: dict[bytes, TxKey] = {}  # IPv4 source+destination -> current Kp
 
@@ -52,7 +59,12 @@ class Sender:
                 raise KeyingError("unknown_mkid", f"no peer named {peer_name!r}")
             self.ctx.queue(SkipName.of_address(dst), "outbound", packet, 0, b"", dst, now)
             return None
-        tx = self.pair(me, them, p.suite_for(them, self.ctx.policy), kdf.counter_n(now), now)
+        suite = p.suite_for(them, self.ctx.policy)
+        if them.pfs == "required" and \
+                self.pfs.sending_key(me, them, suite.version, now) is None:
+            self.pfs.hold(me, them, packet)  # never under the long-term key (PFS-M6)
+            return None
+        tx = self.pair(me, them, suite, kdf.counter_n(now), now)
         if identity_name is None and peer_name is None and len(src) == 4 and \
                 len(packet) >= IPV4_PLAIN and packet[0] == 0x45:
             self.by_route[packet[12:20]] = tx  # bounded: only routes that found a pair
@@ -65,15 +77,20 @@ class Sender:
         slow path."""
         pair = (me.name, them.name)
         tx = self.tx.get(pair)
-        if tx is None or not tx.live(now) or not usable(tx):
+        ephemeral = self.pfs.sending_key(me, them, suite.version, now)
+        if tx is None or not tx.live(now) or not usable(tx) or tx.ephemeral is not ephemeral:
             if tx is not None:
                 tx.expires = -1.0
-            tx = self.tx[pair] = self.new(me, them, suite, n, now)
+            tx = self.tx[pair] = self.new(me, them, suite, n, now, ephemeral)
         return tx
 
-    def new(self, me: LocalIdentity, them: Peer, suite: Suite, n: int, now: float) -> TxKey:
-        """A fresh Kp: new at every n, after the byte/time limits, per peer and principal."""
+    def new(self, me: LocalIdentity, them: Peer, suite: Suite, n: int, now: float,
+            ephemeral: EphemeralKey | None = None) -> TxKey:
+        """A fresh Kp: new at every n, after the byte/time limits, per peer and principal;
+        under ``ephemeral``'s EKijn (PFS-2, PFS-15) if given, else under Kijn."""
         ctx = self.ctx
+        if ephemeral is None and them.pfs == "required":
+            raise PolicyError("pfs_required", f"no ephemeral key with {them.name!r} yet")
         state = self.principals.states[them.name]
         if state.nomadic and state.tunnel is None:
             raise KeyingError("nomadic_unheard", f"{them.name!r} has not been heard from yet")
@@ -82,17 +99,24 @@ class Sender:
         suite.check()
         check_group(suite.version, group(them.group))
         ctx.check_accepts(suite)
-        entry = ctx.kij_entry(me, them, suite.version, now)
         prof = suite.profile
         kij, crypt, mac, _ = suite.algorithms
         ekp_len = prof.ekp_length(kij, crypt, mac)
         kp = ctx.rng(prof.kp_length(crypt, mac))
-        if suite.version == num.LEGACY_VERSION:
-            kijn = entry.kijn_for(n, kdf.legacy_kijn)
-            ekp = legacy_encrypt_kp(prof.kij[kij], kijn, kp, ekp_len, ctx.rng)
+        names = (me.nsid, them.nsid, me.mkid, them.mkid)
+        if ephemeral is not None:
+            # Source NSID 0 and MKID absent, the peer's EMKID as destination (PFS-15)
+            names = (0, EMKID_NSID, b"", _U32.pack(ephemeral.tx_emkid))
+            kijn = ephemeral.ekijn(n, True)
+        elif suite.version == num.LEGACY_VERSION:
+            kijn = ctx.kij_entry(me, them, suite.version, now).kijn_for(n, kdf.legacy_kijn)
         else:
             mine, theirs = me.publics[them.group], them.public
-            kijn = entry.kijn_for(n, lambda k, n: kdf.modern_kijn(k, n, mine, theirs), 1)
+            kijn = ctx.kij_entry(me, them, suite.version, now).kijn_for(
+                n, lambda k, n: kdf.modern_kijn(k, n, mine, theirs), 1)
+        if suite.version == num.LEGACY_VERSION:
+            ekp = legacy_encrypt_kp(prof.kij[kij], kijn, kp, ekp_len, ctx.rng)
+        else:
             # strictly increasing per pair (the receiver retires older Kps by it), never
             # below what the peer asked for after it restarted
             created = max(int(now * 1000), state.kp_floor.get(me.name, 0),
@@ -100,15 +124,19 @@ class Sender:
             state.tx_created[me.name] = created
             ekp = modern_wrap_kp(kijn, kp, created)
         next_header = PROTO_ESP if suite.layers[0] == "esp" else PROTO_AH
-        raw = SkipHeader(suite.version, me.nsid, them.nsid, next_header, n, kij, crypt, mac, 0,
-                         ekp, me.mkid, them.mkid).encode()
+        src_nsid, dst_nsid, src_mkid, dst_mkid = names
+        raw = SkipHeader(suite.version, src_nsid, dst_nsid, next_header, n, kij, crypt, mac, 0,
+                         ekp, src_mkid, dst_mkid).encode()
         transforms = ctx.transforms(suite, kp, ekp_len, raw, them, me, state)
         ctx.counters["kp_new"] += 1
         expires = min(now + ctx.policy.kp_max_seconds, kdf.n_start(n + 1))
         if them.not_after is not None:
             expires = min(expires, them.not_after)
+        if ephemeral is not None:
+            expires = min(expires, ephemeral.expires)  # no Kp outlives its EKijn (PFS-2)
         return TxKey(expires, transforms.sas[-1].counters, ctx.policy.kp_max_bytes, suite, raw,
-                     transforms.protect, (IP_PROTOCOL_SKIP, raw), now, transforms, state)
+                     transforms.protect, (IP_PROTOCOL_SKIP, raw), now, transforms, state,
+                     ephemeral)
 
     def retire(self, peer_name: str | None = None) -> int:
         """Retire the send Kps toward one peer (None: toward every peer); returns how many."""
