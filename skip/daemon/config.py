@@ -30,6 +30,7 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 ACTIONS = ("protect", "allow-cleartext", "deny")
 PROFILES = ("legacy", "modern")
 MODES = ("tunnel", "transport")
+PFS_MODES = ("off", "preferred", "required")  # docs/pfs.md
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DISCOVERY_SOURCES = ("cdp",)
@@ -60,6 +61,7 @@ class DaemonSettings:
     queue_limit: int = 4  # packets held per peer while its certificate is missing
     rekey_bytes: int = 10_000_000  # plaintext bytes under one traffic key (draft-06 s. 2.2)
     rekey_seconds: int = 120  # seconds one traffic key is used at most
+    pfs_lifetime: int = 120  # seconds one ephemeral key (PFS) is used at most
     # where a protecting rule's missing certificate is looked for, in order (docs/discovery.md)
     discovery: tuple[str, ...] = ("cdp",)
     cdp_servers: tuple[IPAddress, ...] = ()  # certificate servers asked after the peer itself
@@ -103,6 +105,7 @@ class PeerPolicy:
     certificate: Path | None = None
     nomadic: bool = False
     udp_port: int | None = None  # the peer's SKIP-in-UDP port (default: daemon.udp_port)
+    pfs: str = "off"  # ephemeral keys (docs/pfs.md): off, preferred or required
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,7 @@ def _daemon(s: _Section) -> DaemonSettings:
         queue_limit=s.integer("queue_limit", d.queue_limit, 0, 64),
         rekey_bytes=s.integer("rekey_bytes", d.rekey_bytes, 65536, 80_000_000_000),
         rekey_seconds=s.integer("rekey_seconds", d.rekey_seconds, 10, 3600),
+        pfs_lifetime=s.integer("pfs_lifetime", d.pfs_lifetime, 10, 86400),
         discovery=_sources(s),
         cdp_servers=s.parsed_list("cdp_servers", ipaddress.ip_address, "an IP address"),
     )
@@ -348,6 +352,7 @@ def _peer(s: _Section, default: PeerPolicy) -> PeerPolicy:
     local = _mkid(s, "local_")
     nomadic = s.get("nomadic", bool, False)
     udp_port = s.integer("udp_port", 0, 0, 65535) or None
+    pfs = s.choice("pfs", PFS_MODES, "off")
     cert = s.path_value("certificate")
     if base.mode == "tunnel" and base.action == "protect" and tunnel is None and not nomadic:
         s.fail(s.key("tunnel"), "a protected tunnel-mode peer needs the outer address "
@@ -362,6 +367,9 @@ def _peer(s: _Section, default: PeerPolicy) -> PeerPolicy:
                "the outer address, which changes when the peer moves)")
     if nomadic and tunnel is not None:
         s.fail(s.key("tunnel"), "a nomadic peer's outer address is learned, not configured")
+    if pfs != "off" and (nomadic or base.action != "protect"):
+        s.fail(s.key("pfs"), "PFS needs a protecting rule with a fixed address (the ephemeral "
+               "exchange is answered by the peer's address, docs/pfs.md)")
     if not hosts and not networks and not nomadic:
         s.fail(s.key("hosts"), "a peer needs hosts, networks, or nomadic = true")
     if base.mode == "transport" and networks:
@@ -372,7 +380,7 @@ def _peer(s: _Section, default: PeerPolicy) -> PeerPolicy:
         name=name, action=base.action, profile=base.profile, mode=base.mode, hosts=hosts,
         networks=networks, tunnel=tunnel, peer=peer, local=local, kij_alg=base.kij_alg,
         crypt_alg=base.crypt_alg, mac_alg=base.mac_alg, certificate=cert, nomadic=nomadic,
-        udp_port=udp_port,
+        udp_port=udp_port, pfs=pfs,
     )
 
 

@@ -15,6 +15,10 @@ responder (:mod:`skip.discovery.cdp`).
 
 Both sockets carry skipd's fwmark, so CDP goes around the tunnel in cleartext (CDP-4): there
 are no keys before there are certificates.
+
+The same two sockets carry the ephemeral exchange of PFS (next-wave.md 3.5: CDP PUT records of
+the ephemeral certificate type): those datagrams go to the engine (``pfs``), not to the CDP
+requester or responder (docs/pfs.md).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from skip.daemon.config import Config, IPAddress, PeerPolicy
 from skip.daemon.sockets import DatagramSocket
 from skip.discovery.cdp import CdpRequester, CdpResponder
 from skip.errors import SkipError
+from skip.keying.pfs import carries_ephemeral
 from skip.wire.cdp import CDP_PORT
 from skip.wire.names import SkipName
 
@@ -65,9 +70,13 @@ class Discovery:
             logs.LOGGER.warning("CDP responder not started", extra=logs.fields(
                 reason=exc.reason, error=exc.detail))
         self.port = cfg.key_management_port
+        self.lookups = "cdp" in cfg.discovery
+        #: where ephemeral-exchange datagrams go (the engine's pfs_receive); None: dropped
+        self.pfs: Callable[[bytes, tuple[str, int], float], None] | None = None
 
     def reconfigure(self, config: Config) -> None:
         self.servers = [(str(a), CDP_PORT) for a in config.daemon.cdp_servers]
+        self.lookups = "cdp" in config.daemon.discovery
 
     def sockets(self) -> list[DatagramSocket]:
         return [s for s in (self.client, self.server) if s is not None]
@@ -81,6 +90,8 @@ class Discovery:
     def need(self, name: SkipName, address: IPAddress | None, now: float) -> bool:
         """Look ``name`` up if a rule wants it; False when discovery cannot help (no rule
         names it, nowhere to ask, or it is recently known not to be found)."""
+        if not self.lookups:
+            return False
         rule = self.learner.rule_for(name)
         if rule is None:
             self.counters["cdp_no_rule"] += 1
@@ -103,6 +114,9 @@ class Discovery:
     def on_client(self, now: float) -> None:
         while (got := self.client.read()) is not None:
             data, source = got
+            if carries_ephemeral(data):
+                self._ephemeral(data, source, now)
+                continue
             self.requester.receive_datagram(data, source, now)
         self._flush()
         self._settle(now)
@@ -136,12 +150,43 @@ class Discovery:
             return
         while (got := self.server.read()) is not None:
             data, source = got
+            if carries_ephemeral(data):
+                self._ephemeral(data, source, now)
+                continue
             reply = self.responder.handle(data, source, ("0.0.0.0", self.port), now)
             if reply is not None:
                 try:
                     self.server.send(reply, source)
                 except OSError:
                     self.counters["io_error"] += 1
+
+    # --- the ephemeral exchange (PFS) --------------------------------------------------------
+
+    def _ephemeral(self, data: bytes, source: tuple[str, int], now: float) -> None:
+        if self.pfs is None:
+            self.counters["pfs_off"] += 1
+            return
+        try:
+            self.pfs(data, source, now)
+        except SkipError as exc:  # counted by the engine; logged here with who sent it
+            logs.LOGGER.info("ephemeral exchange refused", extra=logs.fields(
+                reason=exc.reason, source=f"{source[0]}:{source[1]}", error=exc.detail))
+
+    def send_pfs(self, payload: bytes, address: IPAddress | None, reply_to: object) -> None:
+        """A request goes from the client socket to the peer's CDP port; a reply from the
+        CDP port back to where the request came from."""
+        if isinstance(reply_to, tuple) and self.server is not None:
+            sock, to = self.server, (str(reply_to[0]), int(reply_to[1]))
+        elif address is not None:
+            sock, to = self.client, (str(address), self.port)
+        else:
+            return
+        try:
+            sock.send(payload, to)
+        except OSError as exc:
+            self.counters["io_error"] += 1
+            logs.LOGGER.info("ephemeral exchange not sent", extra=logs.fields(
+                reason="io_error", to=f"{to[0]}:{to[1]}", error=exc.strerror or str(exc)))
 
     # --- time and status ---------------------------------------------------------------------
 

@@ -42,6 +42,16 @@ class Transmit:
     why: str
 
 
+@dataclass(frozen=True, slots=True)
+class PfsDatagram:
+    """A datagram of the ephemeral exchange (PFS) to send: to UDP 1640 of ``address`` (a
+    request), or from the CDP port to ``reply_to`` (a reply: the request's source)."""
+
+    payload: bytes
+    address: IPAddress | None
+    reply_to: object
+
+
 class KeyingEngine(Protocol):
     def protect(self, packet: bytes, now: float, rule: PeerPolicy) -> bytes | None:
         """The protected outer datagram for ``rule``'s peer (addressed to its tunnel, its
@@ -59,8 +69,12 @@ class KeyingEngine(Protocol):
         SKIP-in-UDP endpoint. False where the profile cannot tell (legacy)."""
 
     def events(self) -> Sequence[object]:
-        """Events since the last call: CertificateNeeded, Transmit, and Inbound for packets
-        released from the certificate queue."""
+        """Events since the last call: CertificateNeeded, Transmit, PfsDatagram, and Inbound
+        for packets released from the certificate queue."""
+
+    def pfs_receive(self, payload: bytes, source: tuple[str, int], now: float) -> None:
+        """A CDP datagram of the ephemeral exchange from ``source`` (address, port); the
+        answer and the released packets come out of :meth:`events`. Raises SkipError."""
 
     def counters(self) -> Mapping[str, int]:
         """Engine counters by reason code (drops) and by activity."""

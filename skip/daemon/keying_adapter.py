@@ -30,7 +30,13 @@ from skip.daemon import logs, trust
 from skip.daemon.cert_store import CertificateStore, Validator
 from skip.daemon.config import MKID_LENGTHS, Config, IPAddress, PeerPolicy, SkipName
 from skip.daemon.credentials import Assigned, Credentials, load_credentials
-from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
+from skip.daemon.engine import (
+    CertificateNeeded,
+    Inbound,
+    KeyingEngine,
+    PfsDatagram,
+    Transmit,
+)
 from skip.daemon.learned import Learned
 from skip.errors import ConfigError, KeyingError, SkipError
 from skip.keying import events as kev
@@ -144,7 +150,8 @@ class SkipKeying(KeyingEngine):
                             queue_per_peer=max(1, config.daemon.queue_limit),
                             kp_max_bytes=config.daemon.rekey_bytes,
                             kp_max_seconds=float(config.daemon.rekey_seconds),
-                            kij_cache_size=max(64, 4 * len(config.peers)))
+                            kij_cache_size=max(64, 4 * len(config.peers)),
+                            pfs_lifetime=float(config.daemon.pfs_lifetime))
 
     def _identities(self, creds: Credentials, config: Config) -> dict[str, LocalIdentity]:
         """Our principal, and one more per other name of ours a rule chooses (``local_nsid``
@@ -206,7 +213,7 @@ class SkipKeying(KeyingEngine):
                            nsid=rule.peer.nsid, mkid=rule.peer.mkid, addresses=hosts,
                            suite=suite_for_rule(rule), nomadic=rule.nomadic,
                            principal=assigned.fingerprint,
-                           not_after=float(key.not_after), local=label)
+                           not_after=float(key.not_after), local=label, pfs=rule.pfs)
         return _PeerSpec.of(peer, tunnel, assigned.fingerprint, rule)
 
     def prepare(self, config: Config, now: float) -> Plan:
@@ -337,6 +344,9 @@ class SkipKeying(KeyingEngine):
     def is_newest(self, datagram: bytes) -> bool:
         return self.endpoint.is_newest(datagram)
 
+    def pfs_receive(self, payload: bytes, source: tuple[str, int], now: float) -> None:
+        self.endpoint.pfs_receive(payload, source[0], now, reply_to=source)
+
     def events(self) -> Sequence[object]:
         pending = self.endpoint.events()
         if not pending:
@@ -355,6 +365,12 @@ class SkipKeying(KeyingEngine):
                 self.specs.pop(event.peer, None)  # until a reload finds a valid certificate
                 logs.LOGGER.warning("peer certificate expired, peer dropped", extra=logs.fields(
                     reason="cert_expired", peer=event.peer))
+            elif isinstance(event, kev.PfsSend):
+                out.append(PfsDatagram(event.payload, _address(event.address),
+                                       event.reply_to))
+            elif isinstance(event, kev.PfsEstablished):
+                logs.LOGGER.info("ephemeral key established (PFS)", extra=logs.fields(
+                    peer=event.peer, expires=round(event.expires, 3)))
             elif isinstance(event, kev.AlgorithmsChanged):
                 logs.LOGGER.info("peer advised other algorithms (ADP)", extra=logs.fields(
                     peer=event.peer, old=str(event.old), new=str(event.new)))
@@ -379,7 +395,8 @@ class SkipKeying(KeyingEngine):
                    "kp_age": round(status.kp_age, 1) if status.kp_age is not None else None,
                    "kp_bytes": status.kp_bytes, "kp_packets": status.kp_packets,
                    "n_skew": status.n_skew, "rx_keys": status.rx_keys,
-                   "certificate": spec.fingerprint[:16]}
+                   "certificate": spec.fingerprint[:16],
+                   "pfs": self.endpoint.pfs_status(name, now)}
             if status.tunnel is not None:
                 row["address"] = status.tunnel  # where its packets go (learned, if nomadic)
             rows.append(row)

@@ -35,7 +35,7 @@ from skip.daemon.config import (
 )
 from skip.daemon.control import ControlServer
 from skip.daemon.discovery import Discovery
-from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, Transmit
+from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, PfsDatagram, Transmit
 from skip.daemon.metrics import MetricsServer, Sample
 from skip.daemon.packet import Summary, summarize, too_big
 from skip.daemon.policy import PolicyTable
@@ -666,9 +666,11 @@ class Daemon:
         if self.discovery is not None:
             self.discovery.reconfigure(self.config)
             return
-        if self.engine is None or "cdp" not in cfg.discovery:
+        pfs = any(rule.pfs != "off" for rule in self.config.peers)
+        if self.engine is None or ("cdp" not in cfg.discovery and not pfs):
             return
         self.discovery = Discovery(self.config, self.engine, ipv6=self.ipv6)
+        self.discovery.pfs = self.engine.pfs_receive  # the exchange shares the CDP sockets
         loop = asyncio.get_running_loop()
         loop.add_reader(self.discovery.client.fileno(), self._on_discovery,
                         self.discovery.on_client)
@@ -687,11 +689,15 @@ class Daemon:
     def _drain_events(self) -> None:
         assert self.engine is not None
         for event in self.engine.events():
-            if isinstance(event, CertificateNeeded):
-                self._unknown_peer(event)
+            if isinstance(event, CertificateNeeded | PfsDatagram):
+                if isinstance(event, CertificateNeeded):
+                    self._unknown_peer(event)
+                elif self.discovery is not None:
+                    self.discovery.send_pfs(event.payload, event.address, event.reply_to)
                 if self.keying_timer is None or self.keying_timer.when() > \
                         asyncio.get_running_loop().time() + 1.0:
-                    self._arm_timer()  # a packet now waits: its deadline may come first
+                    # a packet now waits, or an exchange will retransmit: that may come first
+                    self._arm_timer()
             elif isinstance(event, Transmit):
                 if self._send(event.packet, self.config.default):
                     self.traffic[f"sent_{event.why}"] += 1

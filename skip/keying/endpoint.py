@@ -519,14 +519,17 @@ class SkipEndpoint:
 
     # --- perfect forward secrecy ------------------------------------------------------------
 
-    def pfs_receive(self, payload: bytes, src: str | bytes, now: float) -> list[Event]:
+    def pfs_receive(self, payload: bytes, src: str | bytes, now: float, *,
+                    reply_to: object = None) -> list[Event]:
         """A CDP datagram of the ephemeral exchange from ``src`` (docs/pfs.md): a request is
         answered (a :class:`PfsSend` event), a reply establishes the key; either way the
         packets held for the new key are protected under it and returned (and queued) as
-        :class:`Transmit` events. Raises a SkipError (counted) on a refusal."""
+        :class:`Transmit` events. ``reply_to`` comes back in the reply's ``PfsSend`` (the
+        driver's return address, e.g. with the port). Raises a SkipError (counted) on a
+        refusal."""
         source = ip_address(src).packed if isinstance(src, str) else bytes(src)
         produced: list[Event] = []
-        for identity, peer in self._pfs.receive(payload, source, now):
+        for identity, peer in self._pfs.receive(payload, source, now, reply_to):
             for packet in self._pfs.release((identity, peer)):
                 self._counters["released"] += 1
                 try:

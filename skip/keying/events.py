@@ -75,12 +75,14 @@ class Dropped:
 @dataclass(frozen=True, slots=True)
 class PfsSend:
     """A CDP datagram of the ephemeral exchange (PFS): send it to ``address`` (UDP 1640 of
-    the peer for a request, the requester's port for a reply). ``peer`` may be empty for a
+    the peer for a request; for a reply, ``reply_to``: what the driver gave ``pfs_receive``
+    with the request, e.g. the socket address it came from). ``peer`` is empty for a
     retransmitted reply."""
 
     peer: str
     address: bytes
     payload: bytes
+    reply_to: object = None
 
 
 @dataclass(frozen=True, slots=True)

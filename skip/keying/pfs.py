@@ -91,6 +91,7 @@ class Pfs:
         self.replies: dict[tuple[bytes, int, bytes], bytes] = {}  # (src, EMKID_J_I, g^x)
         self.waiting: dict[tuple[str, str], list[bytes]] = {}  # packets held for a key
         self.failed: dict[tuple[str, str], float] = {}  # pair -> no new try before
+        self._reply_to: object = None  # of the request being answered (PfsSend.reply_to)
 
     # --- sending side --------------------------------------------------------------------
 
@@ -106,8 +107,8 @@ class Pfs:
             key = None
         # the initiator renews before the end (3.6); a responder only once its key is gone,
         # so the two sides do not both start exchanges at the same moment
-        renew = key is None or key.initiator and now >= key.established + \
-            (key.expires - key.established) * self.ctx.policy.pfs_rekey_fraction
+        renew = key is None or (key.initiator and now >= key.established + \
+            (key.expires - key.established) * self.ctx.policy.pfs_rekey_fraction)
         if renew and pair not in self.by_pair and now >= self.failed.get(pair, 0.0):
             self.start(me, them, version, now)
         return key
@@ -164,10 +165,12 @@ class Pfs:
         ctx.events.append(PfsSend(them.name, address, payload))
         ctx.counters["pfs_sent"] += 1
 
-    def receive(self, payload: bytes, src: bytes, now: float) -> list[tuple[str, str]]:
+    def receive(self, payload: bytes, src: bytes, now: float, reply_to: object = None
+                ) -> list[tuple[str, str]]:
         """A CDP datagram carrying an ephemeral certificate (either role). Returns the pairs
         whose new key is established (their held packets can go). Raises a SkipError on a
         refusal; nothing is kept from a refused message."""
+        self._reply_to = reply_to
         try:
             return self._receive(payload, src, now)
         except SkipError as err:
@@ -218,7 +221,7 @@ class Pfs:
         ctx, p = self.ctx, self.principals
         cached = self.replies.get((src, cert.emkid_ji, cert.public))
         if cached is not None:  # a retransmission: the same reply, never a second y (3.5)
-            ctx.events.append(PfsSend("", src, cached))
+            ctx.events.append(PfsSend("", src, cached, self._reply_to))
             ctx.counters["pfs_sent"] += 1
             return []
         them = p.peer_by_addr.get(src)
@@ -274,7 +277,7 @@ class Pfs:
         key = EphemeralKey(me.name, them.name, cert.version, False, emkid, cert.emkid_ji,
                            now, now + validity, material, transcript=transcript)
         self._establish(key)
-        ctx.events.append(PfsSend(them.name, src, payload))
+        ctx.events.append(PfsSend(them.name, src, payload, self._reply_to))
         ctx.counters["pfs_sent"] += 1
         return [pair]
 
@@ -412,6 +415,16 @@ class Pfs:
             out["ephemeral_age"] = round(now - key.established, 3)
             out["ephemeral_expires_in"] = round(key.expires - now, 3)
         return out
+
+
+def carries_ephemeral(payload: bytes) -> bool:
+    """Whether a CDP datagram is part of an ephemeral exchange (for a driver that shares
+    the CDP port between discovery and PFS); False for anything unparsable."""
+    try:
+        message = CdpMessage.parse(payload)
+    except SkipError:
+        return False
+    return any(r.cert_type == EPHEMERAL_CERT_TYPE for r in message.records)
 
 
 def _name(emkid: int) -> bytes:
