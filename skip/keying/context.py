@@ -15,7 +15,7 @@ from skip.crypto import kdf
 from skip.crypto import skip_numbers as num
 from skip.errors import PolicyError
 from skip.keying import adp
-from skip.keying.events import CertificateNeeded, Counters, Event
+from skip.keying.events import CertificateNeeded, Counters, Event, TrafficKeys
 from skip.keying.identity import LocalIdentity, Peer, group
 from skip.keying.keys import PeerState
 from skip.keying.kij_cache import KijCache, KijEntry
@@ -46,6 +46,8 @@ class KeyingContext:
         #: (group, public value) of a forgotten peer -> the least creation time (ms) of a Kp
         #: of its that is admitted again: what was live when the peer went lost its window
         self.forgotten: OrderedDict[tuple[str, bytes], int] = OrderedDict()
+        #: DANGEROUS when set: every traffic key goes to it (log_traffic_keys_insecurely)
+        self.key_log: Callable[[TrafficKeys], None] | None = None
 
     def kp_floor(self, them: Peer) -> int:
         """Modern Kps of ``them`` made before this are refused as ``kp_stale`` (their
@@ -119,6 +121,9 @@ class KeyingContext:
             e_kp, a_kp = kdf.modern_traffic_keys(
                 kp, header, prof.crypt_key_size(crypt), prof.mac_key_size(crypt, mac)
             )
+        if self.key_log is not None:
+            self.key_log(TrafficKeys("in" if inbound is not None else "out", me.name, them.name,
+                                     suite.version, bytes(header), kp, e_kp, a_kp))
         tunnel = None
         outer = inbound if state.nomadic and inbound is not None else state.tunnel
         if outer is None and self.policy.mode == "tunnel":

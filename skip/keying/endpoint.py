@@ -42,7 +42,15 @@ from skip.errors import ConfigError, KeyingError, SkipError
 from skip.keying import adp
 from skip.keying.advisor import Advisor
 from skip.keying.context import KeyingContext, Rng
-from skip.keying.events import Counters, Dropped, Event, PeerExpired, Received, Transmit
+from skip.keying.events import (
+    Counters,
+    Dropped,
+    Event,
+    PeerExpired,
+    Received,
+    TrafficKeys,
+    Transmit,
+)
 from skip.keying.identity import LocalIdentity, Peer, group
 from skip.keying.keys import (
     FIXED_WORDS,
@@ -516,6 +524,13 @@ class SkipEndpoint:
         except SkipError as err:
             self._counters.hit(err.reason)
             raise
+
+    def log_traffic_keys_insecurely(self, callback: Callable[[TrafficKeys], None] | None
+                                    ) -> None:
+        """DANGEROUS: hand every traffic key made or admitted from now on to ``callback``
+        (None: stop). For decrypting one's own captures (``skip-decrypt --keylog``), like
+        SSLKEYLOGFILE; it defeats forward secrecy and everything else. Off unless called."""
+        self._ctx.key_log = callback
 
     # --- perfect forward secrecy ------------------------------------------------------------
 

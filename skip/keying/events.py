@@ -96,6 +96,26 @@ class PfsEstablished:
 
 
 @dataclass(frozen=True, slots=True)
+class TrafficKeys:
+    """DANGEROUS: one traffic key in the clear, for a key log (SSLKEYLOGFILE's role).
+
+    Handed to the callback of :meth:`SkipEndpoint.log_traffic_keys_insecurely` once per Kp,
+    when it is made (``direction`` "out") or admitted ("in"). With it, a capture of the Kp's
+    packets decrypts without any long-term or ephemeral key (docs/decrypt.md): whoever reads
+    the log reads the traffic. ``header`` is the SKIP header exactly as on the wire (it
+    names the Kp: its EKp, n, names and algorithms)."""
+
+    direction: str
+    identity: str
+    peer: str
+    version: int
+    header: bytes
+    kp: bytes
+    e_kp: bytes
+    a_kp: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class PeerExpired:
     """A peer's certificate expired while running: the endpoint forgot the peer and its keys
     (its next packet asks for a certificate again, with :class:`CertificateNeeded`)."""
