@@ -22,6 +22,7 @@ from skip.crypto.dh import GROUPS
 from skip.crypto.skip_numbers import header_ekp_length
 from skip.errors import KeyingError, ParseError, SkipError
 from skip.keying import KeyingPolicy, Peer, SkipEndpoint
+from skip.keying.ephemeral_key import EphemeralKey
 from skip.keying.events import Dropped, PfsEstablished, PfsSend, Transmit
 from skip.keying.suite import LEGACY_DEFAULT
 from skip.wire.cdp import CdpMessage
@@ -80,6 +81,13 @@ class PfsLink:
         (reply,) = self.sends(second)
         self.wire.append(reply.payload)
         return list(first.pfs_receive(reply.payload, ADDR[src2][0], now))
+
+
+def newest_key(endpoint: SkipEndpoint, identity: str, peer: str) -> EphemeralKey:
+    """The pair's newest ephemeral key, confirmed or not (a responder's waits for the
+    initiator's first packet before it is the one to send under)."""
+    return max((k for k in endpoint._pfs.by_emkid.values()
+                if (k.identity, k.peer) == (identity, peer)), key=lambda k: k.established)
 
 
 def _ipv4(src: str, dst: str, body: bytes = b"hello") -> bytes:
@@ -154,7 +162,7 @@ def test_exchange_then_data_both_ways_under_emkids(group):
     (sent,) = [e for e in released if isinstance(e, Transmit)]
     src_nsid, dst_nsid, dst_mkid = _skip_header(sent.packet)
     key_a = link.a._pfs.current[("a", "b")]
-    key_b = link.b._pfs.current[("b", "a")]
+    key_b = newest_key(link.b, "b", "a")
     # I -> J packets carry the EMKID J chose; J -> I the one I chose (s. 4's 2007 / 1001)
     assert (src_nsid, dst_nsid, int.from_bytes(dst_mkid)) == (0, EMKID_NSID, key_b.rx_emkid)
     assert key_a.tx_emkid == key_b.rx_emkid and key_b.tx_emkid == key_a.rx_emkid
@@ -217,7 +225,7 @@ def test_modern_ekijn_recomputed_from_the_spec():
     to_b = expand(prk, b"SKIP v2.1 EKijn\0\x01" + transcript + struct.pack("!I", n))
     to_a = expand(prk, b"SKIP v2.1 EKijn\0\x02" + transcript + struct.pack("!I", n))
     key_a = link.a._pfs.current[("a", "b")]
-    key_b = link.b._pfs.current[("b", "a")]
+    key_b = newest_key(link.b, "b", "a")
     assert key_a.ekijn(n, True) == to_b == key_b.ekijn(n, False)
     assert key_a.ekijn(n, False) == to_a == key_b.ekijn(n, True)
     assert to_a != to_b  # a reflected packet does not unwrap at its sender
@@ -244,7 +252,7 @@ def test_validity_is_the_smaller_offer():
     link.a.protect(_ipv4("a", "b"), NOW)
     link.exchange(NOW)
     assert link.a._pfs.current[("a", "b")].expires == NOW + 30
-    assert link.b._pfs.current[("b", "a")].expires == NOW + 30
+    assert newest_key(link.b, "b", "a").expires == NOW + 30
 
 
 def test_expiry_destroys_the_key_and_refuses_its_packets():
@@ -255,7 +263,7 @@ def test_expiry_destroys_the_key_and_refuses_its_packets():
     link.a.protect(packet, NOW)
     (sent,) = [e for e in link.exchange(NOW) if isinstance(e, Transmit)]
     assert link.b.unprotect(sent.packet, NOW) is not None
-    key_a, key_b = link.a._pfs.current[("a", "b")], link.b._pfs.current[("b", "a")]
+    key_a, key_b = link.a._pfs.current[("a", "b")], newest_key(link.b, "b", "a")
     assert link.b.get_timer() <= NOW + 30
     for side in (link.a, link.b):
         side.handle_timer(NOW + 30)
@@ -275,6 +283,7 @@ def test_rekey_before_the_end_keeps_the_old_key_for_packets_in_flight():
     link = PfsLink(policy_a=KeyingPolicy(pfs_lifetime=100.0))
     link.a.protect(_ipv4("a", "b"), NOW)
     (first,) = [e for e in link.exchange(NOW) if isinstance(e, Transmit)]
+    assert link.b.unprotect(first.packet, NOW) is not None  # b's key is confirmed by it
     old = link.a._pfs.current[("a", "b")]
     late = link.a.protect(_ipv4("a", "b", b"late"), NOW + 81)  # past 80 %: an exchange starts
     assert late is not None and int.from_bytes(_skip_header(late)[2]) == old.tx_emkid
@@ -285,7 +294,49 @@ def test_rekey_before_the_end_keeps_the_old_key_for_packets_in_flight():
     assert fresh is not None and int.from_bytes(_skip_header(fresh)[2]) == new.tx_emkid
     assert link.b.unprotect(fresh, NOW + 82) is not None
     assert link.b.unprotect(late, NOW + 82.5) is not None  # in flight under the old key
-    assert link.b.unprotect(first.packet, NOW + 82.6) is not None
+
+
+def test_a_responder_key_is_used_only_once_the_initiator_used_it():
+    """PFS-M2's key confirmation for J: until a packet from I verifies under the new key,
+    J goes on sending under what it had, so a replayed request cannot steer J's traffic."""
+    link = PfsLink(pfs=("required", "preferred"))
+    link.a.protect(_ipv4("a", "b"), NOW)
+    (first,) = [e for e in link.exchange(NOW) if isinstance(e, Transmit)]
+    assert link.b.pfs_status("a", NOW)["pfs"] is False
+    back = link.b.protect(_ipv4("b", "a", b"before"), NOW)
+    assert back is not None and _skip_header(back)[1] == 0  # still the long-term key
+    assert link.b.unprotect(first.packet, NOW) is not None
+    assert link.b.pfs_status("a", NOW)["pfs"] is True
+    after = link.b.protect(_ipv4("b", "a", b"after"), NOW)
+    assert after is not None and _skip_header(after)[1] == EMKID_NSID
+
+
+def test_a_replayed_request_is_refused_once_its_reply_is_gone():
+    """3.8.1: pfs-00 requests carry no freshness; one answered before is refused (replay)
+    even after the reply cache no longer holds it, and costs no DH."""
+    link = PfsLink()
+    link.a.protect(_ipv4("a", "b"), NOW)
+    (request,) = link.sends(link.a)
+    link.b.pfs_receive(request.payload, ADDR["a"][0], NOW)
+    link.b._pfs.replies.clear()
+    with pytest.raises(KeyingError) as err:
+        link.b.pfs_receive(request.payload, ADDR["a"][0], NOW + 300)
+    assert err.value.reason == "replay"
+    assert link.b.counters["pfs_established"] == 1
+
+
+def test_held_packets_are_dropped_while_no_exchange_can_run():
+    """After a failed exchange, a required pair's packets are dropped, not hoarded, until
+    the next attempt."""
+    link = PfsLink()
+    link.a.protect(_ipv4("a", "b"), NOW)
+    t = NOW
+    while link.a.counters["pfs_timeout"] == 0:
+        t = link.a.get_timer()
+        link.a.handle_timer(t)
+    with pytest.raises(SkipError) as err:
+        link.a.protect(_ipv4("a", "b"), t + 0.5)
+    assert err.value.reason == "pfs_required"
 
 
 def test_retransmitted_request_gets_the_same_reply_and_one_y():

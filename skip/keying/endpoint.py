@@ -476,6 +476,8 @@ class SkipEndpoint:
                     return None
                 inner = rx.unprotect(packet, shim_len=length, shim_icv=shim_icv)
                 self._receiver.store(key, rx, local_n, now)
+                if rx.ephemeral is not None and not rx.ephemeral.confirmed:
+                    self._pfs.confirm(rx.ephemeral)  # the initiator uses the key: ours too
             state = rx.state
             state.received = now
             state.last = rx

@@ -35,6 +35,7 @@ class EphemeralKey:
     material: bytearray  # legacy: Kij | g^xy; modern: the PRK
     kij_size: int = kdf.KIJ_SIZE
     transcript: bytes = b""  # modern: T (public, but it names the exchange)
+    confirmed: bool = True  # a responder's: once a packet from the initiator verified
     _kijn: dict[tuple[int, bool], bytes] = field(default_factory=dict)
 
     def live(self, now: float) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,9 @@ _LEGACY_MACS = {1: "md5", 3: "sha1"}  # Cert MAC Alg -> keyed hash (PFS-3)
 _MODERN_MAC = 20  # HMAC-SHA-256-128
 _U32 = struct.Struct("!I")
 _REPLY_CACHE = 1024  # replies kept for retransmitted requests (3.5)
-_LIVE_PER_PAIR = 2  # the current key and the one it replaces (3.6)
+_LIVE_PER_PAIR = 2  # confirmed keys: the current one and the one it replaces (3.6)
+_UNCONFIRMED_PER_PAIR = 2  # a responder's keys the initiator has not used yet
+_SEEN_PER_PAIR = 64  # requests remembered per pair (at the default lifetime, ~1.7 h of them)
 
 
 def _big(value: int) -> bytes:
@@ -92,6 +95,7 @@ class Pfs:
         self.waiting: dict[tuple[str, str], list[bytes]] = {}  # packets held for a key
         self.failed: dict[tuple[str, str], float] = {}  # pair -> no new try before
         self._reply_to: object = None  # of the request being answered (PfsSend.reply_to)
+        self.seen: dict[tuple[str, str], deque[bytes]] = {}  # g^x digests answered, per pair
 
     # --- sending side --------------------------------------------------------------------
 
@@ -115,7 +119,11 @@ class Pfs:
 
     def hold(self, me: LocalIdentity, them: Peer, packet: bytes) -> None:
         """Keep a packet that may only go under an ephemeral key until one is established
-        (``required``; never under the long-term key, PFS-M6). Bounded per pair."""
+        (``required``; never under the long-term key, PFS-M6). Bounded per pair; with no
+        exchange running (the last one failed moments ago) it is dropped."""
+        if (me.name, them.name) not in self.by_pair:
+            raise PolicyError("pfs_required", f"no ephemeral key with {them.name!r} and no "
+                              "exchange running")
         held = self.waiting.setdefault((me.name, them.name), [])
         if len(held) >= self.ctx.policy.queue_per_peer:
             raise PolicyError("pfs_required", f"{len(held)} packets already wait for the "
@@ -239,12 +247,19 @@ class Pfs:
         if cert.version != p.suite_for(them, ctx.policy).version:
             raise PolicyError("pfs_bad_certificate", "the request's version is not the pair's")
         pair = (me.name, them.name)
-        live = [k for k in self.by_emkid.values() if (k.identity, k.peer) == pair]
-        if len(live) >= _LIVE_PER_PAIR + 1 or len(self.exchanges) + len(self.replies) >= \
-                ctx.policy.pfs_exchanges + _REPLY_CACHE:
-            raise KeyingError("pfs_limit", f"ephemeral keys with {them.name!r}")
+        if sum(not k.confirmed for k in self.by_emkid.values()) >= ctx.policy.pfs_exchanges:
+            raise KeyingError("pfs_limit", "too many unconfirmed ephemeral keys")
         kij = ctx.kij_entry(me, them, cert.version, now).kij  # within the DH budget
         _verify(cert, kij, b"I", b"")
+        # pfs-00 gives a request no freshness (3.8.1): one captured and replayed after its
+        # reply left the cache would pass the MAC. Its g^x is remembered per pair, and a key
+        # it makes stays unconfirmed (never sent under, never displacing a key in use) until
+        # the initiator's own packet arrives under it.
+        seen = self.seen.setdefault(pair, deque(maxlen=_SEEN_PER_PAIR))
+        mark = hashlib.sha256(cert.public).digest()[:16]
+        if mark in seen:
+            raise KeyingError("replay", "an ephemeral request answered before")
+        seen.append(mark)
         dh = group(them.group)
         y = bytearray(dh.generate_private(ctx.rng))
         secret = bytearray(dh.shared_secret(bytes(y), cert.public))
@@ -275,7 +290,8 @@ class Pfs:
             del self.replies[next(iter(self.replies))]
         self.replies[(src, cert.emkid_ji, cert.public)] = payload
         key = EphemeralKey(me.name, them.name, cert.version, False, emkid, cert.emkid_ji,
-                           now, now + validity, material, transcript=transcript)
+                           now, now + validity, material, transcript=transcript,
+                           confirmed=False)
         self._establish(key)
         ctx.events.append(PfsSend(them.name, src, payload, self._reply_to))
         ctx.counters["pfs_sent"] += 1
@@ -319,18 +335,39 @@ class Pfs:
     def _establish(self, key: EphemeralKey) -> None:
         pair = (key.identity, key.peer)
         self.by_emkid[key.rx_emkid] = key
-        self.current[pair] = key
         self.failed.pop(pair, None)
-        # the older keys of the pair stay for packets in flight until they expire; more
-        # than that go now (a peer re-running exchanges cannot grow our state)
-        keys = sorted((k for k in self.by_emkid.values() if (k.identity, k.peer) == pair),
-                      key=lambda k: k.established)
-        for stale in keys[:-_LIVE_PER_PAIR]:
-            self._destroy(stale)
-        self._retire(key.peer)  # the next packet starts a Kp under the new key
         self.ctx.counters["pfs_established"] += 1
+        if not key.confirmed:
+            # a responder's key waits for the initiator's first packet; at most a few do
+            waiting = sorted((k for k in self._keys(pair) if not k.confirmed),
+                             key=lambda k: k.established)
+            for stale in waiting[:-_UNCONFIRMED_PER_PAIR]:
+                self._destroy(stale)
+            return
+        self.confirm(key)
+
+    def confirm(self, key: EphemeralKey) -> None:
+        """The key is known to be shared: the initiator's because the reply's MAC covered its
+        request, the responder's once a packet from the initiator verified under it. It
+        becomes the one to send under; older keys of the pair stay for packets in flight
+        until they expire, beyond the newest two (a peer re-running exchanges cannot grow
+        our state), and unconfirmed ones older than it go."""
+        pair = (key.identity, key.peer)
+        key.confirmed = True
+        self.current[pair] = key
+        keys = sorted(self._keys(pair), key=lambda k: k.established)
+        confirmed = [k for k in keys if k.confirmed]
+        for stale in confirmed[:-_LIVE_PER_PAIR]:
+            self._destroy(stale)
+        for stale in keys:
+            if not stale.confirmed and stale.established < key.established:
+                self._destroy(stale)
+        self._retire(key.peer)  # the next packet starts a Kp under the new key
         self.ctx.events.append(PfsEstablished(key.peer, key.identity, key.version,
                                               key.expires))
+
+    def _keys(self, pair: tuple[str, str]) -> list[EphemeralKey]:
+        return [k for k in self.by_emkid.values() if (k.identity, k.peer) == pair]
 
     def _end_exchange(self, exchange: _Exchange) -> None:
         self.exchanges.pop(exchange.emkid, None)
@@ -366,6 +403,8 @@ class Pfs:
             self._destroy(key)
         for pair in [q for q in self.waiting if q[1] == name]:
             del self.waiting[pair]
+        for pair in [q for q in self.seen if q[1] == name]:
+            del self.seen[pair]
         self.failed = {q: t for q, t in self.failed.items() if q[1] != name}
 
     def forget_identity(self, name: str) -> None:
