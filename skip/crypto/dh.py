@@ -127,13 +127,19 @@ class DHGroup:
         return _ffdh_power(self.p, self.g, x, self.q is not None).to_bytes(self.public_size)
 
     def shared_secret(self, private: bytes, peer_public: bytes) -> bytes:
-        """The raw agreed value, after :meth:`validate_public` on the peer's value."""
-        self.validate_public(peer_public)
+        """The raw agreed value, after :meth:`validate_public` on the peer's value.
+
+        X25519/X448: the exchange itself is the low-order check (OpenSSL refuses the
+        all-zero output), so the peer's value is not exchanged twice (first contact pays
+        one X25519, not two)."""
         if self.kind == "ecx":
+            if len(peer_public) != self.public_size:
+                self.validate_public(peer_public)  # raises, with the length in the message
             try:
                 return _ecx_exchange(self, _ecx_private(self, private), peer_public)
             except ValueError as exc:  # low-order point: the all-zero output (RFC 7748 §6)
                 raise KeyingError("bad_public_value", f"{self.name}: low-order point") from exc
+        self.validate_public(peer_public)
         y = int.from_bytes(peer_public)
         x = self._exponent(private)
         return _ffdh_power(self.p, y, x, self.q is not None).to_bytes(self.public_size)
