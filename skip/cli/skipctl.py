@@ -1,28 +1,38 @@
 """skipctl: talk to a running skipd over its control socket (see docs/skipctl.md).
 
-    skipctl status | peers | counters | discovery | flush | reload | stop   [--json]
+    skipctl status | peers | counters [--reset] | certs | discovery | monitor | flush |
+            reload | stop   [--json] [-s SOCKET | -c CONFIG]
 
-Human tables by default; ``--json`` prints the daemon's reply unchanged for scripts.
-Exit status 0 on success, 1 when skipd refused the request, 2 when it cannot be reached.
+Human tables by default; ``--json`` prints the daemon's reply unchanged for scripts (and a
+JSON error when skipd cannot be reached). The exit status is the same either way: 0 on
+success, 1 when skipd refused the request, 2 when it cannot be reached.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skip.daemon.config import DaemonSettings, load_config
-from skip.daemon.control import request
+from skip import __version__
+from skip.daemon.config import DaemonSettings
+from skip.daemon.control import request, stream
 from skip.errors import SkipError
+from skip.files import read_bounded
 
 COMMANDS = {
     "status": "daemon state: interface, MTU, transport, uptime, totals",
     "peers": "configured peers: address, profile, algorithms, Kp age, bytes, last packet, skew",
     "counters": "packets dropped per reason code (like skipstat), traffic totals",
+    "certs": "certificates in use: ours and each peer's, their names and expiry",
+    "monitor": "follow skipd's events as JSON lines until interrupted (like swanctl "
+    "--monitor-sa)",
     "flush": "drop cached master and traffic keys (recomputed on the next packet)",
     "reload": "re-read configuration and certificates; a bad file is refused, old one kept",
     "stop": "stop skipd (it removes its TUN device, routes and rules)",
@@ -42,6 +52,21 @@ def _age(seconds: Any) -> str:
     return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
 
 
+def _duration(seconds: Any) -> str:
+    """An uptime with its unit: "42s", "3m 05s", "2h 03m", "4d 01h"."""
+    if seconds is None:
+        return "-"
+    total = int(float(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
 def _bytes(value: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if value < 1000 or unit == "GB":
@@ -58,6 +83,10 @@ def _table(rows: list[list[str]]) -> str:
 
 def format_status(result: dict[str, Any]) -> str:
     unknown = result.pop("unknown_peers", [])
+    if "uptime_seconds" in result:
+        result["uptime"] = _duration(result.pop("uptime_seconds"))
+    if isinstance(result.get("ip_versions"), list):
+        result["ip_versions"] = ", ".join(str(v) for v in result["ip_versions"])
     lines = [f"{k:>15}: {_cell(v)}" for k, v in result.items()]
     lines += [f"{'unknown peer':>15}: {u['name']} ({_age(u['seconds_ago'])} ago)"
               for u in unknown]
@@ -81,7 +110,8 @@ def format_peers(result: list[dict[str, Any]]) -> str:
 
 
 def format_counters(result: dict[str, Any]) -> str:
-    lines = ["dropped packets by reason:"]
+    lines = [f"since the reset at {result['since']}:"] if result.get("since") else []
+    lines.append("dropped packets by reason:")
     drops = result.get("drops", {})
     if not drops:
         lines.append("  none")
@@ -118,48 +148,156 @@ def format_discovery(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _expiry(seconds: Any) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds <= 0:
+        return "EXPIRED"
+    return f"{seconds // 86400}d" if seconds >= 86400 else _duration(seconds)
+
+
+def format_certs(result: dict[str, Any]) -> str:
+    rows = [["PEER", "CERTIFICATE", "SUBJECT", "SKIP NAMES", "NOT AFTER", "LEFT", "FROM"]]
+    own = result.get("own")
+    if own:
+        rows.append(["(ours)", _cell(own.get("certificate")), _cell(own.get("subject")),
+                     _cell(", ".join(own.get("skip_names", []))), _cell(own.get("not_after")),
+                     _cell(own.get("error")) if own.get("error") else _expiry(
+                         own.get("expires_in")), _cell(own.get("file"))])
+    for p in result.get("peers", []):
+        rows.append([p["peer"], _cell(p.get("certificate")), _cell(p.get("subject")),
+                     _cell(", ".join(p.get("skip_names", [])) or p.get("skip_name")),
+                     _cell(p.get("not_after")), _expiry(p.get("expires_in")),
+                     _cell(p.get("source"))])
+    return _table(rows)
+
+
 FORMATTERS: dict[str, Callable[[Any], str]] = {
     "status": format_status, "peers": format_peers, "counters": format_counters,
-    "discovery": format_discovery}
+    "discovery": format_discovery, "certs": format_certs}
+
+
+def socket_from_config(config: str) -> Path:
+    """The control socket a skipd configuration names, found without validating the file:
+    ``skipctl -c FILE reload`` must reach a running skipd even when FILE is broken, so that
+    skipd itself refuses the reload (with the exact key, and a line in its log) instead of
+    skipctl failing on its own. TOML that parses is read for ``daemon.control_socket``; a
+    file that does not parse is searched for that one line; else the default path."""
+    path = Path(config)
+    try:
+        text = read_bounded(path).decode("utf-8", "replace")
+    except OSError as exc:
+        raise SkipError("io_error", f"{path}: cannot read: {exc.strerror}") from None
+    raw: object = None
+    try:
+        daemon = tomllib.loads(text).get("daemon")
+        raw = daemon.get("control_socket") if isinstance(daemon, dict) else None
+    except (tomllib.TOMLDecodeError, RecursionError):
+        section = ""
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("["):
+                section = line
+            elif section == "[daemon]" and (found := _SOCKET_LINE.match(line)):
+                raw = found.group(1)
+    if not isinstance(raw, str) or not raw or "\0" in raw:
+        return DaemonSettings().control_socket
+    socket = Path(raw)
+    return socket if socket.is_absolute() else path.parent / socket
+
+
+_SOCKET_LINE = re.compile(r"""control_socket\s*=\s*["']([^"']+)["']""")
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options every command takes, before or after it (``skipctl --json peers`` and
+    ``skipctl peers --json``): on the sub-parsers they default to SUPPRESS, so an option
+    given before the command is not reset by the sub-parser's default."""
+    default: Any = argparse.SUPPRESS
+    parser.add_argument("--json", action="store_true", default=False if top else default,
+                        help="machine-readable output: skipd's reply, or a JSON error")
+    parser.add_argument("-s", "--socket", default=None if top else default,
+                        help="control socket path (default: from -c, else "
+                        f"{DaemonSettings().control_socket})")
+    parser.add_argument("-c", "--config", default=None if top else default,
+                        help="read the socket path from this skipd configuration (the file "
+                        "need not be valid: skipd judges it on reload)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skipctl", description="Query and control a running skipd.",
+        epilog="exit status: 0 success, 1 skipd refused the request, 2 skipd cannot be "
+        "reached\n\nexample: skipctl peers --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        command = sub.add_parser(name, help=text, description=text)
+        _common(command, top=False)
+        if name == "counters":
+            command.add_argument("--reset", action="store_true",
+                                 help="show the counters, then start them again from 0 "
+                                 "(skipctl's view only: the metrics keep counting)")
+    return parser
+
+
+def _fail(args: argparse.Namespace, reason: str, text: str, status: int) -> int:
+    if args.json:
+        print(json.dumps({"ok": False, "reason": reason, "error": text}, indent=2))
+    else:
+        print(f"skipctl: {reason}: {text}", file=sys.stderr)
+    return status
+
+
+def _monitor(path: Path, args: argparse.Namespace) -> int:
+    """``skipctl monitor``: skipd's events as JSON lines until interrupted (or skipd stops)."""
+    try:
+        for event in stream(path, "monitor"):
+            print(json.dumps(event), flush=True)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `skipctl monitor | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except SkipError as exc:
+        if exc.reason == "io_error":
+            return _fail(args, exc.reason, exc.detail, 2)
+        return _fail(args, exc.reason, f"monitor refused: {exc.detail}", 1)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="skipctl", description="Query and control a running skipd.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n" + "\n".join(f"  {k:<9} {v}" for k, v in COMMANDS.items())
-        + "\n\nexample: skipctl peers --json")
-    parser.add_argument("command", choices=COMMANDS, metavar="COMMAND",
-                        help="one of: " + ", ".join(COMMANDS))
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("-s", "--socket", help="control socket path (default: from -c, else "
-                        f"{DaemonSettings().control_socket})")
-    parser.add_argument("-c", "--config", help="read the socket path from this skipd config")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    path = Path(args.socket) if args.socket else None
     try:
-        path = Path(args.socket) if args.socket else (
-            load_config(args.config).daemon.control_socket if args.config
-            else DaemonSettings().control_socket)
-        reply = request(path, args.command)
+        if path is None:
+            path = socket_from_config(args.config) if args.config else \
+                DaemonSettings().control_socket
+        if args.command == "monitor":
+            return _monitor(path, args)
+        extra = {"reset": True} if getattr(args, "reset", False) else {}
+        reply = request(path, args.command, **extra)
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
             raise SkipError("io_error", f"{path}: the reply is not a skipd reply")
         if args.json:
-            text = json.dumps(reply, indent=2)
-        elif reply["ok"]:
-            text = FORMATTERS.get(args.command, format_plain)(reply.get("result"))
-        else:
+            # the same exit status as without --json: scripts test $? either way
+            print(json.dumps(reply, indent=2))
+            return 0 if reply["ok"] else 1
+        if not reply["ok"]:
             print(f"skipctl: {args.command} refused: {reply.get('error') or 'no reason given'}",
                   file=sys.stderr)
             return 1
+        text = FORMATTERS.get(args.command, format_plain)(reply.get("result"))
     except SkipError as exc:
-        print(f"skipctl: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, exc.reason, exc.detail, 2)
     except (KeyError, TypeError, AttributeError, ValueError):
         # The socket answered, but not with what this skipctl knows how to show (another
         # program, or a skipd of another version): say so instead of a traceback.
-        print(f"skipctl: io_error: {path}: unexpected {args.command} reply "
-              "(another program or skipd version?); --json shows it", file=sys.stderr)
-        return 2
+        return _fail(args, "io_error", f"{path}: unexpected {args.command} reply (another "
+                     "program or skipd version?); --json shows it", 2)
     print(text)
     return 0
 

@@ -1,6 +1,6 @@
 """skipd: protect IP traffic with SKIP (see docs/skipd.md).
 
-    skipd -c /etc/skip/skipd.toml            run in the foreground (systemd: Type=exec)
+    skipd -c /etc/skip/skipd.toml            run in the foreground (systemd: Type=notify)
     skipd -c /etc/skip/skipd.toml --check    validate the configuration and exit
     skipd -c /etc/skip/skipd.toml --cleanup  remove the block a stopped skipd leaves behind
 
@@ -13,22 +13,62 @@ import argparse
 import asyncio
 import sys
 import time
+from pathlib import Path
 
+from skip import __version__
 from skip.daemon import logs, trust
-from skip.daemon.config import load_config
+from skip.daemon.cert_store import CERT_SUFFIXES, MAX_STORE_FILES
+from skip.daemon.config import Config, load_config
 from skip.daemon.credentials import load_credentials
 from skip.daemon.keying_adapter import build_engine
-from skip.daemon.runtime import Daemon, cleanup
+from skip.daemon.runtime import Daemon, cleanup, plural
 from skip.daemon.system_errors import from_os_error
 from skip.errors import SkipError
+from skip.files import read_bounded
+from skip.pki.certificate import load_certificates
 
 DEFAULT_CONFIG = "/etc/skip/skipd.toml"
 
 
-def main(argv: list[str] | None = None) -> int:
+def check_warnings(config: Config, now: float) -> list[str]:
+    """What ``--check`` warns about without refusing the file: each certificate that no rule
+    will use (one failing peer costs that peer, not the daemon, so skipd itself only logs
+    it), and each file in the peer store that does not chain to a trust anchor, is revoked or
+    out of date, whether or not a rule wants it today (one that a later rule would use fails
+    then, not now)."""
+    validate = trust.validator(config)
+    creds = load_credentials(config, now, validate)
+    warnings = [f"{file}: {reason}: {text}" for file, reason, text in creds.refused]
+    seen = {w.split(":", 1)[0] for w in warnings}
+    directory = config.identity.peer_certificates
+    paths: list[Path] = []
+    if directory is not None and directory.is_dir():
+        paths = sorted(p for p in directory.iterdir()
+                       if p.suffix.lower() in CERT_SUFFIXES)[:MAX_STORE_FILES]
+    for path in paths:
+        if str(path) in seen:
+            continue
+        try:
+            certs = load_certificates(read_bounded(path))
+        except (OSError, SkipError):
+            continue  # load_credentials reported what does not parse
+        for cert in certs:
+            try:
+                validate(cert, now)
+            except SkipError as exc:
+                warnings.append(f"{path}: {exc.reason}: {cert.subject_text}: {exc.detail}")
+    protecting = [r.name for r in config.peers if r.action == "protect"]
+    warnings += [f"peer {name}: no valid certificate: its packets are dropped (unknown_mkid)"
+                 + (" until discovery finds one" if config.daemon.discovery else "")
+                 for name in protecting if name not in creds.peers]
+    return warnings
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skipd", description="SKIP daemon: protects IP traffic through a TUN device.",
         epilog="example: skipd -c /etc/skip/skipd.toml --check")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-c", "--config", default=DEFAULT_CONFIG,
                         help=f"configuration file (default {DEFAULT_CONFIG})")
     parser.add_argument("--check", action="store_true",
@@ -36,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cleanup", action="store_true",
                         help="remove the routing rules and blocking routes a stopped skipd "
                         "leaves in place (protected destinations then go out in clear)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
         logs.configure(config.daemon.log_format, config.daemon.log_level)
@@ -47,12 +91,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.check:
             now = time.time()
-            if build_engine(config, now) is None:
-                # Nothing protects yet, so the engine never opened the identity files; the
-                # check still reads them, or a broken key surfaces only once a rule needs it.
-                load_credentials(config, now, trust.validator(config))
-            print(f"{config.path}: OK ({len(config.peers)} peers, "
-                  f"default action {config.default.action})")
+            logs.LOGGER.setLevel("ERROR")  # the warnings below say it once, without a log
+            # the engine checks what only it knows (our other names); reading the identity
+            # files again below also covers a configuration where nothing protects yet
+            build_engine(config, now)
+            warnings = check_warnings(config, now)
+            for warning in warnings:
+                print(f"skipd: warning: {warning}", file=sys.stderr)
+            print(f"{config.path}: OK ({plural(len(config.peers), 'peer')}, "
+                  f"default action {config.default.action}"
+                  + (f", {plural(len(warnings), 'warning')})" if warnings else ")"))
             return 0
         asyncio.run(Daemon(config, build_engine).run())
     except SkipError as exc:

@@ -12,6 +12,11 @@ killed skipd never blocks its successor; the (empty) lock file stays, since remo
 let two starters lock two different files.
 
 Replies are ``{"ok": true, "result": ...}`` or ``{"ok": false, "reason": code, "error": text}``.
+
+A *stream* command (``monitor``) answers ``{"ok": true, "result": {"streaming": ...}}`` and
+then one JSON line per event until the client closes the connection (or sends anything more);
+the handler is an async iterator, consumed only as fast as the client reads, and raced
+against the client's end of the connection so an idle stream notices a closed client.
 """
 
 from __future__ import annotations
@@ -22,22 +27,26 @@ import fcntl
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from skip.daemon import logs
 from skip.daemon.system_errors import from_os_error
-from skip.errors import SkipError
+from skip.errors import REASONS, SkipError
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+#: called on the request: subscribes at once (or raises SkipError), then yields events
+Stream = Callable[[dict[str, Any]], AsyncGenerator[dict[str, Any], None]]
 _MAX_REQUEST = 64 * 1024
 
 
 class ControlServer:
-    def __init__(self, path: Path, handlers: dict[str, Handler]) -> None:
+    def __init__(self, path: Path, handlers: dict[str, Handler],
+                 streams: dict[str, Stream] | None = None) -> None:
         self.path = path
         self.handlers = handlers
+        self.streams = streams or {}
         self.server: asyncio.AbstractServer | None = None
         self.lock: int | None = None  # descriptor holding the instance lock
 
@@ -78,12 +87,60 @@ class ControlServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
+                stream = self._stream_for(line)
+                if stream is not None:
+                    await self._stream(stream, reader, writer)
+                    break
                 writer.write(json.dumps(await self._dispatch(line)).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
         finally:
             writer.close()
+
+    def _stream_for(self, line: bytes) -> tuple[Stream, dict[str, Any]] | None:
+        try:
+            request = json.loads(line)
+        except (ValueError, RecursionError):
+            return None  # _dispatch answers it
+        command = request.get("command") if isinstance(request, dict) else None
+        stream = self.streams.get(command) if isinstance(command, str) else None
+        return (stream, request) if stream is not None else None
+
+    async def _stream(self, stream: tuple[Stream, dict[str, Any]],
+                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler, request = stream
+        try:
+            events = handler(request)  # subscribes now, or refuses
+        except SkipError as exc:
+            writer.write(json.dumps({"ok": False, "reason": exc.reason,
+                                     "error": str(exc)}).encode() + b"\n")
+            await writer.drain()
+            return
+        gone = asyncio.ensure_future(reader.read(1))  # EOF (or more input) ends the stream
+        pending: asyncio.Future[dict[str, Any]] | None = None
+        try:
+            writer.write(json.dumps({"ok": True, "result": {
+                "streaming": request.get("command")}}).encode() + b"\n")
+            await writer.drain()
+            while True:
+                pending = asyncio.ensure_future(anext(events))
+                await asyncio.wait({pending, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not pending.done():
+                    return  # the client went away
+                try:
+                    event = pending.result()
+                except StopAsyncIteration:
+                    return
+                writer.write(json.dumps(event, default=str).encode() + b"\n")
+                await writer.drain()
+        finally:
+            gone.cancel()
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending
+            await events.aclose()
 
     async def _dispatch(self, line: bytes) -> dict[str, Any]:
         try:
@@ -147,3 +204,36 @@ def request(path: Path, command: str, timeout: float = 10.0, **args: Any) -> dic
     except ValueError:
         raise SkipError("io_error", f"{path} answered with something that is not skipd's "
                         "JSON (another program on the socket?)") from None
+
+
+def stream(path: Path, command: str, **args: Any) -> Iterator[dict[str, Any]]:
+    """Blocking client for a stream command (``skipctl monitor``): the events, one per line,
+    until skipd closes the connection. Raises SkipError when skipd cannot be reached or
+    refuses (its reason code)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10.0)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise SkipError("io_error", f"cannot reach skipd at {path}: {why}") from None
+        sock.sendall(json.dumps({"command": command, **args}).encode() + b"\n")
+        lines = sock.makefile("rb")
+        first = lines.readline()
+        sock.settimeout(None)  # events come when they come
+        try:
+            reply = json.loads(first)
+        except ValueError:
+            raise SkipError("io_error", f"{path}: no skipd reply to {command}") from None
+        if not isinstance(reply, dict) or reply.get("ok") is not True:
+            reply = reply if isinstance(reply, dict) else {}
+            reason = reply.get("reason")
+            raise SkipError(reason if reason in REASONS else "io_error",
+                            str(reply.get("error") or "refused"))
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                yield event

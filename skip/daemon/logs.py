@@ -10,12 +10,15 @@ so a key cannot slip in by accident.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
+
+from skip.errors import SkipError
 
 LOGGER = logging.getLogger("skipd")
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -48,14 +51,20 @@ class Deferred:
         return str(value)
 
 
+def record_fields(record: logging.LogRecord) -> dict[str, object]:
+    """One log event as the JSON log line (and ``skipctl monitor``) carries it."""
+    out: dict[str, object] = {
+        "ts": round(record.created, 3),
+        "level": record.levelname.lower(),
+        "msg": record.getMessage(),
+    }
+    out.update(getattr(record, "skip", {}))
+    return out
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, object] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "msg": record.getMessage(),
-        }
-        out.update(getattr(record, "skip", {}))
+        out = record_fields(record)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
@@ -105,3 +114,82 @@ class DropLog:
         if held:
             values["suppressed"] = held
         LOGGER.info(message, extra=fields(reason=reason, **values))
+
+
+class Subscriber:
+    """One ``skipctl monitor``: a bounded queue, and how many events it missed when full."""
+
+    def __init__(self, depth: int) -> None:
+        self.queue: asyncio.Queue[dict[str, object]] = asyncio.Queue(depth)
+        self.lost = 0
+
+
+class Monitor(logging.Handler):
+    """The feed of ``skipctl monitor``: every event skipd logs (at the configured level),
+    fanned out to its subscribers as JSON-ready dicts.
+
+    Publishing never waits: a subscriber whose queue is full (a client that reads slowly, or
+    not at all) loses events, and is told how many (``{"msg": "events lost", "lost": N}``)
+    where they would have been, so a stalled ``skipctl monitor`` cannot slow the packet path or grow
+    skipd's memory. Records logged on another thread (a reload validates certificates on a
+    worker) are handed to the loop, as asyncio queues belong to it."""
+
+    def __init__(self, depth: int = 256, limit: int = 16) -> None:
+        super().__init__()
+        self.depth = depth
+        self.limit = limit
+        self.subscribers: list[Subscriber] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        loop = self.loop
+        if not self.subscribers or loop is None or loop.is_closed():
+            return
+        try:
+            event: dict[str, object] = {
+                k: v if isinstance(v, str | int | float | bool | None) else str(v)
+                for k, v in record_fields(record).items()}
+        except Exception:  # a field that cannot be shown must not break logging
+            self.handleError(record)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.publish(event)
+        else:
+            loop.call_soon_threadsafe(self.publish, event)
+
+    def publish(self, event: dict[str, object]) -> None:
+        """Queue ``event`` for every subscriber with room; where events were lost before it,
+        the notice goes first, at the place of the gap (it needs a slot of its own)."""
+        for sub in self.subscribers:
+            room = sub.queue.maxsize - sub.queue.qsize()
+            if room < (2 if sub.lost else 1):
+                sub.lost += 1
+                continue
+            if sub.lost:
+                sub.queue.put_nowait({"ts": event.get("ts"), "level": "warning",
+                                      "msg": "events lost", "lost": sub.lost})
+                sub.lost = 0
+            sub.queue.put_nowait(event)
+
+    def stream(self) -> AsyncGenerator[dict[str, object], None]:
+        """A subscription for ``skipctl monitor``, refused at once when ``limit`` are attached;
+        it subscribes when first iterated and unsubscribes when closed (the client went
+        away), so a stream never started holds nothing."""
+        if len(self.subscribers) >= self.limit:
+            raise SkipError("rate_limited", f"{self.limit} monitors are already attached; "
+                            "close one")
+        self.loop = asyncio.get_running_loop()
+        return self._events()
+
+    async def _events(self) -> AsyncGenerator[dict[str, object], None]:
+        sub = Subscriber(self.depth)
+        self.subscribers.append(sub)
+        try:
+            while True:
+                yield await sub.queue.get()
+        finally:
+            self.subscribers.remove(sub)

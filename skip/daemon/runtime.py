@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import errno
 import functools
 import ipaddress
@@ -19,10 +20,11 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from skip import __version__
 from skip.daemon import logs
 from skip.daemon.config import (
     Config,
@@ -34,8 +36,10 @@ from skip.daemon.config import (
     parse_config,
 )
 from skip.daemon.control import ControlServer
+from skip.daemon.credentials import expected_names
 from skip.daemon.discovery import Discovery
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, PfsDatagram, Transmit
+from skip.daemon.keying_adapter import SkipKeying
 from skip.daemon.metrics import MetricsServer, Sample
 from skip.daemon.packet import Summary, summarize, too_big
 from skip.daemon.policy import PolicyTable
@@ -49,6 +53,8 @@ from skip.daemon.sockets import (
 )
 from skip.daemon.tun import TunDevice
 from skip.errors import REASONS, ConfigError, SkipError
+from skip.files import read_bounded
+from skip.pki.certificate import Certificate, iso_time, load_certificate
 
 EngineFactory = Callable[[Config, float], KeyingEngine | None]
 _BATCH = 64
@@ -89,10 +95,14 @@ class Daemon:
         self.engine: KeyingEngine | None = None
         self.drops: collections.Counter[str] = collections.Counter()
         self.traffic: collections.Counter[str] = collections.Counter()
+        #: the totals at the last ``skipctl counters --reset`` (by group), and when
+        self.baseline: dict[str, dict[str, int]] = {}
+        self.reset_at: float | None = None
         self.stats: dict[str, PeerStats] = {}
         self.udp_peers: dict[str, tuple[str, int]] = {}  # authenticated UDP sources by peer
         self.unknown: collections.OrderedDict[SkipName, float] = collections.OrderedDict()
         self.droplog = logs.DropLog()
+        self.monitor = logs.Monitor()  # skipctl monitor's feed: what skipd logs
         self.started = time.time()
         self.mtu = 0
         self.tun: TunDevice | None = None
@@ -131,8 +141,10 @@ class Daemon:
             "status": self._cmd_status, "peers": self._cmd_peers,
             "counters": self._cmd_counters, "flush": self._cmd_flush,
             "reload": self._cmd_reload, "stop": self._cmd_stop,
-            "discovery": self._cmd_discovery})
+            "discovery": self._cmd_discovery, "certs": self._cmd_certs},
+            streams={"monitor": self._stream_monitor})
         self.control.claim()
+        logs.LOGGER.addHandler(self.monitor)
         self.ipv6 = self._ipv6_decision()
         self.engine = self.engine_factory(self.config, time.time())
         self.path_mtu = functools.partial(path_mtu, mark=cfg.fwmark)
@@ -160,6 +172,8 @@ class Daemon:
             self.metrics = MetricsServer(cfg.metrics[0], cfg.metrics[1], self.samples)
             await self.metrics.start()
         self.serving = True
+        # systemd (Type=notify): the TUN device, routes, sockets and control socket are up
+        notify_ready(f"serving on {self.tun.name}")
         # a stopped skipd's blocks for prefixes this configuration no longer routes: only now,
         # so that a start failing before this point leaves them protecting
         await self._netlink(self.routing.drop_leftovers)
@@ -227,8 +241,9 @@ class Daemon:
         self.tun = None
         if self.serving:  # after a failed start, the error skipd prints is the whole story
             logs.LOGGER.info("skipd stopped", extra=logs.fields(
-                uptime=round(time.time() - self.started, 1)))
+                uptime_seconds=round(time.time() - self.started, 1)))
         self.serving = False
+        logs.LOGGER.removeHandler(self.monitor)
 
     # --- configuration ----------------------------------------------------------------------
 
@@ -398,7 +413,7 @@ class Daemon:
             self._ensure_discovery()
             self._arm_timer()  # other peers, other certificate expiries
         logs.LOGGER.info("configuration reloaded", extra=logs.fields(peers=len(new.peers)))
-        return f"reloaded {new.path}: {len(new.peers)} peers"
+        return f"reloaded {new.path}: {plural(len(new.peers), 'peer')}"
 
     def _sighup(self) -> None:
         self.background.add(task := asyncio.get_running_loop().create_task(self._reload_quietly()))
@@ -726,10 +741,11 @@ class Daemon:
         cfg = self.config.daemon
         return {
             "config": str(self.config.path), "pid": os.getpid(),
-            "uptime": round(time.time() - self.started, 1),
+            "uptime_seconds": round(time.time() - self.started, 1),
+            "started": iso_time(self.started),
             "interface": self.tun.name if self.tun else cfg.interface, "mtu": self.mtu,
             "transport": f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
-            "ip_versions": "4, 6" if self.ipv6 else "4",
+            "ip_versions": [4, 6] if self.ipv6 else [4],
             "identity": str(self.config.identity.name),
             "peers": len(self.config.peers), "default_action": self.config.default.action,
             "protected_in": self.traffic["protected_in"],
@@ -765,7 +781,9 @@ class Daemon:
             out.append(row)
         return out
 
-    def counters(self) -> dict[str, Any]:
+    def totals(self) -> dict[str, Any]:
+        """Every count since skipd started (the metrics: a Prometheus counter never goes
+        back), drops merged from the daemon's and the engine's."""
         engine = dict(self.engine.counters()) if self.engine else {}
         drops = collections.Counter(self.drops)
         for key, value in engine.items():
@@ -773,25 +791,73 @@ class Daemon:
                 drops[key] += value
         return {"drops": dict(sorted(drops.items())),
                 "traffic": dict(sorted(self.traffic.items())),
-                "engine": {k: v for k, v in sorted(engine.items()) if k not in REASONS},
-                "descriptions": {k: REASONS[k] for k in drops}}
+                "engine": {k: v for k, v in sorted(engine.items()) if k not in REASONS}}
+
+    def counters(self) -> dict[str, Any]:
+        """:meth:`totals` less what they were at the last ``skipctl counters --reset`` (only
+        skipctl's view resets; the metrics and the engine keep counting)."""
+        totals = self.totals()
+        out: dict[str, Any] = {}
+        for group, values in totals.items():
+            base = self.baseline.get(group, {})
+            out[group] = {k: v - base.get(k, 0) for k, v in values.items()
+                          if v - base.get(k, 0)}
+        out["descriptions"] = {k: REASONS[k] for k in out["drops"] if k in REASONS}
+        if self.reset_at is not None:
+            out["since"] = iso_time(self.reset_at)
+        return out
 
     def samples(self) -> Iterable[Sample]:
-        counters = self.counters()
-        for reason, value in counters["drops"].items():
+        """The metrics (docs/skipd.md, "Metrics"): every reason code from the start, at 0
+        until it happens, so that ``rate()`` and alerts see a series before the first drop."""
+        totals = self.totals()
+        drops = dict.fromkeys(REASONS, 0) | totals["drops"]
+        for reason, value in sorted(drops.items()):
             yield ("skipd_dropped_packets_total", "counter",
                    "packets dropped, by reason code", {"reason": reason}, value)
-        for kind, value in counters["traffic"].items():
+        for kind, value in totals["traffic"].items():
             yield ("skipd_packets_total", "counter", "packets handled, by kind",
                    {"kind": kind}, value)
-        for row in self.peers():
-            labels = {"peer": row["name"]}
-            yield ("skipd_peer_bytes_in_total", "counter", "cleartext bytes received from a "
-                   "peer", labels, row["bytes_in"])
-            yield ("skipd_peer_bytes_out_total", "counter", "cleartext bytes sent to a peer",
-                   labels, row["bytes_out"])
-        yield ("skipd_uptime_seconds", "gauge", "seconds since skipd started", {},
-               time.time() - self.started)
+        for event, value in totals["engine"].items():
+            yield ("skipd_keying_events_total", "counter", "keying engine events (skipctl "
+                   "counters, engine part), by event", {"event": event}, value)
+        for rule in self.config.peers:
+            stats = self.stats.get(rule.name) or PeerStats()
+            labels = {"peer": rule.name}
+            yield ("skipd_peer_received_bytes_total", "counter", "cleartext bytes received "
+                   "from a peer", labels, stats.bytes_in)
+            yield ("skipd_peer_sent_bytes_total", "counter", "cleartext bytes sent to a peer",
+                   labels, stats.bytes_out)
+            yield ("skipd_peer_received_packets_total", "counter", "packets received from a "
+                   "peer", labels, stats.packets_in)
+            yield ("skipd_peer_sent_packets_total", "counter", "packets sent to a peer",
+                   labels, stats.packets_out)
+        yield ("skipd_peers", "gauge", "configured [[peer]] rules", {}, len(self.config.peers))
+        yield ("skipd_start_time_seconds", "gauge", "when skipd started, in seconds since "
+               "the epoch", {}, self.started)
+        yield ("skipd_build_info", "info", "skipd's version", {"version": __version__}, 1)
+
+    def certificates(self) -> dict[str, Any]:
+        """``skipctl certs``: our certificate and the one in use for each protecting rule,
+        with names and validity (times ISO 8601, and seconds left)."""
+        now = time.time()
+        ident = self.config.identity
+        own: dict[str, Any] | None = None
+        if ident.certificate is not None:
+            try:
+                own = _describe(load_certificate(read_bounded(ident.certificate)), now)
+                own["file"] = str(ident.certificate)
+            except (OSError, SkipError) as exc:
+                own = {"file": str(ident.certificate), "error": str(exc)}
+        in_use = _certificates_in_use(self.engine) if self.engine is not None else {}
+        peers = []
+        for rule in self.config.peers:
+            if rule.action != "protect":
+                continue
+            row: dict[str, Any] = {"peer": rule.name, "skip_name": str(rule.peer)}
+            row.update(in_use.get(rule.name) or {"certificate": None})
+            peers.append(row)
+        return {"own": own, "peers": peers}
 
     async def _cmd_status(self, _req: dict[str, Any]) -> Any:
         return self.status()
@@ -799,8 +865,22 @@ class Daemon:
     async def _cmd_peers(self, _req: dict[str, Any]) -> Any:
         return self.peers()
 
-    async def _cmd_counters(self, _req: dict[str, Any]) -> Any:
-        return self.counters()
+    async def _cmd_counters(self, req: dict[str, Any]) -> Any:
+        """``{"reset": true}``: the reply has the counts up to now, then they start again
+        from 0 (for skipctl only: :meth:`totals` and the metrics go on counting)."""
+        shown = self.counters()
+        if req.get("reset") is True:
+            totals = self.totals()
+            self.baseline = {k: v for k, v in totals.items() if isinstance(v, dict)}
+            self.reset_at = time.time()
+            logs.LOGGER.info("counters reset (skipctl view; metrics keep counting)")
+        return shown
+
+    async def _cmd_certs(self, _req: dict[str, Any]) -> Any:
+        return self.certificates()
+
+    def _stream_monitor(self, _req: dict[str, Any]) -> AsyncGenerator[dict[str, object], None]:
+        return self.monitor.stream()
 
     async def _cmd_flush(self, _req: dict[str, Any]) -> Any:
         flushed = self.engine.flush(time.time()) if self.engine else 0
@@ -857,3 +937,69 @@ def _source(datagram: bytes) -> str:
         return str(summarize(datagram).source)
     except SkipError:
         return "?"
+
+
+def _describe(cert: Certificate, now: float) -> dict[str, Any]:
+    """A certificate as ``skipctl certs`` shows it: who, which SKIP names, until when."""
+    try:
+        names = [str(n) for n in cert.skip_names()]
+    except SkipError:
+        names = []
+    return {"certificate": cert.fingerprint[:16], "subject": cert.subject_text,
+            "issuer": cert.issuer_text, "skip_names": names,
+            "not_before": iso_time(cert.not_before), "not_after": iso_time(cert.not_after),
+            "expires_in": round(cert.not_after - now)}
+
+
+def _certificates_in_use(engine: KeyingEngine) -> dict[str, dict[str, Any]]:
+    """Per rule, the certificate the keying engine uses for it: from the certificate store
+    (a rule's own file, or the directory), else what discovery brought."""
+    if not isinstance(engine, SkipKeying):
+        return {}
+    now = time.time()
+    learned = {e["rule"]: e for e in engine.learned.status()}
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in engine.specs.items():
+        rule = spec.rule
+        candidates: list[tuple[Any, Certificate]] = []
+        with contextlib.suppress(SkipError):
+            if rule.certificate is not None:
+                entry = engine.store.load(rule.certificate)
+                candidates = [(rule.certificate, c) for c in entry.certs]
+            candidates += engine.store.candidates(expected_names(rule))
+        found = next(((p, c) for p, c in candidates if c.fingerprint == spec.fingerprint), None)
+        if found is not None:
+            out[name] = {**_describe(found[1], now), "source": str(found[0])}
+        else:  # learned by discovery (perhaps not X.509): what the validated key says
+            not_after = float(spec.peer.not_after or 0)
+            out[name] = {"certificate": spec.fingerprint[:16],
+                         "skip_names": [learned[name]["name"]] if name in learned else [],
+                         "not_after": iso_time(not_after) if not_after else None,
+                         "expires_in": round(not_after - now) if not_after else None,
+                         "source": learned.get(name, {}).get("source", "-")}
+    return out
+
+
+def plural(count: int, noun: str) -> str:
+    """"1 peer", "2 peers"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def notify_ready(status: str) -> bool:
+    """sd_notify(3) ``READY=1`` for systemd's ``Type=notify``: one datagram to the socket in
+    ``$NOTIFY_SOCKET`` (a path, or ``@`` for the abstract namespace), no library needed.
+    False when not run by systemd or the socket cannot be reached (start-up goes on: a
+    missing readiness message is systemd's timeout to report, not a reason to stop)."""
+    target = os.environ.get("NOTIFY_SOCKET")
+    if not target or target[0] not in "/@":
+        return False
+    address = "\0" + target[1:] if target[0] == "@" else target
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}\n".encode())
+    except OSError as exc:
+        logs.LOGGER.warning("cannot tell systemd skipd is ready", extra=logs.fields(
+            reason="io_error", socket=target, error=exc.strerror or str(exc)))
+        return False
+    return True
