@@ -109,6 +109,31 @@ REASONS: dict[str, str] = {
     "yet: the packet waits (or is dropped) rather than go under the long-term key",
     "pfs_timeout": "the ephemeral exchange got no valid reply after every retransmission",
     "pfs_limit": "too many ephemeral exchanges in progress (per peer or in all)",
+    # --- multicast (skip-mc-00, next-wave.md part 4) -----------------------------------------
+    "not_a_member": "a GIK request from a principal or address not on the group's membership "
+    "list: nothing is sent back (MC-5)",
+    "stale_epoch": "a GIK response or rekey message whose key epoch is not newer than the one "
+    "held (a replay, or a superseded key: MC-M2)",
+    "group_replay": "a multicast packet that sender's traffic key already delivered (per-sender "
+    "replay window, MC-M7)",
+    "group_unknown": "a multicast SKIP packet for a group address this node holds no key for "
+    "(MC-13)",
+    "group_dst_nsid": "a multicast SKIP packet whose Dest NSID is not 0 (MC-13)",
+    "group_algorithms": "a multicast SKIP header whose algorithms differ from the group's "
+    "(MC-7, MC-14)",
+    "group_expired": "the group key Kg has expired, or this node was never given one",
+    "group_epoch_unknown": "the multicast Kp unwraps under neither the current nor the "
+    "previous epoch's Kgn (an evicted sender, or an epoch this node missed: MC-M6)",
+    "group_limit": "a bound on groups, members or sender keys per group was reached "
+    "(MC-M10)",
+    "gik_wrong_owner": "a GIK response that did not come from the group's configured owner "
+    "(MC-M2)",
+    "gik_unexpected": "a GIK response that echoes no request in progress (late or replayed)",
+    "gik_bad_signature": "a rekey message whose owner signature does not verify",
+    "gik_epoch_gap": "a rekey that builds on an epoch this member does not hold (it missed "
+    "one): the member asks its owner again over unicast",
+    "gik_unwrap_failed": "a wrapped key of a rekey or response does not unwrap under the key "
+    "it names",
 }
 
 
