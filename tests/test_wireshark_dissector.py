@@ -25,6 +25,7 @@ import pytest
 
 from skip.crypto import skip_numbers as num
 from skip.discovery.cdp import CdpRequester, CdpResponder
+from skip.errors import SkipError
 from skip.keying.events import TrafficKeys, Transmit
 from skip.keying.suite import Suite
 from skip.wire.cdp import CdpMessage
@@ -77,7 +78,8 @@ def dissect(packets: Sequence[bytes], fields: Sequence[str], workdir: Path,
     for line in proc.stdout.splitlines():
         cells = line.split(SEP)
         row = {f: (c.split(AGG) if c else []) for f, c in zip(wanted, cells, strict=True)}
-        assert not any("Lua Error" in m for m in row["_ws.expert.message"]), row["_ws.expert.message"]
+        messages = row["_ws.expert.message"]
+        assert not any("Lua Error" in m for m in messages), messages
         rows.append(row)
     assert len(rows) == len(packets)
     return rows
@@ -147,7 +149,8 @@ def test_every_algorithm_number_is_named_and_sized_as_skip_numbers_says(tmp_path
     for k, (version, kij, crypt, mac) in enumerate(combos):
         ekp = bytes((k + i) % 256 for i in range(num.header_ekp_length(version, kij, crypt, mac)))
         nxt = 50 if crypt else 51
-        h = SkipHeader(version, 1, 0, nxt, 250_000 + k, kij, crypt, mac, 0, ekp, bytes([k, 2, 3, 4]))
+        h = SkipHeader(version, 1, 0, nxt, 250_000 + k, kij, crypt, mac, 0, ekp,
+                       bytes([k, 2, 3, 4]))
         headers.append(h)
         if crypt:  # ESP: SPI 1, sequence number, then anything
             after = struct.pack("!II", 1, k + 1) + bytes(32)
@@ -325,10 +328,11 @@ def test_legacy_skip_icmp_answer_behind_ah(tmp_path: Path) -> None:
     link = pair("skip-1024", Suite(1, 2, 2, 1),
                 policy_b=KeyingPolicy(allow_legacy=True, accepted=accepted))
     request = link.a.protect(udp(payload=bytes(160)), NOW)
-    with pytest.raises(Exception, match="crypt"):
+    with pytest.raises(SkipError) as err:
         link.b.unprotect(request, NOW)
+    assert err.value.reason == "unsupported_crypt_alg"
     [answer] = [e.packet for e in link.b.events() if isinstance(e, Transmit)]
-    h, end = SkipHeader.parse_from(answer, 20, num.header_ekp_length)
+    _h, end = SkipHeader.parse_from(answer, 20, num.header_ekp_length)
     icmp_at = end + 8 + 16  # RFC 1826 AH with a 16-byte keyed-MD5 ICV
     msg = SkipIcmp.parse(answer[icmp_at:])
     rows = dissect([request, answer], [*ICMP_FIELDS, "skip.mac_alg.name", "ah.next_header"],
@@ -349,8 +353,9 @@ def test_modern_solicitation_and_its_answer_decrypted_by_tshark(tmp_path: Path) 
     logged: list[TrafficKeys] = []
     link.b.log_traffic_keys_insecurely(logged.append)
     solicitation = link.a.solicit("b", NOW)
-    with pytest.raises(Exception, match="no_kp|Kp"):
+    with pytest.raises(SkipError) as err:
         link.b.unprotect(solicitation, NOW)
+    assert err.value.reason == "no_kp"
     [answer] = [e.packet for e in link.b.events() if isinstance(e, Transmit)]
     [keys] = [k for k in logged if k.direction == "out"]
     h = SkipHeader.parse_from(answer, 20, num.header_ekp_length)[0]
@@ -437,7 +442,8 @@ def test_cdp_request_cookie_and_response(tmp_path: Path) -> None:
     """A lookup by CdpRequester, CdpResponder's COOKIE_REQUIRED, the retry with the cookie and
     the answer (CDP-20: cookies; cdp-01 s. 3): every header and record field as built."""
     wanted = [SkipName.of_address(ipaddress.ip_address("10.0.0.2").packed),
-              SkipName(8, bytes(range(16))), SkipName(3, ipaddress.ip_address("2001:db8::2").packed)]
+              SkipName(8, bytes(range(16))),
+              SkipName(3, ipaddress.ip_address("2001:db8::2").packed)]
     certs = {wanted[0]: [(1, b"\x30\x03\x02\x01\x05")], wanted[1]: [(4, b"udh-bytes")]}
     requester = CdpRequester(rng=_counter_rng(), per_server=100)  # type: ignore[arg-type]
     responder = CdpResponder(lambda name: certs.get(name, ()), rng=_counter_rng(),  # type: ignore[arg-type]
@@ -518,3 +524,79 @@ def test_pfs_exchange_and_emkid_packets(tmp_path: Path) -> None:
     assert certs[1].emkid_ij != 0
     assert one(rows[2], "skip.dst_nsid") == "250"
     assert int(one(rows[2], "skip.dst_mkid.emkid"), 0) == certs[1].emkid_ij
+
+
+# --- two skipd in network namespaces --------------------------------------------------------
+
+@pytest.mark.netns
+def test_skipd_capture_in_netns_cdp_discovery_then_skip(tmp_path: Path) -> None:
+    """Two skipd that do not know each other (tests/netns.py TwoHosts): the capture of a's LAN
+    interface shows the CDP lookups each way (GET, COOKIE_REQUIRED, GET with the cookie, the
+    X.509 certificate: CDP-M2, CDP-20) and then SKIP version 2 with n of the current hour."""
+    import time
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.netns import LAN_AB, OVERLAY_AB, Capture, Lab, TwoHosts, can_run
+
+    if can_run() is not None or shutil.which("dumpcap") is None:
+        pytest.skip(str(can_run() or "needs dumpcap (Debian package tshark)"))
+    with Lab() as lab:
+        hosts = TwoHosts(lab, tmp_path)
+        try:
+            hosts.start("a")
+            hosts.start("b")
+            cap = Capture(hosts.ns["a"], hosts.lan["a"], tmp_path / "lan.pcapng")
+            before = time.time()
+            assert hosts.ping("a", OVERLAY_AB["b"], count=2), (tmp_path / "a.log").read_text()
+            after = time.time()
+            cap.stop()
+        finally:
+            hosts.stop_all()
+    fields = [*CDP_FIELDS, "skip.version", "skip.n", "skip.n_date", "skip.src_nsid",
+              "skip.dst_nsid", "skip.crypt_alg.name", "esp.spi", "ip.src", "udp.srcport",
+              "x509af.serialNumber"]
+    cmd = ["tshark", "-n", "-X", f"lua_script:{SCRIPT}", "-r", str(cap.path), "-Y",
+           "skip or skip_cdp", "-T", "fields", "-E", f"separator={SEP}", "-E", "occurrence=a",
+           "-E", f"aggregator={AGG}"]
+    for field in [*fields, "_ws.expert.message"]:
+        cmd += ["-e", field]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True,
+                         env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}).stdout
+    rows = [{f: (c.split(AGG) if c else []) for f, c in
+             zip([*fields, "_ws.expert.message"], line.split(SEP), strict=True)}
+            for line in out.splitlines()]
+    assert not any("Lua Error" in m for r in rows for m in r["_ws.expert.message"])
+    cdp = [r for r in rows if r["skip_cdp.version"]]
+    skip = [r for r in rows if r["skip.version"]]
+    assert len(cdp) == 8 and len(skip) >= 4
+    for src in ("a", "b"):
+        asked = [r for r in cdp if one(r, "ip.src") == LAN_AB[src] and
+                 one(r, "udp.srcport") != "1640"]
+        answers = [r for r in cdp if one(r, "ip.src") != LAN_AB[src] and
+                   one(r, "udp.srcport") == "1640" and
+                   one(r, "skip_cdp.requester_cookie") in
+                   {one(q, "skip_cdp.requester_cookie") for q in asked}]
+        assert [one(r, "skip_cdp.action") for r in asked] == ["0", "0"]
+        assert [one(r, "skip_cdp.action") for r in answers] == ["2", "1"]
+        other = "b" if src == "a" else "a"
+        for r in asked:
+            assert one(r, "skip_cdp.record.nsid") == "1"
+            assert one(r, "skip_cdp.record.mkid.ipv4") == LAN_AB[other]
+        # the retry carries the responder's cookie from COOKIE_REQUIRED (CDP-20)
+        assert one(asked[1], "skip_cdp.responder_cookie") == \
+            one(answers[0], "skip_cdp.responder_cookie") != "0x00000000"
+        cert = x509.load_pem_x509_certificate((tmp_path / "pki" / f"{other}.pem").read_bytes())
+        got = answers[1]
+        assert one(got, "skip_cdp.record.action") == "100"  # GET succeeded
+        assert one(got, "skip_cdp.record.cert_type") == "1"  # X.509
+        assert hexbytes(one(got, "skip_cdp.record.cert")) == cert.public_bytes(Encoding.DER)
+        # Wireshark's own X.509 dissector read the certificate we handed it
+        assert int.from_bytes(hexbytes(one(got, "x509af.serialNumber"))) == cert.serial_number
+    hours = {int((t - 788918400) // 3600) for t in (before, after)}
+    for r in skip:
+        assert one(r, "skip.version") == "2" and int(one(r, "skip.n")) in hours
+        assert one(r, "skip.n_date") == n_date(int(one(r, "skip.n")))
+        assert int(one(r, "esp.spi"), 0) == 1
+        assert one(r, "skip.crypt_alg.name") in {a.name for a in num.MODERN.crypt.values()}
