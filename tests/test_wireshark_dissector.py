@@ -600,3 +600,33 @@ def test_skipd_capture_in_netns_cdp_discovery_then_skip(tmp_path: Path) -> None:
         assert one(r, "skip.n_date") == n_date(int(one(r, "skip.n")))
         assert int(one(r, "esp.spi"), 0) == 1
         assert one(r, "skip.crypt_alg.name") in {a.name for a in num.MODERN.crypt.values()}
+
+
+def test_installed_per_user_and_private_nsids_from_the_preference(tmp_path: Path) -> None:
+    """tools/wireshark/install.sh puts skip.lua where tshark loads it by itself (no -X), and
+    the private NSID lengths come from the skip.private_nsids preference (numbers.md)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    subprocess.run(["bash", str(SCRIPT.parent / "install.sh")], check=True, env=env,
+                   capture_output=True, timeout=60)
+    assert (home / ".local/lib/wireshark/plugins/skip.lua").read_bytes() == SCRIPT.read_bytes()
+    h = SkipHeader(2, 251, 250, 50, 280_000, 10, 11, 11, 0, bytes(48), b"private!",
+                   bytes.fromhex("01020304"))
+    pcap = tmp_path / "p.pcap"
+    pcap.write_bytes(encode_pcap([_ip(h.encode() + struct.pack("!II", 1, 1) + bytes(40))]))
+
+    def run(*opts: str) -> list[str]:
+        cmd = ["tshark", "-n", "-r", str(pcap), *opts, "-T", "fields", "-E", "separator=|",
+               "-e", "skip.header_len", "-e", "skip.src_mkid", "-e", "skip.dst_mkid.emkid",
+               "-e", "esp.spi", "-e", "_ws.expert.message"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env,
+                              timeout=60)
+        return proc.stdout.rstrip("\n").split("|")
+
+    # 251 is unknown by default: the header length cannot be known, nothing is misread
+    hlen, src, _emkid, spi, messages = run()
+    assert (hlen, src, spi) == ("", "", "") and "Unknown NSID" in messages
+    hlen, src, emkid, spi, _ = run("-o", "skip.private_nsids:250:4,251:8")
+    assert int(hlen) == h.length == 12 + 48 + 8 + 4
+    assert hexbytes(src) == b"private!" and emkid == "0x01020304" and int(spi, 0) == 1
