@@ -38,7 +38,8 @@ def check_warnings(config: Config, now: float) -> list[str]:
     then, not now)."""
     validate = trust.validator(config)
     creds = load_credentials(config, now, validate)
-    warnings = [f"{file}: {reason}: {text}" for file, reason, text in creds.refused]
+    warnings = [f"{file}: {text}" if reason in text else f"{file}: {reason}: {text}"
+                for file, reason, text in creds.refused]
     seen = {w.split(":", 1)[0] for w in warnings}
     directory = config.identity.peer_certificates
     paths: list[Path] = []

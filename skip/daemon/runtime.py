@@ -751,6 +751,7 @@ class Daemon:
             "protected_in": self.traffic["protected_in"],
             "protected_out": self.traffic["protected_out"],
             "dropped": sum(self.counters()["drops"].values()),
+            "monitors": len(self.monitor.subscribers),  # skipctl monitor clients attached
             # principals heard from without a certificate (most recent last; at most 64)
             "unknown_peers": [{"name": str(name), "seconds_ago": round(time.time() - seen, 1)}
                               for name, seen in self.unknown.items()],
