@@ -630,3 +630,69 @@ def test_installed_per_user_and_private_nsids_from_the_preference(tmp_path: Path
     hlen, src, emkid, spi, _ = run("-o", "skip.private_nsids:250:4,251:8")
     assert int(hlen) == h.length == 12 + 48 + 8 + 4
     assert hexbytes(src) == b"private!" and emkid == "0x01020304" and int(spi, 0) == 1
+
+
+# --- GIK on UDP 1660 (multicast; skip/wire/gik.py, when present) ---------------------------
+
+GIK_FIELDS = ("skip_gik.version", "skip_gik.type", "skip_gik.group.ipv4", "skip_gik.group.ipv6",
+              "skip_gik.nonce", "skip_gik.epoch", "skip_gik.previous_epoch", "skip_gik.expiry",
+              "skip_gik.expiry_time", "skip_gik.interval_seconds", "skip_gik.interval_bytes",
+              "skip_gik.kg_alg.name", "skip_gik.crypt_alg.name", "skip_gik.mac_alg.name",
+              "skip_gik.leaf", "skip_gik.owner_key", "skip_gik.kg", "skip_gik.path.node",
+              "skip_gik.path.key", "skip_gik.reason", "skip_gik.wrap.target",
+              "skip_gik.wrap.under", "skip_gik.wrap.wrapped", "skip_gik.signature")
+
+
+def test_gik_messages_of_both_versions(tmp_path: Path) -> None:
+    """Every GIK message skip/wire/gik.py builds (mc-00 version 1 byte for byte; MC-M1
+    version 2 request, response with its key path, signed rekey), field by field; version-1
+    expiry counts from 1995-01-01 (mc-00), version 2's is POSIX."""
+    gik = pytest.importorskip("skip.wire.gik")
+    m4 = ipaddress.ip_address("239.1.2.3").packed
+    m6 = ipaddress.ip_address("ff15::57").packed
+    kg = bytes(range(32))
+    v1_req = gik.GikRequestV1(m4)
+    v1_resp = gik.GikResponseV1(m4, 1_000_000_000, 120, 10_000_000, 2, 2, 3, 0, kg)
+    v2_req = gik.GikRequest(m6, bytes(range(100, 116)), 7)
+    v2_resp = gik.GikResponse(m4, bytes(range(16)), 8, 1_800_000_000, 60, 2**40, 10, 11, 11, 0,
+                              9, bytes([7]) * 32, kg, ((9, bytes([1]) * 32), (4, bytes([2]) * 32)))
+    wraps = (gik.Wrap(4, 8, bytes([3]) * 40), gik.Wrap(1, 4, bytes([4]) * 40))
+    rekey = gik.GikRekey(m6, 9, 8, 1_800_003_600, gik.REKEY_EVICT, wraps, bytes([5]) * 64)
+    msgs = [v1_req, v1_resp, v2_req, v2_resp, rekey]
+    for msg in msgs:
+        assert gik.parse_gik(msg.encode()) == msg
+    rows = dissect([_udp(40001, 1660, m.encode()) for m in msgs], GIK_FIELDS, tmp_path)
+    r = rows[0]
+    assert one(r, "skip_gik.version") == "1" and one(r, "skip_gik.group.ipv4") == "239.1.2.3"
+    r = rows[1]
+    assert int(one(r, "skip_gik.expiry")) == v1_resp.expiry  # the wire value
+    when = datetime(1995, 1, 1, tzinfo=UTC) + timedelta(seconds=v1_resp.expiry)
+    assert one(r, "skip_gik.expiry_time").startswith(when.strftime("%b %e, %Y %H:%M:%S"))
+    assert (one(r, "skip_gik.interval_seconds"), one(r, "skip_gik.interval_bytes")) == \
+        ("120", "10000000")
+    assert (one(r, "skip_gik.kg_alg.name"), one(r, "skip_gik.crypt_alg.name"),
+            one(r, "skip_gik.mac_alg.name")) == ("3des-ede-cbc", "3des-ede-cbc", "keyed-sha")
+    assert hexbytes(one(r, "skip_gik.kg")) == kg
+    r = rows[2]
+    assert (one(r, "skip_gik.version"), one(r, "skip_gik.type")) == ("2", "1")
+    assert one(r, "skip_gik.group.ipv6") == "ff15::57" and one(r, "skip_gik.epoch") == "7"
+    assert hexbytes(one(r, "skip_gik.nonce")) == v2_req.nonce
+    r = rows[3]
+    assert one(r, "skip_gik.type") == "2" and one(r, "skip_gik.group.ipv4") == "239.1.2.3"
+    assert int(one(r, "skip_gik.expiry")) == v2_resp.expiry
+    when = datetime.fromtimestamp(v2_resp.expiry, UTC)
+    assert one(r, "skip_gik.expiry_time").startswith(when.strftime("%b %e, %Y %H:%M:%S"))
+    assert one(r, "skip_gik.interval_bytes") == str(2**40)
+    assert (one(r, "skip_gik.kg_alg.name"), one(r, "skip_gik.crypt_alg.name")) == \
+        ("aes-256-key-wrap", "aes-256-gcm-16")
+    assert one(r, "skip_gik.leaf") == "9" and hexbytes(one(r, "skip_gik.kg")) == kg
+    assert hexbytes(one(r, "skip_gik.owner_key")) == v2_resp.owner_key
+    assert [int(x) for x in r["skip_gik.path.node"]] == [n for n, _ in v2_resp.path]
+    assert [hexbytes(x) for x in r["skip_gik.path.key"]] == [k for _, k in v2_resp.path]
+    r = rows[4]
+    assert (one(r, "skip_gik.type"), one(r, "skip_gik.reason")) == ("3", "1")
+    assert (one(r, "skip_gik.epoch"), one(r, "skip_gik.previous_epoch")) == ("9", "8")
+    assert [int(x) for x in r["skip_gik.wrap.target"]] == [w.target for w in wraps]
+    assert [int(x) for x in r["skip_gik.wrap.under"]] == [w.under for w in wraps]
+    assert [hexbytes(x) for x in r["skip_gik.wrap.wrapped"]] == [w.wrapped for w in wraps]
+    assert hexbytes(one(r, "skip_gik.signature")) == rekey.signature

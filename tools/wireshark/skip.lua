@@ -854,3 +854,210 @@ function cdp.dissector(tvb, pinfo, tree)
 end
 
 DissectorTable.get("udp.port"):add(1640, cdp)
+
+---------------------------------------------------------------------------------------------
+-- GIK: group interchange keys of the multicast extension, UDP 1660 (draft-ietf-ipsec-skip-mc-00
+-- s. 1.1 as version 1; version 2 is this project's extension MC-M1, skip/wire/gik.py)
+---------------------------------------------------------------------------------------------
+
+local gik = Proto("skip_gik", "SKIP Group Interchange Key (multicast)")
+
+local GIK_TYPES = { [1] = "Request", [2] = "Response", [3] = "Rekey" }
+local GIK_REASONS = { [1] = "evict", [2] = "join", [3] = "refresh" }
+
+local hg = {
+    version = ProtoField.uint8("skip_gik.version", "Version", base.DEC,
+        { [1] = "mc-00 (legacy)", [2] = "modern" }),
+    type = ProtoField.uint8("skip_gik.type", "Type", base.DEC, GIK_TYPES),
+    reserved = ProtoField.bytes("skip_gik.reserved", "Reserved"),
+    group = ProtoField.bytes("skip_gik.group", "Group address (M)"),
+    group_ipv4 = ProtoField.ipv4("skip_gik.group.ipv4", "Group (IPv4)"),
+    group_ipv6 = ProtoField.ipv6("skip_gik.group.ipv6", "Group (IPv6)"),
+    nonce = ProtoField.bytes("skip_gik.nonce", "Requester nonce"),
+    epoch = ProtoField.uint32("skip_gik.epoch", "Kg epoch", base.DEC),
+    previous = ProtoField.uint32("skip_gik.previous_epoch", "Previous epoch", base.DEC),
+    expiry = ProtoField.uint64("skip_gik.expiry", "Expiry (raw)", base.DEC),
+    expiry_time = ProtoField.absolute_time("skip_gik.expiry_time", "Expiry", base.UTC),
+    interval_seconds = ProtoField.uint32("skip_gik.interval_seconds",
+        "Key change interval (seconds)", base.DEC),
+    interval_bytes = ProtoField.uint64("skip_gik.interval_bytes", "Key change interval (bytes)",
+        base.DEC),
+    kg_alg = ProtoField.uint8("skip_gik.kg_alg", "Kg Alg", base.DEC),
+    kg_alg_name = ProtoField.string("skip_gik.kg_alg.name", "Kg Alg name"),
+    crypt_alg = ProtoField.uint8("skip_gik.crypt_alg", "Crypt Alg", base.DEC),
+    crypt_alg_name = ProtoField.string("skip_gik.crypt_alg.name", "Crypt Alg name"),
+    mac_alg = ProtoField.uint8("skip_gik.mac_alg", "MAC Alg", base.DEC),
+    mac_alg_name = ProtoField.string("skip_gik.mac_alg.name", "MAC Alg name"),
+    comp_alg = ProtoField.uint8("skip_gik.comp_alg", "Comp Alg", base.DEC),
+    comp_alg_name = ProtoField.string("skip_gik.comp_alg.name", "Comp Alg name"),
+    leaf = ProtoField.uint32("skip_gik.leaf", "Leaf node", base.DEC),
+    owner_key = ProtoField.bytes("skip_gik.owner_key", "Owner rekey key (Ed25519)"),
+    kg = ProtoField.bytes("skip_gik.kg", "Kg"),
+    path_count = ProtoField.uint8("skip_gik.path_count", "Path keys", base.DEC),
+    path_node = ProtoField.uint32("skip_gik.path.node", "Node", base.DEC),
+    path_key = ProtoField.bytes("skip_gik.path.key", "Node key"),
+    reason = ProtoField.uint8("skip_gik.reason", "Reason", base.DEC, GIK_REASONS),
+    wrap_count = ProtoField.uint16("skip_gik.wrap_count", "Wrapped keys", base.DEC),
+    wrap_target = ProtoField.uint32("skip_gik.wrap.target", "Target node", base.DEC),
+    wrap_under = ProtoField.uint32("skip_gik.wrap.under", "Wrapped under node", base.DEC),
+    wrap_key = ProtoField.bytes("skip_gik.wrap.wrapped", "Wrapped key (RFC 3394)"),
+    signature = ProtoField.bytes("skip_gik.signature", "Owner signature (Ed25519)"),
+}
+local gik_fields = {}
+for _, v in pairs(hg) do gik_fields[#gik_fields + 1] = v end
+gik.fields = gik_fields
+
+local eg = {
+    malformed = ProtoExpert.new("skip_gik.malformed", "Malformed GIK message",
+        expert.group.MALFORMED, expert.severity.ERROR),
+}
+gik.experts = { eg.malformed }
+
+local function gik_algorithms(t, tvb, pos, version)
+    local kg, crypt, mac, comp = tvb(pos, 1):uint(), tvb(pos + 1, 1):uint(),
+        tvb(pos + 2, 1):uint(), tvb(pos + 3, 1):uint()
+    local kn, cn = kij_name(version, kg), crypt_name(version, crypt)
+    local mn, pn = mac_name(version, crypt, mac), comp_name(comp)
+    t:add(hg.kg_alg, tvb(pos, 1), kg, "Kg Alg: " .. algorithm_text(kn, kg))
+        :add(hg.kg_alg_name, tvb(pos, 1), kn):set_generated()
+    t:add(hg.crypt_alg, tvb(pos + 1, 1), crypt, "Crypt Alg: " .. algorithm_text(cn, crypt))
+        :add(hg.crypt_alg_name, tvb(pos + 1, 1), cn):set_generated()
+    t:add(hg.mac_alg, tvb(pos + 2, 1), mac, "MAC Alg: " .. algorithm_text(mn, mac))
+        :add(hg.mac_alg_name, tvb(pos + 2, 1), mn):set_generated()
+    t:add(hg.comp_alg, tvb(pos + 3, 1), comp, "Comp Alg: " .. algorithm_text(pn, comp))
+        :add(hg.comp_alg_name, tvb(pos + 3, 1), pn):set_generated()
+    return cn
+end
+
+local function gik_expiry(t, range, posix)
+    local it = t:add(hg.expiry, range)
+    local secs = posix
+    if type(secs) ~= "number" then secs = secs:tonumber() end
+    it:add(hg.expiry_time, range, NSTime.new(secs, 0)):set_generated()
+    return os.date("!%Y-%m-%dT%H:%M:%SZ", secs)
+end
+
+local MAPPED = "00000000000000000000ffff"
+
+function gik.dissector(tvb, pinfo, tree)
+    local len = tvb:len()
+    pinfo.cols.protocol = "SKIP GIK"
+    local t = tree:add(gik, tvb(), "SKIP GIK")
+    if len < 1 then return end
+    local version = tvb(0, 1):uint()
+    t:add(hg.version, tvb(0, 1))
+    if version == 1 then
+        if len == 8 then
+            t:add(hg.reserved, tvb(1, 3))
+            t:add(hg.group_ipv4, tvb(4, 4))
+            pinfo.cols.info = "GIK v1 Request for " .. tostring(tvb(4, 4):ipv4())
+            return len
+        end
+        if len ~= 56 then
+            t:add_proto_expert_info(eg.malformed, "a version-1 GIK message is 8 or 56 bytes")
+            return
+        end
+        t:add(hg.reserved, tvb(1, 3))
+        t:add(hg.group_ipv4, tvb(4, 4))
+        -- mc-00: uint32 seconds since 1995-01-01 00:00:00, like n's epoch
+        local when = gik_expiry(t, tvb(8, 4), SKIP_EPOCH + tvb(8, 4):uint())
+        t:add(hg.interval_seconds, tvb(12, 4))
+        t:add(hg.interval_bytes, tvb(16, 4), UInt64.new(tvb(16, 4):uint()))
+        local cn = gik_algorithms(t, tvb, 20, 1)
+        t:add(hg.kg, tvb(24, 32))
+        pinfo.cols.info = string.format("GIK v1 Response for %s, %s, expires %s",
+            tostring(tvb(4, 4):ipv4()), cn, when)
+        return len
+    end
+    if version ~= 2 or len < 20 then
+        t:add_proto_expert_info(eg.malformed, "unknown version or shorter than the header")
+        return
+    end
+    local kind = tvb(1, 1):uint()
+    t:add(hg.type, tvb(1, 1))
+    t:add(hg.reserved, tvb(2, 2))
+    local gi = t:add(hg.group, tvb(4, 16))
+    local group
+    if tvb(4, 12):bytes():tohex():lower() == MAPPED then
+        gi:add(hg.group_ipv4, tvb(16, 4))
+        group = tostring(tvb(16, 4):ipv4())
+    else
+        gi:add(hg.group_ipv6, tvb(4, 16))
+        group = tostring(tvb(4, 16):ipv6())
+    end
+    local info = string.format("GIK v2 %s for %s", GIK_TYPES[kind] or ("type " .. kind), group)
+    local body = 20
+    if kind == 1 then
+        if len ~= body + 20 then
+            t:add_proto_expert_info(eg.malformed, "a request is 40 bytes")
+            return
+        end
+        t:add(hg.nonce, tvb(body, 16))
+        t:add(hg.epoch, tvb(body + 16, 4))
+        info = info .. ", epoch held " .. tvb(body + 16, 4):uint()
+    elseif kind == 2 then
+        local fixed = 16 + 4 + 8 + 4 + 8 + 4 + 4 + 32 + 32 + 1
+        if len < body + fixed then
+            t:add_proto_expert_info(eg.malformed, "response cut short")
+            return
+        end
+        local p = body
+        t:add(hg.nonce, tvb(p, 16))
+        t:add(hg.epoch, tvb(p + 16, 4))
+        local when = gik_expiry(t, tvb(p + 20, 8), tvb(p + 20, 8):uint64())
+        t:add(hg.interval_seconds, tvb(p + 28, 4))
+        t:add(hg.interval_bytes, tvb(p + 32, 8))
+        local cn = gik_algorithms(t, tvb, p + 40, 2)
+        t:add(hg.leaf, tvb(p + 44, 4))
+        t:add(hg.owner_key, tvb(p + 48, 32))
+        t:add(hg.kg, tvb(p + 80, 32))
+        local count = tvb(p + 112, 1):uint()
+        t:add(hg.path_count, tvb(p + 112, 1))
+        p = p + 113
+        if len ~= p + count * 36 then
+            t:add_proto_expert_info(eg.malformed, "path count does not match the length")
+            return
+        end
+        for _ = 1, count do
+            local pt = t:add(hg.path_node, tvb(p, 4))
+            pt:add(hg.path_key, tvb(p + 4, 32))
+            p = p + 36
+        end
+        info = string.format("%s, epoch %d, %s, leaf %d, %d path keys, expires %s", info,
+            tvb(body + 16, 4):uint(), cn, tvb(body + 44, 4):uint(), count, when)
+    elseif kind == 3 then
+        if len < body + 20 + 64 then
+            t:add_proto_expert_info(eg.malformed, "rekey cut short")
+            return
+        end
+        local p = body
+        t:add(hg.epoch, tvb(p, 4))
+        t:add(hg.previous, tvb(p + 4, 4))
+        local when = gik_expiry(t, tvb(p + 8, 8), tvb(p + 8, 8):uint64())
+        t:add(hg.reason, tvb(p + 16, 1))
+        t:add(hg.reserved, tvb(p + 17, 1))
+        local count = tvb(p + 18, 2):uint()
+        t:add(hg.wrap_count, tvb(p + 18, 2))
+        p = p + 20
+        if len ~= p + count * 48 + 64 then
+            t:add_proto_expert_info(eg.malformed, "wrap count does not match the length")
+            return
+        end
+        for _ = 1, count do
+            local wt = t:add(hg.wrap_target, tvb(p, 4))
+            wt:add(hg.wrap_under, tvb(p + 4, 4))
+            wt:add(hg.wrap_key, tvb(p + 8, 40))
+            p = p + 48
+        end
+        t:add(hg.signature, tvb(p, 64))
+        info = string.format("%s, epoch %d (from %d), %s, %d wrapped keys, expires %s", info,
+            tvb(body, 4):uint(), tvb(body + 4, 4):uint(),
+            GIK_REASONS[tvb(body + 16, 1):uint()] or "reason ?", count, when)
+    else
+        t:add_proto_expert_info(eg.malformed, "unknown GIK message type")
+    end
+    pinfo.cols.info = info
+    return len
+end
+
+DissectorTable.get("udp.port"):add(1660, gik)
