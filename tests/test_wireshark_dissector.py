@@ -13,6 +13,7 @@ next-wave.md), including PFS's CERT-Type 250 (PFS-17). Issue 13, "Seeing SKIP on
 from __future__ import annotations
 
 import ipaddress
+import re
 import shutil
 import struct
 import subprocess
@@ -630,6 +631,14 @@ def test_installed_per_user_and_private_nsids_from_the_preference(tmp_path: Path
     hlen, src, emkid, spi, _ = run("-o", "skip.private_nsids:250:4,251:8")
     assert int(hlen) == h.length == 12 + 48 + 8 + 4
     assert hexbytes(src) == b"private!" and emkid == "0x01020304" and int(spi, 0) == 1
+    # the installed plugin's fields are exactly the ones docs/wireshark.md lists
+    glossary = subprocess.run(["tshark", "-G", "fields"], capture_output=True, text=True,
+                              check=True, env=env, timeout=60).stdout
+    registered = {cols[2] for cols in (line.split("\t") for line in glossary.splitlines())
+                  if cols[0] == "F" and len(cols) > 4 and cols[4].startswith("skip")}
+    doc = (SCRIPT.parent.parent.parent / "docs" / "wireshark.md").read_text()
+    listed = set(re.findall(r"^\| `(skip[a-z_]*\.[a-z0-9_.]+)` \|", doc, re.MULTILINE))
+    assert len(registered) > 100 and registered == listed, (registered ^ listed)
 
 
 # --- GIK on UDP 1660 (multicast; skip/wire/gik.py, when present) ---------------------------
@@ -696,3 +705,53 @@ def test_gik_messages_of_both_versions(tmp_path: Path) -> None:
     assert [int(x) for x in r["skip_gik.wrap.under"]] == [w.under for w in wraps]
     assert [hexbytes(x) for x in r["skip_gik.wrap.wrapped"]] == [w.wrapped for w in wraps]
     assert hexbytes(one(r, "skip_gik.signature")) == rekey.signature
+
+
+# --- SKIP-in-UDP (skipd's daemon.udp_port) ---------------------------------------------------
+
+def _in_udp(datagram: bytes, port: int = 5757) -> bytes:
+    """What skipd's UDP socket sends: the whole protocol-57 datagram as the payload."""
+    v6 = datagram[0] >> 4 == 6
+    body = struct.pack("!HHHH", port, port, 8 + len(datagram), 0) + datagram
+    index = 1 if v6 else 0
+    return (build_ipv6 if v6 else build_ipv4)(ADDR["a"][index], ADDR["b"][index], 17, body)
+
+
+def test_skip_in_udp_by_content_and_by_the_port_preference(tmp_path: Path) -> None:
+    """docs/skipd.md SKIP-in-UDP: found by its content (an IP header of protocol 57 whose
+    length is the payload's) on any port, or on the port of the skip_udp.port preference."""
+    link = pair("x25519", mkids=True)
+    inner = [link.a.protect(udp(), NOW), link.a.protect(udp(v6=True), NOW)]
+    plain = _udp(5757, 5757, b"not a SKIP datagram at all, just bytes")
+    packets = [_in_udp(p) for p in inner] + [plain]
+    fields = ["skip_udp.ip_version", "skip.version", "skip.src_mkid", "esp.spi", "udp.dstport"]
+    by_content = dissect(packets, fields, tmp_path)
+    by_port = _dissect_raw(packets, fields, tmp_path,
+                           ("-o", "skip_udp.port:5757", "--disable-heuristic", "skip_udp_udp"))
+    for rows in (by_content, by_port):
+        for wire, row in zip(inner, rows[:2], strict=True):
+            assert one(row, "skip_udp.ip_version") == str(wire[0] >> 4)
+            assert one(row, "skip.version") == "2"
+            assert hexbytes(one(row, "skip.src_mkid")) == b"A" * 16
+            assert int(one(row, "esp.spi"), 0) == 1
+    # by content, an ordinary datagram on that port is left alone
+    assert by_content[2]["skip_udp.ip_version"] == [] and by_content[2]["skip.version"] == []
+    # neither the heuristic nor the port: plain UDP
+    rows = _dissect_raw(packets, fields, tmp_path, ("--disable-heuristic", "skip_udp_udp"))
+    assert all(r["skip.version"] == [] for r in rows)
+
+
+def _dissect_raw(packets: Sequence[bytes], fields: Sequence[str], workdir: Path,
+                 args: Sequence[str]) -> list[dict[str, list[str]]]:
+    """Like dissect, with raw tshark arguments (-o pairs, --disable-heuristic)."""
+    pcap = workdir / "raw.pcap"
+    pcap.write_bytes(encode_pcap(packets))
+    cmd = ["tshark", "-n", "-X", f"lua_script:{SCRIPT}", "-r", str(pcap), *args, "-T",
+           "fields", "-E", f"separator={SEP}", "-E", "occurrence=a", "-E", f"aggregator={AGG}"]
+    for field in fields:
+        cmd += ["-e", field]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True,
+                         env={"HOME": str(workdir), "PATH": "/usr/bin:/bin"}).stdout
+    return [{f: (c.split(AGG) if c else []) for f, c in zip(fields, line.split(SEP),
+                                                             strict=True)}
+            for line in out.splitlines()]

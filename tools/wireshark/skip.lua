@@ -357,7 +357,10 @@ function skip.dissector(tvb, pinfo, tree)
     t:add(hf.comp_alg, tvb(11, 1), comp, "Comp Alg: " .. algorithm_text(pname, comp))
         :add(hf.comp_alg_name, tvb(11, 1), pname):set_generated()
 
-    local info = string.format("SKIP v%d n=%d (%s) %s/%s", version, n, n_date(n), cname, mname)
+    local suite = cname .. "/" .. mname
+    if ce and ce.aead and mac == crypt then suite = cname end
+    if crypt == 0 then suite = mname end
+    local info = string.format("SKIP v%d n=%d (%s) %s", version, n, n_date(n), suite)
     pinfo.cols.info = info
 
     local ekp_len, bad = ekp_length(version, kij, crypt, mac)
@@ -1061,3 +1064,72 @@ function gik.dissector(tvb, pinfo, tree)
 end
 
 DissectorTable.get("udp.port"):add(1660, gik)
+
+---------------------------------------------------------------------------------------------
+-- SKIP-in-UDP (skipd's daemon.udp_port; docs/skipd.md): the whole protocol-57 IP datagram is
+-- the UDP payload. The port is configured, not assigned, so the payload is recognised by a
+-- heuristic (an IPv4 / IPv6 header of protocol 57 whose length is the payload's), by the
+-- preference skip.udp_port, or by Decode As.
+---------------------------------------------------------------------------------------------
+
+local skip_udp = Proto("skip_udp", "SKIP-in-UDP")
+local hu = {
+    inner = ProtoField.uint8("skip_udp.ip_version", "Encapsulated IP version", base.DEC),
+}
+skip_udp.fields = { hu.inner }
+skip_udp.prefs.port = Pref.uint("UDP port", 0, "SKIP-in-UDP port of skipd (daemon.udp_port); "
+    .. "0: recognise SKIP-in-UDP by its content only")
+
+local ipv4_dissector = Dissector.get("ip")
+local ipv6_dissector = Dissector.get("ipv6")
+
+local function looks_like_skip_in_udp(tvb)
+    local len = tvb:len()
+    if len < 20 then return nil end
+    local v = tvb(0, 1):bitfield(0, 4)
+    if v == 4 then
+        local ihl = tvb(0, 1):bitfield(4, 4) * 4
+        if ihl >= 20 and len >= ihl + 12 and tvb(9, 1):uint() == 57 and tvb(2, 2):uint() == len then
+            return 4
+        end
+    elseif v == 6 and len >= 40 + 12 then
+        -- Next Header 57 directly (extension headers in between are not guessed at)
+        if tvb(6, 1):uint() == 57 and tvb(4, 2):uint() + 40 == len then return 6 end
+    end
+    return nil
+end
+
+local function dissect_skip_udp(tvb, pinfo, tree, version)
+    local t = tree:add(skip_udp, tvb(0, 0))
+    t:add(hu.inner, tvb(0, 1), version):set_generated()
+    if version == 6 then
+        ipv6_dissector:call(tvb, pinfo, tree)
+    else
+        ipv4_dissector:call(tvb, pinfo, tree)
+    end
+    pinfo.cols.protocol = "SKIP-in-UDP/" .. tostring(pinfo.cols.protocol)
+    return tvb:len()
+end
+
+function skip_udp.dissector(tvb, pinfo, tree)
+    if tvb:len() < 1 then return 0 end
+    local version = tvb(0, 1):bitfield(0, 4)
+    return dissect_skip_udp(tvb, pinfo, tree, version == 6 and 6 or 4)
+end
+
+local function skip_udp_heuristic(tvb, pinfo, tree)
+    local version = looks_like_skip_in_udp(tvb)
+    if not version then return false end
+    dissect_skip_udp(tvb, pinfo, tree, version)
+    return true
+end
+skip_udp:register_heuristic("udp", skip_udp_heuristic)
+
+local udp_port_table = DissectorTable.get("udp.port")
+udp_port_table:add_for_decode_as(skip_udp)
+local registered_udp_port = 0
+function skip_udp.prefs_changed()
+    if registered_udp_port ~= 0 then udp_port_table:remove(registered_udp_port, skip_udp) end
+    registered_udp_port = skip_udp.prefs.port
+    if registered_udp_port ~= 0 then udp_port_table:add(registered_udp_port, skip_udp) end
+end
