@@ -755,3 +755,38 @@ def _dissect_raw(packets: Sequence[bytes], fields: Sequence[str], workdir: Path,
     return [{f: (c.split(AGG) if c else []) for f, c in zip(fields, line.split(SEP),
                                                              strict=True)}
             for line in out.splitlines()]
+
+
+@pytest.mark.netns
+def test_skipd_skip_in_udp_capture_in_netns(tmp_path: Path) -> None:
+    """Two skipd with daemon.udp_port = 5757 (docs/skipd.md): every datagram between them is
+    recognised as SKIP-in-UDP by content, and the SKIP header inside is read."""
+    from tests.netns import OVERLAY_AB, Capture, Lab, TwoHosts, can_run
+
+    if can_run() is not None or shutil.which("dumpcap") is None:
+        pytest.skip(str(can_run() or "needs dumpcap (Debian package tshark)"))
+    with Lab() as lab:
+        hosts = TwoHosts(lab, tmp_path)
+        try:
+            hosts.start("a", known=True, udp_port=5757)
+            hosts.start("b", known=True, udp_port=5757)
+            cap = Capture(hosts.ns["a"], hosts.lan["a"], tmp_path / "udp.pcapng")
+            assert hosts.ping("a", OVERLAY_AB["b"], count=2), (tmp_path / "a.log").read_text()
+            cap.stop()
+        finally:
+            hosts.stop_all()
+    fields = ["udp.srcport", "udp.dstport", "skip_udp.ip_version", "skip.version",
+              "skip.src_nsid", "esp.spi", "_ws.expert.message"]
+    cmd = ["tshark", "-n", "-X", f"lua_script:{SCRIPT}", "-r", str(cap.path), "-Y",
+           "udp.port == 5757", "-T", "fields", "-E", f"separator={SEP}", "-E",
+           "occurrence=f"]
+    for field in fields:
+        cmd += ["-e", field]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True,
+                         env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}).stdout
+    lines = [dict(zip(fields, line.split(SEP), strict=True)) for line in out.splitlines()]
+    assert len(lines) >= 4  # two pings, each way
+    for row in lines:
+        assert (row["udp.srcport"], row["udp.dstport"]) == ("5757", "5757")
+        assert row["skip_udp.ip_version"] == "4" and row["skip.version"] == "2", row
+        assert int(row["esp.spi"], 0) == 1 and "Lua Error" not in row["_ws.expert.message"]
