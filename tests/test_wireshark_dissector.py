@@ -790,3 +790,45 @@ def test_skipd_skip_in_udp_capture_in_netns(tmp_path: Path) -> None:
         assert (row["udp.srcport"], row["udp.dstport"]) == ("5757", "5757")
         assert row["skip_udp.ip_version"] == "4" and row["skip.version"] == "2", row
         assert int(row["esp.spi"], 0) == 1 and "Lua Error" not in row["_ws.expert.message"]
+
+
+def test_truncated_and_corrupted_messages_never_raise_lua_errors(tmp_path: Path) -> None:
+    """Every prefix of a SKIP packet, a SKIP ICMP message, CDP (with an ephemeral
+    certificate) and GIK messages, plus byte-flipped copies: flagged or shown, never a Lua
+    error (dissect() fails on any "Lua Error" expert item)."""
+    from tests.test_pfs import PfsLink, _ipv4
+
+    link = pair("x25519", mkids=True)
+    skip_payload = link.a.protect(udp(), NOW)[20:]
+    icmp = SkipIcmp(AdpCode.NONE, (10,), (11, 12), (20,), kp_floor=5).encode()
+    pfs = PfsLink()
+    pfs.a.protect(_ipv4("a", "b"), NOW)
+    pfs.exchange(NOW)
+    messages = [(57, 0, skip_payload), (1, 0, icmp), (17, 1640, pfs.wire[0])]
+    try:
+        from skip.wire import gik
+    except ImportError:
+        pass
+    else:
+        req = gik.GikRequest(ipaddress.ip_address("ff15::57").packed, bytes(16), 1).encode()
+        messages.append((17, 1660, req))
+
+    def packet(proto: int, port: int, body: bytes) -> bytes:
+        if port:  # a correct UDP length, so that UDP hands the payload on
+            body = struct.pack("!HHHH", port, port, 8 + len(body), 0) + body
+        return _ip(body, proto)
+
+    packets = []
+    for proto, port, body in messages:
+        for cut in range(len(body)):
+            packets.append(packet(proto, port, body[:cut]))
+        for i in range(0, len(body), 2):
+            flipped = bytearray(body)
+            flipped[i] ^= 0xA5
+            packets.append(packet(proto, port, bytes(flipped)))
+    rows = dissect(packets, ["frame.number", "skip.version", "skip_icmp.type",
+                             "skip_cdp.version", "skip_gik.version"], tmp_path)
+    assert len(rows) == len(packets) > 300
+    # each kind was actually reached by its dissector
+    for field in ("skip.version", "skip_icmp.type", "skip_cdp.version"):
+        assert sum(bool(r[field]) for r in rows) > 15, field
