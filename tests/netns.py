@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from skip.crypto.dh import GROUPS
 from skip.daemon.control import request
@@ -342,3 +344,56 @@ def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+LAN_AB = {"a": "192.0.2.1", "b": "192.0.2.2"}
+OVERLAY_AB = {"a": "10.57.0.1", "b": "10.57.0.2"}
+
+
+class TwoHosts:
+    """Hosts a and b on one LAN (192.0.2.0/24), each with skipd protecting the other's
+    overlay address (10.57.0.0/24) through a tunnel to its LAN address; a PKI of X25519
+    certificates (``revoked``: names a second CRL, ``revoked.crl``, revokes)."""
+
+    def __init__(self, lab: Lab, work: Path, *, revoked: Sequence[str] = ()) -> None:
+        self.work = work
+        self.ns = {n: lab.host(n) for n in ("a", "b")}
+        self.lan = lab.switch([(self.ns[n], [f"{LAN_AB[n]}/24"]) for n in ("a", "b")])
+        self.pki = work / "pki"
+        make_pki(self.pki, {n: ([LAN_AB[n]], "x25519") for n in LAN_AB}, time.time(),
+                 revoked=list(revoked))
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, me: str, *, known: bool = False, rule: dict[str, object] | None = None,
+              **daemon: object) -> None:
+        """skipd on ``me``; ``known``: its store holds the peer's certificate (else it is
+        empty: discovery must find it); ``rule``: more keys of the peer's rule."""
+        other = "b" if me == "a" else "a"
+        store = self.work / f"peers-{me}"
+        store.mkdir(exist_ok=True)
+        if known:
+            shutil.copy(self.pki / f"{other}.pem", store / f"{other}.pem")
+        config = skipd_config(
+            self.work, me, self.pki, store=store, overlay=[f"{OVERLAY_AB[me]}/24"],
+            daemon=daemon or None,
+            peers=[{"name": other, "hosts": [OVERLAY_AB[other]], "tunnel": LAN_AB[other],
+                    "action": "protect", **(rule or {})}])
+        self.procs[me] = start_skipd(self.ns[me], config, self.sock(me),
+                                     self.work / f"{me}.log")
+
+    def sock(self, me: str) -> Path:
+        return self.work / f"{me}.sock"
+
+    def ask(self, me: str, command: str) -> Any:
+        reply = request(self.sock(me), command)
+        assert reply["ok"], reply
+        return reply["result"]
+
+    def ping(self, host: str, address: str, count: int = 1) -> bool:
+        return self.ns[host].run("ping", "-c", str(count), "-i", "0.2", "-W", "2", address,
+                                 check=False).returncode == 0
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                assert stop_skipd(proc) == 0

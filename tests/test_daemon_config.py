@@ -169,7 +169,7 @@ def test_skipd_check_validates_certificates_too(tmp_path: Path) -> None:
                                "--check"], capture_output=True, text=True)
 
     ok = check()
-    assert ok.returncode == 0 and ok.stdout.strip().endswith("OK (1 peers, default action deny)")
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("OK (1 peer, default action deny)")
     (pki / "ca.crl").write_bytes((pki / "revoked.crl").read_bytes())
     refused = check()
     assert refused.returncode == 2 and "Traceback" not in refused.stderr

@@ -9,22 +9,19 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from skip.daemon.control import request
 from tests.netns import (
+    LAN_AB,
+    OVERLAY_AB,
     Capture,
     Lab,
+    TwoHosts,
     can_run,
     eventually,
-    make_pki,
-    skipd_config,
-    start_skipd,
-    stop_skipd,
     tcp_transfer,
 )
 
@@ -33,57 +30,18 @@ pytestmark = [pytest.mark.netns, pytest.mark.tshark,
               pytest.mark.skipif(not (shutil.which("tshark") and shutil.which("dumpcap")),
                                  reason="needs tshark and dumpcap (Debian package tshark)")]
 
-LAN = {"a": "192.0.2.1", "b": "192.0.2.2"}
-OVERLAY = {"a": "10.57.0.1", "b": "10.57.0.2"}
-
-
-class Hosts:
-    def __init__(self, lab: Lab, work: Path) -> None:
-        self.work = work
-        self.ns = {n: lab.host(n) for n in ("a", "b")}
-        self.lan = lab.switch([(self.ns[n], [f"{LAN[n]}/24"]) for n in ("a", "b")])
-        self.pki = work / "pki"
-        make_pki(self.pki, {n: ([LAN[n]], "x25519") for n in LAN}, time.time(),
-                 revoked=["b"])
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.configs: dict[str, Path] = {}
-
-    def start(self, me: str, **daemon: object) -> None:
-        other = "b" if me == "a" else "a"
-        store = self.work / f"peers-{me}"
-        store.mkdir(exist_ok=True)  # empty: nothing known of the peer
-        self.configs[me] = skipd_config(
-            self.work, me, self.pki, store=store, overlay=[f"{OVERLAY[me]}/24"],
-            daemon=daemon or None,
-            peers=[{"name": other, "hosts": [OVERLAY[other]], "tunnel": LAN[other],
-                    "action": "protect"}])
-        self.procs[me] = start_skipd(self.ns[me], self.configs[me], self.sock(me),
-                                     self.work / f"{me}.log")
-
-    def sock(self, me: str) -> Path:
-        return self.work / f"{me}.sock"
-
-    def ask(self, me: str, command: str) -> dict:
-        reply = request(self.sock(me), command)
-        assert reply["ok"], reply
-        return reply["result"]
-
-    def ping(self, host: str, address: str, count: int = 1) -> bool:
-        return self.ns[host].run("ping", "-c", str(count), "-i", "0.2", "-W", "2", address,
-                                 check=False).returncode == 0
+LAN, OVERLAY = LAN_AB, OVERLAY_AB
 
 
 @pytest.fixture()
-def hosts(tmp_path: Path) -> Iterator[Hosts]:
+def hosts(tmp_path: Path) -> Iterator[TwoHosts]:
     with Lab() as lab:
-        site = Hosts(lab, tmp_path)
+        site = TwoHosts(lab, tmp_path, revoked=["b"])
         yield site
-        for proc in site.procs.values():
-            if proc.poll() is None:
-                assert stop_skipd(proc) == 0
+        site.stop_all()
 
 
-def test_a_peer_learnt_by_cdp_is_protected_from_the_first_packet(hosts: Hosts) -> None:
+def test_a_peer_learnt_by_cdp_is_protected_from_the_first_packet(hosts: TwoHosts) -> None:
     """next-wave.md 1.9 end to end: the first ping waits for the certificate (both ways:
     b learns a when a's first SKIP packet arrives) and gets its answer; the capture shows
     the CDP exchange (the cookie round trip included, CDP-M2) and then only protocol 57."""
@@ -117,7 +75,7 @@ def test_a_peer_learnt_by_cdp_is_protected_from_the_first_packet(hosts: Hosts) -
     assert peers["b"]["bytes_out"] > 2 * 1024 * 1024
 
 
-def test_a_revoked_certificate_is_refused_whoever_serves_it(hosts: Hosts) -> None:
+def test_a_revoked_certificate_is_refused_whoever_serves_it(hosts: TwoHosts) -> None:
     """Discovery validates like the store: after a reload with a CRL that revokes b, the
     learned certificate goes, and what CDP brings again is refused as cert_revoked."""
     hosts.start("a")
@@ -134,7 +92,7 @@ def test_a_revoked_certificate_is_refused_whoever_serves_it(hosts: Hosts) -> Non
                for line in log)
 
 
-def test_without_discovery_an_unknown_peer_is_dropped_as_before(hosts: Hosts) -> None:
+def test_without_discovery_an_unknown_peer_is_dropped_as_before(hosts: TwoHosts) -> None:
     hosts.start("a", discovery=[])
     hosts.start("b")
     assert not hosts.ping("a", OVERLAY["b"])

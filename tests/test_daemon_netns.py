@@ -230,7 +230,7 @@ def test_a_host_without_ipv6_gets_an_ipv4_only_skipd(tmp_path: Path) -> None:
         proc = start_skipd(a, config, sock, log)
         assert a.run("ping", "-c1", "-W1", B4, check=False).returncode != 0  # policy holds
         assert request(sock, "counters")["result"]["drops"]["policy_deny"] >= 1
-        assert request(sock, "status")["result"]["ip_versions"] == "4"
+        assert request(sock, "status")["result"]["ip_versions"] == [4]
         # the kernel's own lists: skipd holds IPv4 raw sockets and no IPv6 one, no IPv6 rule
         assert len(a.run("cat", "/proc/net/raw").stdout.splitlines()) > 1
         assert len(a.run("cat", "/proc/net/raw6").stdout.splitlines()) == 1  # header only

@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from skip.daemon.control import request
 from tests.netns import (
+    LAN_AB,
+    OVERLAY_AB,
     Capture,
     Lab,
+    TwoHosts,
     can_run,
     eventually,
-    make_pki,
-    skipd_config,
-    start_skipd,
-    stop_skipd,
     tcp_transfer,
 )
 
@@ -34,53 +31,15 @@ pytestmark = [pytest.mark.netns, pytest.mark.tshark,
               pytest.mark.skipif(not (shutil.which("tshark") and shutil.which("dumpcap")),
                                  reason="needs tshark and dumpcap (Debian package tshark)")]
 
-LAN = {"a": "192.0.2.1", "b": "192.0.2.2"}
-OVERLAY = {"a": "10.57.0.1", "b": "10.57.0.2"}
-
-
-class Hosts:
-    def __init__(self, lab: Lab, work: Path) -> None:
-        self.work = work
-        self.ns = {n: lab.host(n) for n in ("a", "b")}
-        self.lan = lab.switch([(self.ns[n], [f"{LAN[n]}/24"]) for n in ("a", "b")])
-        self.pki = work / "pki"
-        make_pki(self.pki, {n: ([LAN[n]], "x25519") for n in LAN}, time.time())
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, me: str, pfs: str, **daemon: object) -> None:
-        other = "b" if me == "a" else "a"
-        store = self.work / f"peers-{me}"
-        store.mkdir(exist_ok=True)
-        shutil.copy(self.pki / f"{other}.pem", store / f"{other}.pem")
-        config = skipd_config(
-            self.work, me, self.pki, store=store, overlay=[f"{OVERLAY[me]}/24"],
-            daemon=daemon or None,
-            peers=[{"name": other, "hosts": [OVERLAY[other]], "tunnel": LAN[other],
-                    "action": "protect", "pfs": pfs}])
-        self.procs[me] = start_skipd(self.ns[me], config, self.sock(me),
-                                     self.work / f"{me}.log")
-
-    def sock(self, me: str) -> Path:
-        return self.work / f"{me}.sock"
-
-    def ask(self, me: str, command: str) -> dict:
-        reply = request(self.sock(me), command)
-        assert reply["ok"], reply
-        return reply["result"]
-
-    def ping(self, host: str, address: str, count: int = 1) -> bool:
-        return self.ns[host].run("ping", "-c", str(count), "-i", "0.2", "-W", "2", address,
-                                 check=False).returncode == 0
+LAN, OVERLAY = LAN_AB, OVERLAY_AB
 
 
 @pytest.fixture()
-def hosts(tmp_path: Path) -> Iterator[Hosts]:
+def hosts(tmp_path: Path) -> Iterator[TwoHosts]:
     with Lab() as lab:
-        site = Hosts(lab, tmp_path)
+        site = TwoHosts(lab, tmp_path)
         yield site
-        for proc in site.procs.values():
-            if proc.poll() is None:
-                assert stop_skipd(proc) == 0
+        site.stop_all()
 
 
 def skip_headers(capture: Path) -> list[bytes]:
@@ -91,9 +50,9 @@ def skip_headers(capture: Path) -> list[bytes]:
     return [bytes.fromhex(line.replace(":", "")) for line in out.split() if line]
 
 
-def test_required_pfs_protects_from_the_first_packet_under_emkids(hosts: Hosts) -> None:
-    hosts.start("a", "required")
-    hosts.start("b", "required")
+def test_required_pfs_protects_from_the_first_packet_under_emkids(hosts: TwoHosts) -> None:
+    hosts.start("a", known=True, rule={"pfs": "required"})
+    hosts.start("b", known=True, rule={"pfs": "required"})
     cap = Capture(hosts.ns["a"], hosts.lan["a"], hosts.work / "lan.pcap")
     assert hosts.ping("a", OVERLAY["b"]), (hosts.work / "a.log").read_text()
     sent, got, _ = tcp_transfer(hosts.ns["b"], hosts.ns["a"], OVERLAY["b"], 1024 * 1024)
@@ -113,11 +72,11 @@ def test_required_pfs_protects_from_the_first_packet_under_emkids(hosts: Hosts) 
         assert 0 <= peer["pfs"]["ephemeral_age"] < 60
 
 
-def test_required_pfs_never_falls_back_to_the_long_term_key(hosts: Hosts) -> None:
+def test_required_pfs_never_falls_back_to_the_long_term_key(hosts: TwoHosts) -> None:
     """PFS-M6: b cannot answer the exchange (no CDP port: discovery off, PFS off), so a
     sends nothing under the long-term key: the ping fails and no SKIP packet crosses."""
-    hosts.start("a", "required")
-    hosts.start("b", "off", discovery=[])
+    hosts.start("a", known=True, rule={"pfs": "required"})
+    hosts.start("b", known=True, rule={"pfs": "off"}, discovery=[])
     cap = Capture(hosts.ns["a"], hosts.lan["a"], hosts.work / "lan.pcap")
     assert not hosts.ping("a", OVERLAY["b"])
     assert eventually(lambda: hosts.ask("a", "counters")["drops"].get("pfs_timeout", 0) >= 1,
@@ -127,9 +86,9 @@ def test_required_pfs_never_falls_back_to_the_long_term_key(hosts: Hosts) -> Non
     assert skip_headers(cap.path) == []
 
 
-def test_preferred_pfs_moves_to_the_ephemeral_key(hosts: Hosts) -> None:
-    hosts.start("a", "preferred")
-    hosts.start("b", "off")  # b answers the exchange even though it would not start one
+def test_preferred_pfs_moves_to_the_ephemeral_key(hosts: TwoHosts) -> None:
+    hosts.start("a", known=True, rule={"pfs": "preferred"})
+    hosts.start("b", known=True, rule={"pfs": "off"})  # answers, though it would not start
     assert hosts.ping("a", OVERLAY["b"], count=3)
     assert eventually(lambda: next(p for p in hosts.ask("a", "peers")
                                if p["name"] == "b")["pfs"]["pfs"] is True)

@@ -210,7 +210,7 @@ def test_skipd_check_survives_a_peer_certificate_with_a_non_ascii_mailbox(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert code == 0, err  # one bad peer file costs that peer, not the daemon
-    assert "reason=cert_bad_signature file=peers/p.der" in err, err
+    assert "peers/p.der: peer p: cert_bad_signature" in err, err
 
 
 # --- 4. subjects skip-cert advertises (was: C= always failed; ValueError, UnicodeError) -------
