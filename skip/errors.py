@@ -134,6 +134,14 @@ REASONS: dict[str, str] = {
     "one): the member asks its owner again over unicast",
     "gik_unwrap_failed": "a wrapped key of a rekey or response does not unwrap under the key "
     "it names",
+    # --- offline decryption (skip-decrypt, docs/decrypt.md) ---------------------------------
+    "bad_capture": "a capture file that is not pcap or pcapng, or breaks one of its bounds",
+    "bad_keylog": "a traffic-key log line that does not parse (docs/decrypt.md)",
+    "no_principal": "a captured packet names a principal no given certificate answers to",
+    "no_private_key": "a captured packet between two known principals, neither of whose "
+    "private keys was given",
+    "ephemeral_key": "a captured packet under an ephemeral key (PFS EMKID) with no key-log "
+    "entry: its keys were erased, so nothing else opens it",
 }
 
 

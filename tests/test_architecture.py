@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "skip"
-ORDER = ["errors", "wire", "crypto", "pki", "ipsec", "keying", "discovery", "files", "daemon",
-         "cli"]
+ORDER = ["errors", "wire", "crypto", "pki", "ipsec", "keying", "multicast", "discovery",
+         "offline", "files", "daemon", "cli"]
 ALLOWED_BELOW = {  # ipsec does not need pki; everything else may use every layer below it
     "ipsec": {"errors", "wire", "crypto", "ipsec"},
 }
-SANS_IO = {"errors", "wire", "crypto", "pki", "ipsec", "keying", "discovery"}
+SANS_IO = {"errors", "wire", "crypto", "pki", "ipsec", "keying", "multicast", "discovery",
+           "offline"}
 IO_MODULES = {"time", "socket", "asyncio", "select", "selectors", "subprocess", "signal"}
 CLOCK_READS = {"now", "utcnow", "today", "monotonic", "perf_counter"}
 

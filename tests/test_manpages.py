@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from skip.cli import cert, skipctl, skipd
+from skip.cli import cert, decrypt, skipctl, skipd
 
 ROOT = Path(__file__).resolve().parent.parent
 PARSERS = {"skipd": (skipd.build_parser(), 8), "skipctl": (skipctl.build_parser(), 8),
-           "skip-cert": (cert.build_parser(), 1)}
+           "skip-cert": (cert.build_parser(), 1), "skip-decrypt": (decrypt.build_parser(), 1)}
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[str]:

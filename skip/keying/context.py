@@ -22,7 +22,7 @@ from skip.keying.kij_cache import KijCache, KijEntry
 from skip.keying.pending import PendingPackets
 from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import Suite
-from skip.keying.transforms import Transforms, build
+from skip.keying.transforms import Transforms, build, traffic_keys
 from skip.wire.names import SkipName
 from skip.wire.nsid import NsidTable
 from skip.wire.skip_icmp import AdpCode
@@ -111,16 +111,7 @@ class KeyingContext:
         Receiving SAs only decide the mode: the engine does not compare a tunnel packet's outer
         addresses with them, so a nomadic peer's SAs stay valid wherever it sends from.
         """
-        prof = suite.profile
-        _, crypt, mac, _ = suite.algorithms
-        if suite.version == num.LEGACY_VERSION:
-            kp_p = kdf.kp_prime(kp, ekp_len)
-            e_kp = kdf.legacy_e_kp(kp_p, crypt, pre06=them.pre06) if crypt else b""
-            a_kp = kdf.legacy_a_kp(kp_p, mac, pre06=them.pre06) if mac else b""
-        else:
-            e_kp, a_kp = kdf.modern_traffic_keys(
-                kp, header, prof.crypt_key_size(crypt), prof.mac_key_size(crypt, mac)
-            )
+        e_kp, a_kp = traffic_keys(suite, kp, ekp_len, header, pre06=them.pre06)
         if self.key_log is not None:
             self.key_log(TrafficKeys("in" if inbound is not None else "out", me.name, them.name,
                                      suite.version, bytes(header), kp, e_kp, a_kp))

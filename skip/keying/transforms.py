@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from ipaddress import ip_address
 
+from skip.crypto import kdf
 from skip.crypto import skip_numbers as num
 from skip.crypto.kdf import low
 from skip.errors import KeyingError
@@ -51,6 +52,22 @@ class Transforms:
             return inner.unprotect(outer.unprotect(packet, shim_len=shim_len, shim_icv=shim_icv))
 
         self.protect, self.unprotect = protect, unprotect
+
+
+def traffic_keys(suite: Suite, kp: bytes, ekp_len: int, header: bytes, *, pre06: bool = False
+                 ) -> tuple[bytes, bytes]:
+    """E_kp and A_kp of one Kp: the one derivation both directions, and offline decryption
+    (skip.offline), run. Legacy keys depend on the EKp's length (Kp', draft-06 s. 2.5);
+    modern ones on the whole SKIP header (modern-profile.md s. 4.4)."""
+    prof = suite.profile
+    _, crypt, mac, _ = suite.algorithms
+    if suite.version == num.LEGACY_VERSION:
+        kp_p = kdf.kp_prime(kp, ekp_len)
+        e_kp = kdf.legacy_e_kp(kp_p, crypt, pre06=pre06) if crypt else b""
+        a_kp = kdf.legacy_a_kp(kp_p, mac, pre06=pre06) if mac else b""
+        return e_kp, a_kp
+    return kdf.modern_traffic_keys(kp, header, prof.crypt_key_size(crypt),
+                                   prof.mac_key_size(crypt, mac))
 
 
 def build(
