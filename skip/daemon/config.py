@@ -62,6 +62,8 @@ class DaemonSettings:
     rekey_bytes: int = 10_000_000  # plaintext bytes under one traffic key (draft-06 s. 2.2)
     rekey_seconds: int = 120  # seconds one traffic key is used at most
     pfs_lifetime: int = 120  # seconds one ephemeral key (PFS) is used at most
+    #: DANGEROUS: append every traffic key here (docs/decrypt.md); None: off, the default
+    key_log: Path | None = None
     # where a protecting rule's missing certificate is looked for, in order (docs/discovery.md)
     discovery: tuple[str, ...] = ("cdp",)
     cdp_servers: tuple[IPAddress, ...] = ()  # certificate servers asked after the peer itself
@@ -265,6 +267,7 @@ def _daemon(s: _Section) -> DaemonSettings:
         rekey_bytes=s.integer("rekey_bytes", d.rekey_bytes, 65536, 80_000_000_000),
         rekey_seconds=s.integer("rekey_seconds", d.rekey_seconds, 10, 3600),
         pfs_lifetime=s.integer("pfs_lifetime", d.pfs_lifetime, 10, 86400),
+        key_log=s.path_value("key_log"),
         discovery=_sources(s),
         cdp_servers=s.parsed_list("cdp_servers", ipaddress.ip_address, "an IP address"),
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from skip.crypto import skip_numbers as num
@@ -37,6 +38,7 @@ from skip.daemon.engine import (
     PfsDatagram,
     Transmit,
 )
+from skip.daemon.key_log import KeyLogFile
 from skip.daemon.learned import Learned
 from skip.errors import ConfigError, KeyingError, SkipError
 from skip.keying import events as kev
@@ -140,6 +142,7 @@ class SkipKeying(KeyingEngine):
         self.learned = Learned()  # certificates discovery brought, by rule
         self.specs: dict[str, _PeerSpec] = {}
         self.identities: dict[str, LocalIdentity] = {}
+        self.key_log: KeyLogFile | None = None
         self.commit(self.prepare(config, now), now, fresh=True)
 
     # --- configuration ----------------------------------------------------------------------
@@ -230,6 +233,24 @@ class SkipKeying(KeyingEngine):
         own = _own_names(creds)
         return Plan(config, identities, specs, self._policy(config), validate, own)
 
+    def _key_log(self, path: Path | None) -> None:
+        """Start, move or stop the DANGEROUS traffic-key log as the configuration says. A
+        log that cannot be opened is an error in the log, not a reason to stop protecting
+        traffic."""
+        old = self.key_log
+        if (old.path if old else None) == path:
+            return
+        if old is not None:
+            old.close()
+            self.key_log = None
+        if path is not None:
+            try:
+                self.key_log = KeyLogFile(path)
+            except OSError as exc:
+                logs.LOGGER.error("key_log not written", extra=logs.fields(
+                    reason="io_error", file=str(path), error=exc.strerror or str(exc)))
+        self.endpoint.log_traffic_keys_insecurely(self.key_log)
+
     def commit(self, plan: object, now: float, fresh: bool = False) -> None:
         """Apply a prepared configuration: the endpoint changes in place, peer by peer, in
         time proportional to what changed.
@@ -264,6 +285,7 @@ class SkipKeying(KeyingEngine):
         if not fresh:
             for name in [n for n in self.identities if n not in plan.identities]:
                 self.endpoint.remove_identity(name)
+        self._key_log(plan.config.daemon.key_log)
         self.identities = plan.identities
         self.identity = plan.identities[LOCAL]
         self.specs = specs
