@@ -19,11 +19,11 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from skip.errors import CertificateError, ConfigError, SkipError
 from skip.files import read_bounded
-from skip.pki.certificate import Certificate, load_certificates
+from skip.pki.certificate import Certificate, iso_time, load_certificates
 from skip.pki.validation import PeerKey
 
 CERT_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".der"})
@@ -158,3 +158,15 @@ def _names(cert: Certificate) -> tuple[Name, ...]:
         return tuple((n.nsid, n.mkid) for n in cert.skip_names())
     except CertificateError:
         return ()  # a name that does not encode: the certificate answers to none
+
+
+def describe_certificate(cert: Certificate, now: float) -> dict[str, Any]:
+    """A certificate as ``skipctl certs`` shows it: who, which SKIP names, until when."""
+    try:
+        names = [str(n) for n in cert.skip_names()]
+    except SkipError:
+        names = []
+    return {"certificate": cert.fingerprint[:16], "subject": cert.subject_text,
+            "issuer": cert.issuer_text, "skip_names": names,
+            "not_before": iso_time(cert.not_before), "not_after": iso_time(cert.not_after),
+            "expires_in": round(cert.not_after - now)}

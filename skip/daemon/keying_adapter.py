@@ -19,6 +19,7 @@ time proportional to what changed.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,9 +29,9 @@ from typing import Any
 from skip.crypto import skip_numbers as num
 from skip.crypto.registry import get_cipher, get_integrity
 from skip.daemon import logs, trust
-from skip.daemon.cert_store import CertificateStore, Validator
+from skip.daemon.cert_store import CertificateStore, Validator, describe_certificate
 from skip.daemon.config import MKID_LENGTHS, Config, IPAddress, PeerPolicy, SkipName
-from skip.daemon.credentials import Assigned, Credentials, load_credentials
+from skip.daemon.credentials import Assigned, Credentials, expected_names, load_credentials
 from skip.daemon.engine import (
     CertificateNeeded,
     Inbound,
@@ -46,6 +47,7 @@ from skip.keying.endpoint import SkipEndpoint
 from skip.keying.identity import LocalIdentity, Peer
 from skip.keying.policy import KeyingPolicy
 from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT, Suite
+from skip.pki.certificate import Certificate, iso_time
 from skip.wire.cdp import CertType
 
 LOCAL = "local"
@@ -232,6 +234,33 @@ class SkipKeying(KeyingEngine):
                 reason=reason, file=path, error=text))
         own = _own_names(creds)
         return Plan(config, identities, specs, self._policy(config), validate, own)
+
+    def certificates_in_use(self, now: float) -> dict[str, dict[str, Any]]:
+        """Per rule, the certificate used for it (``skipctl certs``): from the certificate
+        store (the rule's own file, or the directory), else what discovery brought."""
+        learned = {e["rule"]: e for e in self.learned.status()}
+        out: dict[str, dict[str, Any]] = {}
+        for name, spec in self.specs.items():
+            rule = spec.rule
+            candidates: list[tuple[Any, Certificate]] = []
+            with contextlib.suppress(SkipError):
+                if rule.certificate is not None:
+                    entry = self.store.load(rule.certificate)
+                    candidates = [(rule.certificate, c) for c in entry.certs]
+                candidates += self.store.candidates(expected_names(rule))
+            found = next(((p, c) for p, c in candidates if c.fingerprint == spec.fingerprint),
+                         None)
+            if found is not None:
+                out[name] = {**describe_certificate(found[1], now), "source": str(found[0])}
+                continue
+            # learned by discovery (perhaps not X.509): what the validated key says
+            not_after = float(spec.peer.not_after or 0)
+            out[name] = {"certificate": spec.fingerprint[:16],
+                         "skip_names": [learned[name]["name"]] if name in learned else [],
+                         "not_after": iso_time(not_after) if not_after else None,
+                         "expires_in": round(not_after - now) if not_after else None,
+                         "source": learned.get(name, {}).get("source", "-")}
+        return out
 
     def _key_log(self, path: Path | None) -> None:
         """Start, move or stop the DANGEROUS traffic-key log as the configuration says. A

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import contextlib
 import errno
 import functools
 import ipaddress
@@ -26,6 +25,7 @@ from typing import Any
 
 from skip import __version__
 from skip.daemon import logs
+from skip.daemon.cert_store import describe_certificate
 from skip.daemon.config import (
     Config,
     IPAddress,
@@ -36,7 +36,6 @@ from skip.daemon.config import (
     parse_config,
 )
 from skip.daemon.control import ControlServer
-from skip.daemon.credentials import expected_names
 from skip.daemon.discovery import Discovery
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, PfsDatagram, Transmit
 from skip.daemon.keying_adapter import SkipKeying
@@ -54,7 +53,7 @@ from skip.daemon.sockets import (
 from skip.daemon.tun import TunDevice
 from skip.errors import REASONS, ConfigError, SkipError
 from skip.files import read_bounded
-from skip.pki.certificate import Certificate, iso_time, load_certificate
+from skip.pki.certificate import iso_time, load_certificate
 
 EngineFactory = Callable[[Config, float], KeyingEngine | None]
 _BATCH = 64
@@ -846,11 +845,12 @@ class Daemon:
         own: dict[str, Any] | None = None
         if ident.certificate is not None:
             try:
-                own = _describe(load_certificate(read_bounded(ident.certificate)), now)
+                own = describe_certificate(load_certificate(read_bounded(ident.certificate)), now)
                 own["file"] = str(ident.certificate)
             except (OSError, SkipError) as exc:
                 own = {"file": str(ident.certificate), "error": str(exc)}
-        in_use = _certificates_in_use(self.engine) if self.engine is not None else {}
+        in_use = self.engine.certificates_in_use(now) \
+            if isinstance(self.engine, SkipKeying) else {}
         peers = []
         for rule in self.config.peers:
             if rule.action != "protect":
@@ -938,47 +938,6 @@ def _source(datagram: bytes) -> str:
         return str(summarize(datagram).source)
     except SkipError:
         return "?"
-
-
-def _describe(cert: Certificate, now: float) -> dict[str, Any]:
-    """A certificate as ``skipctl certs`` shows it: who, which SKIP names, until when."""
-    try:
-        names = [str(n) for n in cert.skip_names()]
-    except SkipError:
-        names = []
-    return {"certificate": cert.fingerprint[:16], "subject": cert.subject_text,
-            "issuer": cert.issuer_text, "skip_names": names,
-            "not_before": iso_time(cert.not_before), "not_after": iso_time(cert.not_after),
-            "expires_in": round(cert.not_after - now)}
-
-
-def _certificates_in_use(engine: KeyingEngine) -> dict[str, dict[str, Any]]:
-    """Per rule, the certificate the keying engine uses for it: from the certificate store
-    (a rule's own file, or the directory), else what discovery brought."""
-    if not isinstance(engine, SkipKeying):
-        return {}
-    now = time.time()
-    learned = {e["rule"]: e for e in engine.learned.status()}
-    out: dict[str, dict[str, Any]] = {}
-    for name, spec in engine.specs.items():
-        rule = spec.rule
-        candidates: list[tuple[Any, Certificate]] = []
-        with contextlib.suppress(SkipError):
-            if rule.certificate is not None:
-                entry = engine.store.load(rule.certificate)
-                candidates = [(rule.certificate, c) for c in entry.certs]
-            candidates += engine.store.candidates(expected_names(rule))
-        found = next(((p, c) for p, c in candidates if c.fingerprint == spec.fingerprint), None)
-        if found is not None:
-            out[name] = {**_describe(found[1], now), "source": str(found[0])}
-        else:  # learned by discovery (perhaps not X.509): what the validated key says
-            not_after = float(spec.peer.not_after or 0)
-            out[name] = {"certificate": spec.fingerprint[:16],
-                         "skip_names": [learned[name]["name"]] if name in learned else [],
-                         "not_after": iso_time(not_after) if not_after else None,
-                         "expires_in": round(not_after - now) if not_after else None,
-                         "source": learned.get(name, {}).get("source", "-")}
-    return out
 
 
 def plural(count: int, noun: str) -> str:
