@@ -98,6 +98,8 @@ REASONS: dict[str, str] = {
     "io_error": "a file or device could not be read or written",
     "in_use": "a port, socket path or device skipd needs is held by another process "
     "(another skipd?)",
+    "self_test_failed": "skipd's start-up self-test: a probe packet did not survive protect "
+    "and unprotect in a configured group and suite (a broken crypto library): skipd stops",
     # --- perfect forward secrecy (pfs-00, next-wave.md part 3) ------------------------------
     "pfs_mac": "an ephemeral certificate's MAC does not verify under Kij (PFS-13)",
     "pfs_bad_certificate": "an ephemeral certificate breaks a rule of pfs-00 s. 3 (version, "

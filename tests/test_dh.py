@@ -217,6 +217,25 @@ def test_rfc7748_vectors(entry: dict[str, str]) -> None:
     assert group.shared_secret(h(entry["bob_private"]), h(entry["alice_public"])) == h(
         entry["shared"]
     )
+    # the prepared form long-term keys are held in gives the same values
+    prepared = group.prepare(h(entry["alice_private"]))
+    assert group.prepared_public(prepared) == h(entry["alice_public"])
+    assert group.agree(prepared, h(entry["bob_public"])) == h(entry["shared"])
+    assert h(entry["alice_private"]).hex() not in repr(prepared)
+
+
+@pytest.mark.parametrize("name", ["skip-1024", "ffdhe2048"])
+def test_prepared_modp_keys_agree_like_plain_ones(name: str) -> None:
+    group = GROUPS[name]
+    x, y = group.generate_private(), group.generate_private()
+    prepared = group.prepare(x)
+    assert group.prepared_public(prepared) == group.public_value(x) == \
+        pow(group.g, int.from_bytes(x), group.p).to_bytes(group.public_size)
+    assert group.agree(prepared, group.public_value(y)) == \
+        group.shared_secret(y, group.public_value(x))
+    with pytest.raises(KeyingError) as err:
+        GROUPS["ffdhe3072"].agree(prepared, group.public_value(y))
+    assert err.value.reason == "bad_key"
 
 
 # --- peer value validation -----------------------------------------------------------------------

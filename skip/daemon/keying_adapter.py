@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from skip.crypto import skip_numbers as num
+from skip.crypto.dh import GROUPS
 from skip.crypto.registry import get_cipher, get_integrity
 from skip.daemon import logs, trust
 from skip.daemon.cert_store import CertificateStore, Validator, describe_certificate
@@ -41,12 +42,13 @@ from skip.daemon.engine import (
 )
 from skip.daemon.key_log import KeyLogFile
 from skip.daemon.learned import Learned
+from skip.daemon.self_test import run_self_test
 from skip.errors import ConfigError, KeyingError, SkipError
 from skip.keying import events as kev
 from skip.keying.endpoint import SkipEndpoint
 from skip.keying.identity import LocalIdentity, Peer
 from skip.keying.policy import KeyingPolicy
-from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT, Suite
+from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT, Suite, check_group
 from skip.pki.certificate import Certificate, iso_time
 from skip.wire.cdp import CertType
 
@@ -146,6 +148,22 @@ class SkipKeying(KeyingEngine):
         self.identities: dict[str, LocalIdentity] = {}
         self.key_log: KeyLogFile | None = None
         self.commit(self.prepare(config, now), now, fresh=True)
+        run_self_test(self._self_test_cases(config), now)
+
+    def _self_test_cases(self, config: Config) -> set[tuple[str, Suite]]:
+        """Each (group of ours, suite of a protecting rule) traffic can use."""
+        cases = set()
+        for rule in (config.default, *config.peers):
+            if rule.action != "protect":
+                continue
+            suite = suite_for_rule(rule)
+            for name in self.identity.keys:
+                try:
+                    check_group(suite.version, GROUPS[name])
+                except SkipError:
+                    continue  # a pairing no packet can use (skipd --check says so)
+                cases.add((name, suite))
+        return cases
 
     # --- configuration ----------------------------------------------------------------------
 

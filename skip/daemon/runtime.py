@@ -14,6 +14,7 @@ import collections
 import concurrent.futures
 import errno
 import functools
+import gc
 import ipaddress
 import os
 import signal
@@ -171,6 +172,9 @@ class Daemon:
             self.metrics = MetricsServer(cfg.metrics[0], cfg.metrics[1], self.samples)
             await self.metrics.start()
         self.serving = True
+        # what start-up made lives as long as the process: the collector need not walk it
+        # again at every full collection (gc.freeze, as long-running servers do)
+        gc.freeze()
         # systemd (Type=notify): the TUN device, routes, sockets and control socket are up
         notify_ready(f"serving on {self.tun.name}")
         # a stopped skipd's blocks for prefixes this configuration no longer routes: only now,

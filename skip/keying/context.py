@@ -84,7 +84,9 @@ class KeyingContext:
         """The (deferred) DH computation and the profile's Kij derivation from its result."""
         def compute() -> bytes:
             dh = group(them.group)
-            secret = dh.shared_secret(me.private(them.group), them.public)
+            if them.group not in me.prepared:
+                me.private(them.group)  # raises bad_group
+            secret = dh.agree(me.prepared[them.group], them.public)
             self.counters["kij_computed"] += 1
             if version == num.LEGACY_VERSION:
                 return kdf.legacy_kij(secret)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from skip.crypto.dh import GROUPS, DHGroup
+from skip.crypto.dh import GROUPS, DHGroup, PreparedPrivate
 from skip.errors import CertificateError, ConfigError, KeyingError
 from skip.keying.suite import Suite
 from skip.pki.validation import PeerKey
@@ -59,6 +59,8 @@ class LocalIdentity:
     mkid: bytes = b""
     addresses: frozenset[bytes] = frozenset()
     publics: Mapping[str, bytes] = field(init=False)
+    #: the private values made ready for agreement once (DHGroup.prepare), not per packet
+    prepared: Mapping[str, PreparedPrivate] = field(init=False, repr=False)
 
     @classmethod
     def create(cls, name: str, keys: Mapping[str, bytes], *, nsid: int = 0, mkid: bytes = b"",
@@ -71,7 +73,9 @@ class LocalIdentity:
                    packed_addresses(addresses))
 
     def __post_init__(self) -> None:
-        publics = {g: group(g).public_value(priv) for g, priv in self.keys.items()}
+        prepared = {g: group(g).prepare(priv) for g, priv in self.keys.items()}
+        publics = {g: group(g).prepared_public(k) for g, k in prepared.items()}
+        object.__setattr__(self, "prepared", MappingProxyType(prepared))
         object.__setattr__(self, "publics", MappingProxyType(publics))
 
     def private(self, group_name: str) -> bytes:
