@@ -23,11 +23,12 @@ from skip.errors import REASONS, AlgorithmError, IntegrityError
 # IANA "IKEv2 Transform Type 1 / Type 3" ids (RFC 7296 section 3.3.2 and the registry).
 IKEV2_ENCR = {2: "des-cbc", 3: "3des-cbc", 9: "des-cbc-iv32", 11: "null", 12: "aes-cbc",
               13: "aes-ctr", 18: "aes-gcm-8", 19: "aes-gcm-12", 20: "aes-gcm-16",
-              21: "aes-gmac", 28: "chacha20-poly1305"}
+              21: "aes-gmac", 28: "chacha20-poly1305", 6: "cast5-cbc", 7: "blowfish-cbc",
+              14: "aes-ccm-8", 15: "aes-ccm-12", 16: "aes-ccm-16"}
 IKEV2_INTEG = {1: "hmac-md5-96", 2: "hmac-sha1-96", 4: "keyed-md5", 6: "hmac-md5-128",
                12: "hmac-sha2-256-128", 13: "hmac-sha2-384-192", 14: "hmac-sha2-512-256"}
 LEGACY = {"des-cbc", "des-cbc-iv32", "3des-cbc", "keyed-md5", "keyed-sha1", "hmac-md5-96",
-          "hmac-md5-128"}
+          "hmac-md5-128", "blowfish-cbc", "cast5-cbc"}
 
 
 @pytest.mark.parametrize(("number", "name"), IKEV2_ENCR.items())
@@ -65,6 +66,12 @@ def test_every_algorithm_is_listed_and_legacy_exactly_where_expected():
         ("chacha20-poly1305", (32,), 4, 1, 8, 16, True),
         ("aes-256-gcm-16", (32,), 4, 1, 8, 16, True),
         ("aes-128-cbc", (16,), 0, 16, 16, 0, False),
+        ("aes-ccm-8", (16, 24, 32), 3, 1, 8, 8, True),
+        ("aes-ccm-12", (16, 24, 32), 3, 1, 8, 12, True),
+        ("aes-ccm-16", (16, 24, 32), 3, 1, 8, 16, True),
+        ("aes-192-ccm-16", (24,), 3, 1, 8, 16, True),
+        ("blowfish-cbc", (16, *(n for n in range(5, 57) if n != 16)), 0, 8, 8, 0, False),
+        ("cast5-cbc", (16, *range(5, 16)), 0, 8, 8, 0, False),
     ],
 )
 def test_cipher_sizes_follow_the_rfcs(name, keys, salt, block, iv, icv, aead):
@@ -112,7 +119,7 @@ def test_legacy_is_refused_by_ikev2_id_too():
 
 @pytest.mark.parametrize(
     ("key", "namespace"),
-    [("rc4", "name"), ("blowfish-cbc", "name"), (7, "ikev2"), (5, "ikev2"), ("12", "ikev2"),
+    [("rc4", "name"), ("idea-cbc", "name"), (8, "ikev2"), (5, "ikev2"), ("12", "ikev2"),
      (12, "name"), (True, "ikev2"), ("aes-cbc", "skip"), ("", "name")],
 )
 def test_unknown_algorithms_and_namespaces(key, namespace):
@@ -204,13 +211,22 @@ def test_mac_tamper_is_bad_icv(name):
         ctx.verify(icv[:-1], data)
 
 
+def _sizes(sizes: tuple[int, ...]) -> str:
+    """Key sizes as docs/crypto.md writes them: ``16/24/32``, or a range ``5-56`` when they
+    run on (RFC 2451's 40-448-bit Blowfish)."""
+    ordered = sorted(sizes)
+    if len(ordered) > 3 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]}-{ordered[-1]}"
+    return "/".join(map(str, sizes))
+
+
 def test_the_tables_in_docs_crypto_md_match_the_registry():
     """docs/crypto.md is what people read; it must not drift from the code."""
     text = (Path(__file__).parent.parent / "docs" / "crypto.md").read_text()
     rows = {line.split("|")[1].strip().strip("`"): [c.strip() for c in line.split("|")[2:-1]]
             for line in text.splitlines() if line.startswith("| `")}
     for a in cipher_algorithms():
-        assert rows[a.name] == [str(a.ikev2_id), "/".join(map(str, a.key_sizes)),
+        assert rows[a.name] == [str(a.ikev2_id), _sizes(a.key_sizes),
                                 str(a.salt_size), str(a.iv_size), str(a.block_size),
                                 str(a.icv_size), "yes" if a.aead else "-", a.rfc,
                                 "**yes**" if a.legacy else "-"]

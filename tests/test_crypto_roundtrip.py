@@ -8,9 +8,9 @@ tricks (CBC chaining, CTR nonce reset, truncated GCM tags, GMAC's AAD) shows up 
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.decrepit.ciphers.algorithms import CAST5, Blowfish, TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.ciphers.algorithms import AES
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,12 +20,16 @@ from skip.errors import AlgorithmError, IntegrityError, ParseError
 
 ALL = [a.name for a in cipher_algorithms()]
 AEAD = [a.name for a in cipher_algorithms() if a.aead]
-CBC = ["des-cbc", "3des-cbc", "aes-cbc"]
+CBC = ["des-cbc", "3des-cbc", "aes-cbc", "blowfish-cbc", "cast5-cbc"]
 
 
 def primitive(name: str, key: bytes):
     if name.startswith("aes"):
         return AES(key)
+    if name == "blowfish-cbc":
+        return Blowfish(key)
+    if name == "cast5-cbc":
+        return CAST5(key)
     return TripleDES(key * 3 if len(key) == 8 else key)
 
 
@@ -49,6 +53,9 @@ def reference_open(name: str, key: bytes, salt: bytes, sealed: bytes, aad: bytes
         return ChaCha20Poly1305(key).decrypt(nonce, body, aad)
     if name == "aes-gcm-16":
         return AESGCM(key).decrypt(nonce, body, aad)
+    if name.startswith("aes-ccm-"):  # RFC 4309: an 11-byte nonce, the ICV is the CCM tag
+        tag = int(name.rsplit("-", 1)[1])
+        return AESCCM(key, tag_length=tag).decrypt(nonce, body, aad)
     if name == "aes-gmac":
         clear, tag = body[:-16], body[-16:]
         gmac = Cipher(AES(key), modes.GCM(nonce)).encryptor()

@@ -68,6 +68,11 @@ ESP_PAIRS = [
     (Suite("esp", "3des-cbc", "hmac-md5-96"), "3DES", "HMAC-MD5-96", None),
     (Suite("esp", "des-cbc", "hmac-sha1-96"), "DES", "HMAC-SHA1-96", None),
     (Suite("esp", "null", "hmac-sha2-256-128"), "NULL", "SHA2-256-128", None),
+    (Suite("esp", "aes-ccm-8"), "AES-CCM", None, 8),
+    (Suite("esp", "aes-ccm-12", key_size=24), "AES-CCM", None, 12),
+    (Suite("esp", "aes-ccm-16", key_size=32), "AES-CCM", None, 16),
+    (Suite("esp", "blowfish-cbc", "hmac-sha2-256-128"), "Blowfish", "SHA2-256-128", None),
+    (Suite("esp", "cast5-cbc", "hmac-sha1-96"), "CAST", "HMAC-SHA1-96", None),
 ]
 AH_PAIRS = [
     (Suite("ah", integrity="hmac-sha1-96"), "HMAC-SHA1-96"),

@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 from skip.crypto.integrity import BytesLike, check_icv
 from skip.errors import AlgorithmError, IntegrityError, ParseError
@@ -216,7 +216,7 @@ class AeadContext(CipherContext):
 
     __slots__ = ("_aead", "_salt")
 
-    def __init__(self, aead: AESGCM | ChaCha20Poly1305, salt: bytes) -> None:
+    def __init__(self, aead: AESGCM | AESCCM | ChaCha20Poly1305, salt: bytes) -> None:
         super().__init__(_EXPLICIT_IV)
         self._aead = aead
         self._salt = salt
@@ -265,6 +265,27 @@ class TruncatedGcmContext(AeadContext):
         tag = self._aead.encrypt(nonce, plaintext, aad)[-_GCM_TAG:][: self._tag_size]
         check_icv(tag, payload[size - self._tag_size :])
         return plaintext
+
+
+class CcmContext(AeadContext):
+    """AES-CCM for ESP (RFC 4309): nonce = salt(3) || IV(8), so L = 4; an 8, 12 or 16-byte
+    ICV (the CCM tag, cryptography's AESCCM checks it whole at any of those lengths)."""
+
+    __slots__ = ("_icv",)
+
+    def __init__(self, aead: AESCCM, salt: bytes, icv: int) -> None:
+        super().__init__(aead, salt)
+        self._icv = icv
+
+    def open(self, payload: BytesLike, aad: BytesLike) -> bytes:
+        if len(payload) < _EXPLICIT_IV + self._icv:
+            raise _truncated(len(payload), _EXPLICIT_IV + self._icv)
+        try:
+            return self._aead.decrypt(
+                self._salt + payload[:_EXPLICIT_IV], payload[_EXPLICIT_IV:], aad
+            )
+        except InvalidTag:
+            raise IntegrityError("bad_icv", "CCM tag does not verify") from None
 
 
 class GmacContext(AeadContext):

@@ -23,14 +23,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.decrepit.ciphers.algorithms import CAST5, Blowfish, TripleDES
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.ciphers.algorithms import AES
 
 from skip.crypto.ciphers import (
     AeadContext,
     CbcContext,
     CbcIv32Context,
+    CcmContext,
     CipherContext,
     CtrContext,
     GmacContext,
@@ -80,7 +81,8 @@ class CipherAlgorithm:
 
     @property
     def key_size(self) -> int:
-        """The default (smallest accepted) key size in bytes, without the salt."""
+        """The default key size in bytes (the first listed; the smallest for AES), without
+        the salt."""
         return self.key_sizes[0]
 
     @property
@@ -148,6 +150,15 @@ def _truncated_gcm(tag: int) -> Callable[[bytes, bytes, Rng], CipherContext]:
     return lambda key, salt, rng: TruncatedGcmContext(AESGCM(key), AES(key), salt, tag)
 
 
+def _ccm(tag: int) -> Callable[[bytes, bytes, Rng], CipherContext]:
+    return lambda key, salt, rng: CcmContext(AESCCM(key, tag_length=tag), salt, tag)
+
+
+#: RFC 2451 key lengths, 128 bits the default: Blowfish 40-448 bits, CAST-128 40-128 bits
+_BLOWFISH_KEYS = (16, *(n for n in range(5, 57) if n != 16))
+_CAST5_KEYS = (16, *range(5, 16))
+
+
 def _cipher(name: str, keys: tuple[int, ...], salt: int, block: int, iv: int, icv: int,
             rfc: str, ikev2: int | None, build: Callable[[bytes, bytes, Rng], CipherContext],
             *, aead: bool = False, legacy: bool = False, encrypts: bool = True,
@@ -169,6 +180,13 @@ _CIPHERS: tuple[CipherAlgorithm, ...] = (
             lambda k, s, r: CbcContext(AES(k), 16, r)),
     _cipher("aes-ctr", _AES_KEYS, 4, 1, 8, 0, "RFC 3686", 13,
             lambda k, s, r: CtrContext(AES(k), s)),
+    _cipher("blowfish-cbc", _BLOWFISH_KEYS, 0, 8, 8, 0, "RFC 2451", 7,
+            lambda k, s, r: CbcContext(Blowfish(k), 8, r), legacy=True),
+    _cipher("cast5-cbc", _CAST5_KEYS, 0, 8, 8, 0, "RFC 2451, RFC 2144", 6,
+            lambda k, s, r: CbcContext(CAST5(k), 8, r), legacy=True),
+    _cipher("aes-ccm-8", _AES_KEYS, 3, 1, 8, 8, "RFC 4309", 14, _ccm(8), aead=True),
+    _cipher("aes-ccm-12", _AES_KEYS, 3, 1, 8, 12, "RFC 4309", 15, _ccm(12), aead=True),
+    _cipher("aes-ccm-16", _AES_KEYS, 3, 1, 8, 16, "RFC 4309", 16, _ccm(16), aead=True),
     _cipher("aes-gcm-8", _AES_KEYS, 4, 1, 8, 8, "RFC 4106", 18, _truncated_gcm(8), aead=True),
     _cipher("aes-gcm-12", _AES_KEYS, 4, 1, 8, 12, "RFC 4106", 19, _truncated_gcm(12),
             aead=True),
