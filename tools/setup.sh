@@ -37,3 +37,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q -e '.[dev]'
     touch "$stamp"
 fi
+
+# man pages and shell completion for skipd, skipctl, skip-cert and skip-decrypt, generated from
+# their argument parsers (tools/gen-man); system-wide, so only as root
+if [ "$(id -u)" -eq 0 ]; then
+    .venv/bin/python tools/gen-man --install >/dev/null
+fi
