@@ -19,6 +19,7 @@ from skip.crypto import kdf
 from skip.crypto.skip_numbers import header_ekp_length
 from skip.errors import SkipError
 from skip.keying.suite import Suite
+from skip.multicast.keys import legacy_kgn, modern_kgn
 from skip.multicast.lkh import KeyTree, MemberKeys
 from skip.multicast.member import Evicted, GroupMember, Joined
 from skip.multicast.owner import EPOCH_1995, GroupOwner
@@ -57,16 +58,16 @@ def test_mc10_legacy_kgn_vector_and_formula():
     want = "799c5dd3dc461bb1beca7f296f34828188e456e5b2c1f97c9f55034e9b3d1be3"
     mine = hashlib.md5(kg + n.to_bytes(4) + b"\1").digest() + \
         hashlib.md5(kg + n.to_bytes(4) + b"\0").digest()
-    assert mine.hex() == want == kdf.legacy_kgn(kg, n).hex()
+    assert mine.hex() == want == legacy_kgn(kg, n).hex()
 
 
 def test_mc_m1_modern_kgn_recomputed_with_hkdf():
     kg, n, epoch = os.urandom(32), 280_000, 7
     info = b"SKIP v2 Kgn\0" + group_field(M4) + epoch.to_bytes(4) + n.to_bytes(4)
     want = HKDF(SHA256(), 32, b"SKIP v2 Kg", info).derive(kg)
-    assert kdf.modern_kgn(kg, group_field(M4), epoch, n) == want
+    assert modern_kgn(kg, group_field(M4), epoch, n) == want
     assert group_field(M4) == bytes(10) + b"\xff\xff" + M4  # IPv4-mapped (MC-M1)
-    assert kdf.modern_kgn(kg, group_field(M4), epoch + 1, n) != want
+    assert modern_kgn(kg, group_field(M4), epoch + 1, n) != want
 
 
 def test_golden_gik_v1_request_and_response():
@@ -199,8 +200,10 @@ def test_non_members_get_nothing_and_responses_only_count_from_the_owner():
     request = a.request(NOW)
     response = g.owner.handle_request(request, "a", NOW)
     assert err(a.receive, response, "b", NOW) == "gik_wrong_owner"
-    # a replayed response: its nonce is not the one asked with now, or its epoch is old
-    assert err(a.receive, response, "owner", NOW) in ("stale_epoch", "gik_unexpected")
+    # from the owner it answers the request in progress (a is current: nothing changes)
+    assert a.receive(response, "owner", NOW) == Joined(g.owner.epoch, "response")
+    # replayed: no request is in progress, or its nonce is not the one asked with now
+    assert err(a.receive, response, "owner", NOW) == "gik_unexpected"
     a.request(NOW)
     assert err(a.receive, response, "owner", NOW) == "gik_unexpected"
 
@@ -319,3 +322,50 @@ def test_the_member_retransmits_its_request_with_back_off_and_gives_up():
         times.append(due - NOW)
         member.on_timer(due)
     assert times == [1, 3, 7, 15, 31] and member.state == "failed"
+
+
+def test_an_owner_restart_moves_the_epoch_up_and_members_catch_up():
+    g = Group()
+    g.owner.evict("c", NOW + 1)  # the lost rekey: nobody heard it
+    held = g.members["a"].epoch
+    # the owner restarts from its config an hour later: new keys, a new rekey key, no state
+    restarted = GroupOwner(g.params, ["a", "b"], NOW + 3600, os.urandom)
+    assert restarted.epoch > held  # MC-M1: strictly increasing across the restart
+    rekey = restarted.evict("b", NOW + 3601)
+    a = g.members["a"]
+    # signed with a key a does not know: refused, and a asks its owner over unicast
+    assert err(a.receive, rekey.payload, None, NOW + 3601) == "gik_bad_signature"
+    request = a.on_timer(NOW + 3601)
+    assert request is not None and parse_gik(request).epoch == held
+    assert a.receive(restarted.receive(request, "a", NOW + 3601), "owner", NOW + 3601) == \
+        Joined(restarted.epoch, "response")
+    sent = datagram("10.0.0.9", M4)
+    assert a.traffic.unprotect(restarted.traffic.protect(sent, NOW + 3602), NOW + 3602) == sent
+    # forged rekeys cannot make a member flood its owner: one catch-up per spacing
+    forged = bytearray(rekey.payload)
+    forged[-1] ^= 1
+    assert err(a.receive, bytes(forged), None, NOW + 3603) == "gik_bad_signature"
+    assert a.on_timer(NOW + 3603) is None  # 2 s after the last catch-up
+    err(a.receive, bytes(forged), None, NOW + 3610)
+    request = a.on_timer(NOW + 3610)
+    assert request is not None
+    same = a.receive(restarted.receive(request, "a", NOW + 3610), "owner", NOW + 3610)
+    assert same == Joined(restarted.epoch, "response")  # current already: nothing changes
+    err(a.receive, bytes(forged), None, NOW + 3611)
+    assert a.on_timer(NOW + 3611) is None
+    # a saved epoch wins over the clock
+    assert GroupOwner(g.params, ["a"], NOW, os.urandom, first_epoch=9).epoch == 9
+
+
+def test_a_member_that_sees_a_gap_asks_on_its_next_timer():
+    g = Group(members=("a", "b", "c"))
+    first = g.owner.evict("c", NOW + 1)
+    second = g.owner.evict("b", NOW + 2)
+    a = g.members["a"]
+    assert a.next_timer() is None
+    assert err(a.receive, second.payload, None, NOW + 2) == "gik_epoch_gap"
+    assert a.next_timer() == NOW + 2
+    response = g.owner.receive(a.on_timer(NOW + 2), "a", NOW + 2)
+    assert a.receive(response, "owner", NOW + 2) == Joined(g.owner.epoch, "response")
+    assert a.next_timer() is None
+    assert err(a.receive, first.payload, None, NOW + 3) == "stale_epoch"  # a late resend

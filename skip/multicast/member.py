@@ -29,6 +29,7 @@ Rng = Callable[[int], bytes]
 RETRY_FIRST = 1.0  # seconds before the first retransmission (CDP-22's timers)
 RETRY_MAX = 30.0
 TRIES = 5
+CATCH_UP_SPACING = 5.0  # seconds between catch-up requests a rekey can trigger
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class GroupMember:
         self.retry_at: float | None = None
         self.tries = 0
         self.state = "none"  # none -> requesting -> member (-> evicted / failed)
+        self.last_catch_up = float("-inf")
 
     # --- asking ----------------------------------------------------------------------------
 
@@ -84,6 +86,15 @@ class GroupMember:
             return None
         return self.request(now)
 
+    def _catch_up(self, now: float) -> None:
+        """Ask the owner again at the next ``on_timer`` (MC-M3: a member that missed a
+        rekey asks over unicast)."""
+        if self.retry_at is not None or now - self.last_catch_up < CATCH_UP_SPACING:
+            return
+        self.last_catch_up = now
+        self.tries = 0
+        self.retry_at = now
+
     # --- answers -------------------------------------------------------------------------
 
     def receive(self, payload: bytes, peer: str | None, now: float) -> Joined | Evicted:
@@ -107,6 +118,11 @@ class GroupMember:
                 self.params.suite.algorithms:
             raise KeyingError("group_algorithms", "the response is for another group or "
                               "other algorithms than configured (MC-7)")
+        if message.epoch == self.epoch and self.keys is not None and \
+                message.kg == self.keys.root_key:
+            # a catch-up that found us current (the rekey that prompted it was a forgery)
+            self.nonce, self.retry_at, self.tries = None, None, 0
+            return Joined(message.epoch, "response")
         if message.epoch <= self.epoch:
             raise KeyingError("stale_epoch", f"epoch {message.epoch}, holding {self.epoch}")
         keys = dict(message.path)
@@ -124,11 +140,16 @@ class GroupMember:
         try:
             self.owner_key.verify(message.signature, message.signed_part())
         except InvalidSignature:
+            # a forgery, or an owner that restarted with a new rekey key: only asking the
+            # owner over authenticated unicast tells which (spaced, so forgeries cannot make
+            # us flood it)
+            self._catch_up(now)
             raise KeyingError("gik_bad_signature", "the owner's signature does not verify") \
                 from None
         if message.group != self.params.group or message.epoch <= self.epoch:
             raise KeyingError("stale_epoch", f"epoch {message.epoch}, holding {self.epoch}")
         if message.previous != self.epoch:
+            self._catch_up(now)
             raise KeyingError("gik_epoch_gap", f"a rekey from epoch {message.previous}, "
                               f"holding {self.epoch}: ask the owner again")
         root = self.keys.root_key
@@ -141,4 +162,5 @@ class GroupMember:
             return Evicted(message.epoch)
         self.traffic.set_key(message.epoch, self.keys.root_key, float(message.expiry), now)
         self.epoch = message.epoch
+        self.nonce, self.retry_at, self.tries = None, None, 0  # caught up: no catch-up due
         return Joined(message.epoch, "rekey")

@@ -58,7 +58,8 @@ class Rekey:
 class GroupOwner:
     def __init__(self, params: GroupParams, members: Iterable[str], now: float, rng: Rng, *,
                  lifetime: float = 86_400.0, backward_secrecy: bool = True,
-                 signing_key: Ed25519PrivateKey | None = None) -> None:
+                 signing_key: Ed25519PrivateKey | None = None,
+                 first_epoch: int | None = None) -> None:
         names = sorted(set(members))
         if len(names) > MAX_MEMBERS:
             raise PolicyError("group_limit", f"{len(names)} members (at most {MAX_MEMBERS})")
@@ -74,7 +75,13 @@ class GroupOwner:
         self.signing_key = signing_key or Ed25519PrivateKey.from_private_bytes(rng(32))
         self.owner_key = self.signing_key.public_key().public_bytes(Encoding.Raw,
                                                                     PublicFormat.Raw)
-        self.epoch = 1
+        # MC-M1 wants epochs strictly increasing per group, across restarts too: a member
+        # refuses a response older than what it holds. Without saved state the clock is the
+        # floor (a restart a second later starts above any epoch reached by less than one
+        # rekey per second); skipd may save ``epoch`` and pass ``first_epoch=saved + 1``.
+        self.epoch = first_epoch if first_epoch is not None else max(1, int(now))
+        if not 1 <= self.epoch < 2**32 - 2**16:
+            raise PolicyError("group_limit", f"first epoch {self.epoch} out of range")
         self.expiry = now + lifetime
         self.traffic = GroupTraffic(params, rng)  # the owner sends and receives too
         self.traffic.set_key(self.epoch, self.tree.root_key, self.expiry, now)
@@ -111,6 +118,12 @@ class GroupOwner:
         return GikResponse(p.group, message.nonce, self.epoch, int(self.expiry),
                            p.interval_seconds, p.interval_bytes, *suite.algorithms, leaf,
                            self.owner_key, self.kg, tuple(keys[:-1])).encode()
+
+    def receive(self, payload: bytes, peer: str, now: float) -> bytes:
+        """What skipd calls with a datagram that reached UDP 1660 over SKIP-protected unicast
+        (``peer``: the authenticated SKIP name): the reply for the same peer, or SkipError
+        whose reason skipd counts (nothing is sent back then)."""
+        return self.handle_request(payload, peer, now)
 
     # --- membership changes ----------------------------------------------------------------
 

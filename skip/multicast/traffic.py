@@ -30,6 +30,7 @@ from skip.crypto.kp_wrap import (
 from skip.errors import KeyingError, ParseError, SkipError
 from skip.keying.suite import Suite
 from skip.keying.transforms import Transforms, build, traffic_keys
+from skip.multicast.keys import legacy_kgn, modern_kgn
 from skip.wire.gik import group_field, is_multicast
 from skip.wire.ip import PROTO_AH, PROTO_ESP, locate_upper
 from skip.wire.skip_header import IP_PROTOCOL_SKIP, SkipHeader, measure
@@ -120,8 +121,8 @@ class GroupTraffic:
 
     def _kek(self, epoch: _Epoch, n: int) -> bytes:
         if self.params.suite.version == num.LEGACY_VERSION:
-            return kdf.legacy_kgn(epoch.kg, n)
-        return kdf.modern_kgn(epoch.kg, self.group16, epoch.number, n)
+            return legacy_kgn(epoch.kg, n)
+        return modern_kgn(epoch.kg, self.group16, epoch.number, n)
 
     # --- send ------------------------------------------------------------------------------
 
