@@ -21,7 +21,7 @@ from skip.errors import SkipError
 from skip.keying.suite import Suite
 from skip.multicast.keys import legacy_kgn, modern_kgn
 from skip.multicast.lkh import KeyTree, MemberKeys
-from skip.multicast.member import Evicted, GroupMember, Joined
+from skip.multicast.member import REBUILD_SPREAD, Evicted, GroupMember, Joined, Rebuilding
 from skip.multicast.owner import EPOCH_1995, GroupOwner
 from skip.multicast.traffic import GRACE_SECONDS, GroupParams
 from skip.wire.gik import GikRekey, GikRequestV1, GikResponseV1, group_field, parse_gik
@@ -369,3 +369,29 @@ def test_a_member_that_sees_a_gap_asks_on_its_next_timer():
     assert a.receive(response, "owner", NOW + 2) == Joined(g.owner.epoch, "response")
     assert a.next_timer() is None
     assert err(a.receive, first.payload, None, NOW + 3) == "stale_epoch"  # a late resend
+
+
+def test_a_full_key_tree_is_rebuilt_and_every_member_asks_again():
+    g = Group(members=("a",))  # room for 4 leaves: the owner's, a's and two more
+    for name in ("b", "c"):
+        rekey = g.owner.add(name, NOW + 1)
+        g.multicast(rekey.payload, NOW + 1)
+        g.join(name, NOW + 1)
+    earlier = g.members["a"].traffic.protect(datagram("10.0.0.1", M4), NOW + 1)
+    rebuild = g.owner.add("d", NOW + 2)
+    assert rebuild is not None and rebuild.wraps == 0 and g.owner.tree.depth == 4
+    for name, event in g.multicast(rebuild.payload, NOW + 2).items():
+        assert isinstance(event, Rebuilding) and NOW + 2 <= event.ask_at <= NOW + 2 + REBUILD_SPREAD
+        member = g.members[name]
+        assert member.on_timer(event.ask_at - 0.001) is None
+        answer = g.owner.receive(member.on_timer(event.ask_at), name, event.ask_at)
+        assert member.receive(answer, "owner", NOW + 8) == Joined(g.owner.epoch, "response")
+    g.join("d", NOW + 8)
+    sent = datagram("10.0.0.1", M4)
+    wire = g.members["a"].traffic.protect(sent, NOW + 9)
+    assert all(g.members[m].traffic.unprotect(wire, NOW + 9) == sent for m in "bcd")
+    assert err(g.members["d"].traffic.unprotect, earlier, NOW + 9) == "group_epoch_unknown"
+    evict = g.owner.evict("b", NOW + 10)  # the rebuilt tree still evicts in O(log n)
+    results = g.multicast(evict.payload, NOW + 10)
+    assert results["b"] == Evicted(g.owner.epoch)
+    assert results["a"] == results["c"] == results["d"] == Joined(g.owner.epoch, "rekey")

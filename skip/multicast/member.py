@@ -23,13 +23,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from skip.errors import KeyingError
 from skip.multicast.lkh import MemberKeys
 from skip.multicast.traffic import GroupParams, GroupTraffic
-from skip.wire.gik import NONCE_SIZE, GikRekey, GikRequest, GikResponse, parse_gik
+from skip.wire.gik import (
+    NONCE_SIZE,
+    REKEY_REBUILD,
+    GikRekey,
+    GikRequest,
+    GikResponse,
+    parse_gik,
+)
 
 Rng = Callable[[int], bytes]
 RETRY_FIRST = 1.0  # seconds before the first retransmission (CDP-22's timers)
 RETRY_MAX = 30.0
 TRIES = 5
 CATCH_UP_SPACING = 5.0  # seconds between catch-up requests a rekey can trigger
+REBUILD_SPREAD = 5.0  # members re-ask within this many seconds of a rebuild, not all at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,14 @@ class Joined:
 
     epoch: int
     via: str  # "response" or "rekey"
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilding:
+    """The owner rebuilt its key tree: this member asks again at ``ask_at`` (its timer)."""
+
+    epoch: int
+    ask_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +113,9 @@ class GroupMember:
 
     # --- answers -------------------------------------------------------------------------
 
-    def receive(self, payload: bytes, peer: str | None, now: float) -> Joined | Evicted:
+    def receive(
+        self, payload: bytes, peer: str | None, now: float
+    ) -> Joined | Evicted | Rebuilding:
         """A GIK message: a response over unicast (``peer``: who SKIP says sent it) or a
         rekey off the group address (``peer`` None: the owner's signature speaks for it)."""
         message = parse_gik(payload)
@@ -134,7 +152,7 @@ class GroupMember:
         self.nonce, self.retry_at, self.tries, self.state = None, None, 0, "member"
         return Joined(message.epoch, "response")
 
-    def _rekey(self, message: GikRekey, now: float) -> Joined | Evicted:
+    def _rekey(self, message: GikRekey, now: float) -> Joined | Evicted | Rebuilding:
         if self.owner_key is None or self.keys is None:
             raise KeyingError("gik_unexpected", "a rekey before any response")
         try:
@@ -148,6 +166,14 @@ class GroupMember:
                 from None
         if message.group != self.params.group or message.epoch <= self.epoch:
             raise KeyingError("stale_epoch", f"epoch {message.epoch}, holding {self.epoch}")
+        if message.reason == REKEY_REBUILD:
+            # our path is gone with the old tree; until the response comes, the old epoch's
+            # keys stay (received traffic under them passes for the grace period)
+            self.epoch = message.epoch - 1  # the response, at epoch or later, is newer
+            spread = int.from_bytes(self.rng(2), "big") / 65536 * REBUILD_SPREAD
+            self.nonce, self.tries, self.retry_at = None, 0, now + spread
+            self.last_catch_up = now
+            return Rebuilding(message.epoch, now + spread)
         if message.previous != self.epoch:
             self._catch_up(now)
             raise KeyingError("gik_epoch_gap", f"a rekey from epoch {message.previous}, "

@@ -29,6 +29,7 @@ from skip.multicast.traffic import GroupParams, GroupTraffic
 from skip.wire.gik import (
     REKEY_EVICT,
     REKEY_JOIN,
+    REKEY_REBUILD,
     REKEY_REFRESH,
     GikRekey,
     GikRequest,
@@ -44,6 +45,7 @@ EPOCH_1995 = 788_918_400  # 1995-01-01 00:00:00 UT in POSIX seconds (mc-00 expir
 REKEY_REPEATS = 3  # sends of each rekey message after the first
 REKEY_SPACING = 1.0  # seconds between them
 MAX_MEMBERS = 65_536  # MC-M10
+OWNER_LEAF = "\0owner"  # no SKIP name has a NUL byte
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +69,8 @@ class GroupOwner:
         self.rng = rng
         self.lifetime = lifetime
         self.backward_secrecy = backward_secrecy
-        self.tree = KeyTree.for_members(max(len(names), 2) * 2, rng)
-        self.tree.add("\0owner")  # the owner's own leaf: the root never goes empty
-        for name in names:
-            self.tree.add(name)
         self.members = set(names)
+        self.tree = self._build_tree()
         self.signing_key = signing_key or Ed25519PrivateKey.from_private_bytes(rng(32))
         self.owner_key = self.signing_key.public_key().public_bytes(Encoding.Raw,
                                                                     PublicFormat.Raw)
@@ -87,6 +86,15 @@ class GroupOwner:
         self.traffic.set_key(self.epoch, self.tree.root_key, self.expiry, now)
         self.pending: Rekey | None = None
         self.resends: list[float] = []
+
+    def _build_tree(self) -> KeyTree:
+        """A tree with room for as many members again (joins without a rebuild), the
+        owner's own leaf first so the root never goes empty."""
+        tree = KeyTree.for_members((len(self.members) + 1) * 2, self.rng)
+        tree.add(OWNER_LEAF)
+        for name in sorted(self.members):
+            tree.add(name)
+        return tree
 
     @property
     def kg(self) -> bytes:
@@ -141,8 +149,14 @@ class GroupOwner:
             return None
         if len(self.members) >= MAX_MEMBERS:
             raise PolicyError("group_limit", f"{len(self.members)} members")
-        self.tree.add(member)
         self.members.add(member)
+        if not self.tree.free:
+            # the tree is full: a deeper one, new keys everywhere, and a signed rebuild
+            # message that sends every member back to unicast (O(n) responses, once per
+            # doubling of the group)
+            self.tree = self._build_tree()
+            return self._rekey([], REKEY_REBUILD, now)
+        self.tree.add(member)
         if not self.backward_secrecy:
             return None
         return self._rekey(self.tree.refresh_for_join(member), REKEY_JOIN, now)

@@ -48,6 +48,7 @@ TYPE_REKEY = 3
 REKEY_EVICT = 1
 REKEY_JOIN = 2
 REKEY_REFRESH = 3
+REKEY_REBUILD = 4  # the key tree was rebuilt (it grew): every member asks again by unicast
 
 _V1_REQUEST = struct.Struct("!B3s4s")  # 8
 _V1_RESPONSE = struct.Struct("!B3s4sIIIBBBB")  # 24, then Kg
