@@ -54,7 +54,12 @@ def _key_bytes(name: str, key_material: BytesLike) -> bytes:
 
 
 def _sizes_text(sizes: Iterable[int]) -> str:
-    return " or ".join(str(s) for s in sizes)
+    """``16 or 24 or 32``; a long unbroken run (RFC 2451's Blowfish, 5 to 56 bytes) as a
+    range, so the message stays readable."""
+    ordered = sorted(set(sizes))
+    if len(ordered) > 3 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]} to {ordered[-1]}"
+    return " or ".join(str(s) for s in ordered)
 
 
 @dataclass(frozen=True, slots=True)
