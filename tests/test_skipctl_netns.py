@@ -187,9 +187,9 @@ def test_monitor_follows_events_as_json_lines(pair: Pair) -> None:
     monitor = pair.ns["a"].popen(sys.executable, "-m", "skip.cli.skipctl", "monitor", "-s",
                                  str(pair.sock("a")), stdout=subprocess.PIPE, text=True)
     try:
-        # the subscription is in place once a flush's event comes through
-        assert eventually(lambda: pair.skipctl("flush").returncode == 0 and
-                          _attached(pair), timeout=10)
+        # flush only once skipd lists the subscriber: a flush before that is not seen
+        assert eventually(lambda: _attached(pair), timeout=10)
+        assert pair.skipctl("flush").returncode == 0
         assert pair.skipctl("reload").returncode == 0
         assert monitor.stdout is not None
         events = []
