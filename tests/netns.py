@@ -229,7 +229,8 @@ def skipd_config(work: Path, me: str, pki: Path, *, overlay: Sequence[str] = (),
                  peers: Sequence[dict[str, object]] = (), default: str = "deny",
                  daemon: dict[str, object] | None = None, store: Path | None = None,
                  certificate: str = "{me}.pem", anchor: str = "ca.pem",
-                 identity: dict[str, object] | None = None) -> Path:
+                 identity: dict[str, object] | None = None,
+                 groups: Sequence[dict[str, object]] = ()) -> Path:
     """Write ``work/ME.toml`` for host ``me`` (``ME.key``, its certificate, the CA and
     ``ca.crl`` in ``pki``; peer certificates in ``store``, default ``work/peers-ME``) and
     return its path."""
@@ -246,6 +247,8 @@ def skipd_config(work: Path, me: str, pki: Path, *, overlay: Sequence[str] = (),
              "[default]", f"action = {_toml(default)}", ""]
     for peer in peers:
         lines += ["[[peer]]", *(f"{k} = {_toml(v)}" for k, v in peer.items()), ""]
+    for group in groups:
+        lines += ["[[group]]", *(f"{k} = {_toml(v)}" for k, v in group.items()), ""]
     path = work / f"{me}.toml"
     path.write_text("\n".join(lines))
     return path

@@ -190,3 +190,49 @@ def test_one_outer_address_names_one_peer() -> None:
     with pytest.raises(ConfigError, match=r"peer\[3\]\.hosts: 192.0.2.2 already belongs"):
         parse(GOOD + transport)
     parse(GOOD + transport.replace("protect", "deny"))  # not protected: no SKIP name needed
+
+
+OWNED = GOOD + """
+[[group]]
+address = "239.1.1.1"
+owner = "self"
+members = ["beta", "laptop"]
+lifetime = 3600
+"""
+
+
+def test_groups_owned_and_joined() -> None:
+    config = parse(OWNED + '\n[[group]]\naddress = "239.2.2.2"\nowner = "beta"\n')
+    owned, joined = config.groups
+    assert (str(owned.address), owned.owner, owned.members, owned.lifetime) == \
+        ("239.1.1.1", "self", ("beta", "laptop"), 3600)
+    assert owned.backward_secrecy and owned.interval_seconds == 120
+    assert (str(joined.address), joined.owner, joined.members) == ("239.2.2.2", "beta", ())
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "problem"),
+    [
+        (('address = "239.1.1.1"', 'address = "10.1.1.1"'), "group[0].address", "multicast"),
+        (('address = "239.1.1.1"', 'address = "ff15::1"'), "group[0].address", "IPv4 only"),
+        (('owner = "self"\n', ""), "group[0].owner", '"self"'),
+        (('owner = "self"', 'owner = "site-c"'), "group[0].owner",
+         "not a protecting [[peer]] rule"),
+        (('"beta", "laptop"', '"beta", "nobody"'), "group[0].members[1]", "'nobody'"),
+        (('owner = "self"', 'owner = "beta"'), "group[0].members", "only the owner"),
+        (("lifetime = 3600", "lifetime = 10"), "group[0].lifetime", "outside 300.."),
+        (("lifetime = 3600", "lifetime = 3600\nbogus = 1"), "group[0].bogus", ""),
+    ],
+)
+def test_group_mistakes_are_refused_naming_the_key(edit, key, problem) -> None:
+    old, new = edit
+    assert old in OWNED
+    with pytest.raises(ConfigError) as info:
+        parse(OWNED.replace(old, new, 1))
+    assert info.value.reason == "config_invalid"
+    assert f": {key}: " in str(info.value) and problem in str(info.value)
+
+
+def test_a_group_address_twice_is_refused() -> None:
+    with pytest.raises(ConfigError, match="group: an address appears twice"):
+        parse(OWNED + '\n[[group]]\naddress = "239.1.1.1"\nowner = "beta"\n')

@@ -395,3 +395,43 @@ def test_a_full_key_tree_is_rebuilt_and_every_member_asks_again():
     results = g.multicast(evict.payload, NOW + 10)
     assert results["b"] == Evicted(g.owner.epoch)
     assert results["a"] == results["c"] == results["d"] == Joined(g.owner.epoch, "rekey")
+
+
+def test_traffic_no_key_opens_makes_a_member_ask_again_spaced():
+    """A member that missed every resend of a rekey learns of it from the group's traffic
+    (group_epoch_unknown): it asks its owner, at most once per CATCH_UP_SPACING; an evicted
+    member that asks stays "evicted", refused, until the owner adds it back."""
+    from skip.multicast.member import CATCH_UP_SPACING
+    g = Group()
+    rekey = g.owner.evict("c", NOW + 1)
+    b, c = g.members["b"], g.members["c"]
+    heard = g.multicast(rekey.payload, NOW + 1, skip=("b",))  # b hears nothing
+    assert isinstance(heard["c"], Evicted)
+    sent = datagram("10.0.0.1", M4)
+    wire = g.owner.traffic.protect(sent, NOW + 10)
+    assert err(b.traffic.unprotect, wire, NOW + 10) == "group_epoch_unknown"
+    assert b.on_timer(NOW + 10) is None  # nothing due until the traffic says so
+    b.unreadable(NOW + 10)
+    request = b.on_timer(NOW + 10)
+    assert request is not None
+    assert b.receive(g.owner.receive(request, "b", NOW + 10), "owner", NOW + 10) == \
+        Joined(g.owner.epoch, "response")
+    assert b.traffic.unprotect(wire, NOW + 10) == sent
+    b.unreadable(NOW + 11)  # current again: a second catch-up waits out the spacing
+    assert b.on_timer(NOW + 11) is None
+    # the evicted member asks too; the owner refuses it and it stays evicted
+    assert err(c.traffic.unprotect, wire, NOW + 12) == "group_expired"
+    c.unreadable(NOW + 12)
+    ask = c.on_timer(NOW + 12)
+    assert ask is not None and c.state == "evicted"
+    assert err(g.owner.receive, ask, "c", NOW + 12) == "not_a_member"
+    # added back (a join rekey for the others): c's next ask gets the new keys, not the old
+    g.multicast(g.owner.add("c", NOW + 20).payload, NOW + 20, skip=("c",))
+    c.unreadable(NOW + 12 + CATCH_UP_SPACING + 10)
+    now = NOW + 12 + CATCH_UP_SPACING + 10
+    assert c.receive(g.owner.receive(c.on_timer(now), "c", now), "owner", now) == \
+        Joined(g.owner.epoch, "response")
+    assert c.state == "member"
+    assert err(c.traffic.unprotect, wire, now) == "group_epoch_unknown"  # before it rejoined
+    later = datagram("10.0.0.1", M4, PLAIN[:-1] + b"!")
+    assert c.traffic.unprotect(g.members["a"].traffic.protect(later, now), now) == later

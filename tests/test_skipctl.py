@@ -169,3 +169,25 @@ def test_skipctl_reads_socket_path_from_config(server: Path, tmp_path: Path,
 def test_request_to_missing_socket_is_a_skip_error(tmp_path: Path) -> None:
     with pytest.raises(SkipError, match="cannot reach skipd"):
         request(tmp_path / "none.sock", "status")
+
+
+def test_groups_table_and_group_replies() -> None:
+    rows = [{"group": "239.1.1.1", "role": "owner", "epoch": 1796920200, "key_age": 30,
+             "key_expires_in": 86370, "sender_keys": 2, "members": ["a", "b"]},
+            {"group": "239.2.2.2", "role": "member", "epoch": 0, "key_age": None,
+             "key_expires_in": None, "sender_keys": 0, "owner": "o", "state": "requesting"}]
+    table = skipctl.format_groups(rows).splitlines()
+    assert table[0].split() == ["GROUP", "ROLE", "EPOCH", "KEY", "AGE", "EXPIRES", "SENDERS",
+                                "MEMBERS", "/", "OWNER"]
+    assert table[1].split() == ["239.1.1.1", "owner", "1796920200", "30s", "23h", "59m", "2", "a,",
+                                "b"]
+    assert table[2].split() == ["239.2.2.2", "member", "-", "-", "-", "0", "o",
+                                "(requesting)"]
+    assert skipctl.format_groups([]) == "no groups configured"
+    assert skipctl.format_group({"group": "239.1.1.1", "evicted": "c", "epoch": 9,
+                                 "wrapped_keys": 3}) == \
+        "evicted c from 239.1.1.1: epoch 9, one rekey of 3 wrapped keys"
+    args = skipctl.build_parser().parse_args(["group", "evict", "239.1.1.1", "c", "--json"])
+    assert (args.action, args.group, args.member, args.json) == ("evict", "239.1.1.1", "c", True)
+    with pytest.raises(SystemExit):
+        skipctl.build_parser().parse_args(["group", "remove", "239.1.1.1", "c"])

@@ -1,7 +1,8 @@
 """skipctl: talk to a running skipd over its control socket (see docs/skipctl.md).
 
-    skipctl status | peers | counters [--reset] | certs | discovery | monitor | flush |
-            reload | stop   [--json] [-s SOCKET | -c CONFIG]
+    skipctl status | peers | counters [--reset] | certs | discovery | groups | monitor |
+            flush | reload | stop | group evict|add GROUP MEMBER
+            [--json] [-s SOCKET | -c CONFIG]
 
 Human tables by default; ``--json`` prints the daemon's reply unchanged for scripts (and a
 JSON error when skipd cannot be reached). The exit status is the same either way: 0 on
@@ -37,6 +38,9 @@ COMMANDS = {
     "reload": "re-read configuration and certificates; a bad file is refused, old one kept",
     "stop": "stop skipd (it removes its TUN device, routes and rules)",
     "discovery": "certificate discovery (CDP): lookups in flight, learned peers, counters",
+    "groups": "multicast groups: role, key epoch and age, members (owner) or state (member)",
+    "group": "evict a member from a group this skipd owns, or add one: group evict|add "
+    "GROUP MEMBER (one signed rekey; kept across reloads)",
 }
 
 
@@ -173,9 +177,30 @@ def format_certs(result: dict[str, Any]) -> str:
     return _table(rows)
 
 
+def format_groups(result: list[dict[str, Any]]) -> str:
+    if not result:
+        return "no groups configured"
+    rows = [["GROUP", "ROLE", "EPOCH", "KEY AGE", "EXPIRES", "SENDERS", "MEMBERS / OWNER"]]
+    for g in result:
+        who = ", ".join(g["members"]) if g["role"] == "owner" else \
+            f"{g['owner']} ({g['state']})"
+        rows.append([g["group"], g["role"], _cell(g.get("epoch") or None),
+                     _age(g.get("key_age")), _expiry(g.get("key_expires_in")),
+                     _cell(g.get("sender_keys")), _cell(who)])
+    return _table(rows)
+
+
+def format_group(result: dict[str, Any]) -> str:
+    if "evicted" in result:
+        return (f"evicted {result['evicted']} from {result['group']}: epoch "
+                f"{result['epoch']}, one rekey of {result['wrapped_keys']} wrapped keys")
+    return f"added {result['added']} to {result['group']}: epoch {result['epoch']}"
+
+
 FORMATTERS: dict[str, Callable[[Any], str]] = {
     "status": format_status, "peers": format_peers, "counters": format_counters,
-    "discovery": format_discovery, "certs": format_certs}
+    "discovery": format_discovery, "certs": format_certs, "groups": format_groups,
+    "group": format_group}
 
 
 def socket_from_config(config: str) -> Path:
@@ -241,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--reset", action="store_true",
                                  help="show the counters, then start them again from 0 "
                                  "(skipctl's view only: the metrics keep counting)")
+        if name == "group":
+            command.add_argument("action", choices=("evict", "add"))
+            command.add_argument("group", help="the group address, e.g. 239.1.1.1")
+            command.add_argument("member", help="the member's [[peer]] rule name")
     return parser
 
 
@@ -278,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                 DaemonSettings().control_socket
         if args.command == "monitor":
             return _monitor(path, args)
-        extra = {"reset": True} if getattr(args, "reset", False) else {}
+        extra: dict[str, Any] = {"reset": True} if getattr(args, "reset", False) else {}
+        if args.command == "group":
+            extra = {"action": args.action, "group": args.group, "member": args.member}
         reply = request(path, args.command, **extra)
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
             raise SkipError("io_error", f"{path}: the reply is not a skipd reply")

@@ -149,8 +149,6 @@ def modern_traffic_keys(
 
 LABEL_PFS_MAC = b"SKIP v2.1 PFS mac"
 LABEL_EKIJN = b"SKIP v2.1 EKijn"
-LABEL_KG = b"SKIP v2 Kg"  # multicast (next-wave.md MC-M1)
-LABEL_KGN = b"SKIP v2 Kgn"
 PFS_MAC_SIZE = 16  # HMAC-SHA-256 truncated (MAC Alg 20)
 #: the direction bytes of the modern EKijn: initiator to responder, and back
 TO_RESPONDER, TO_INITIATOR = b"\x01", b"\x02"
@@ -195,19 +193,3 @@ def modern_ekijn(prk: bytes, transcript: bytes, direction: bytes, n: int) -> byt
     not unwrap in the other (reflection), nor under another exchange's (T differs)."""
     info = LABEL_EKIJN + b"\0" + direction + transcript + _N.pack(n)
     return hkdf_expand(prk, info, KIJ_SIZE)
-
-
-# --- multicast (skip-mc-00, next-wave.md part 4) ----------------------------------------------
-
-
-def legacy_kgn(kg: bytes, n: int) -> bytes:
-    """MC-10: Kgn = MD5(Kg | n | 01h) | MD5(Kg | n | 00h), the Kijn formula with Kg for Kij."""
-    return legacy_kijn(kg, n)
-
-
-def modern_kgn(kg: bytes, group16: bytes, epoch: int, n: int) -> bytes:
-    """MC-M1: HKDF-Expand(HKDF-Extract("SKIP v2 Kg", Kg), "SKIP v2 Kgn" 0x00 M(16) u32(epoch)
-    u32(n), 32): bound to the group address and the key epoch, so a key of one group or epoch
-    unwraps nothing of another."""
-    info = LABEL_KGN + b"\0" + group16 + _N.pack(epoch) + _N.pack(n)
-    return hkdf_expand(hkdf_extract(LABEL_KG, kg), info, 32)

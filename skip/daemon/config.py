@@ -111,12 +111,28 @@ class PeerPolicy:
 
 
 @dataclass(frozen=True)
+class GroupPolicy:
+    """A multicast group (docs/multicast.md): ``owner`` "self" makes this skipd its owner,
+    handing the key to ``members`` (peer rule names); otherwise ``owner`` names the peer rule
+    of the owner this skipd asks for the key."""
+
+    address: IPAddress
+    owner: str
+    members: tuple[str, ...] = ()
+    lifetime: int = 86_400  # seconds one group key lives (it is refreshed before)
+    backward_secrecy: bool = True  # a join rekeys (MC-M4)
+    interval_seconds: int = 120  # MC-6: senders change Kp at the shorter of the two
+    interval_bytes: int = 10_000_000
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     daemon: DaemonSettings
     identity: Identity
     default: PeerPolicy
     peers: tuple[PeerPolicy, ...] = field(default=())
+    groups: tuple[GroupPolicy, ...] = field(default=())
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -410,13 +426,49 @@ def parse_config(text: str, path: Path) -> Config:
     raw_peers = top.get("peer", list, [])
     peers = tuple(_peer(_Section(path, f"peer[{i}]", p), default)
                   for i, p in enumerate(raw_peers))
+    groups = tuple(_group(_Section(path, f"group[{i}]", g), peers)
+                   for i, g in enumerate(top.get("group", list, [])))
     top.finish()
     _check_unique(path, peers)
+    if len({g.address for g in groups}) != len(groups):
+        raise ConfigError("config_invalid", f"{path}: group: an address appears twice")
     if len(peers) > daemon.max_peers:
         raise ConfigError("config_invalid",
                           f"{path}: peer: {len(peers)} peers exceed daemon.max_peers "
                           f"({daemon.max_peers})")
-    return Config(path=path, daemon=daemon, identity=identity, default=default, peers=peers)
+    return Config(path=path, daemon=daemon, identity=identity, default=default, peers=peers,
+                  groups=groups)
+
+
+def _group(s: _Section, peers: tuple[PeerPolicy, ...]) -> GroupPolicy:
+    d = GroupPolicy(ipaddress.ip_address("239.0.0.1"), "self")
+    address = s.parsed("address", ipaddress.ip_address, "an IP address")
+    if address is None or not address.is_multicast:
+        s.fail(s.key("address"), "a multicast address is required (224.0.0.0/4)")
+    if address.version == 6:
+        # the core (skip.multicast) handles ff00::/8; skipd's underlay side (MLD joins,
+        # IPv6 rekey socket) does not yet: refuse rather than half-work (docs/multicast.md)
+        s.fail(s.key("address"), "IPv6 groups are not carried by skipd yet (IPv4 only)")
+    owner = s.get("owner", str)
+    protecting = {p.name for p in peers if p.action == "protect"}
+    if owner is None:
+        s.fail(s.key("owner"), '"self", or the name of the owner\'s [[peer]] rule')
+    elif owner != "self" and owner not in protecting:
+        s.fail(s.key("owner"), f"{owner!r} is not a protecting [[peer]] rule")
+    members = tuple(s.get("members", list, []))
+    for i, name in enumerate(members):
+        if not isinstance(name, str) or name not in protecting:
+            s.fail(f"{s.key('members')}[{i}]", f"{name!r} is not a protecting [[peer]] rule")
+    if owner != "self" and members:
+        s.fail(s.key("members"), "only the owner (owner = \"self\") lists members")
+    group = GroupPolicy(
+        address=address, owner=owner or "self", members=members,
+        lifetime=s.integer("lifetime", d.lifetime, 300, 30 * 86_400),
+        backward_secrecy=s.get("backward_secrecy", bool, d.backward_secrecy),
+        interval_seconds=s.integer("interval_seconds", d.interval_seconds, 10, 3600),
+        interval_bytes=s.integer("interval_bytes", d.interval_bytes, 65_536, 10**11))
+    s.finish()
+    return group
 
 
 def _check_unique(path: Path, peers: tuple[PeerPolicy, ...]) -> None:

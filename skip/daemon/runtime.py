@@ -39,6 +39,7 @@ from skip.daemon.config import (
 from skip.daemon.control import ControlServer
 from skip.daemon.discovery import Discovery
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, PfsDatagram, Transmit
+from skip.daemon.groups import Groups, RekeySocket
 from skip.daemon.keying_adapter import SkipKeying
 from skip.daemon.metrics import MetricsServer, Sample
 from skip.daemon.packet import Summary, summarize, too_big
@@ -54,7 +55,9 @@ from skip.daemon.sockets import (
 from skip.daemon.tun import TunDevice
 from skip.errors import REASONS, ConfigError, SkipError
 from skip.files import read_bounded
+from skip.multicast.traffic import GroupTraffic
 from skip.pki.certificate import iso_time, load_certificate
+from skip.wire.gik import GIK_PORT, is_multicast
 
 EngineFactory = Callable[[Config, float], KeyingEngine | None]
 _BATCH = 64
@@ -125,6 +128,8 @@ class Daemon:
         self.reloading: asyncio.Lock | None = None
         self.keying_timer: asyncio.TimerHandle | None = None  # the engine's one timer
         self.discovery: Discovery | None = None  # CDP (docs/discovery.md)
+        self.groups: Groups | None = None  # multicast groups (docs/multicast.md)
+        self.rekeys: RekeySocket | None = None
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -141,7 +146,8 @@ class Daemon:
             "status": self._cmd_status, "peers": self._cmd_peers,
             "counters": self._cmd_counters, "flush": self._cmd_flush,
             "reload": self._cmd_reload, "stop": self._cmd_stop,
-            "discovery": self._cmd_discovery, "certs": self._cmd_certs},
+            "discovery": self._cmd_discovery, "certs": self._cmd_certs,
+            "groups": self._cmd_groups, "group": self._cmd_group},
             streams={"monitor": self._stream_monitor})
         self.control.claim()
         logs.LOGGER.addHandler(self.monitor)
@@ -167,6 +173,7 @@ class Daemon:
                 self.receivers.append(receiver)
                 loop.add_reader(receiver.fileno(), self._on_wire, receiver)
         self._ensure_discovery()
+        self._ensure_groups()
         await self.control.start()
         if cfg.metrics:
             self.metrics = MetricsServer(cfg.metrics[0], cfg.metrics[1], self.samples)
@@ -221,7 +228,7 @@ class Daemon:
         for timer in (self.refresh, self.forced, self.keying_timer):
             if timer is not None:
                 timer.cancel()
-        for source in [self.tun, self.udp, *self.receivers,
+        for source in [self.tun, self.udp, self.rekeys, *self.receivers,
                        *(self.discovery.sockets() if self.discovery else ())]:
             if source is not None and source.fileno() >= 0:
                 loop.remove_reader(source.fileno())
@@ -356,6 +363,8 @@ class Daemon:
             if rule.mode == "transport" and net.num_addresses == 1:
                 src = self.routing.preferred_source(net.network_address)
             wanted[net] = src
+        for group in self.config.groups:  # what the host sends to a group goes to skipd
+            wanted[ipaddress.ip_network(group.address)] = None
         self.routing.set_routes(wanted)
 
     async def reload(self) -> str:
@@ -414,6 +423,7 @@ class Daemon:
         if self.serving:
             self._refresh_paths()  # other peers, other overhead, another underlay_mtu
             self._ensure_discovery()
+            self._ensure_groups()
             self._arm_timer()  # other peers, other certificate expiries
         logs.LOGGER.info("configuration reloaded", extra=logs.fields(peers=len(new.peers)))
         return f"reloaded {new.path}: {plural(len(new.peers), 'peer')}"
@@ -486,6 +496,9 @@ class Daemon:
             info = summarize(packet)
         except SkipError as exc:
             self._drop(exc.reason, "malformed packet from the TUN device")
+            return
+        if self.groups is not None and (group := self.groups.traffic(info.dst)) is not None:
+            self._group_out(group, packet, now)
             return
         decision = self.policy.outbound(info)
         rule = decision.rule
@@ -603,6 +616,9 @@ class Daemon:
 
     def inbound(self, datagram: bytes, now: float, via: tuple[str, int] | None = None) -> None:
         """``via``: the UDP source it came from (SKIP-in-UDP), learned once authenticated."""
+        if self.groups is not None and is_multicast(_destination(datagram)):
+            self._group_in(datagram, now)
+            return
         if self.engine is None:
             self._drop("unknown_mkid", "SKIP packet but no protect rule is configured")
             return
@@ -635,6 +651,14 @@ class Daemon:
             self._drop("policy_deny", "protected packet for a rule that does not protect",
                        peer=rule.name, src=logs.Deferred(ipaddress.ip_address, info.src))
             return False
+        if self.groups is not None and info.protocol == 17 and info.dport == GIK_PORT and \
+                info.sport is not None and \
+                any(i.ip.packed == info.dst for i in self.config.daemon.addresses):
+            # a GIK message to us, authenticated as the peer's (docs/multicast.md)
+            self.groups.gik(result.packet[_udp_payload(result.packet):], result.peer,
+                            info.src, info.sport, now)
+            self._arm_timer()
+            return True
         if not self.policy.authorised(decision, result.peer):
             self._drop("inner_source_mismatch", "peer sent an inner address it does not own",
                        peer=result.peer, src=logs.Deferred(ipaddress.ip_address, info.src),
@@ -665,6 +689,8 @@ class Daemon:
         when = self.engine.get_timer()
         if self.discovery is not None:
             when = min(when, self.discovery.get_timer() or when)
+        if self.groups is not None:
+            when = min(when, self.groups.next_timer() or when)
         delay = max(0.0, when - time.time())
         self.keying_timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
@@ -675,8 +701,72 @@ class Daemon:
             self.engine.handle_timer(now)
             if self.discovery is not None:
                 self.discovery.handle_timer(now)
+            if self.groups is not None:
+                self.groups.on_timer(now)
             self._drain_events()
         self._arm_timer()
+
+    # --- multicast groups (docs/multicast.md) ------------------------------------------------
+
+    def _ensure_groups(self) -> None:
+        now = time.time()
+        if not self.config.groups:
+            if self.groups is not None:
+                self.groups.configure(self.config, now)
+            return
+        if self.groups is None:
+            assert self.tun is not None
+            self.rekeys = RekeySocket(self.config.daemon.fwmark, self.tun.name)
+            asyncio.get_running_loop().add_reader(self.rekeys.fileno(), self._on_rekey)
+            self.groups = Groups(self.config, now, lambda d: self.outbound(d, time.time()),
+                                 self.rekeys.send, self._drop, self._count_gik)
+        else:
+            self.groups.configure(self.config, now)
+        assert self.rekeys is not None
+        self.rekeys.join([g.address.packed for g in self.config.groups])
+
+    def _count_gik(self, kind: str) -> None:
+        self.traffic[kind] += 1
+
+    def _on_rekey(self) -> None:
+        assert self.rekeys is not None and self.groups is not None
+        while (payload := self.rekeys.read()) is not None:
+            try:
+                self.groups.rekey(payload, time.time())
+            except Exception as exc:  # any bug: logged with its traceback, skipd runs on
+                self._bug(exc)
+        self._arm_timer()
+
+    def _group_out(self, group: GroupTraffic, packet: bytes, now: float) -> None:
+        try:
+            wire = group.protect(packet, now)
+        except SkipError as exc:
+            self._drop(exc.reason, "multicast packet not protected",
+                       group=str(ipaddress.ip_address(group.params.group)))
+            return
+        if self._send(wire, None):
+            self.traffic["group_out"] += 1
+
+    def _group_in(self, datagram: bytes, now: float) -> None:
+        assert self.groups is not None and self.tun is not None
+        group = self.groups.traffic(_destination(datagram))
+        if any(i.ip.packed == (datagram[12:16] if datagram[0] >> 4 == 4 else datagram[8:24])
+               for i in self.config.daemon.addresses):
+            return  # our own packet, looped back by the kernel's multicast delivery
+        if group is None:
+            self._drop("group_unknown", "multicast SKIP packet for a group not configured")
+            return
+        try:
+            inner = group.unprotect(datagram, now)
+        except SkipError as exc:
+            self._drop(exc.reason, "multicast SKIP packet dropped",
+                       src=logs.Deferred(_source, datagram))
+            if exc.reason in ("group_expired", "group_epoch_unknown"):
+                self.groups.unreadable(_destination(datagram), now)  # a missed rekey?
+                self._arm_timer()
+            return
+        if self.tun.write(inner):
+            self.traffic["group_in"] += 1
 
     def _ensure_discovery(self) -> None:
         """CDP once an engine exists and the configuration asks for it (docs/discovery.md)."""
@@ -901,6 +991,22 @@ class Daemon:
         learned = self.engine.learned_status() if self.engine is not None else []
         return {"enabled": True, **self.discovery.status(), "learned": learned}
 
+    async def _cmd_groups(self, _req: dict[str, Any]) -> Any:
+        return self.groups.status(time.time()) if self.groups is not None else []
+
+    async def _cmd_group(self, req: dict[str, Any]) -> Any:
+        """``{"action": "evict"|"add", "group": ADDRESS, "member": RULE}``."""
+        action, group, member = req.get("action"), req.get("group"), req.get("member")
+        if self.groups is None or not isinstance(group, str) or not isinstance(member, str) \
+                or action not in ("evict", "add"):
+            raise ConfigError("config_invalid", "group: action evict|add, a group address "
+                              "this skipd owns, and a member")
+        now = time.time()
+        done = (self.groups.evict if action == "evict" else self.groups.add)(group, member, now)
+        logs.LOGGER.info(f"group member {action}ed", extra=logs.fields(**done))
+        self._arm_timer()
+        return done
+
     async def _cmd_stop(self, _req: dict[str, Any]) -> Any:
         assert self.stopping is not None
         asyncio.get_running_loop().call_soon(self.stopping.set)
@@ -935,6 +1041,15 @@ def _wire_limit(config: Config) -> int:
     """The largest protected datagram the underlay takes (SKIP-in-UDP: less the outer IPv6
     and UDP headers); the per-packet path compares against it, made once per configuration."""
     return config.daemon.underlay_mtu - (48 if config.daemon.udp_port else 0)
+
+
+def _destination(datagram: bytes) -> bytes:
+    return datagram[16:20] if datagram[0] >> 4 == 4 else datagram[24:40]
+
+
+def _udp_payload(packet: bytes) -> int:
+    """Where the UDP payload of an option-free IPv4 or plain IPv6 datagram starts."""
+    return (packet[0] & 0x0F) * 4 + 8 if packet[0] >> 4 == 4 else 48
 
 
 def _source(datagram: bytes) -> str:

@@ -84,7 +84,8 @@ class GroupMember:
         """A GIK request to send to the owner (a fresh nonce each time: an answer to an
         earlier one is refused)."""
         self.nonce = self.rng(NONCE_SIZE)
-        self.state = "requesting" if self.keys is None else self.state
+        if self.keys is None and self.state != "evicted":
+            self.state = "requesting"
         self.tries += 1
         self.retry_at = now + min(RETRY_MAX, RETRY_FIRST * 2 ** (self.tries - 1))
         return GikRequest(self.params.group, self.nonce, self.epoch).encode()
@@ -98,7 +99,8 @@ class GroupMember:
             return None
         if self.tries >= TRIES:
             self.retry_at = None
-            self.state = "failed" if self.keys is None else self.state
+            if self.keys is None and self.state != "evicted":
+                self.state = "failed"
             return None
         return self.request(now)
 
@@ -110,6 +112,12 @@ class GroupMember:
         self.last_catch_up = now
         self.tries = 0
         self.retry_at = now
+
+    def unreadable(self, now: float) -> None:
+        """Group traffic arrived that no key we hold opens: we may have missed every resend
+        of a rekey (or been evicted and since added back), so ask the owner again, no more
+        often than every CATCH_UP_SPACING seconds however much traffic comes."""
+        self._catch_up(now)
 
     # --- answers -------------------------------------------------------------------------
 

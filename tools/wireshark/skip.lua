@@ -866,7 +866,7 @@ DissectorTable.get("udp.port"):add(1640, cdp)
 local gik = Proto("skip_gik", "SKIP Group Interchange Key (multicast)")
 
 local GIK_TYPES = { [1] = "Request", [2] = "Response", [3] = "Rekey" }
-local GIK_REASONS = { [1] = "evict", [2] = "join", [3] = "refresh" }
+local GIK_REASONS = { [1] = "evict", [2] = "join", [3] = "refresh", [4] = "rebuild" }
 
 local hg = {
     version = ProtoField.uint8("skip_gik.version", "Version", base.DEC,
