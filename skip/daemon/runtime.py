@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skip import __version__
-from skip.daemon import logs
+from skip.daemon import kernel_filter, logs
 from skip.daemon.cert_store import describe_certificate
 from skip.daemon.config import (
     Config,
@@ -130,6 +130,7 @@ class Daemon:
         self.discovery: Discovery | None = None  # CDP (docs/discovery.md)
         self.groups: Groups | None = None  # multicast groups (docs/multicast.md)
         self.rekeys: RekeySocket | None = None
+        self.filtered: list[ipaddress.IPv4Network] | None = None  # the kernel filter's sources
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -172,6 +173,7 @@ class Daemon:
                 receiver = RawReceiver(family)
                 self.receivers.append(receiver)
                 loop.add_reader(receiver.fileno(), self._on_wire, receiver)
+            self._filter_receivers()
         self._ensure_discovery()
         self._ensure_groups()
         await self.control.start()
@@ -422,6 +424,7 @@ class Daemon:
             raise
         if self.serving:
             self._refresh_paths()  # other peers, other overhead, another underlay_mtu
+            self._filter_receivers()
             self._ensure_discovery()
             self._ensure_groups()
             self._arm_timer()  # other peers, other certificate expiries
@@ -706,6 +709,26 @@ class Daemon:
             self._drain_events()
         self._arm_timer()
 
+    def _filter_receivers(self) -> None:
+        """The kernel filter on the IPv4 raw receiver (skip/daemon/kernel_filter.py): only
+        known outer addresses and groups, so a flood from elsewhere dies before the queue."""
+        networks = kernel_filter.outer_networks(self.config)
+        for receiver in self.receivers:
+            if receiver.family != socket.AF_INET:
+                continue
+            try:
+                if networks is None:
+                    kernel_filter.detach(receiver.sock)
+                else:
+                    kernel_filter.attach(receiver.sock, kernel_filter.program(networks))
+            except OSError as exc:
+                logs.LOGGER.warning("kernel filter not attached; every protocol-57 packet "
+                                    "reaches skipd", extra=logs.fields(error=exc.strerror))
+                networks = None
+            self.filtered = networks
+            logs.LOGGER.info("kernel filter", extra=logs.fields(
+                sources=len(networks) if networks is not None else "any (off)"))
+
     # --- multicast groups (docs/multicast.md) ------------------------------------------------
 
     def _ensure_groups(self) -> None:
@@ -838,6 +861,9 @@ class Daemon:
             "started": iso_time(self.started),
             "interface": self.tun.name if self.tun else cfg.interface, "mtu": self.mtu,
             "transport": f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
+            # IPv4 protocol-57 sources the kernel admits (docs/skipd.md, "Under attack")
+            "kernel_filter": "off" if self.filtered is None else
+            f"{plural(len(self.filtered), 'source')}",
             "ip_versions": [4, 6] if self.ipv6 else [4],
             "identity": str(self.config.identity.name),
             "peers": len(self.config.peers), "default_action": self.config.default.action,
