@@ -725,9 +725,7 @@ class Daemon:
                 logs.LOGGER.warning("kernel filter not attached; every protocol-57 packet "
                                     "reaches skipd", extra=logs.fields(error=exc.strerror))
                 networks = None
-            self.filtered = networks
-            logs.LOGGER.info("kernel filter", extra=logs.fields(
-                sources=len(networks) if networks is not None else "any (off)"))
+            self.filtered = networks  # skipctl status shows it
 
     # --- multicast groups (docs/multicast.md) ------------------------------------------------
 
