@@ -10,6 +10,7 @@ catches up from the traffic; an eviction survives the owner's reload."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -96,6 +97,7 @@ def site(tmp_path: Path) -> Iterator[dict]:
                 if me == "o" else {"address": GROUP, "owner": "o"}
             config = skipd_config(
                 tmp_path, me, pki, store=store, overlay=[f"{OVERLAY[me]}/24"],
+                daemon={"key_log": str(tmp_path / f"{me}.keys")},  # DANGEROUS: for the proof
                 peers=[{"name": n, "hosts": [OVERLAY[n]], "tunnel": LAN[n],
                         "action": "protect"} for n in others], groups=[group])
             procs[me] = start_skipd(ns[me], config, tmp_path / f"{me}.sock",
@@ -188,6 +190,12 @@ def test_eviction_during_a_stream_locks_one_out_and_costs_the_others_little(site
     rekeys = [r for r in rows if r[0] == GROUP and r[4]]
     assert rekeys and {tuple(r[4:]) for r in rekeys} == \
         {("3", "1", str(epoch + 1), str(epoch))}  # type rekey, reason evict, resent
+    # offline, with each member's own key log (skip-decrypt): b's opens the whole stream, c's
+    # nothing sent after the rekey (no key it holds ever opened a Kp of the new epoch)
+    opened = {m: _decrypted(site, cap.path, m) for m in ("b", "c")}
+    assert len(opened["b"]) >= 295, len(opened["b"])
+    assert set(got["c"]) <= opened["c"] and max(opened["c"]) == max(got["c"]), \
+        (sorted(opened["c"] - set(got["c"])), max(got["c"]))
     # an eviction survives a reload
     assert ask(site, "o", "reload")
     assert ask(site, "o", "groups")[0]["members"] == ["a", "b"]
@@ -225,6 +233,16 @@ for _ in range(3):
     time.sleep(0.5)
     assert member_epoch(site, "a") == member_epoch(site, "b") == epoch + 1
     assert len(Stream(site, 50, ("b",)).result()["b"]) >= 45
+
+
+def _decrypted(site: dict, capture: Path, member: str) -> set[int]:
+    """The stream's indices skip-decrypt recovers from ``capture`` with ``member``'s key log."""
+    out = site["work"] / f"clear-{member}.pcap"
+    done = subprocess.run([sys.executable, "-m", "skip.cli.decrypt", "-r", str(capture),
+                           "-w", str(out), "--keylog", str(site["work"] / f"{member}.keys"),
+                           "-q", "--force"], capture_output=True, text=True, timeout=120)
+    assert done.returncode in (0, 3), done.stderr  # 3: some packets stayed closed
+    return {int(m) for m in re.findall(re.escape(MARKER) + rb"(\d+)", out.read_bytes())}
 
 
 def _tshark(path: Path, display: str, *fields: str) -> list[list[str]]:

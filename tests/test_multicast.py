@@ -435,3 +435,25 @@ def test_traffic_no_key_opens_makes_a_member_ask_again_spaced():
     assert err(c.traffic.unprotect, wire, now) == "group_epoch_unknown"  # before it rejoined
     later = datagram("10.0.0.1", M4, PLAIN[:-1] + b"!")
     assert c.traffic.unprotect(g.members["a"].traffic.protect(later, now), now) == later
+
+
+def test_the_key_log_holds_what_a_node_opened_and_nothing_after_its_eviction():
+    """DANGEROUS key log (docs/decrypt.md): the sender logs each Kp it makes ("out"), a member
+    each it opens ("in"); the logged E_kp/A_kp are the unicast derivation's of the logged Kp
+    and header (what skip-decrypt uses; tests/test_daemon_multicast.py decrypts with it)."""
+    from skip.keying.transforms import traffic_keys
+    g = Group()
+    logs = {m: [] for m in ("a", "c")}
+    for m, entries in logs.items():
+        g.members[m].traffic.log_traffic_keys_insecurely(entries.append)
+    wire = g.members["a"].traffic.protect(datagram("10.0.0.1", M4), NOW)
+    g.members["c"].traffic.unprotect(wire, NOW)
+    (out,), (into,) = logs["a"], logs["c"]
+    assert (out.direction, into.direction, out.peer) == ("out", "in", "239.1.1.1")
+    assert out.header == into.header == wire[20:20 + len(out.header)] and out.kp == into.kp
+    ekp_len = len(SkipHeader.parse(out.header, header_ekp_length).ekp)
+    assert (out.e_kp, out.a_kp) == traffic_keys(MODERN, out.kp, ekp_len, out.header)
+    g.multicast(g.owner.evict("c", NOW + 1).payload, NOW + 1)
+    later = g.members["a"].traffic.protect(datagram("10.0.0.1", M4), NOW + 2)
+    assert err(g.members["c"].traffic.unprotect, later, NOW + 2) == "group_expired"
+    assert len(logs["c"]) == 1 and len(logs["a"]) == 2  # a new Kp for the new epoch

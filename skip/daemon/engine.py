@@ -9,11 +9,12 @@ sockets, routing, control) independent of how the engine is built, and lets the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from skip.daemon.config import Config, IPAddress, PeerPolicy, SkipName
+from skip.keying.events import TrafficKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,10 @@ class PfsDatagram:
 
 
 class KeyingEngine(Protocol):
+    #: DANGEROUS: where traffic keys are logged (``[daemon] key_log``), or None; multicast
+    #: groups log theirs to the same file
+    key_log: Callable[[TrafficKeys], None] | None
+
     def protect(self, packet: bytes, now: float, rule: PeerPolicy) -> bytes | None:
         """The protected outer datagram for ``rule``'s peer (addressed to its tunnel, its
         host, or where a nomadic peer last wrote from), or None when the packet waits for a

@@ -28,6 +28,7 @@ from typing import Any
 
 from skip.daemon.config import Config, GroupPolicy
 from skip.errors import KeyingError, SkipError
+from skip.keying.events import TrafficKeys
 from skip.keying.suite import MODERN_DEFAULT
 from skip.multicast.member import Evicted, GroupMember
 from skip.multicast.owner import GroupOwner
@@ -76,7 +77,15 @@ class Groups:
         self.groups: dict[bytes, Group] = {}
         self.evicted: dict[bytes, set[str]] = {}  # skipctl group evict, kept over reloads
         self.added: dict[bytes, set[str]] = {}
+        self.key_log: Callable[[TrafficKeys], None] | None = None
         self.configure(config, now)
+
+    def log_traffic_keys_insecurely(self, callback: Callable[[TrafficKeys], None] | None
+                                    ) -> None:
+        """DANGEROUS: every group's Kps to skipd's key log (docs/decrypt.md)."""
+        self.key_log = callback
+        for group in self.groups.values():
+            group.traffic.log_traffic_keys_insecurely(callback)
 
     # --- configuration --------------------------------------------------------------------
 
@@ -92,6 +101,7 @@ class Groups:
             if old is not None and old.policy == policy:
                 continue
             self.groups[address] = group = self._start(policy, now)
+            group.traffic.log_traffic_keys_insecurely(self.key_log)
             group.touch(now)
 
     def _start(self, policy: GroupPolicy, now: float) -> Group:

@@ -745,6 +745,7 @@ class Daemon:
             self.groups.configure(self.config, now)
         assert self.rekeys is not None
         self.rekeys.join([g.address.packed for g in self.config.groups])
+        self.groups.log_traffic_keys_insecurely(self.engine.key_log if self.engine else None)
 
     def _count_gik(self, kind: str) -> None:
         self.traffic[kind] += 1

@@ -16,6 +16,7 @@ old epoch (an evicted member's, say) are refused, cached or not.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from skip.crypto.kp_wrap import (
     modern_wrap_kp,
 )
 from skip.errors import KeyingError, ParseError, SkipError
+from skip.keying.events import TrafficKeys
 from skip.keying.suite import Suite
 from skip.keying.transforms import Transforms, build, traffic_keys
 from skip.multicast.keys import legacy_kgn, modern_kgn
@@ -94,6 +96,14 @@ class GroupTraffic:
         self.tx: _Tx | None = None
         self.rx: dict[bytes, _Rx] = {}
         self.group16 = group_field(params.group)
+        self.key_log: Callable[[TrafficKeys], None] | None = None
+
+    def log_traffic_keys_insecurely(self, callback: Callable[[TrafficKeys], None] | None
+                                    ) -> None:
+        """DANGEROUS, as :meth:`SkipEndpoint.log_traffic_keys_insecurely`: each group Kp this
+        node makes or opens, in the clear (skipd's ``[daemon] key_log``). What a member never
+        unwrapped never reaches its log: an evicted member's log shows it (docs/decrypt.md)."""
+        self.key_log = callback
 
     # --- keys ----------------------------------------------------------------------------
 
@@ -154,12 +164,16 @@ class GroupTraffic:
         next_header = PROTO_ESP if suite.layers[0] == "esp" else PROTO_AH
         header = SkipHeader(suite.version, 0, 0, next_header, n, kg_alg, crypt, mac, 0,
                             ekp).encode()
-        return _Tx(n, epoch.number, now, self._transforms(kp, len(ekp), header),
+        return _Tx(n, epoch.number, now, self._transforms(kp, len(ekp), header, "out"),
                    (IP_PROTOCOL_SKIP, header))
 
-    def _transforms(self, kp: bytes, ekp_len: int, header: bytes) -> Transforms:
+    def _transforms(self, kp: bytes, ekp_len: int, header: bytes, direction: str
+                    ) -> Transforms:
         suite = self.params.suite
         e_kp, a_kp = traffic_keys(suite, kp, ekp_len, header)
+        if self.key_log is not None:
+            self.key_log(TrafficKeys(direction, "group", _address(self.params.group),
+                                     suite.version, header, kp, e_kp, a_kp))
         return build(suite, e_kp, a_kp, tunnel=None, replay_window=self.replay_window,
                      rng=self.rng)
 
@@ -225,5 +239,10 @@ class GroupTraffic:
             if len(self.rx) >= self.max_sender_kps:
                 raise KeyingError("group_limit", f"{len(self.rx)} sender keys in this group")
         rx = self.rx[header] = _Rx(found[0], hdr.n, self._transforms(found[1], len(hdr.ekp),
-                                                                    header))
+                                                                    header, "in"))
         return rx
+
+
+def _address(packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed))
+
