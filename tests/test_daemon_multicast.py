@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(not shutil.which("dumpcap"),
                                  reason="needs dumpcap (Debian package tshark)")]
 
-HOSTS = ("o", "a", "b", "c")
+HOSTS = ("o", "a", "b", "c", "d")  # d: configured to join, not on o's list until added
 LAN = {n: f"192.0.2.{i}" for i, n in enumerate((*HOSTS, "x"), 1)}
 OVERLAY = {n: f"10.57.0.{i}" for i, n in enumerate(HOSTS, 1)}
 GROUP, PORT = "239.1.1.1", 5007
@@ -253,3 +253,29 @@ def _tshark(path: Path, display: str, *fields: str) -> list[list[str]]:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True,
                          env={"HOME": str(path.parent), "PATH": "/usr/bin:/bin"}).stdout
     return [line.split("|") for line in out.splitlines()]
+
+
+def test_a_member_added_later_reads_on_but_not_what_came_before(site):
+    """MC-M4 (backward secrecy) through skipd: d's skipd is configured to join but o refuses
+    it; what a sends meanwhile stays closed to d, live and offline with d's own key log;
+    ``skipctl group add`` lets d in (a join rekey for the others, and d's next ask is
+    answered) and d reads from then on."""
+    (owned,) = ask(site, "o", "groups")
+    assert ask(site, "d", "groups")[0]["state"] in ("requesting", "failed")
+    cap = Capture(site["hub"], "br0", site["work"] / "before.pcapng")
+    before = Stream(site, 50, ("b", "d")).result()
+    cap.stop()
+    assert len(before["b"]) >= 48 and before["d"] == []
+    assert ask(site, "o", "counters")["drops"].get("not_a_member", 0) >= 1  # d asked
+    added = skipctl(site, "o", "group", "add", GROUP, "d")
+    assert added.returncode == 0 and added.stdout.strip() == \
+        f"added d to {GROUP}: epoch {owned['epoch'] + 1}", added
+    assert eventually(lambda: member_epoch(site, "d") == owned["epoch"] + 1, 40), \
+        ask(site, "d", "groups")
+    assert eventually(lambda: member_epoch(site, "b") == owned["epoch"] + 1, 10)
+    after = Stream(site, 50, ("b", "d")).result()
+    assert len(after["d"]) >= 48 and len(after["b"]) >= 48, after
+    # d's key log opens none of the capture from before it joined
+    assert _decrypted(site, cap.path, "d") == set()
+    assert len(_decrypted(site, cap.path, "b")) >= 48
+
