@@ -1,6 +1,6 @@
 """Multicast through skipd (issue 12; docs/multicast.md), in network namespaces on one bridge:
-an owner o, members a, b, c (d joins later) and an outsider x. Each member's skipd asks o for the group key
-over SKIP-protected unicast (GIK, UDP 1660); a UDP stream from a to 239.1.1.1 reaches b and
+an owner o, members a, b, c (d joins later) and an outsider x. Each member's skipd asks o
+for the group key over SKIP-protected unicast (GIK, UDP 1660); a UDP stream from a to 239.1.1.1 reaches b and
 c intact while the bridge carries only protocol 57 and signed rekeys (tshark, with
 tools/wireshark/skip.lua, reads both); ``skipctl group evict 239.1.1.1 c`` in the middle of
 the stream locks c out (its skipd's drops by reason) while b loses at most a few packets
