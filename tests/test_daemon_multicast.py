@@ -1,12 +1,13 @@
 """Multicast through skipd (issue 12; docs/multicast.md), in network namespaces on one bridge:
 an owner o, members a, b, c (d joins later) and an outsider x. Each member's skipd asks o
-for the group key over SKIP-protected unicast (GIK, UDP 1660); a UDP stream from a to 239.1.1.1 reaches b and
-c intact while the bridge carries only protocol 57 and signed rekeys (tshark, with
-tools/wireshark/skip.lua, reads both); ``skipctl group evict 239.1.1.1 c`` in the middle of
-the stream locks c out (its skipd's drops by reason) while b loses at most a few packets
-(measured); a replayed rekey changes nothing; a member that heard none of a rekey's resends
-catches up from the traffic; an eviction survives the owner's reload; each member's key log
-opens offline exactly what it could read; a member added later (d) reads on, not back."""
+for the group key over SKIP-protected unicast (GIK, UDP 1660); a UDP stream from a to
+239.1.1.1 reaches b and c intact while the bridge carries only protocol 57 and signed rekeys
+(tshark, with tools/wireshark/skip.lua, reads both); ``skipctl group evict 239.1.1.1 c`` in
+the middle of the stream locks c out (its skipd's drops by reason) while b loses at most a
+few packets (measured); a replayed rekey changes nothing; a member that heard none of a
+rekey's resends catches up from the traffic; an eviction survives the owner's reload; each
+member's key log opens offline exactly what it could read; a member added later (d) reads
+on, not back."""
 
 from __future__ import annotations
 
