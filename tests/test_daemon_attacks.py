@@ -14,30 +14,19 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from skip.crypto.kdf import counter_n
 from skip.daemon.control import request
-from tests.netns import Lab, can_run, eventually, tcp_transfer
-from tests.test_daemon_traffic import LAN, OVERLAY, Site, _send_raw, start_pair
+from tests.netns import can_run, eventually, tcp_transfer
+from tests.test_daemon_traffic import LAN, OVERLAY, Site, _send_raw, site_fixtures, start_pair
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(can_run() is not None, reason=str(can_run()))]
 
 
-@pytest.fixture(scope="module")
-def lab_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with Lab() as lab:
-        yield Site(lab, tmp_path_factory.mktemp("skipd-attacks"))
-
-
-@pytest.fixture()
-def site(lab_site: Site) -> Iterator[Site]:
-    yield lab_site
-    for host in list(lab_site.procs):
-        lab_site.stop(host)
+lab_site, site = site_fixtures("skipd-attacks")
 
 
 def _capture_one(site: Site, host: str) -> subprocess.Popen:

@@ -10,30 +10,28 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from skip.daemon.control import request
-from tests.netns import Lab, can_run, eventually
-from tests.test_daemon_traffic import LAN, LAPTOP, LAPTOP_MKID, OVERLAY, Site, rules_ab, start_pair
+from tests.netns import can_run, eventually
+from tests.test_daemon_traffic import (
+    LAN,
+    LAPTOP,
+    LAPTOP_MKID,
+    OVERLAY,
+    Site,
+    rules_ab,
+    site_fixtures,
+    start_pair,
+)
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(can_run() is not None, reason=str(can_run()))]
 
 
-@pytest.fixture(scope="module")
-def lab_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with Lab() as lab:
-        yield Site(lab, tmp_path_factory.mktemp("skipd-filter"))
-
-
-@pytest.fixture()
-def site(lab_site: Site) -> Iterator[Site]:
-    yield lab_site
-    for host in list(lab_site.procs):
-        lab_site.stop(host)
+lab_site, site = site_fixtures("skipd-filter")
 
 
 def _skip_packets(src: str, dst: str, count: int) -> list[bytes]:

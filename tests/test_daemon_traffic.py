@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,6 +145,24 @@ def running(site: Site) -> Iterator[Site]:
     yield site
     for host in list(site.procs):
         site.stop(host)
+
+
+def site_fixtures(label: str) -> tuple[Any, Any]:
+    """``lab_site, site = site_fixtures("name")`` in another test module: a Site of its own
+    for the module, and per test the same with every skipd stopped (and checked) after."""
+
+    @pytest.fixture(scope="module")
+    def lab_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+        with Lab() as lab:
+            yield Site(lab, tmp_path_factory.mktemp(label))
+
+    @pytest.fixture()
+    def site(lab_site: Site) -> Iterator[Site]:
+        yield lab_site
+        for host in list(lab_site.procs):
+            lab_site.stop(host)
+
+    return lab_site, site
 
 
 def start_pair(site: Site, profile: str = "modern", swap: bool = False,

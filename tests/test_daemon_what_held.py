@@ -12,30 +12,19 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from skip.daemon.control import request
-from tests.netns import Lab, can_run, eventually, start_skipd
+from tests.netns import can_run, eventually, start_skipd
 from tests.test_daemon_attacks import _ipv4
-from tests.test_daemon_traffic import LAN, OVERLAY, Site, _send_raw, start_pair
+from tests.test_daemon_traffic import LAN, OVERLAY, Site, _send_raw, site_fixtures, start_pair
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(can_run() is not None, reason=str(can_run()))]
 
 
-@pytest.fixture(scope="module")
-def lab_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with Lab() as lab:
-        yield Site(lab, tmp_path_factory.mktemp("skipd-held"))
-
-
-@pytest.fixture()
-def site(lab_site: Site) -> Iterator[Site]:
-    yield lab_site
-    for host in list(lab_site.procs):
-        lab_site.stop(host)
+lab_site, site = site_fixtures("skipd-held")
 
 
 def test_a_flood_of_garbage_keeps_the_log_short_and_costs_no_dh(site: Site) -> None:
