@@ -74,6 +74,12 @@ REASONS: dict[str, str] = {
     "queue_evicted": "a packet waiting for a certificate made room for another principal",
     "nomadic_unheard": "a nomadic peer has sent no authenticated packet yet: no address to "
     "send to",
+    "dns_bogus": "a DNS answer failed DNSSEC validation (a bad or expired signature, a broken "
+    "chain of trust, a missing proof): refused (DNS-25)",
+    "dns_insecure": "a DNS answer from a provably unsigned zone: its certificate is used only if "
+    "it chains to a configured CA (DNS-25)",
+    "dns_timeout": "no DNS server answered the certificate lookup within its deadline (DNS-13)",
+    "dns_malformed": "a DNS response that does not parse or does not answer the query sent",
     # --- certificates -----------------------------------------------------------------------
     "cert_malformed": "the certificate, CRL or UDH encoding does not parse",
     "cert_expired": "the certificate is not valid at the given time",

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(tshark openssl iproute2 iputils-ping iperf3 procps kmod)
+DEB_PACKAGES=(tshark openssl iproute2 iputils-ping iperf3 procps kmod knot knot-dnsutils ldnsutils bind9-utils)
 need=()
 for pkg in "${DEB_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
