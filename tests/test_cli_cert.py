@@ -135,9 +135,11 @@ def test_exports(pki: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert Path("host1.der").read_bytes() == cert.der
     ok(capsys, "export", "host1.der", "--format", "pem", "--out", "again.pem")
     assert Path("again.pem").read_bytes() == cert.pem()
-    record = ok(capsys, "export", "host1.crt", "--format", "dns")
-    owner, klass, rrtype, rdata = record.split(None, 3)
-    assert (owner, klass, rrtype) == ("host1.example.", "IN", "CERT")
+    # one record per name: the dNSName first, then the address (tests/test_cli_cert_dns.py)
+    first, second = ok(capsys, "export", "host1.crt", "--format", "dns").splitlines()
+    assert second.split()[0] == "1.0.0.10.in-addr.arpa."
+    owner, ttl, klass, rrtype, rdata = first.split(None, 4)
+    assert (owner, ttl, klass, rrtype) == ("host1.example.", "3600", "IN", "CERT")
     parsed = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.CERT, rdata)
     assert parsed.certificate == cert.der and parsed.certificate_type == 1
     assert (parsed.key_tag, parsed.algorithm) == (0, 0)

@@ -22,7 +22,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import dns.exception
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+from dns.rdtypes.ANY.CERT import CERT
+
 from skip.crypto.dh import GROUPS, MIN_NEW_MODP_BITS
+from skip.discovery.dns_names import owner_name
 from skip.errors import CertificateError, ConfigError, SkipError
 from skip.files import MAX_INPUT, read_bounded
 from skip.pki.certificate import (
@@ -64,6 +72,7 @@ from skip.pki.validation import (
     validate_certificate,
     validate_udh,
 )
+from skip.wire.nsid import Nsid
 
 PROG = "skip-cert"
 CA_CERT, CA_KEY, CA_STATE = "ca.crt", "ca.key", "revoked.json"
@@ -781,6 +790,13 @@ def cmd_name(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     obj = read_object(args.file)
     fmt = args.format
+    if fmt == "dns":  # the alias of dns-export
+        data, info = dns_records(obj, args)
+        write_dns(args, data, info)
+        return
+    given = [f"--{o}" for o in DNS_OPTIONS if getattr(args, o) not in (None, [], DNS_TTL)]
+    if given:
+        raise ConfigError("config_invalid", f"{', '.join(given)}: only with --format dns")
     if fmt == "udh":
         if isinstance(obj, UdhCertificate):
             data = obj.encoding
@@ -791,11 +807,7 @@ def cmd_export(args: argparse.Namespace) -> None:
                 "cert_key_type", "UDH export needs a DH certificate or UDH value"
             )
     elif isinstance(obj, UdhCertificate):
-        raise CertificateError("cert_key_type", "a UDH value has no PEM/DER/DNS form; export udh")
-    elif fmt == "dns":
-        if not isinstance(obj, Certificate):
-            raise CertificateError("cert_key_type", "DNS CERT records carry certificates")
-        data = dns_cert_record(obj, args.owner).encode()
+        raise CertificateError("cert_key_type", "a UDH value has no PEM/DER form; export udh")
     else:
         der, label = der_and_label(obj)
         data = der if fmt == "der" else pem_encode(label, der)
@@ -805,7 +817,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     result: dict[str, Any] = {"format": fmt, "out": args.out, "bytes": len(data)}
     if args.out:
         write_output(args.out, data, force=args.force)
-    elif fmt in ("pem", "dns"):
+    elif fmt == "pem":
         result["text"] = data.decode("ascii")
     else:
         result["base64"] = base64.b64encode(data).decode()
@@ -822,21 +834,120 @@ def der_and_label(obj: object) -> tuple[bytes, str]:
     raise CertificateError("cert_key_type", "private keys are not exported")
 
 
-def dns_cert_record(cert: Certificate, owner: str | None) -> str:
-    """RFC 4398 CERT RR presentation: type PKIX, key tag 0, algorithm 0 (a DH key has no
-    DNSSEC algorithm number; RFC 4398 section 2.1)."""
-    if owner is None:
-        addresses = (*cert.ip_attributes, *cert.san_addresses)
-        if cert.san_dns:
-            owner = cert.san_dns[0]
-        elif addresses:
-            owner = addresses[0].reverse_pointer
-        else:
-            raise ConfigError(
-                "config_invalid", "no DNS name or address in the certificate: give --owner"
-            )
-    owner = owner if owner.endswith(".") else owner + "."
-    return f"{owner} IN CERT PKIX 0 0 {base64.b64encode(cert.der).decode()}\n"
+DNS_TTL = 3600
+CERT_PKIX = 1  # RFC 4398 s. 2.1: an X.509 certificate, DER
+DNS_OPTIONS = ("owner", "zone", "ttl", "origin")
+
+
+def dns_owner(text: str, what: str) -> dns.name.Name:
+    """An absolute DNS name from the command line or a certificate (a trailing dot optional)."""
+    try:
+        return dns.name.from_text(text.rstrip(".") + ".")
+    except dns.exception.DNSException as exc:
+        raise ConfigError("config_invalid", f"{what} {text!r} is not a DNS name: {exc}") from exc
+
+
+def dns_owners(cert: Certificate, owners: Sequence[str], zone: str | None
+               ) -> list[tuple[dns.name.Name, str]]:
+    """The owner names of a certificate's CERT records, each with why (next-wave.md s. 2.3).
+
+    Without ``owners``: each dNSName it answers to (DNS-3/DNS-5, the name itself), then each
+    address (IP attributes and SAN addresses) as its reverse name (DNS-1 in-addr.arpa.,
+    DNS-2 ip6.arpa.), RFC 4398 s. 3.1's order. ``owners`` replace those. ``zone`` adds the
+    project's hashed name ``<hex MKID>.<nsid>._skip.<zone>.`` (DNS-4) of every name that is not
+    an address. A certificate without a DH key answers to no SKIP name: only ``owners`` count.
+    """
+    names = cert.skip_names() if cert.dh_key is not None else ()
+    found: list[tuple[dns.name.Name, str]] = []
+    if owners:
+        found += [(dns_owner(owner, "--owner"), "--owner") for owner in owners]
+    else:
+        for name in names:
+            if name.nsid == Nsid.MD5_DNS_NAME:
+                found.append((dns_owner(name.label, "the dNSName"), f"dNSName {name.label}"))
+        for name in names:
+            if name.nsid in (Nsid.IPV4, Nsid.IPV6):
+                owner = owner_name(name)
+                assert owner is not None  # an address always has a reverse name
+                found.append((owner, f"address {name.label}"))
+    if zone is not None:
+        dns_owner(zone, "--zone")
+        for name in names:
+            if name.nsid in (Nsid.IPV4, Nsid.IPV6):
+                continue
+            try:
+                owner = owner_name(name, skip_domain=zone)
+            except dns.exception.DNSException as exc:
+                raise ConfigError("config_invalid", f"--zone {zone!r}: {exc}") from exc
+            if owner is not None:
+                found.append((owner, f"hashed NSID {name.nsid} {name.label}"))
+    unique = list({owner: (owner, why) for owner, why in reversed(found)}.values())[::-1]
+    if not unique:
+        raise ConfigError(
+            "config_invalid", "no DNS name or address in the certificate: give --owner or --zone"
+        )
+    return unique
+
+
+def dns_cert_rrsets(cert: Certificate, owners: Sequence[str] = (), zone: str | None = None,
+                    ttl: int = DNS_TTL) -> list[tuple[dns.rrset.RRset, str]]:
+    """RFC 4398 CERT RRsets, one per owner name: type PKIX, key tag 0, algorithm 0 (a DH key
+    has no DNSSEC algorithm number; RFC 4398 s. 2.1). Built with dnspython, not text."""
+    rdata = CERT(dns.rdataclass.IN, dns.rdatatype.CERT, CERT_PKIX, 0, 0, cert.der)
+    rrsets = []
+    for owner, why in dns_owners(cert, owners, zone):
+        rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, dns.rdatatype.CERT)
+        rrset.add(rdata, ttl)
+        rrsets.append((rrset, why))
+    return rrsets
+
+
+def dns_cert_text(rrsets: Sequence[tuple[dns.rrset.RRset, str]],
+                  origin: dns.name.Name | None = None) -> str:
+    """Master-file text (RFC 1035 s. 5): with ``origin``, a ``$ORIGIN`` line and owner names
+    relative to it where they are below it (the others stay absolute)."""
+    lines = [f"$ORIGIN {origin.to_text()}"] if origin is not None else []
+    lines += [rrset.to_text(origin=origin, relativize=origin is not None)
+              for rrset, _ in rrsets]
+    return "\n".join(lines) + "\n"
+
+
+def dns_records(obj: object, args: argparse.Namespace) -> tuple[bytes, dict[str, Any]]:
+    """What ``dns-export`` (and its alias ``export --format dns``) writes, and its JSON."""
+    if isinstance(obj, UdhCertificate):
+        raise CertificateError("cert_key_type", "a UDH value has no DNS CERT form (RFC 4398 "
+                               "carries X.509 certificates); export the certificate")
+    if not isinstance(obj, Certificate):
+        raise CertificateError("cert_key_type", "DNS CERT records carry certificates")
+    if not 0 <= args.ttl <= 2**31 - 1:  # RFC 2181 s. 8
+        raise ConfigError("config_invalid", f"--ttl {args.ttl}: from 0 to {2**31 - 1}")
+    origin = dns_owner(args.origin, "--origin") if args.origin is not None else None
+    rrsets = dns_cert_rrsets(obj, args.owner, args.zone, args.ttl)
+    text = dns_cert_text(rrsets, origin)
+    records = [
+        {"owner": rrset.name.to_text(), "ttl": rrset.ttl, "class": "IN", "type": "CERT",
+         "certificate_type": "PKIX", "key_tag": 0, "algorithm": 0, "source": why}
+        for rrset, why in rrsets
+    ]
+    return text.encode("ascii"), {"records": records,
+                                  "certificate": base64.b64encode(obj.der).decode()}
+
+
+def cmd_dns_export(args: argparse.Namespace) -> None:
+    data, info = dns_records(read_object(args.file), args)
+    write_dns(args, data, info)
+
+
+def write_dns(args: argparse.Namespace, data: bytes, info: dict[str, Any]) -> None:
+    if not args.json:
+        write_output(args.out or STDIO, data, force=args.force)
+        return
+    if args.out:
+        write_output(args.out, data, force=args.force)
+    result: dict[str, Any] = {"format": "dns", "out": args.out, "bytes": len(data), **info}
+    if not args.out:
+        result["text"] = data.decode("ascii")
+    report(args, "", result)
 
 
 PUBKEY_FORMATS = ("pem", "der", "hex", "base64")
@@ -997,6 +1108,19 @@ def _backdate(parser: argparse.ArgumentParser, what: str) -> None:
         help=f"move {what} back by SECONDS, for hosts whose clock is behind "
         f"(default {BACKDATE})",
     )
+
+
+def _dns_options(parser: argparse.ArgumentParser, only: str) -> None:
+    parser.add_argument("--owner", action="append", default=[], metavar="NAME",
+                        help="publish under NAME instead of the names the certificate answers "
+                        f"to (absolute; repeatable){only}")
+    parser.add_argument("--zone", metavar="DOMAIN",
+                        help="also publish under <hex MKID>.<nsid>._skip.DOMAIN. for each name "
+                        f"that is not an address (a skip convention){only}")
+    parser.add_argument("--ttl", type=int, default=DNS_TTL,
+                        help=f"TTL of the records (default {DNS_TTL}){only}")
+    parser.add_argument("--origin", metavar="DOMAIN",
+                        help=f"write $ORIGIN DOMAIN and owner names relative to it{only}")
 
 
 def _json(parser: argparse.ArgumentParser) -> None:
@@ -1164,12 +1288,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "export",
         cmd_export,
-        "convert to PEM, DER, UDH or DNS CERT record text",
-        f"{PROG} export host1.crt --format dns --owner host1.example.",
+        "convert to PEM, DER, UDH or DNS CERT records (--format dns is dns-export)",
+        f"{PROG} export host1.crt --format der --out host1.der",
     )
     p.add_argument("file", help="certificate, CRL, public key or UDH value (- for stdin)")
     p.add_argument("--format", choices=("pem", "der", "udh", "dns"), required=True)
-    p.add_argument("--owner", help="owner name of the DNS CERT record")
+    _dns_options(p, " (--format dns only)")
+    _output(p, required=False, help_text="write here instead of standard output")
+
+    p = _command(
+        sub,
+        "dns-export",
+        cmd_dns_export,
+        "write RFC 4398 CERT records (PKIX, key tag 0, algorithm 0) for a certificate, one per "
+        "name it answers to: each dNSName, each address as its in-addr.arpa./ip6.arpa. name",
+        f"{PROG} dns-export host1.crt --zone example.net --ttl 600 --origin example.net",
+    )
+    p.add_argument("file", help="X.509 certificate, PEM or DER (- for stdin)")
+    _dns_options(p, "")
     _output(p, required=False, help_text="write here instead of standard output")
 
     p = _command(
