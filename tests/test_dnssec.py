@@ -245,6 +245,20 @@ def test_dns22_wildcard_answer_needs_proof_the_name_does_not_exist(
     assert check(anchor, unproven, "x.wild.example.") is Outcome.BOGUS
 
 
+def test_dns22_wildcard_cannot_hide_an_existing_next_closer_name() -> None:
+    """b.wild.wc. exists, so a.b.wild.wc. is NXDOMAIN, not the *.wild.wc. CERT: the NSEC
+    covering a.b.wild.wc. is no proof, the next closer name b.wild.wc. must be covered."""
+    signing = key(13)
+    zone = sign_zone("wc.", "*.wild 300 IN CERT PKIX 0 0 AAAA\nb.wild 300 IN TXT x\n",
+                     [signing])
+    evidence = Evidence.from_zone(zone)
+    anchor = anchor_of("wc.", signing[1])
+    good = _expanded(evidence, "*.wild.wc.", "x.wild.wc.")
+    assert check(anchor, good, "x.wild.wc.") is Outcome.SECURE
+    hidden = _expanded(evidence, "*.wild.wc.", "a.b.wild.wc.")
+    assert check(anchor, hidden, "a.b.wild.wc.") is Outcome.BOGUS
+
+
 def test_dns22_nsec3_zero_iterations() -> None:
     anchor, evidence = nsec3_zone("n3.", key(13))
     assert check(anchor, evidence, "host.n3.") is Outcome.SECURE

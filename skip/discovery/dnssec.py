@@ -395,8 +395,11 @@ def _final(zone: _Zone, qname: dns.name.Name, qtype: int, evidence: Evidence, no
             failures.append(str(exc))
             continue
         wildcard = sigs is not None and _wildcard(rrset, sigs)
-        if wildcard and not _nsec_covers(zone, qname, evidence, now, policy):
-            failures.append("a wildcard answer without proof that the name does not exist")
+        if wildcard and sigs is not None and not all(
+                _nsec_covers(zone, _next_closer(qname, sig.labels), evidence, now, policy)
+                for sig in sigs):
+            failures.append("a wildcard answer without proof that the next closer name "
+                            "does not exist")
             continue
         return Verdict(Outcome.SECURE, "signed answer", zone.name, rrset,
                        expires=min(expires, zone.expires), ttl=_ttl(rrset, sigs))
@@ -407,6 +410,13 @@ def _final(zone: _Zone, qname: dns.name.Name, qtype: int, evidence: Evidence, no
 
 def _type_text(rdtype: int) -> str:
     return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))
+
+
+def _next_closer(qname: dns.name.Name, labels: int) -> dns.name.Name:
+    """RFC 4035 s. 5.3.4: a wildcard RRSIG of ``labels`` labels was expanded at the closest
+    encloser of that many labels; the name one label longer must be proven absent, or a
+    name that exists between the wildcard and ``qname`` would be hidden by the expansion."""
+    return qname.split(labels + 2)[1]
 
 
 def _wildcard(rrset: dns.rrset.RRset, sigs: dns.rrset.RRset) -> bool:
