@@ -100,10 +100,14 @@ class KnotServer:
 
     def _ready(self, zone: Zone) -> bool:
         if self.netns:
-            probe = subprocess.run(["ip", "netns", "exec", self.netns, "kdig", "+dnssec",
-                                    "+short", f"@{self.address}", "-p", str(self.port),
-                                    zone.origin, "DNSKEY" if zone.signed else "SOA"],
-                                   capture_output=True, text=True, timeout=5)
+            try:
+                probe = subprocess.run(["ip", "netns", "exec", self.netns, "kdig", "+dnssec",
+                                        "+short", "+time=1", "+retry=0", f"@{self.address}",
+                                        "-p", str(self.port), zone.origin,
+                                        "DNSKEY" if zone.signed else "SOA"],
+                                       capture_output=True, text=True, timeout=5)
+            except subprocess.TimeoutExpired:
+                return False
             return bool(probe.stdout.strip())
         query = dns.message.make_query(zone.origin, "DNSKEY" if zone.signed else "SOA",
                                        want_dnssec=True)

@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import dns.exception
+import dns.name
+
 from skip.crypto import skip_numbers as num
+from skip.discovery.dnssec import TrustAnchor
 from skip.errors import ConfigError
 from skip.files import read_bounded
+from skip.pki.names import dns_name
 from skip.wire.names import SkipName
+from skip.wire.nsid import Nsid
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -33,7 +39,7 @@ MODES = ("tunnel", "transport")
 PFS_MODES = ("off", "preferred", "required")  # docs/pfs.md
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-DISCOVERY_SOURCES = ("cdp",)
+DISCOVERY_SOURCES = ("cdp", "dns")
 
 #: MKID length per NSID (skip-core.md section 4.2); 250-255 are private and need an explicit
 #: length, which skipd does not support, so they are refused here rather than guessed.
@@ -67,6 +73,13 @@ class DaemonSettings:
     # where a protecting rule's missing certificate is looked for, in order (docs/discovery.md)
     discovery: tuple[str, ...] = ("cdp",)
     cdp_servers: tuple[IPAddress, ...] = ()  # certificate servers asked after the peer itself
+    # the DNS source (docs/discovery.md "Through the DNS"): servers asked on port 53, the
+    # DNSSEC anchors (DS or DNSKEY master-file lines), whether an answer with no DNSSEC
+    # behind it (an unsigned zone, no anchor) is refused, and the DNS-4 hashed-name domain
+    dns_servers: tuple[IPAddress, ...] = ()
+    dns_trust_anchors: tuple[TrustAnchor, ...] = ()
+    dns_require_dnssec: bool = False
+    dns_skip_domain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,7 @@ class PeerPolicy:
     nomadic: bool = False
     udp_port: int | None = None  # the peer's SKIP-in-UDP port (default: daemon.udp_port)
     pfs: str = "off"  # ephemeral keys (docs/pfs.md): off, preferred or required
+    dns: str | None = None  # the DNS name its certificate is published under (DNS-3, DNS-5)
 
 
 @dataclass(frozen=True)
@@ -286,11 +300,37 @@ def _daemon(s: _Section) -> DaemonSettings:
         key_log=s.path_value("key_log"),
         discovery=_sources(s),
         cdp_servers=s.parsed_list("cdp_servers", ipaddress.ip_address, "an IP address"),
+        dns_servers=s.parsed_list("dns_servers", ipaddress.ip_address, "an IP address"),
+        dns_trust_anchors=tuple(_trust_anchor(s, s.resolve(p)) for p in s.parsed_list(
+            "dns_trust_anchors", str, "a path")),
+        dns_require_dnssec=s.get("dns_require_dnssec", bool, False),
+        dns_skip_domain=s.parsed("dns_skip_domain", _domain, "a DNS domain"),
     )
+    if "dns" in settings.discovery and not settings.dns_servers:
+        s.fail(s.key("dns_servers"), "discovery names \"dns\": give the servers to ask")
     if 0 < settings.mtu < 576:
         s.fail(s.key("mtu"), f"{settings.mtu} is below the IPv4 minimum of 576 (0 = automatic)")
     s.finish()
     return settings
+
+
+def _trust_anchor(s: _Section, path: Path) -> TrustAnchor:
+    try:
+        return TrustAnchor.from_text(path.read_text())
+    except OSError as exc:
+        s.fail(s.key("dns_trust_anchors"), f"{path}: {exc.strerror or exc}")
+    except (ValueError, dns.exception.DNSException) as exc:
+        s.fail(s.key("dns_trust_anchors"), f"{path}: not DS or DNSKEY records of one zone "
+               f"({exc})")
+    raise AssertionError("unreachable: fail() raises")
+
+
+def _domain(text: str) -> str:
+    try:
+        name = dns.name.from_text(text.rstrip(".") + ".")
+    except dns.exception.DNSException as exc:
+        raise ValueError(str(exc)) from exc
+    return name.to_text(omit_final_dot=True)
 
 
 def _sources(s: _Section) -> tuple[str, ...]:
@@ -373,6 +413,11 @@ def _peer(s: _Section, default: PeerPolicy) -> PeerPolicy:
     udp_port = s.integer("udp_port", 0, 0, 65535) or None
     pfs = s.choice("pfs", PFS_MODES, "off")
     cert = s.path_value("certificate")
+    dns_text = s.parsed("dns", _domain, "a DNS name")
+    if dns_text is not None and peer.nsid == Nsid.MD5_DNS_NAME \
+            and dns_name(dns_text).mkid != peer.mkid:
+        s.fail(s.key("dns"), f"MD5 of {dns_text!r} is not the peer's NSID 4 MKID: its "
+               "certificate would name another principal (DNS-3)")
     if base.mode == "tunnel" and base.action == "protect" and tunnel is None and not nomadic:
         s.fail(s.key("tunnel"), "a protected tunnel-mode peer needs the outer address "
                "its SKIP packets go to (or nomadic = true)")
@@ -399,7 +444,7 @@ def _peer(s: _Section, default: PeerPolicy) -> PeerPolicy:
         name=name, action=base.action, profile=base.profile, mode=base.mode, hosts=hosts,
         networks=networks, tunnel=tunnel, peer=peer, local=local, kij_alg=base.kij_alg,
         crypt_alg=base.crypt_alg, mac_alg=base.mac_alg, certificate=cert, nomadic=nomadic,
-        udp_port=udp_port, pfs=pfs,
+        udp_port=udp_port, pfs=pfs, dns=dns_text,
     )
 
 

@@ -1,11 +1,13 @@
 """skipd's certificate discovery: the sockets and timers around the sans-I/O CDP requester and
-responder (:mod:`skip.discovery.cdp`).
+responder (:mod:`skip.discovery.cdp`), and the DNS source (:mod:`skip.daemon.dns_source`).
 
 - **Asking.** When a protecting rule has no certificate (an outbound packet for it waits in
   the engine's queue) or an unknown principal's packet arrives, the engine emits
   ``CertificateNeeded``; skipd asks CDP for the certificate the rule's name needs, first at
   the peer's own address (the tunnel or host the rule names, or where the packet came from),
-  then at the configured ``cdp_servers``. A found certificate is bound to the name and
+  then at the configured ``cdp_servers``; then (or first: ``discovery`` gives the order) the
+  DNS. A source that fails or whose certificate is refused hands over to the next: a forged or
+  missing answer from one never blocks another. A found certificate is bound to the name and
   validated like a stored one (:meth:`~skip.daemon.keying_adapter.SkipKeying.learn`); the
   waiting packets are then released. Only names the configuration gives a rule are looked
   up, so spoofed SKIP packets cannot turn skipd into a CDP query generator for arbitrary
@@ -30,8 +32,10 @@ from typing import Any, Protocol
 
 from skip.daemon import logs
 from skip.daemon.config import Config, IPAddress, PeerPolicy
+from skip.daemon.dns_source import DnsSource
 from skip.daemon.sockets import DatagramSocket
 from skip.discovery.cdp import CdpRequester, CdpResponder
+from skip.discovery.dns_lookup import DnsAnswer
 from skip.errors import SkipError
 from skip.keying.pfs import carries_ephemeral
 from skip.wire.cdp import CDP_PORT
@@ -70,37 +74,82 @@ class Discovery:
             logs.LOGGER.warning("CDP responder not started", extra=logs.fields(
                 reason=exc.reason, error=exc.detail))
         self.port = cfg.key_management_port
-        self.lookups = "cdp" in cfg.discovery
+        self.sources = cfg.discovery
+        self.ipv6, self.rng = ipv6, rng
+        self.dns: DnsSource | None = None
+        self._configure_dns(config)
         #: where ephemeral-exchange datagrams go (the engine's pfs_receive); None: dropped
         self.pfs: Callable[[bytes, tuple[str, int], float], None] | None = None
+        #: name -> (packet address, the sources not yet asked)
+        self._waiting: dict[SkipName, tuple[IPAddress | None, list[str]]] = {}
 
     def reconfigure(self, config: Config) -> None:
         self.servers = [(str(a), CDP_PORT) for a in config.daemon.cdp_servers]
-        self.lookups = "cdp" in config.daemon.discovery
+        self.sources = config.daemon.discovery
+        self._configure_dns(config)
+
+    def _configure_dns(self, config: Config) -> None:
+        if "dns" not in config.daemon.discovery:
+            return  # a running source stays (its socket is watched) but is asked no more
+        if self.dns is None:
+            self.dns = DnsSource(config.daemon, ipv6=self.ipv6, rng=self.rng)
+            self.dns.settle = self._settle_dns
+        else:
+            self.dns.configure(config.daemon)
+
+    def readers(self) -> list[tuple[int, Callable[[float], None]]]:
+        """The sockets to watch and what reads each."""
+        out: list[tuple[int, Callable[[float], None]]] = [(self.client.fileno(), self.on_client)]
+        if self.server is not None:
+            out.append((self.server.fileno(), self.on_server))
+        if self.dns is not None:
+            out.append((self.dns.sock.fileno(), self.on_dns))
+        return out
 
     def sockets(self) -> list[DatagramSocket]:
-        return [s for s in (self.client, self.server) if s is not None]
+        return [s for s in (self.client, self.server, self.dns.sock if self.dns else None)
+                if s is not None]
 
     def close(self) -> None:
-        for sock in self.sockets():
-            sock.close()
+        if self.dns is not None:
+            self.dns.close()
+        for sock in (self.client, self.server):
+            if sock is not None:
+                sock.close()
 
     # --- asking ----------------------------------------------------------------------------
 
     def need(self, name: SkipName, address: IPAddress | None, now: float) -> bool:
         """Look ``name`` up if a rule wants it; False when discovery cannot help (no rule
         names it, nowhere to ask, or it is recently known not to be found)."""
-        if not self.lookups:
+        if not self.sources:
             return False
         rule = self.learner.rule_for(name)
         if rule is None:
             self.counters["cdp_no_rule"] += 1
             return False
-        servers = [(str(address), CDP_PORT)] if address is not None else []
-        servers += [s for s in self.servers if s not in servers]
-        self.requester.lookup(name, servers, now)
-        self._flush()
-        return self.requester.looking_up(name)
+        if name in self._waiting:
+            return True
+        self._waiting[name] = (address, list(self.sources))
+        return self._next_source(rule, name, now)
+
+    def _next_source(self, rule: PeerPolicy, name: SkipName, now: float) -> bool:
+        """Ask the next source for ``name``; False (and forgotten) when none is left."""
+        address, remaining = self._waiting.get(name, (None, []))
+        while remaining:
+            source = remaining.pop(0)
+            if source == "cdp":
+                servers = [(str(address), CDP_PORT)] if address is not None else []
+                servers += [s for s in self.servers if s not in servers]
+                self.requester.lookup(name, servers, now)
+                self._flush()
+                if self.requester.looking_up(name):
+                    return True
+            elif source == "dns" and self.dns is not None \
+                    and self.dns.lookup(rule, name, address, now):
+                return True
+        self._waiting.pop(name, None)
+        return False
 
     def _flush(self) -> None:
         for data, to in self.requester.datagrams_to_send():
@@ -128,20 +177,50 @@ class Discovery:
                 continue
             if answer.status == "found":
                 server = f"{answer.server[0]}:{answer.server[1]}" if answer.server else "?"
-                result = self.learner.learn(rule, answer.name, answer.certificates,
-                                            f"cdp {server}", now)
-                self.counters["cdp_learned" if result == "ok" else result] += 1
-                if result == "ok":
-                    logs.LOGGER.info("peer certificate discovered", extra=logs.fields(
-                        peer=rule.name, name=str(answer.name), source=f"cdp {server}"))
-                else:
-                    logs.LOGGER.warning("discovered certificate not used", extra=logs.fields(
-                        peer=rule.name, name=str(answer.name), reason=result))
+                if self._learn(rule, answer.name, answer.certificates, f"cdp {server}", "cdp",
+                               now):
+                    continue
             else:
                 reason = "cdp_timeout" if answer.status == "timeout" else "cdp_not_found"
                 self.counters[reason] += 1
                 logs.LOGGER.warning("peer certificate not found", extra=logs.fields(
-                    peer=rule.name, name=str(answer.name), reason=reason))
+                    peer=rule.name, name=str(answer.name), reason=reason, source="cdp"))
+            self._next_source(rule, answer.name, now)
+
+    def _learn(self, rule: PeerPolicy, name: SkipName, certificates: Sequence[tuple[int, bytes]],
+               source: str, kind: str, now: float) -> bool:
+        result = self.learner.learn(rule, name, certificates, source, now)
+        self.counters[f"{kind}_learned" if result == "ok" else result] += 1
+        if result == "ok":
+            self._waiting.pop(name, None)
+            logs.LOGGER.info("peer certificate discovered", extra=logs.fields(
+                peer=rule.name, name=str(name), source=source))
+            return True
+        logs.LOGGER.warning("discovered certificate not used", extra=logs.fields(
+            peer=rule.name, name=str(name), reason=result, source=source))
+        return False
+
+    def on_dns(self, now: float) -> None:
+        assert self.dns is not None
+        self.dns.on_readable(now)
+        self._settle_dns(now)
+
+    def _settle_dns(self, now: float) -> None:
+        if self.dns is None:
+            return
+        for answer in self.dns.events():
+            rule = self.learner.rule_for(answer.name)
+            if rule is None:
+                continue
+            if answer.status == "found" and self._learn(
+                    rule, answer.name, answer.certificates, _dns_source(answer), "dns", now):
+                continue
+            if answer.status != "found":
+                logs.LOGGER.warning("peer certificate not found", extra=logs.fields(
+                    peer=rule.name, name=str(answer.name), source=f"dns {answer.owner}",
+                    reason="cdp_not_found" if answer.status == "not_found" else answer.status,
+                    error=answer.detail))
+            self._next_source(rule, answer.name, now)
 
     # --- answering -------------------------------------------------------------------------
 
@@ -191,17 +270,31 @@ class Discovery:
     # --- time and status ---------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        return self.requester.get_timer()
+        timers = [self.requester.get_timer(), self.dns.get_timer() if self.dns else None]
+        return min((t for t in timers if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
         self.requester.handle_timer(now)
         self._flush()
         self._settle(now)
+        if self.dns is not None:
+            self.dns.handle_timer(now)
+            self._settle_dns(now)
 
     def status(self) -> dict[str, Any]:
         counters = Counter(self.counters)
         counters.update(self.requester.counters)
         counters.update({f"responder_{k}": v for k, v in self.responder.counters.items()})
-        return {"in_flight": self.requester.in_flight(), "counters": dict(sorted(
-            counters.items())), "responder": self.server is not None}
+        in_flight = list(self.requester.in_flight())
+        if self.dns is not None:
+            counters.update(self.dns.requester.counters)
+            in_flight += self.dns.requester.in_flight()
+        return {"in_flight": in_flight, "counters": dict(sorted(counters.items())),
+                "responder": self.server is not None, "sources": list(self.sources)}
+
+
+def _dns_source(answer: DnsAnswer) -> str:
+    """Where a DNS certificate came from, and how far DNSSEC vouches for it."""
+    server = answer.server[0] if answer.server else "?"
+    return f"dns {answer.owner} @{server} ({answer.outcome})"
 

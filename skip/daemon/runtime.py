@@ -791,22 +791,22 @@ class Daemon:
             self.traffic["group_in"] += 1
 
     def _ensure_discovery(self) -> None:
-        """CDP once an engine exists and the configuration asks for it (docs/discovery.md)."""
+        """CDP and the DNS once an engine exists and the configuration asks for them
+        (docs/discovery.md)."""
         cfg = self.config.daemon
         if self.discovery is not None:
             self.discovery.reconfigure(self.config)
-            return
-        pfs = any(rule.pfs != "off" for rule in self.config.peers)
-        if self.engine is None or ("cdp" not in cfg.discovery and not pfs):
-            return
-        self.discovery = Discovery(self.config, self.engine, ipv6=self.ipv6)
-        self.discovery.pfs = self.engine.pfs_receive  # the exchange shares the CDP sockets
+        else:
+            pfs = any(rule.pfs != "off" for rule in self.config.peers)
+            if self.engine is None or (not cfg.discovery and not pfs):
+                return
+            self.discovery = Discovery(self.config, self.engine, ipv6=self.ipv6)
+            self.discovery.pfs = self.engine.pfs_receive  # the exchange shares the CDP sockets
+        if self.discovery.dns is not None:
+            self.discovery.dns.wake = self._on_discovery
         loop = asyncio.get_running_loop()
-        loop.add_reader(self.discovery.client.fileno(), self._on_discovery,
-                        self.discovery.on_client)
-        if self.discovery.server is not None:
-            loop.add_reader(self.discovery.server.fileno(), self._on_discovery,
-                            self.discovery.on_server)
+        for fd, handler in self.discovery.readers():  # a reload may have added the DNS one
+            loop.add_reader(fd, self._on_discovery, handler)
 
     def _on_discovery(self, handler: Callable[[float], None]) -> None:
         try:

@@ -109,6 +109,13 @@ def _marked(family: int, kind: int, proto: int, mark: int) -> socket.socket:
     return sock
 
 
+def marked_stream(ipv6: bool, mark: int) -> socket.socket:
+    """A non-blocking TCP socket with skipd's fwmark (DNS over TCP goes around the tunnel)."""
+    sock = _marked(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM, 0, mark)
+    sock.setblocking(False)
+    return sock
+
+
 _IP_MTU = 14  # getsockopt on a connected socket: the kernel's MTU for its route
 _IPV6_MTU = 24
 
