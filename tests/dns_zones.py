@@ -54,7 +54,7 @@ def key(algorithm: int, flags: int = KSK, seed: int = 0) -> Key:
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     else:
         raise ValueError(algorithm)
-    dnskey = dns.dnssec.make_dnskey(private.public_key(), algorithm, flags=flags)  # type: ignore[attr-defined]
+    dnskey = dns.dnssec.make_dnskey(private.public_key(), algorithm, flags=flags)
     return private, dnskey
 
 
@@ -114,7 +114,7 @@ def only(evidence: Evidence, keep: Callable[[dns.rrset.RRset], bool]) -> Evidenc
 
 
 def with_sigs(evidence: Evidence, owner: str, rdtype: int,
-              change: Callable[[RRSIG], RRSIG]) -> Evidence:
+              change: Callable[[RRSIG], dns.rdata.Rdata]) -> Evidence:
     """``evidence`` with every RRSIG over (``owner``, ``rdtype``) replaced by ``change(sig)``."""
     pairs = []
     for rrset, sigs in evidence.pairs:
@@ -122,13 +122,13 @@ def with_sigs(evidence: Evidence, owner: str, rdtype: int,
             new = dns.rrset.RRset(sigs.name, sigs.rdclass, sigs.rdtype, sigs.covers)
             new.update_ttl(sigs.ttl)
             for sig in sigs:
-                new.add(change(sig))  # type: ignore[arg-type]
+                new.add(change(sig))
             sigs = new
         pairs.append((rrset, sigs))
     return Evidence(pairs)
 
 
-def flip_bit(sig: RRSIG) -> RRSIG:
+def flip_bit(sig: RRSIG) -> dns.rdata.Rdata:
     raw = bytearray(sig.signature)
     raw[len(raw) // 2] ^= 0x01
     return sig.replace(signature=bytes(raw))

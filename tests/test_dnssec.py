@@ -7,11 +7,14 @@ valid chain, so a validator that skipped that check would return the wrong outco
 
 from __future__ import annotations
 
+from typing import cast
+
 import dns.message
 import dns.name
 import dns.rdatatype
 import dns.rrset
 import pytest
+from dns.rdtypes.ANY.DS import DS
 
 from skip.discovery.dnssec import (
     AlgorithmPolicy,
@@ -80,6 +83,7 @@ def test_dns20_from_response_messages(signed: tuple[TrustAnchor, Evidence]) -> N
     for qtype, (rrset, sigs) in ((dns.rdatatype.DNSKEY, keys), (CERT, cert)):
         query = dns.message.make_query(rrset.name, qtype, want_dnssec=True)
         response = dns.message.make_response(query)
+        assert sigs is not None
         response.answer.extend([rrset, sigs])
         messages.append(dns.message.from_wire(response.to_wire()))
     gathered = Evidence.from_message(messages[0]).extend(Evidence.from_message(messages[1]))
@@ -308,7 +312,7 @@ def test_dns23_sha1_ds_digest_needs_the_policy(signed: tuple[TrustAnchor, Eviden
 
 
 def test_dns23_ds_naming_only_unknown_algorithms_is_insecure() -> None:
-    unknown = ds("site.example.", key(15)[1]).replace(algorithm=253)
+    unknown = cast(DS, ds("site.example.", key(15)[1]).replace(algorithm=253))
     anchor, evidence = world(child_ds=unknown)
     assert check(anchor, evidence, "www.site.example.") is Outcome.INSECURE
     assert check(anchor, evidence, "host.example.") is Outcome.SECURE

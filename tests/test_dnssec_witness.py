@@ -14,11 +14,13 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import dns.name
 import dns.rdatatype
 import dns.zone
 import pytest
+from dns.rdtypes.ANY.DS import DS
 
 from skip.discovery.dnssec import Evidence, Outcome, TrustAnchor, validate
 
@@ -109,15 +111,24 @@ def test_dns21_witness_corrupted_signature_is_bogus(signed: tuple[Path, TrustAnc
     lines = path.read_text().splitlines()
     for i, line in enumerate(lines):
         fields = line.split()
-        if "RRSIG" in fields and fields[fields.index("RRSIG") + 1] == "CERT":
-            token = fields[-1]
+        # owner ttl IN RRSIG CERT alg labels ttl expiration inception tag signer <signature>
+        if fields[3:5] == ["RRSIG", "CERT"] and len(fields) > 12:
+            token = fields[12]
             changed = token[:5] + ("A" if token[5] != "A" else "B") + token[6:]
-            lines[i] = line.replace(token, changed)
+            lines[i] = line.replace(token, changed, 1)
             break
     else:
         pytest.fail("no RRSIG over CERT in the signed zone")
+    before = _cert_signature(path)
     path.write_text("\n".join(lines) + "\n")
+    assert _cert_signature(path) != before
     assert _validate(path, anchor, f"host.{ORIGIN}") is Outcome.BOGUS
+
+
+def _cert_signature(path: Path) -> bytes:
+    zone = dns.zone.from_file(str(path), origin=ORIGIN, relativize=False)
+    sigs = zone.find_rdataset(f"host.{ORIGIN}", dns.rdatatype.RRSIG, dns.rdatatype.CERT)
+    return b"".join(sig.signature for sig in sigs)
 
 
 def test_dns21_witness_after_signature_end_is_bogus(signed: tuple[Path, TrustAnchor]) -> None:
@@ -142,5 +153,5 @@ def test_dns20_witness_other_anchor_is_bogus(signed: tuple[Path, TrustAnchor]) -
     path, anchor = signed
     digest = bytearray(anchor.ds[0].digest)
     digest[0] ^= 1
-    wrong = TrustAnchor(anchor.zone, (anchor.ds[0].replace(digest=bytes(digest)),))
+    wrong = TrustAnchor(anchor.zone, (cast(DS, anchor.ds[0].replace(digest=bytes(digest))),))
     assert _validate(path, wrong, f"host.{ORIGIN}") is Outcome.BOGUS
