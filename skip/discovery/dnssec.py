@@ -13,8 +13,10 @@ Requirements are next-wave.md part 2 (DNS-n):
   the owner's, inception <= now <= expiration, key tag and algorithm of a DNSKEY with the
   zone-key flag (and not revoked).
 - **DNS-22** authenticated denial: NSEC (RFC 4035 s. 5.4) for NODATA, NXDOMAIN and an unsigned
-  delegation; NSEC3 (RFC 5155) matching a hashed name, with more iterations than
+  delegation; NSEC3 (RFC 5155) matching a hashed name (NODATA, unsigned delegation) or the
+  closest encloser proof of s. 8.4 (NXDOMAIN, opt-out spans refused), with more iterations than
   :attr:`AlgorithmPolicy.max_nsec3_iterations` treated as insecure (RFC 9276), never as a proof.
+  Not handled, so bogus: wildcard answers in NSEC3 zones, opt-out delegations, CNAME chains.
 - **DNS-23** algorithm policy of RFC 8624: RSASHA256/512, ECDSA P-256/P-384, Ed25519, Ed448 are
   validated; RSAMD5, DSA and GOST never; SHA-1 based signatures and DS digests only if
   :attr:`AlgorithmPolicy.allow_sha1`. A delegation whose DS RRset names only algorithms this
