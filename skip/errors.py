@@ -80,6 +80,10 @@ REASONS: dict[str, str] = {
     "it chains to a configured CA (DNS-25)",
     "dns_timeout": "no DNS server answered the certificate lookup within its deadline (DNS-13)",
     "dns_malformed": "a DNS response that does not parse or does not answer the query sent",
+    "dns_withdrawn": "a DNSSEC-secure answer to a re-fetch no longer gives a discovered "
+    "certificate that validates: the peer is dropped, its next packet asks again (DNS-12)",
+    "dns_refresh_failed": "a discovered certificate could not be re-fetched (no answer, or "
+    "one not secure enough to act on): it is kept and asked for again in 30 s",
     # --- certificates -----------------------------------------------------------------------
     "cert_malformed": "the certificate, CRL or UDH encoding does not parse",
     "cert_expired": "the certificate is not valid at the given time",

@@ -53,6 +53,7 @@ class KnotServer:
     address: str = "127.0.0.1"
     port: int = field(default_factory=free_udp_port)
     netns: str | None = None
+    ttl: int = 300
     proc: subprocess.Popen[bytes] | None = None
 
     def config(self) -> str:
@@ -77,7 +78,7 @@ class KnotServer:
     def start(self) -> KnotServer:
         self.work.mkdir(parents=True, exist_ok=True)
         for zone in self.zones:
-            soa = (f"$ORIGIN {zone.origin}\n$TTL 300\n"
+            soa = (f"$ORIGIN {zone.origin}\n$TTL {self.ttl}\n"
                    f"@ SOA ns.{zone.origin} admin.{zone.origin} 1 3600 600 86400 60\n")
             (self.work / f"{zone.origin.rstrip('.') or 'root'}.zone").write_text(
                 soa + zone.records)

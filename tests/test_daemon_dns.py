@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 from tests.knot import KnotServer, Zone, have_knot
-from tests.netns import LAN_AB, OVERLAY_AB, Capture, Lab, TwoHosts, can_run, tcp_transfer
+from tests.netns import (
+    LAN_AB,
+    OVERLAY_AB,
+    Capture,
+    Lab,
+    TwoHosts,
+    can_run,
+    eventually,
+    tcp_transfer,
+)
 
 pytestmark = [pytest.mark.netns, pytest.mark.tshark,
               pytest.mark.skipif(can_run() is not None, reason=str(can_run())),
@@ -27,26 +36,30 @@ LAN, OVERLAY = LAN_AB, OVERLAY_AB
 ZONE = "2.0.192.in-addr.arpa."
 
 
-def _cert_records(pki: Path, served: dict[str, str]) -> str:
+def _cert_records(pki: Path, served: dict[str, str], ttl: int) -> str:
     """``served``: reverse-name label -> whose certificate knot serves there."""
-    lines = []
+    lines: list[str] = []
     for label, who in served.items():
         out = subprocess.run([sys.executable, "-m", "skip.cli.cert", "export",
                               str(pki / f"{who}.pem"), "--format", "dns", "--owner",
-                              f"{label}.{ZONE}"], capture_output=True, text=True, check=True)
+                              f"{label}.{ZONE}", "--ttl", str(ttl)],
+                             capture_output=True, text=True, check=True)
         lines += [line for line in out.stdout.splitlines() if " CERT " in line]
-    assert lines
     return "\n".join(lines) + "\n"
 
 
 class DnsSite:
-    def __init__(self, hosts: TwoHosts, served: dict[str, str], *, signed: bool = True) -> None:
-        self.hosts = hosts
-        self.knot = KnotServer(hosts.work / "knot", [Zone(
-            ZONE, f"@ NS ns.example.\n{_cert_records(hosts.pki, served)}", signed=signed)],
-            address=LAN["b"], port=53, netns=hosts.ns["b"].name)
+    def __init__(self, hosts: TwoHosts, served: dict[str, str], *, signed: bool = True,
+                 ttl: int = 300) -> None:
+        self.hosts, self.ttl = hosts, ttl
+        self.knot = KnotServer(hosts.work / "knot", [self.zone(served, signed)],
+                               address=LAN["b"], port=53, netns=hosts.ns["b"].name, ttl=ttl)
         self.knot.start()
         self.anchor = hosts.work / "dns-anchor.ds"
+
+    def zone(self, served: dict[str, str], signed: bool = True) -> Zone:
+        return Zone(ZONE, f"@ NS ns.example.\n{_cert_records(self.hosts.pki, served, self.ttl)}",
+                    signed=signed)
 
     def write_anchor(self, text: str | None = None) -> None:
         self.anchor.write_text(text if text is not None else self.knot.anchor(ZONE) + "\n")
@@ -177,3 +190,30 @@ def _anchor_of_some_signed_zone() -> str:
                                  dns.dnssec.Algorithm.ECDSAP256SHA256, flags=257)
     ds = dns.dnssec.make_ds(dns.name.from_text(ZONE), key, "SHA256")
     return f"{ZONE} IN DS {ds.to_text()}\n"
+
+
+def test_a_discovered_certificate_is_fetched_again_kept_through_an_outage_and_withdrawn(
+        hosts: TwoHosts) -> None:
+    """DNS-12: with a 5 s TTL the certificate is asked for again every 5 s (80 % of the TTL,
+    at least 5 s). With knot stopped the re-fetch times out and the peer stays (the
+    certificate still validates; a silent DNS proves nothing); once knot serves the zone
+    without b, the signed NXDOMAIN withdraws it: the peer is dropped (``dns_withdrawn``)."""
+    site = DnsSite(hosts, {"1": "a", "2": "b"}, ttl=5)
+    try:
+        site.write_anchor()
+        site.start("a")
+        site.start("b")
+        assert hosts.ping("a", OVERLAY["b"], 2)
+        counters = lambda: hosts.ask("a", "discovery")["counters"]  # noqa: E731
+        assert eventually(lambda: counters().get("dns_refreshed", 0) >= 1, 10), counters()
+        site.knot.stop()
+        assert eventually(lambda: counters().get("dns_refresh_failed", 0) >= 1, 15), counters()
+        assert hosts.ask("a", "discovery")["learned"] and hosts.ping("a", OVERLAY["b"])
+        site.knot.zones = [site.zone({"1": "a"})]
+        site.knot.start()
+        assert eventually(lambda: counters().get("dns_withdrawn", 0) == 1, 15), counters()
+        assert hosts.ask("a", "discovery")["learned"] == []
+        assert not hosts.ping("a", OVERLAY["b"])
+        assert '"reason": "dns_withdrawn"' in (hosts.work / "a.log").read_text()
+    finally:
+        site.knot.stop()

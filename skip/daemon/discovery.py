@@ -41,6 +41,10 @@ from skip.keying.pfs import carries_ephemeral
 from skip.wire.cdp import CDP_PORT
 from skip.wire.names import SkipName
 
+REFRESH_AT = 0.8  # of what a DNS answer may be kept: ask again before it runs out
+MIN_REFRESH = 5.0  # seconds: a tiny TTL does not make a query loop
+RETRY_SECONDS = 30.0  # at most, after a re-fetch that did not settle it
+
 
 class Learner(Protocol):
     """What discovery needs of the keying adapter."""
@@ -48,7 +52,9 @@ class Learner(Protocol):
     def rule_for(self, name: SkipName) -> PeerPolicy | None: ...
 
     def learn(self, rule: PeerPolicy, name: SkipName, certificates: Sequence[tuple[int, bytes]],
-              source: str, now: float) -> str: ...
+              source: str, now: float, *, refresh: bool = False) -> str: ...
+
+    def unlearn(self, rule: PeerPolicy) -> None: ...
 
     def own_certificates(self, name: SkipName) -> tuple[tuple[int, bytes], ...]: ...
 
@@ -82,6 +88,11 @@ class Discovery:
         self.pfs: Callable[[bytes, tuple[str, int], float], None] | None = None
         #: name -> (packet address, the sources not yet asked)
         self._waiting: dict[SkipName, tuple[IPAddress | None, list[str]]] = {}
+        #: DNS-learned name -> when to fetch it again (DNS-12), and the interval that gave;
+        #: and those being fetched now
+        self._refresh: dict[SkipName, float] = {}
+        self._interval: dict[SkipName, float] = {}
+        self._refreshing: set[SkipName] = set()
 
     def reconfigure(self, config: Config) -> None:
         self.servers = [(str(a), CDP_PORT) for a in config.daemon.cdp_servers]
@@ -212,8 +223,13 @@ class Discovery:
             rule = self.learner.rule_for(answer.name)
             if rule is None:
                 continue
+            if answer.name in self._refreshing:
+                self._refreshing.discard(answer.name)
+                self._refreshed(rule, answer, now)
+                continue
             if answer.status == "found" and self._learn(
                     rule, answer.name, answer.certificates, _dns_source(answer), "dns", now):
+                self._schedule(answer, now)
                 continue
             if answer.status != "found":
                 logs.LOGGER.warning("peer certificate not found", extra=logs.fields(
@@ -269,8 +285,55 @@ class Discovery:
 
     # --- time and status ---------------------------------------------------------------------
 
+    def _refreshed(self, rule: PeerPolicy, answer: DnsAnswer, now: float) -> None:
+        """A re-fetch ended. Only a DNSSEC-secure answer can withdraw a certificate: a
+        timeout, or an answer an off-path forger could have made, keeps it (it still
+        validates against the CA and CRLs) and asks again later (docs/discovery.md)."""
+        name = answer.name
+        reason = answer.status
+        if answer.status == "found":
+            reason = self.learner.learn(rule, name, answer.certificates, _dns_source(answer),
+                                        now, refresh=True)
+            if reason == "ok":
+                self.counters["dns_refreshed"] += 1
+                self._schedule(answer, now)
+                return
+        if answer.outcome != "secure":
+            self.counters["dns_refresh_failed"] += 1
+            self._refresh[name] = now + self._retry(name)
+            logs.LOGGER.info("discovered certificate not re-fetched, kept", extra=logs.fields(
+                peer=rule.name, name=str(name), reason="dns_refresh_failed",
+                error=f"{reason}: {answer.detail}"))
+            return
+        self._refresh.pop(name, None)
+        self._interval.pop(name, None)
+        self.learner.unlearn(rule)
+        self.counters["dns_withdrawn"] += 1
+        logs.LOGGER.warning("discovered certificate withdrawn, peer dropped", extra=logs.fields(
+            peer=rule.name, name=str(name), reason="dns_withdrawn", error=reason))
+
+    def _schedule(self, answer: DnsAnswer, now: float) -> None:
+        interval = max(answer.keep * REFRESH_AT, MIN_REFRESH)
+        self._refresh[answer.name], self._interval[answer.name] = now + interval, interval
+
+    def _retry(self, name: SkipName) -> float:
+        return min(RETRY_SECONDS, self._interval.get(name, RETRY_SECONDS))
+
+    def _refresh_due(self, now: float) -> None:
+        for name, when in list(self._refresh.items()):
+            if when > now or name in self._refreshing:
+                continue
+            rule = self.learner.rule_for(name)
+            if rule is None or self.dns is None:
+                del self._refresh[name]
+                continue
+            self._refresh[name] = now + self._retry(name)  # until the answer says otherwise
+            if self.dns.lookup(rule, name, None, now):
+                self._refreshing.add(name)
+
     def get_timer(self) -> float | None:
-        timers = [self.requester.get_timer(), self.dns.get_timer() if self.dns else None]
+        timers = [self.requester.get_timer(), self.dns.get_timer() if self.dns else None,
+                  min(self._refresh.values(), default=None)]
         return min((t for t in timers if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
@@ -278,6 +341,7 @@ class Discovery:
         self._flush()
         self._settle(now)
         if self.dns is not None:
+            self._refresh_due(now)
             self.dns.handle_timer(now)
             self._settle_dns(now)
 

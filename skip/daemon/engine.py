@@ -112,9 +112,13 @@ class KeyingEngine(Protocol):
         """The protecting rule whose certificate must answer to ``name`` (discovery)."""
 
     def learn(self, rule: PeerPolicy, name: SkipName, certificates: Sequence[tuple[int, bytes]],
-              source: str, now: float) -> str:
+              source: str, now: float, *, refresh: bool = False) -> str:
         """Use the first of ``certificates`` discovery returned for ``rule`` that answers to
-        ``name`` and validates; "ok" or the reason none was used."""
+        ``name`` and validates; "ok" or the reason none was used. ``refresh``: a re-fetch
+        that may replace what discovery brought before."""
+
+    def unlearn(self, rule: PeerPolicy) -> None:
+        """Drop what discovery brought for ``rule`` (its source withdrew it)."""
 
     def own_certificates(self, name: SkipName) -> tuple[tuple[int, bytes], ...]:
         """What a CDP responder hands out for ``name`` (our own certificate)."""

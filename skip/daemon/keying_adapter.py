@@ -376,11 +376,12 @@ class SkipKeying(KeyingEngine):
         return self.learned.rule_for(name)
 
     def learn(self, rule: PeerPolicy, name: SkipName, certificates: Sequence[tuple[int, bytes]],
-              source: str, now: float) -> str:
+              source: str, now: float, *, refresh: bool = False) -> str:
         """Take the first of ``certificates`` (from discovery, for ``rule``'s ``name``) that
         answers to the name and validates; the peer is added and its waiting packets are
-        released. Returns "ok" or the reason none was taken."""
-        if rule.name in self.specs:
+        released. Returns "ok" or the reason none was taken. ``refresh``: a re-fetch that
+        replaces what discovery brought before (never a stored certificate)."""
+        if rule.name in self.specs and not (refresh and self.learned.holds(rule)):
             return "ok"  # the store (a reload) was quicker
         reason = "cdp_not_found"
         for cert_type, data in certificates:
@@ -396,6 +397,15 @@ class SkipKeying(KeyingEngine):
             self.endpoint.add_peer(spec.peer, now, tunnel=tunnel)
             return "ok"
         return reason
+
+    def unlearn(self, rule: PeerPolicy) -> None:
+        """Drop a discovered certificate its source has withdrawn (a proven DNS absence):
+        the peer goes, and its next packet asks again."""
+        if not self.learned.holds(rule):
+            return
+        self.learned.forget(rule)
+        if self.specs.pop(rule.name, None) is not None:
+            self.endpoint.remove_peer(rule.name)
 
     def learned_status(self) -> list[dict[str, object]]:
         return self.learned.status()

@@ -69,6 +69,13 @@ class Learned:
     def rule_for(self, name: SkipName) -> PeerPolicy | None:
         return self._rules.get(name)
 
+    def holds(self, rule: PeerPolicy) -> bool:
+        """Whether ``rule``'s certificate is one discovery brought."""
+        return rule.name in self._entries
+
+    def forget(self, rule: PeerPolicy) -> None:
+        self._entries.pop(rule.name, None)
+
     def take(self, rule: PeerPolicy, name: SkipName, cert_type: int, data: bytes, source: str,
              now: float, validate: Validator, store: CertificateStore) -> Assigned:
         """Bind and validate a returned certificate for ``rule``; CertificateError if not."""
