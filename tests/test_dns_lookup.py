@@ -101,6 +101,27 @@ def test_a_signed_cert_rrset_is_found_secure(knot: KnotServer) -> None:
     assert requester.counters["dns_queries"] == 2
 
 
+def test_the_chain_is_reused_by_the_next_lookup_but_validated_again(knot: KnotServer) -> None:
+    """The anchor zone's DNSKEY answer serves the next lookup for its TTL: one CERT query
+    instead of two (the chain is still validated by each lookup)."""
+    requester = DnsRequester([_anchor(knot)])
+    assert _resolve(requester, knot, "host.example.").outcome == "secure"
+    second = _resolve(requester, knot, "two.example.", name=SkipName(5, os.urandom(16)))
+    assert second.outcome == "secure" and requester.counters["dns_chain_reused"] == 1
+    assert requester.counters["dns_queries"] == 3  # CERT, DNSKEY, CERT (then TCP)
+
+
+def test_a_bogus_outcome_drops_the_chain_it_relied_on(knot: KnotServer) -> None:
+    fields = knot.anchor("example.").split()
+    fields[-1] = ("0" if fields[-1][0] != "0" else "1") + fields[-1][1:]
+    requester = DnsRequester([TrustAnchor.from_text(" ".join(fields))])
+    assert _resolve(requester, knot, "host.example.").status == "dns_bogus"
+    assert _resolve(requester, knot, "two.example.",
+                    name=SkipName(5, os.urandom(16))).status == "dns_bogus"
+    assert requester.counters["dns_chain_reused"] == 0  # the DNSKEY answer was asked again
+    assert requester.counters["dns_queries"] == 4
+
+
 def test_every_pkix_record_of_the_rrset_is_handed_on(knot: KnotServer) -> None:
     """DNS-11: a renewed certificate may sit beside the old one. Two certificates and their
     RRSIG exceed 1232 bytes: knot truncates, and the query is asked again over TCP (DNS-10)."""

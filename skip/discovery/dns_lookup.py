@@ -14,6 +14,11 @@ DNSSEC validation needs, their timers, and the trust outcome (next-wave.md part 
 - **DNS-13** 1 s then 2 s per server, then the next; one overall ``deadline``; a global
   token bucket so spoofed packets cannot make this host a query generator.
 - **DNS-14** ``now`` is a parameter everywhere.
+- The DNSKEY and DS answers are kept for their TTL (at most an hour, 1,024 of them) and
+  reused by the next lookup under the same zones: a site's thousandth peer costs one CERT
+  query, not three. They are kept as evidence, not as verdicts: every lookup validates the
+  whole chain again at its own ``now``, and a bogus outcome drops what it relied on, so a
+  forged DNSKEY answer cannot stick.
 - **DNS-20..26** the chain is gathered by asking DNSKEY at the anchor and DS (then DNSKEY) at
   every name between it and the zone that signed the answer; :func:`dnssec.validate` decides.
   With no anchor for a name there is no DNSSEC: the answer is ``unvalidated``, usable only
@@ -50,6 +55,8 @@ DNS_PORT = 53
 EDNS_PAYLOAD = 1232  # DNS flag day 2020; RFC 9715
 PKIX = 1  # RFC 4398 s. 2.1
 TRIES = (1.0, 2.0)  # seconds to wait for each try at one server (DNS-13)
+CHAIN_ENTRIES = 1024
+CHAIN_SECONDS = 3600.0
 
 Server = tuple[str, int]
 
@@ -112,6 +119,8 @@ class DnsRequester:
         self._lookups: dict[SkipName, _Lookup] = {}
         self._negative: dict[SkipName, float] = {}  # name -> until (bogus or proven absent)
         self._tokens, self._filled = burst, 0.0
+        #: (name, DNSKEY or DS) -> (the evidence that answer gave, until when it may be reused)
+        self._chain: dict[tuple[dns.name.Name, int], tuple[Evidence, float]] = {}
         self._out: list[tuple[bytes, Server]] = []
         self._tcp: list[tuple[bytes, Server]] = []
         self._events: list[DnsAnswer] = []
@@ -164,7 +173,7 @@ class DnsRequester:
     # --- the wire --------------------------------------------------------------------------
 
     def _ask(self, look: _Lookup, now: float) -> None:
-        while look.todo and look.todo[0] in look.asked:
+        while look.todo and (look.todo[0] in look.asked or self._from_chain(look, now)):
             look.todo.pop(0)
         if not look.todo:
             self._finish(look, now)
@@ -222,13 +231,41 @@ class DnsRequester:
             return
         qname, qtype = look.todo.pop(0)
         look.asked.add((qname, qtype))
-        look.evidence.extend(Evidence.from_message(response))
+        evidence = Evidence.from_message(response)
+        look.evidence.extend(evidence)
         if qtype == dns.rdatatype.CERT:
             self._plan_chain(look, response)
-        elif qtype == dns.rdatatype.DS and any(
-                r.name == qname and r.rdtype == dns.rdatatype.DS for r in response.answer):
-            look.todo.insert(0, (qname, dns.rdatatype.DNSKEY))  # a signed child zone
+        else:
+            self._keep_chain(qname, qtype, evidence, now)
+            self._after_chain_answer(look, qname, qtype, evidence, at=0)
         self._ask(look, now)
+
+    def _after_chain_answer(self, look: _Lookup, qname: dns.name.Name, qtype: int,
+                            evidence: Evidence, *, at: int) -> None:
+        """A DS RRset makes ``qname`` a signed child zone: its DNSKEY is asked next."""
+        if qtype == dns.rdatatype.DS and any(evidence.find(qname, dns.rdatatype.DS)):
+            look.todo.insert(at, (qname, dns.rdatatype.DNSKEY))
+
+    def _from_chain(self, look: _Lookup, now: float) -> bool:
+        """Take the next DNSKEY or DS answer from what an earlier lookup was given."""
+        key = look.todo[0]
+        kept = self._chain.get(key)
+        if kept is None or kept[1] <= now:
+            return False
+        look.asked.add(key)
+        look.evidence.extend(Evidence(list(kept[0].pairs)))
+        self._after_chain_answer(look, key[0], key[1], kept[0], at=1)  # key is still todo[0]
+        self.counters["dns_chain_reused"] += 1
+        return True
+
+    def _keep_chain(self, qname: dns.name.Name, qtype: int, evidence: Evidence,
+                    now: float) -> None:
+        ttls = [rrset.ttl for rrset, _ in evidence.pairs]
+        if not ttls:
+            return
+        if len(self._chain) >= CHAIN_ENTRIES:
+            self._chain.pop(min(self._chain, key=lambda k: self._chain[k][1]))
+        self._chain[(qname, qtype)] = (evidence, now + min([*ttls, CHAIN_SECONDS]))
 
     def _plan_chain(self, look: _Lookup, response: dns.message.Message) -> None:
         """After the CERT answer: DNSKEY at the anchor, DS at each name below it down to the
@@ -309,6 +346,9 @@ class DnsRequester:
                                "insecure", certs, self._keep(look, now), verdict.detail, server)
         else:
             status = "dns_insecure" if verdict.outcome == Outcome.INSECURE else "dns_bogus"
+            if verdict.outcome == Outcome.BOGUS:
+                for key in look.asked:  # what it relied on may be what was forged
+                    self._chain.pop(key, None)
             answer = DnsAnswer(look.name, look.owner, status, str(verdict.outcome),
                                keep=self.negative_seconds, detail=verdict.detail, server=server)
         self._end(look, answer, now)
