@@ -79,6 +79,14 @@ def hosts(tmp_path: Path) -> Iterator[TwoHosts]:
 
 
 @pytest.fixture()
+def revoking_hosts(tmp_path: Path) -> Iterator[TwoHosts]:
+    with Lab() as lab:
+        site = TwoHosts(lab, tmp_path, revoked=["b"])
+        yield site
+        site.stop_all()
+
+
+@pytest.fixture()
 def dns_site(hosts: TwoHosts) -> Iterator[DnsSite]:
     site = DnsSite(hosts, {"1": "a", "2": "b"})
     yield site
@@ -215,5 +223,24 @@ def test_a_discovered_certificate_is_fetched_again_kept_through_an_outage_and_wi
         assert hosts.ask("a", "discovery")["learned"] == []
         assert not hosts.ping("a", OVERLAY["b"])
         assert '"reason": "dns_withdrawn"' in (hosts.work / "a.log").read_text()
+    finally:
+        site.knot.stop()
+
+
+def test_a_revoked_certificate_is_refused_even_when_a_signed_zone_serves_it(
+        revoking_hosts: TwoHosts) -> None:
+    """DNSSEC vouches for where a certificate was published, not for the certificate: b's,
+    served from a signed zone, is refused as ``cert_revoked`` under a CRL that revokes it."""
+    hosts = revoking_hosts
+    (hosts.pki / "ca.crl").write_bytes((hosts.pki / "revoked.crl").read_bytes())
+    site = DnsSite(hosts, {"2": "b"})
+    try:
+        site.write_anchor()
+        site.start("a")
+        assert not hosts.ping("a", OVERLAY["b"])
+        found = hosts.ask("a", "discovery")
+        assert found["learned"] == [] and found["counters"]["dns_found_secure"] == 1
+        assert found["counters"]["cert_revoked"] == 1
+        assert '"reason": "cert_revoked"' in (hosts.work / "a.log").read_text()
     finally:
         site.knot.stop()
