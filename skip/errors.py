@@ -84,6 +84,8 @@ REASONS: dict[str, str] = {
     "certificate that validates: the peer is dropped, its next packet asks again (DNS-12)",
     "dns_refresh_failed": "a discovered certificate could not be re-fetched (no answer, or "
     "one not secure enough to act on): it is kept and asked for again in 30 s",
+    "discovery_evicted": "daemon.discovery_cache discovered certificates were held: the least "
+    "recently used peer was forgotten (its next packet discovers it again)",
     # --- certificates -----------------------------------------------------------------------
     "cert_malformed": "the certificate, CRL or UDH encoding does not parse",
     "cert_expired": "the certificate is not valid at the given time",

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.netns import (
     LAN_AB,
@@ -24,6 +25,7 @@ from tests.netns import (
     eventually,
     tcp_transfer,
 )
+from tests.test_skipctl_netns import SCRAPE
 
 pytestmark = [pytest.mark.netns, pytest.mark.tshark,
               pytest.mark.skipif(can_run() is not None, reason=str(can_run())),
@@ -31,6 +33,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.tshark,
                                  reason="needs tshark and dumpcap (Debian package tshark)")]
 
 LAN, OVERLAY = LAN_AB, OVERLAY_AB
+METRICS = "127.0.0.1:9641"
 
 
 @pytest.fixture()
@@ -45,7 +48,7 @@ def test_a_peer_learnt_by_cdp_is_protected_from_the_first_packet(hosts: TwoHosts
     """next-wave.md 1.9 end to end: the first ping waits for the certificate (both ways:
     b learns a when a's first SKIP packet arrives) and gets its answer; the capture shows
     the CDP exchange (the cookie round trip included, CDP-M2) and then only protocol 57."""
-    hosts.start("a")
+    hosts.start("a", metrics=METRICS)
     hosts.start("b")
     cap = Capture(hosts.ns["a"], hosts.lan["a"], hosts.work / "lan.pcap")
     assert hosts.ping("a", OVERLAY["b"]), (hosts.work / "a.log").read_text()
@@ -71,6 +74,16 @@ def test_a_peer_learnt_by_cdp_is_protected_from_the_first_packet(hosts: TwoHosts
                             str(hosts.sock("a"))], capture_output=True, text=True)
     assert plain.returncode == 0 and f"b  nsid 1 {LAN['b']}  from cdp {LAN['b']}:1640" \
         in plain.stdout
+    assert "cache: 1 of 4096 (evicted 0" in plain.stdout
+    # the metrics count discovery too (issue 10: "metrics count them")
+    body = hosts.ns["a"].run(sys.executable, "-c", SCRAPE.format(
+        addr=METRICS, accept="text/plain")).stdout.partition("\n")[2]
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(body) for s in family.samples}
+    assert samples[("skipd_discovery_events_total", (("event", "cdp_learned"),))] == 1
+    assert samples[("skipd_discovery_learned", ())] == 1
+    assert samples[("skipd_discovery_in_flight", ())] == 0
+    assert samples[("skipd_discovery_evicted_total", ())] == 0
     peers = {p["name"]: p for p in hosts.ask("a", "peers")}
     assert peers["b"]["bytes_out"] > 2 * 1024 * 1024
 

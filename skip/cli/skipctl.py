@@ -145,6 +145,10 @@ def format_discovery(result: dict[str, Any]) -> str:
     lines.append("learned:" if result.get("learned") else "learned: none")
     lines += [f"  {e['rule']}  {e['name']}  from {e['source']}"
               for e in result.get("learned", [])]
+    cache = result.get("cache")
+    if cache:
+        lines.append(f"cache: {cache['entries']} of {cache['capacity']} "
+                     f"(evicted {cache['evicted']}, least recently used first)")
     counters = result.get("counters", {})
     if counters:
         lines.append("counters:")

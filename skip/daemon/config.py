@@ -73,6 +73,8 @@ class DaemonSettings:
     # where a protecting rule's missing certificate is looked for, in order (docs/discovery.md)
     discovery: tuple[str, ...] = ("cdp",)
     cdp_servers: tuple[IPAddress, ...] = ()  # certificate servers asked after the peer itself
+    # discovered certificates kept at most; past it the least recently used peer goes
+    discovery_cache: int = 4096
     # the DNS source (docs/discovery.md "Through the DNS"): servers asked on port 53, the
     # DNSSEC anchors (DS or DNSKEY master-file lines), whether an answer with no DNSSEC
     # behind it (an unsigned zone, no anchor) is refused, and the DNS-4 hashed-name domain
@@ -300,6 +302,7 @@ def _daemon(s: _Section) -> DaemonSettings:
         key_log=s.path_value("key_log"),
         discovery=_sources(s),
         cdp_servers=s.parsed_list("cdp_servers", ipaddress.ip_address, "an IP address"),
+        discovery_cache=s.integer("discovery_cache", d.discovery_cache, 1, 1_000_000),
         dns_servers=s.parsed_list("dns_servers", ipaddress.ip_address, "an IP address"),
         dns_trust_anchors=tuple(_trust_anchor(s, s.resolve(p)) for p in s.parsed_list(
             "dns_trust_anchors", str, "a path")),

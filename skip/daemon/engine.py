@@ -123,8 +123,9 @@ class KeyingEngine(Protocol):
     def own_certificates(self, name: SkipName) -> tuple[tuple[int, bytes], ...]:
         """What a CDP responder hands out for ``name`` (our own certificate)."""
 
-    def learned_status(self) -> list[dict[str, Any]]:
-        """The certificates discovery brought, per rule (skipctl discovery)."""
+    def learned_status(self) -> dict[str, Any]:
+        """The certificates discovery brought, per rule (``learned``), and how full their
+        cache is (``cache``: entries, capacity, evicted) for skipctl discovery."""
 
     def overhead(self, rule: PeerPolicy) -> int:
         """Worst-case bytes protection adds to a datagram for this rule (MTU sizing)."""

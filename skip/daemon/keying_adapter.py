@@ -340,6 +340,7 @@ class SkipKeying(KeyingEngine):
         self.validator = plan.validator
         self.own = plan.own
         self.learned.configure(plan.config)
+        self._evict()  # a smaller daemon.discovery_cache takes effect at once
 
     def reconfigure(self, config: Config, now: float) -> None:
         """All or nothing: everything is built before the running endpoint is touched."""
@@ -395,8 +396,19 @@ class SkipKeying(KeyingEngine):
             self.specs[rule.name] = spec
             tunnel = str(spec.tunnel) if spec.tunnel is not None else None
             self.endpoint.add_peer(spec.peer, now, tunnel=tunnel)
+            self._evict(keep=rule.name)
             return "ok"
         return reason
+
+    def _evict(self, keep: str | None = None) -> None:
+        """Past ``daemon.discovery_cache``, the least recently used discovered peers go
+        (docs/discovery.md): their next packet discovers them again."""
+        for name in self.learned.evict(self.endpoint.last_activity, keep):
+            if self.specs.pop(name, None) is not None:
+                self.endpoint.remove_peer(name)
+            logs.LOGGER.info("discovered certificate evicted (least recently used)",
+                             extra=logs.fields(peer=name, reason="discovery_evicted",
+                                               capacity=self.learned.capacity))
 
     def unlearn(self, rule: PeerPolicy) -> None:
         """Drop a discovered certificate its source has withdrawn (a proven DNS absence):
@@ -407,8 +419,10 @@ class SkipKeying(KeyingEngine):
         if self.specs.pop(rule.name, None) is not None:
             self.endpoint.remove_peer(rule.name)
 
-    def learned_status(self) -> list[dict[str, object]]:
-        return self.learned.status()
+    def learned_status(self) -> dict[str, Any]:
+        learned = self.learned
+        return {"learned": learned.status(), "cache": {
+            "entries": len(learned), "capacity": learned.capacity, "evicted": learned.evicted}}
 
     def own_certificates(self, name: SkipName) -> tuple[tuple[int, bytes], ...]:
         """What our CDP responder hands out for ``name``: our certificate, if it answers."""

@@ -4,13 +4,21 @@ skipd discovers certificates only for principals its configuration names: a prot
 ``[[peer]]`` rule whose certificate is not in the store. The rule says which name the
 certificate must answer to (its NSID/MKID, or for NSID 0 its tunnel or host address), so a
 discovered certificate is bound to that name (CDP-24) and validated like a stored one. What was
-learned is kept per rule (so at most one per rule: bounded by the configuration), survives a
-reload while the rule still wants the same name, and is validated again at every reload
-under the anchors and CRLs of the day: a revoked certificate goes whatever brought it.
+learned is kept per rule (so at most one per rule), survives a reload while the rule still
+wants the same name, and is validated again at every reload under the anchors and CRLs of
+the day: a revoked certificate goes whatever brought it.
+
+The rules bound what may be learned, but a site of many peers should not have to hold every
+certificate it ever met: past ``daemon.discovery_cache`` entries the least recently used
+peer is forgotten (its next packet discovers it again). "Used" is the last packet protected
+for or verified from the peer, which the engine already records; it is read only when an
+entry must go, so the per-packet path pays nothing for the order.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from skip.daemon.cert_store import CertificateStore, Validator
@@ -30,6 +38,11 @@ class _Entry:
     data: bytes
     source: str  # where it came from, for operators ("cdp 192.0.2.2:1640")
     assigned: Assigned
+    learned_at: float  # the first use, until a packet says otherwise
+
+
+#: rule name -> when a packet last went to or came from its peer (None: never)
+LastUse = Callable[[str], float | None]
 
 
 class Learned:
@@ -37,11 +50,14 @@ class Learned:
         self._entries: dict[str, _Entry] = {}  # by rule name
         self._rules: dict[SkipName, PeerPolicy] = {}
         self._wanted: dict[str, tuple[SkipName, bytes]] = {}  # rule -> (name, address)
+        self.capacity = 4096
+        self.evicted = 0  # entries forgotten to stay within capacity, since start
 
     def configure(self, config: Config) -> None:
         """The names the protecting rules want; what a rule no longer wants is forgotten."""
         self._rules.clear()
         self._wanted.clear()
+        self.capacity = config.daemon.discovery_cache
         for rule in config.peers:
             if rule.action != "protect":
                 continue
@@ -84,8 +100,25 @@ class Learned:
                                    f"{rule.name} is named by")
         key = bind(name, cert_type, data, now, _cached(validate, store))
         assigned = Assigned(key, source, _fingerprint(key))
-        self._entries[rule.name] = _Entry(name, cert_type, data, source, assigned)
+        old = self._entries.get(rule.name)
+        self._entries[rule.name] = _Entry(name, cert_type, data, source, assigned,
+                                          now if old is None else old.learned_at)
         return assigned
+
+    def evict(self, last_use: LastUse, keep: str | None = None) -> list[str]:
+        """Forget the least recently used entries beyond capacity (never ``keep``, the one
+        just learned) and return their rule names."""
+        over = len(self._entries) - self.capacity
+        if over <= 0:
+            return []
+        def used(item: tuple[str, _Entry]) -> float:
+            return max(item[1].learned_at, last_use(item[0]) or 0.0)
+        gone = [rule for rule, _ in heapq.nsmallest(
+            over, (i for i in self._entries.items() if i[0] != keep), key=used)]
+        for rule in gone:
+            del self._entries[rule]
+        self.evicted += len(gone)
+        return gone
 
     def recall(self, rule: PeerPolicy, now: float, validate: Validator,
                store: CertificateStore) -> Assigned | None:
@@ -99,6 +132,9 @@ class Learned:
             del self._entries[rule.name]
             return None
         return Assigned(key, entry.source, entry.assigned.fingerprint)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def status(self) -> list[dict[str, object]]:
         return [{"rule": rule, "name": str(e.name), "source": e.source,

@@ -940,6 +940,7 @@ class Daemon:
         for event, value in totals["engine"].items():
             yield ("skipd_keying_events_total", "counter", "keying engine events (skipctl "
                    "counters, engine part), by event", {"event": event}, value)
+        yield from self._discovery_samples()
         for rule in self.config.peers:
             stats = self.stats.get(rule.name) or PeerStats()
             labels = {"peer": rule.name}
@@ -955,6 +956,21 @@ class Daemon:
         yield ("skipd_start_time_seconds", "gauge", "when skipd started, in seconds since "
                "the epoch", {}, self.started)
         yield ("skipd_build_info", "info", "skipd's version", {"version": __version__}, 1)
+
+    def _discovery_samples(self) -> Iterable[Sample]:
+        if self.discovery is None or self.engine is None:
+            return
+        status = self.discovery.status()
+        for event, value in status["counters"].items():
+            yield ("skipd_discovery_events_total", "counter", "certificate discovery events "
+                   "(skipctl discovery), by event", {"event": event}, value)
+        yield ("skipd_discovery_in_flight", "gauge", "certificate lookups in flight", {},
+               len(status["in_flight"]))
+        cache = self.engine.learned_status().get("cache", {})
+        yield ("skipd_discovery_learned", "gauge", "discovered certificates held", {},
+               cache.get("entries", 0))
+        yield ("skipd_discovery_evicted_total", "counter", "discovered certificates forgotten "
+               "to stay within daemon.discovery_cache", {}, cache.get("evicted", 0))
 
     def certificates(self) -> dict[str, Any]:
         """``skipctl certs``: our certificate and the one in use for each protecting rule,
@@ -1013,8 +1029,8 @@ class Daemon:
     async def _cmd_discovery(self, _req: dict[str, Any]) -> Any:
         if self.discovery is None:
             return {"enabled": False}
-        learned = self.engine.learned_status() if self.engine is not None else []
-        return {"enabled": True, **self.discovery.status(), "learned": learned}
+        learned = self.engine.learned_status() if self.engine is not None else {"learned": []}
+        return {"enabled": True, **self.discovery.status(), **learned}
 
     async def _cmd_groups(self, _req: dict[str, Any]) -> Any:
         return self.groups.status(time.time()) if self.groups is not None else []

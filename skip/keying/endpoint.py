@@ -347,6 +347,16 @@ class SkipEndpoint:
         return peer_status(name, self._principals, self._sender, self._receiver,
                            self._ctx.policy, now)
 
+    def last_activity(self, name: str) -> float | None:
+        """When a packet was last protected for or verified from peer ``name`` (None: never,
+        or no such peer): what a driver's least-recently-used choice needs, without the
+        rest of :meth:`peer_status`."""
+        state = self._principals.states.get(name)
+        if state is None:
+            return None
+        times = [t for t in (state.sent, state.received) if t is not None]
+        return max(times, default=None)
+
     def events(self) -> Sequence[Event]:
         """Drain the event queue.
 

@@ -64,7 +64,6 @@ import dns.name  # noqa: E402
 import dns.query  # noqa: E402
 import dns.rdatatype  # noqa: E402
 
-from skip.crypto.dh import GROUPS  # noqa: E402
 from skip.daemon import trust  # noqa: E402
 from skip.daemon.cert_store import CertificateStore  # noqa: E402
 from skip.daemon.config import load_config  # noqa: E402
@@ -74,50 +73,15 @@ from skip.daemon.learned import Learned  # noqa: E402
 from skip.discovery.dns_lookup import EDNS_PAYLOAD, DnsAnswer, DnsRequester  # noqa: E402
 from skip.discovery.dns_names import owner_name  # noqa: E402
 from skip.discovery.dnssec import Evidence, TrustAnchor, validate  # noqa: E402
-from skip.pki.certificate import Subject, issue  # noqa: E402
-from skip.pki.crl import issue_crl  # noqa: E402
-from skip.pki.dhkey import dump_private_key, generate_key  # noqa: E402
-from skip.pki.signing import generate_signer  # noqa: E402
 from skip.wire.names import SkipName  # noqa: E402
 from tests.knot import KnotServer, Zone, have_knot  # noqa: E402
+from tests.memory_pki import Pki  # noqa: E402
 from tests.netns import LAN_AB, OVERLAY_AB, Lab, TwoHosts, can_run  # noqa: E402
 
 ZONE = "example."
 REVERSE = "2.0.192.in-addr.arpa."
 A_LAN = "192.0.2.1"
 TAKE_PEERS = 1000  # Learned.take alone is measured on this many (bytes per entry are flat)
-
-
-# --- a PKI in memory -------------------------------------------------------------------------
-
-class Pki:
-    """One CA (Ed25519, skip's default signer) and X25519 leaf certificates it signs."""
-
-    def __init__(self, now: float) -> None:
-        self.start, self.end = int(now) - 3600, int(now) + 30 * 86_400
-        self.signer = generate_signer()
-        self.ca = issue(signer=self.signer, issuer=None, subject=Subject([("CN", "bench CA")]),
-                        not_before=self.start, not_after=self.end, ca=True)
-
-    def leaf(self, cn: str, address: str):  # -> (DHPrivateKey, Certificate)
-        key = generate_key(GROUPS["x25519"])
-        cert = issue(signer=self.signer, issuer=self.ca, not_before=self.start,
-                     not_after=self.end, dh_key=key.public,
-                     subject=Subject([("CN", cn)],
-                                     addresses=(ipaddress.ip_address(address),)))
-        return key, cert
-
-    def write(self, directory: Path, me: str, address: str) -> None:
-        """ca.pem, ca.crl, ME.key, ME.pem as skipd_config expects them."""
-        directory.mkdir(parents=True, exist_ok=True)
-        key, cert = self.leaf(me, address)
-        (directory / "ca.pem").write_bytes(self.ca.pem())
-        crl = issue_crl(signer=self.signer, issuer=self.ca, this_update=self.start,
-                        next_update=self.end, number=1, revoked=[])
-        (directory / "ca.crl").write_bytes(crl.pem())
-        (directory / f"{me}.key").write_bytes(dump_private_key(key))
-        (directory / f"{me}.key").chmod(0o600)
-        (directory / f"{me}.pem").write_bytes(cert.pem())
 
 
 def _peer_address(i: int) -> str:
