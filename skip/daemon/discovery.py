@@ -44,6 +44,9 @@ from skip.wire.names import SkipName
 REFRESH_AT = 0.8  # of what a DNS answer may be kept: ask again before it runs out
 MIN_REFRESH = 5.0  # seconds: a tiny TTL does not make a query loop
 RETRY_SECONDS = 30.0  # at most, after a re-fetch that did not settle it
+#: datagrams read per wake-up: a flood on a CDP socket leaves the event loop to the rest
+#: (the sockets are watched level-triggered, so what is left is read at the next turn)
+BATCH = 64
 
 
 class Learner(Protocol):
@@ -172,7 +175,9 @@ class Discovery:
                     reason="io_error", to=f"{to[0]}:{to[1]}", error=exc.strerror or str(exc)))
 
     def on_client(self, now: float) -> None:
-        while (got := self.client.read()) is not None:
+        for _ in range(BATCH):
+            if (got := self.client.read()) is None:
+                break
             data, source = got
             if carries_ephemeral(data):
                 self._ephemeral(data, source, now)
@@ -243,7 +248,9 @@ class Discovery:
     def on_server(self, now: float) -> None:
         if self.server is None:
             return
-        while (got := self.server.read()) is not None:
+        for _ in range(BATCH):
+            if (got := self.server.read()) is None:
+                break
             data, source = got
             if carries_ephemeral(data):
                 self._ephemeral(data, source, now)

@@ -109,11 +109,13 @@ class CdpResponder:
         self.max_answer = min(max_answer, MAX_DATAGRAM)
         self.always_cookie = always_cookie
         self.limits = PerSource(per_source, burst, sources, None)
-        # answers to unproven addresses in all; past it, only COOKIE_REQUIRED (smaller than
-        # the request: no amplification) within ten times the rate, so that a flood of
-        # spoofed GETs cannot stop this node answering the requester that proves itself
+        # answers to unproven addresses in all; past it, only COOKIE_REQUIRED. That one is
+        # not limited in all, on purpose: it is never larger than the request (no
+        # amplification) and each address gets at most ``burst`` + ``per_source``/s of them,
+        # so it reflects nothing an attacker could not send itself; and a global cap would
+        # let a flood of spoofed GETs take every cookie, so that the requester that would
+        # prove itself never got one (docs/protocol/decisions.md, "CDP under a flood")
         self.work = TokenBucket(total, max(1, int(total)))
-        self.cookie_budget = TokenBucket(10 * total, max(1, int(10 * total)))
         self.counters: Counter[str] = Counter()
 
     def handle(self, data: bytes, src: Address, dst: Address, now: float) -> bytes | None:
@@ -131,9 +133,6 @@ class CdpResponder:
             return None
         proven = self.cookies.check(request.responder_cookie, src, dst, now)
         if not proven and (self.always_cookie or not self.work.take(now)):
-            if not self.cookie_budget.take(now):
-                self.counters["rate_limited"] += 1
-                return None
             return self._cookie_required(request, src, dst, now)
         records = self._answer(request)
         budget = self.max_answer if proven else min(self.max_answer, AMPLIFICATION * len(data))
