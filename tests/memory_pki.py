@@ -16,10 +16,10 @@ from skip.pki.signing import generate_signer
 class Pki:
     """One CA (Ed25519, skip's default signer) and X25519 leaf certificates it signs."""
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, name: str = "test CA") -> None:
         self.start, self.end = int(now) - 3600, int(now) + 30 * 86_400
         self.signer = generate_signer()
-        self.ca = issue(signer=self.signer, issuer=None, subject=Subject([("CN", "test CA")]),
+        self.ca = issue(signer=self.signer, issuer=None, subject=Subject([("CN", name)]),
                         not_before=self.start, not_after=self.end, ca=True)
 
     def leaf(self, cn: str, address: str) -> tuple[DHPrivateKey, Certificate]:

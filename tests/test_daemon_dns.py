@@ -169,8 +169,8 @@ def test_an_unsigned_zone_under_an_anchor_is_bogus_and_without_one_needs_the_ca(
         hosts: TwoHosts) -> None:
     """DNS-25/26: the same records from an unsigned zone. With the zone's anchor configured
     the missing signatures make the answer bogus (a stripped signature must not downgrade to
-    unsigned); with no anchor the certificate is taken because it chains to the CA, unless
-    ``dns_require_dnssec``."""
+    unsigned); with no anchor it is refused by default (``dns_trust = "both"``: DNSSEC and
+    the CA) and taken with ``dns_trust = "ca"`` because it chains to the CA."""
     site = DnsSite(hosts, {"1": "a", "2": "b"}, signed=False)
     try:
         site.write_anchor(_anchor_of_some_signed_zone())
@@ -179,13 +179,13 @@ def test_an_unsigned_zone_under_an_anchor_is_bogus_and_without_one_needs_the_ca(
         assert hosts.ask("a", "discovery")["counters"]["dns_bogus"] == 1
         hosts.stop_all()
         hosts.procs.clear()
-        hosts.start("a", discovery=["dns"], dns_servers=[LAN["b"]], dns_require_dnssec=True)
+        hosts.start("a", discovery=["dns"], dns_servers=[LAN["b"]])
         assert not hosts.ping("a", OVERLAY["b"])
         assert hosts.ask("a", "discovery")["counters"]["dns_insecure"] == 1
         hosts.stop_all()
         hosts.procs.clear()
-        hosts.start("a", discovery=["dns"], dns_servers=[LAN["b"]])
-        hosts.start("b", discovery=["dns"], dns_servers=[LAN["b"]])
+        hosts.start("a", discovery=["dns"], dns_servers=[LAN["b"]], dns_trust="ca")
+        hosts.start("b", discovery=["dns"], dns_servers=[LAN["b"]], dns_trust="ca")
         assert hosts.ping("a", OVERLAY["b"], 2)
         found = hosts.ask("a", "discovery")
         assert "(unvalidated)" in found["learned"][0]["source"]

@@ -115,3 +115,29 @@ def test_by_default_4096_are_kept(setup) -> None:
     _, _, path, _ = setup
     path.write_text(path.read_text().replace("discovery_cache = 2\n", ""))
     assert load_config(path).daemon.discovery_cache == 4096
+
+
+def test_dnssec_alone_takes_a_certificate_of_an_unknown_ca_and_nothing_else(setup) -> None:
+    """dns_trust = "dnssec" (decisions.md, DNS certificate discovery 1): a DNSSEC-secure
+    answer vouches for a certificate of a CA skipd does not know (``anchored`` False);
+    otherwise the same certificate is ``cert_untrusted``; an expired one is refused either
+    way, and so is one that names a configured CA but is not signed by it."""
+    engine, _, _, now = setup
+    foreign = Pki(now, "another CA")
+    rule = engine.config.peers[0]
+    name = SkipName.of_address(bytes([198, 18, 0, 1]))
+    _, cert = foreign.leaf("p0", _peer(0))
+    assert engine.learn(rule, name, [(1, cert.der)], "dns", now) == "cert_untrusted"
+    assert engine.learn(rule, name, [(1, cert.der)], "dns", now, anchored=False) == "ok"
+    assert _held(engine) == ["p0"]
+    # it stays through a reload: validated again the way it was taken
+    engine.reconfigure(engine.config, now + 1)
+    assert _held(engine) == ["p0"]
+    late = now + 40 * 86_400  # past the certificate's end
+    assert engine.learn(engine.config.peers[1], SkipName.of_address(bytes([198, 18, 0, 2])),
+                        [(1, foreign.leaf("p1", _peer(1))[1].der)], "dns", late,
+                        anchored=False) == "cert_expired"
+    forged = Pki(now)  # same CA name as skipd's anchor, another key
+    assert engine.learn(engine.config.peers[2], SkipName.of_address(bytes([198, 18, 0, 3])),
+                        [(1, forged.leaf("p2", _peer(2))[1].der)], "dns", now,
+                        anchored=False) == "cert_bad_signature"

@@ -40,6 +40,11 @@ PFS_MODES = ("off", "preferred", "required")  # docs/pfs.md
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DISCOVERY_SOURCES = ("cdp", "dns")
+#: what a certificate found in the DNS needs: a DNSSEC-secure answer and a chain to a
+#: configured CA ("both", the default), the CA chain alone ("ca": DNSSEC used where the
+#: zone is signed, an unsigned one accepted), or the DNSSEC-secure answer alone ("dnssec":
+#: the zone vouches for the key, as DANE-EE does; CRLs still apply to a known issuer)
+DNS_TRUST = ("both", "ca", "dnssec")
 
 #: MKID length per NSID (skip-core.md section 4.2); 250-255 are private and need an explicit
 #: length, which skipd does not support, so they are refused here rather than guessed.
@@ -76,12 +81,16 @@ class DaemonSettings:
     # discovered certificates kept at most; past it the least recently used peer goes
     discovery_cache: int = 4096
     # the DNS source (docs/discovery.md "Through the DNS"): servers asked on port 53, the
-    # DNSSEC anchors (DS or DNSKEY master-file lines), whether an answer with no DNSSEC
-    # behind it (an unsigned zone, no anchor) is refused, and the DNS-4 hashed-name domain
+    # DNSSEC anchors (DS or DNSKEY master-file lines), what a DNS certificate must have
+    # behind it (DNS_TRUST), and the DNS-4 hashed-name domain
     dns_servers: tuple[IPAddress, ...] = ()
     dns_trust_anchors: tuple[TrustAnchor, ...] = ()
-    dns_require_dnssec: bool = False
+    dns_trust: str = "both"
     dns_skip_domain: str | None = None
+
+    @property
+    def dns_requires_dnssec(self) -> bool:
+        return self.dns_trust != "ca"
 
 
 @dataclass(frozen=True)
@@ -306,7 +315,7 @@ def _daemon(s: _Section) -> DaemonSettings:
         dns_servers=s.parsed_list("dns_servers", ipaddress.ip_address, "an IP address"),
         dns_trust_anchors=tuple(_trust_anchor(s, s.resolve(p)) for p in s.parsed_list(
             "dns_trust_anchors", str, "a path")),
-        dns_require_dnssec=s.get("dns_require_dnssec", bool, False),
+        dns_trust=s.choice("dns_trust", DNS_TRUST, d.dns_trust),
         dns_skip_domain=s.parsed("dns_skip_domain", _domain, "a DNS domain"),
     )
     if "dns" in settings.discovery and not settings.dns_servers:

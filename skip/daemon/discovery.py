@@ -55,7 +55,8 @@ class Learner(Protocol):
     def rule_for(self, name: SkipName) -> PeerPolicy | None: ...
 
     def learn(self, rule: PeerPolicy, name: SkipName, certificates: Sequence[tuple[int, bytes]],
-              source: str, now: float, *, refresh: bool = False) -> str: ...
+              source: str, now: float, *, refresh: bool = False,
+              anchored: bool = True) -> str: ...
 
     def unlearn(self, rule: PeerPolicy) -> None: ...
 
@@ -84,6 +85,7 @@ class Discovery:
                 reason=exc.reason, error=exc.detail))
         self.port = cfg.key_management_port
         self.sources = cfg.discovery
+        self.dns_trust = cfg.dns_trust
         self.ipv6, self.rng = ipv6, rng
         self.dns: DnsSource | None = None
         self._configure_dns(config)
@@ -100,6 +102,7 @@ class Discovery:
     def reconfigure(self, config: Config) -> None:
         self.servers = [(str(a), CDP_PORT) for a in config.daemon.cdp_servers]
         self.sources = config.daemon.discovery
+        self.dns_trust = config.daemon.dns_trust
         self._configure_dns(config)
 
     def _configure_dns(self, config: Config) -> None:
@@ -204,8 +207,8 @@ class Discovery:
             self._next_source(rule, answer.name, now)
 
     def _learn(self, rule: PeerPolicy, name: SkipName, certificates: Sequence[tuple[int, bytes]],
-               source: str, kind: str, now: float) -> bool:
-        result = self.learner.learn(rule, name, certificates, source, now)
+               source: str, kind: str, now: float, *, anchored: bool = True) -> bool:
+        result = self.learner.learn(rule, name, certificates, source, now, anchored=anchored)
         self.counters[f"{kind}_learned" if result == "ok" else result] += 1
         if result == "ok":
             self._waiting.pop(name, None)
@@ -233,7 +236,8 @@ class Discovery:
                 self._refreshed(rule, answer, now)
                 continue
             if answer.status == "found" and self._learn(
-                    rule, answer.name, answer.certificates, _dns_source(answer), "dns", now):
+                    rule, answer.name, answer.certificates, _dns_source(answer), "dns", now,
+                    anchored=self._anchored(answer)):
                 self._schedule(answer, now)
                 continue
             if answer.status != "found":
@@ -300,7 +304,7 @@ class Discovery:
         reason = answer.status
         if answer.status == "found":
             reason = self.learner.learn(rule, name, answer.certificates, _dns_source(answer),
-                                        now, refresh=True)
+                                        now, refresh=True, anchored=self._anchored(answer))
             if reason == "ok":
                 self.counters["dns_refreshed"] += 1
                 self._schedule(answer, now)
@@ -318,6 +322,11 @@ class Discovery:
         self.counters["dns_withdrawn"] += 1
         logs.LOGGER.warning("discovered certificate withdrawn, peer dropped", extra=logs.fields(
             peer=rule.name, name=str(name), reason="dns_withdrawn", error=reason))
+
+    def _anchored(self, answer: DnsAnswer) -> bool:
+        """Whether a DNS answer's certificate must chain to a CA: always, unless ``dns_trust
+        = "dnssec"`` and DNSSEC vouches for it (decisions.md, DNS certificate discovery)."""
+        return not (self.dns_trust == "dnssec" and answer.outcome == "secure")
 
     def _schedule(self, answer: DnsAnswer, now: float) -> None:
         interval = max(answer.keep * REFRESH_AT, MIN_REFRESH)

@@ -37,7 +37,7 @@ class DnsSource:
         self.ipv6 = ipv6
         self.mark = cfg.fwmark
         self.requester = DnsRequester(cfg.dns_trust_anchors,
-                                      require_dnssec=cfg.dns_require_dnssec, rng=rng)
+                                      require_dnssec=cfg.dns_requires_dnssec, rng=rng)
         self.configure(cfg)
         self.sock = DatagramSocket(0, cfg.fwmark, ipv6=ipv6, what="DNS client")
         #: the runtime's way back in for a TCP answer: run this handler, then drain
@@ -50,7 +50,7 @@ class DnsSource:
         self.servers = [(str(a), DNS_PORT) for a in cfg.dns_servers]
         self.skip_domain = cfg.dns_skip_domain
         self.requester.anchors = list(cfg.dns_trust_anchors)
-        self.requester.require_dnssec = cfg.dns_require_dnssec
+        self.requester.require_dnssec = cfg.dns_requires_dnssec
 
     def owner(self, rule: PeerPolicy, name: SkipName,
               address: IPAddress | None) -> dns.name.Name | None:

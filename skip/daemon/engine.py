@@ -112,7 +112,8 @@ class KeyingEngine(Protocol):
         """The protecting rule whose certificate must answer to ``name`` (discovery)."""
 
     def learn(self, rule: PeerPolicy, name: SkipName, certificates: Sequence[tuple[int, bytes]],
-              source: str, now: float, *, refresh: bool = False) -> str:
+              source: str, now: float, *, refresh: bool = False,
+              anchored: bool = True) -> str:
         """Use the first of ``certificates`` discovery returned for ``rule`` that answers to
         ``name`` and validates; "ok" or the reason none was used. ``refresh``: a re-fetch
         that may replace what discovery brought before."""

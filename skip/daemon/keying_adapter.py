@@ -377,18 +377,19 @@ class SkipKeying(KeyingEngine):
         return self.learned.rule_for(name)
 
     def learn(self, rule: PeerPolicy, name: SkipName, certificates: Sequence[tuple[int, bytes]],
-              source: str, now: float, *, refresh: bool = False) -> str:
+              source: str, now: float, *, refresh: bool = False, anchored: bool = True) -> str:
         """Take the first of ``certificates`` (from discovery, for ``rule``'s ``name``) that
         answers to the name and validates; the peer is added and its waiting packets are
         released. Returns "ok" or the reason none was taken. ``refresh``: a re-fetch that
-        replaces what discovery brought before (never a stored certificate)."""
+        replaces what discovery brought before (never a stored certificate). ``anchored``
+        False: a DNSSEC-secure answer vouches for the certificates, no CA chain needed."""
         if rule.name in self.specs and not (refresh and self.learned.holds(rule)):
             return "ok"  # the store (a reload) was quicker
         reason = "cdp_not_found"
         for cert_type, data in certificates:
             try:
                 assigned = self.learned.take(rule, name, cert_type, data, source, now,
-                                             self.validator, self.store)
+                                             self.validator, self.store, anchored=anchored)
                 spec = self._spec(rule, assigned, self.config)
             except SkipError as exc:
                 reason = exc.reason

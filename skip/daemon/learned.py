@@ -27,7 +27,7 @@ from skip.daemon.credentials import Assigned
 from skip.discovery.binding import Validate, bind
 from skip.errors import CertificateError
 from skip.pki.certificate import Certificate
-from skip.pki.validation import PeerKey
+from skip.pki.validation import PeerKey, validate_unanchored
 from skip.wire.names import SkipName
 
 
@@ -39,6 +39,7 @@ class _Entry:
     source: str  # where it came from, for operators ("cdp 192.0.2.2:1640")
     assigned: Assigned
     learned_at: float  # the first use, until a packet says otherwise
+    anchored: bool  # False: a DNSSEC-secure answer vouched for it, no CA chain needed
 
 
 #: rule name -> when a packet last went to or came from its peer (None: never)
@@ -93,16 +94,19 @@ class Learned:
         self._entries.pop(rule.name, None)
 
     def take(self, rule: PeerPolicy, name: SkipName, cert_type: int, data: bytes, source: str,
-             now: float, validate: Validator, store: CertificateStore) -> Assigned:
-        """Bind and validate a returned certificate for ``rule``; CertificateError if not."""
+             now: float, validate: Validator, store: CertificateStore, *,
+             anchored: bool = True) -> Assigned:
+        """Bind and validate a returned certificate for ``rule``; CertificateError if not.
+        ``anchored`` False: a DNSSEC-secure answer vouches for it (``dns_trust =
+        "dnssec"``), so a certificate that chains to no configured CA is taken too."""
         if self._rules.get(name) is not rule:
             raise CertificateError("cert_name_mismatch", f"{name} is not what peer "
                                    f"{rule.name} is named by")
-        key = bind(name, cert_type, data, now, _cached(validate, store))
+        key = bind(name, cert_type, data, now, _cached(validate, store, anchored))
         assigned = Assigned(key, source, _fingerprint(key))
         old = self._entries.get(rule.name)
         self._entries[rule.name] = _Entry(name, cert_type, data, source, assigned,
-                                          now if old is None else old.learned_at)
+                                          now if old is None else old.learned_at, anchored)
         return assigned
 
     def evict(self, last_use: LastUse, keep: str | None = None) -> list[str]:
@@ -127,7 +131,8 @@ class Learned:
         if entry is None:
             return None
         try:
-            key = bind(entry.name, entry.cert_type, entry.data, now, _cached(validate, store))
+            key = bind(entry.name, entry.cert_type, entry.data, now,
+                       _cached(validate, store, entry.anchored))
         except CertificateError:
             del self._entries[rule.name]
             return None
@@ -141,10 +146,17 @@ class Learned:
                  "not_after": e.assigned.key.not_after} for rule, e in self._entries.items()]
 
 
-def _cached(validate: Validator, store: CertificateStore) -> Validate:
-    """The validator through the store's verdict cache."""
+def _cached(validate: Validator, store: CertificateStore, anchored: bool) -> Validate:
+    """The validator through the store's verdict cache; unless ``anchored``, a certificate
+    that chains to no configured CA is checked on its own (a revoked one stays refused:
+    CRLs apply whenever the issuer is known)."""
     def check(cert: Certificate, now: float) -> PeerKey:
-        return store.validate(cert, now, validate)
+        try:
+            return store.validate(cert, now, validate)
+        except CertificateError as exc:
+            if anchored or exc.reason != "cert_untrusted":
+                raise
+        return validate_unanchored(cert, now)
     return check
 
 

@@ -116,6 +116,22 @@ def validate_certificate(
     return peer
 
 
+def validate_unanchored(cert: Certificate, now: float, *, policy: Policy = Policy(),
+                        rng: Rng = os.urandom) -> PeerKey:
+    """DANGEROUS unless something else vouches for ``cert``: every check of
+    :func:`validate_certificate` on the certificate itself (a DH key for key agreement,
+    validity at ``now``, the DH value) but no chain to an anchor and no CRL.
+
+    For a certificate a DNSSEC-secure answer gave for the name asked (skipd's ``dns_trust =
+    "dnssec"``): the signed zone is then what binds the key to the name, as a DANE-EE record
+    does; the signature on the certificate is not looked at.
+    """
+    key = _end_entity_key(cert)
+    check_time(cert, now)
+    group = check_dh_key(key, policy, rng)
+    return PeerKey(group, key.public_value, cert.skip_names(), cert.not_after, cert)
+
+
 def validate_udh(
     udh: UdhCertificate,
     now: float,
