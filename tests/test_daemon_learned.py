@@ -141,3 +141,11 @@ def test_dnssec_alone_takes_a_certificate_of_an_unknown_ca_and_nothing_else(setu
     assert engine.learn(engine.config.peers[2], SkipName.of_address(bytes([198, 18, 0, 3])),
                         [(1, forged.leaf("p2", _peer(2))[1].der)], "dns", now,
                         anchored=False) == "cert_bad_signature"
+
+
+def test_the_replaced_dns_require_dnssec_says_what_replaced_it(setup) -> None:
+    _, _, path, _ = setup
+    path.write_text(path.read_text().replace("[daemon]\n", "[daemon]\ndns_require_dnssec = true\n"))
+    with pytest.raises(SkipError) as caught:
+        load_config(path)
+    assert caught.value.reason == "config_invalid" and "replaced by dns_trust" in str(caught.value)

@@ -318,6 +318,9 @@ def _daemon(s: _Section) -> DaemonSettings:
         dns_trust=s.choice("dns_trust", DNS_TRUST, d.dns_trust),
         dns_skip_domain=s.parsed("dns_skip_domain", _domain, "a DNS domain"),
     )
+    if "dns_require_dnssec" in s.table:  # the setting dns_trust replaced
+        s.fail(s.key("dns_require_dnssec"), 'replaced by dns_trust: true is "both" (now the '
+               'default), false is "ca"')
     if "dns" in settings.discovery and not settings.dns_servers:
         s.fail(s.key("dns_servers"), "discovery names \"dns\": give the servers to ask")
     if 0 < settings.mtu < 576:

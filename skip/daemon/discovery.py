@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from skip.daemon import logs
 from skip.daemon.config import Config, IPAddress, PeerPolicy
 from skip.daemon.dns_source import DnsSource
-from skip.daemon.sockets import DatagramSocket
+from skip.daemon.sockets import READ_BATCH, DatagramSocket
 from skip.discovery.cdp import CdpRequester, CdpResponder
 from skip.discovery.dns_lookup import DnsAnswer
 from skip.errors import SkipError
@@ -44,9 +44,6 @@ from skip.wire.names import SkipName
 REFRESH_AT = 0.8  # of what a DNS answer may be kept: ask again before it runs out
 MIN_REFRESH = 5.0  # seconds: a tiny TTL does not make a query loop
 RETRY_SECONDS = 30.0  # at most, after a re-fetch that did not settle it
-#: datagrams read per wake-up: a flood on a CDP socket leaves the event loop to the rest
-#: (the sockets are watched level-triggered, so what is left is read at the next turn)
-BATCH = 64
 
 
 class Learner(Protocol):
@@ -178,7 +175,7 @@ class Discovery:
                     reason="io_error", to=f"{to[0]}:{to[1]}", error=exc.strerror or str(exc)))
 
     def on_client(self, now: float) -> None:
-        for _ in range(BATCH):
+        for _ in range(READ_BATCH):
             if (got := self.client.read()) is None:
                 break
             data, source = got
@@ -252,7 +249,7 @@ class Discovery:
     def on_server(self, now: float) -> None:
         if self.server is None:
             return
-        for _ in range(BATCH):
+        for _ in range(READ_BATCH):
             if (got := self.server.read()) is None:
                 break
             data, source = got

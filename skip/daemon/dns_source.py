@@ -22,7 +22,7 @@ import dns.name
 
 from skip.daemon import logs
 from skip.daemon.config import DaemonSettings, IPAddress, PeerPolicy
-from skip.daemon.sockets import DatagramSocket, marked_stream
+from skip.daemon.sockets import READ_BATCH, DatagramSocket, marked_stream
 from skip.discovery.dns_lookup import DNS_PORT, DnsAnswer, DnsRequester
 from skip.discovery.dns_names import configured_name, owner_name
 from skip.errors import SkipError
@@ -114,7 +114,7 @@ class DnsSource:
         self.settle(now)
 
     def on_readable(self, now: float) -> None:
-        for _ in range(64):  # a flood of forged answers leaves the event loop to the rest
+        for _ in range(READ_BATCH):  # a flood of forged answers cannot hold the loop
             if (got := self.sock.read()) is None:
                 break
             self.requester.receive_datagram(*got, now)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from skip.daemon.cert_store import CertificateStore, Validator
-from skip.daemon.config import Config, PeerPolicy
+from skip.daemon.config import Config, DaemonSettings, PeerPolicy
 from skip.daemon.credentials import Assigned
 from skip.discovery.binding import Validate, bind
 from skip.errors import CertificateError
@@ -51,7 +51,7 @@ class Learned:
         self._entries: dict[str, _Entry] = {}  # by rule name
         self._rules: dict[SkipName, PeerPolicy] = {}
         self._wanted: dict[str, tuple[SkipName, bytes]] = {}  # rule -> (name, address)
-        self.capacity = 4096
+        self.capacity = DaemonSettings.discovery_cache
         self.evicted = 0  # entries forgotten to stay within capacity, since start
 
     def configure(self, config: Config) -> None:

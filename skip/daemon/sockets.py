@@ -48,6 +48,9 @@ _EXTENSION_CMSGS = {socket.IPV6_HOPOPTS: PROTO_HOPOPTS, socket.IPV6_RTHDR: PROTO
                     socket.IPV6_DSTOPTS: PROTO_DSTOPTS}
 _IPV6 = struct.Struct("!IHBB16s16s")
 _MAX = 65535
+#: datagrams a reader takes per wake-up: a flood on one socket leaves the event loop to the
+#: rest (sockets are watched level-triggered, so what is left is read at the next turn)
+READ_BATCH = 64
 _DESTINATIONS = 1024  # sendto addresses RawSender keeps
 #: room for the fixed-header items and four extension headers of the largest size (2048
 #: bytes: hop-by-hop, destination options before and after a routing header, the routing
