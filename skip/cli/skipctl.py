@@ -37,7 +37,8 @@ COMMANDS = {
     "flush": "drop cached master and traffic keys (recomputed on the next packet)",
     "reload": "re-read configuration and certificates; a bad file is refused, old one kept",
     "stop": "stop skipd (it removes its TUN device, routes and rules)",
-    "discovery": "certificate discovery (CDP): lookups in flight, learned peers, counters",
+    "discovery": "certificate discovery (CDP, DNS): lookups in flight, learned peers and "
+                 "their cache, counters",
     "groups": "multicast groups: role, key epoch and age, members (owner) or state (member)",
     "group": "evict a member from a group this skipd owns, or add one: group evict|add "
     "GROUP MEMBER (one signed rekey; kept across reloads)",
