@@ -196,8 +196,13 @@ def test_eviction_during_a_stream_locks_one_out_and_costs_the_others_little(site
     # nothing sent after the rekey (no key it holds ever opened a Kp of the new epoch)
     opened = {m: _decrypted(site, cap.path, m) for m in ("b", "c")}
     assert len(opened["b"]) >= 295, len(opened["b"])
-    assert set(got["c"]) <= opened["c"] and max(opened["c"]) == max(got["c"]), \
-        (sorted(opened["c"] - set(got["c"])), max(got["c"]))
+    # beyond what c delivered, its log may open only the few datagrams the sender still put
+    # under the old epoch's Kp (its grace period) that reached c after c took the eviction:
+    # right after c's last one, no more than b may lose, each refused by c's skipd
+    extra = sorted(opened["c"] - set(got["c"]))
+    assert set(got["c"]) <= opened["c"] and len(extra) <= 10, (extra, max(got["c"]))
+    assert extra == list(range(max(got["c"]) + 1, max(got["c"]) + 1 + len(extra))), extra
+    assert drops.get("group_expired", 0) >= len(extra), drops
     # an eviction survives a reload
     assert ask(site, "o", "reload")
     assert ask(site, "o", "groups")[0]["members"] == ["a", "b"]
