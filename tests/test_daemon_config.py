@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from skip.daemon.config import load_config, parse_config
+from skip.daemon.config import ipv6_uses, load_config, parse_config
 from skip.errors import ConfigError
 from tests.netns import make_pki, skipd_config
 
@@ -202,8 +202,11 @@ lifetime = 3600
 
 
 def test_groups_owned_and_joined() -> None:
-    config = parse(OWNED + '\n[[group]]\naddress = "239.2.2.2"\nowner = "beta"\n')
-    owned, joined = config.groups
+    config = parse(OWNED + '\n[[group]]\naddress = "239.2.2.2"\nowner = "beta"\n'
+                   '\n[[group]]\naddress = "ff15::1"\nowner = "beta"\n')
+    owned, joined, joined6 = config.groups
+    assert str(joined6.address) == "ff15::1"
+    assert [u for u in ipv6_uses(config) if u.startswith("group")] == ["group ff15::1"]
     assert (str(owned.address), owned.owner, owned.members, owned.lifetime) == \
         ("239.1.1.1", "self", ("beta", "laptop"), 3600)
     assert owned.backward_secrecy and owned.interval_seconds == 120
@@ -214,7 +217,8 @@ def test_groups_owned_and_joined() -> None:
     ("edit", "key", "problem"),
     [
         (('address = "239.1.1.1"', 'address = "10.1.1.1"'), "group[0].address", "multicast"),
-        (('address = "239.1.1.1"', 'address = "ff15::1"'), "group[0].address", "IPv4 only"),
+        (('address = "239.1.1.1"', 'address = "ff02::1"'), "group[0].address", "scope"),
+        (('address = "239.1.1.1"', 'address = "fd00::1"'), "group[0].address", "multicast"),
         (('owner = "self"\n', ""), "group[0].owner", '"self"'),
         (('owner = "self"', 'owner = "site-c"'), "group[0].owner",
          "not a protecting [[peer]] rule"),

@@ -7,7 +7,8 @@ the middle of the stream locks c out (its skipd's drops by reason) while b loses
 few packets (measured); a replayed rekey changes nothing; a member that heard none of a
 rekey's resends catches up from the traffic; an eviction survives the owner's reload; each
 member's key log opens offline exactly what it could read; a member added later (d) reads
-on, not back."""
+on, not back. The eviction test runs for an IPv6 group (ff15::1) too, whose sender names
+no interface: the group's route (in the local table, docs/multicast.md) steers it."""
 
 from __future__ import annotations
 
@@ -42,18 +43,27 @@ pytestmark = [pytest.mark.netns,
 HOSTS = ("o", "a", "b", "c", "d")  # d: configured to join, not on o's list until added
 LAN = {n: f"192.0.2.{i}" for i, n in enumerate((*HOSTS, "x"), 1)}
 OVERLAY = {n: f"10.57.0.{i}" for i, n in enumerate(HOSTS, 1)}
-GROUP, PORT = "239.1.1.1", 5007
+OVERLAY6 = {n: f"fd57::{i}" for i, n in enumerate(HOSTS, 1)}
+GROUP, GROUP6, PORT = "239.1.1.1", "ff15::1", 5007
 MARKER = b"group-secret-"
 SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "wireshark" / "skip.lua"
 
 RECEIVER = f"""
 import json, socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("{GROUP}", {PORT}))
-s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-             socket.inet_aton("{GROUP}") + socket.inet_aton(sys.argv[1]))
-s.settimeout(float(sys.argv[2]))
+group, ip = sys.argv[1], sys.argv[2]
+if ":" in group:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((group, {PORT}))
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, socket.inet_pton(
+        socket.AF_INET6, group) + socket.if_nametoindex("skip0").to_bytes(4, sys.byteorder))
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((group, {PORT}))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                 socket.inet_aton(group) + socket.inet_aton(ip))
+s.settimeout(float(sys.argv[3]))
 print("ready", flush=True)
 got = []
 try:
@@ -65,20 +75,30 @@ except socket.timeout:
     pass
 print(json.dumps(got), flush=True)
 """
+# to an IPv6 group (or with no address given) the sender names no interface: the group's
+# route takes it into skip0
 SENDER = f"""
 import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[1]))
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+group, ip = sys.argv[1], sys.argv[2]
+if ":" in group:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if ip:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ip))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
 print("sending", flush=True)
-for i in range(int(sys.argv[2])):
-    s.sendto({MARKER!r} + str(i).encode(), ("{GROUP}", {PORT}))
+for i in range(int(sys.argv[3])):
+    s.sendto({MARKER!r} + str(i).encode(), (group, {PORT}))
     time.sleep(0.01)
 """
 
 
 @pytest.fixture()
-def site(tmp_path: Path) -> Iterator[dict]:
+def site(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict]:
+    """The group is 239.1.1.1, or ff15::1 with ``indirect`` parameter "6"."""
+    address = GROUP6 if getattr(request, "param", "4") == "6" else GROUP
     with Lab() as lab:
         ns = {n: lab.host(n) for n in (*HOSTS, "x")}
         lan = lab.switch([(ns[n], [f"{LAN[n]}/24"]) for n in ns])
@@ -95,16 +115,18 @@ def site(tmp_path: Path) -> Iterator[dict]:
             others = [n for n in HOSTS if n != me and (me == "o" or n == "o")]
             for other in others:
                 shutil.copy(pki / f"{other}.pem", store / f"{other}.pem")
-            group = {"address": GROUP, "owner": "self", "members": ["a", "b", "c"]} \
-                if me == "o" else {"address": GROUP, "owner": "o"}
+            group = {"address": address, "owner": "self", "members": ["a", "b", "c"]} \
+                if me == "o" else {"address": address, "owner": "o"}
             config = skipd_config(
-                tmp_path, me, pki, store=store, overlay=[f"{OVERLAY[me]}/24"],
+                tmp_path, me, pki, store=store,
+                overlay=[f"{OVERLAY[me]}/24", f"{OVERLAY6[me]}/64"],
                 daemon={"key_log": str(tmp_path / f"{me}.keys")},  # DANGEROUS: for the proof
                 peers=[{"name": n, "hosts": [OVERLAY[n]], "tunnel": LAN[n],
                         "action": "protect"} for n in others], groups=[group])
             procs[me] = start_skipd(ns[me], config, tmp_path / f"{me}.sock",
                                     tmp_path / f"{me}.log")
-        site = {"ns": ns, "hub": hub, "lan": lan, "work": tmp_path, "procs": procs}
+        site = {"ns": ns, "hub": hub, "lan": lan, "work": tmp_path, "procs": procs,
+                "group": address}
         try:
             (owned,) = ask(site, "o", "groups")
             for m in ("a", "b", "c"):
@@ -136,11 +158,13 @@ class Stream:
         self.count = count
         self.procs = {}
         for r in receivers:
-            self.procs[r] = site["ns"][r].popen(sys.executable, "-c", RECEIVER, OVERLAY[r],
-                                                "2", stdout=subprocess.PIPE, text=True)
+            self.procs[r] = site["ns"][r].popen(sys.executable, "-c", RECEIVER, site["group"],
+                                                OVERLAY[r], "2", stdout=subprocess.PIPE,
+                                                text=True)
             assert self.procs[r].stdout.readline().strip() == "ready"
-        self.sender = site["ns"]["a"].popen(sys.executable, "-c", SENDER, OVERLAY["a"],
-                                            str(count), stdout=subprocess.PIPE, text=True)
+        self.sender = site["ns"]["a"].popen(sys.executable, "-c", SENDER, site["group"],
+                                            OVERLAY["a"], str(count), stdout=subprocess.PIPE,
+                                            text=True)
         assert self.sender.stdout.readline().strip() == "sending"
 
     def result(self) -> dict[str, list[int]]:
@@ -153,20 +177,23 @@ def member_epoch(site: dict, me: str) -> int:
     return row["epoch"] if row["state"] == "member" else 0
 
 
+@pytest.mark.parametrize("site", ["4", "6"], indirect=True)
 def test_eviction_during_a_stream_locks_one_out_and_costs_the_others_little(site):
+    group = site["group"]
+    v = "v6" if ":" in group else "v4"
     (owned,) = ask(site, "o", "groups")
     epoch = owned["epoch"]
     assert owned["role"] == "owner" and owned["members"] == ["a", "b", "c"]
     table = skipctl(site, "o", "groups").stdout.splitlines()
     assert table[0].split()[:3] == ["GROUP", "ROLE", "EPOCH"]
-    assert table[1].split()[:3] == [GROUP, "owner", str(epoch)] and "a, b, c" in table[1]
+    assert table[1].split()[:3] == [group, "owner", str(epoch)] and "a, b, c" in table[1]
     assert "o (member)" in skipctl(site, "b", "groups").stdout
     cap = Capture(site["hub"], "br0", site["work"] / "bridge.pcapng")
     stream = Stream(site, 300, ("b", "c"))
     time.sleep(1.0)
-    evict = skipctl(site, "o", "group", "evict", GROUP, "c")
+    evict = skipctl(site, "o", "group", "evict", group, "c")
     assert evict.returncode == 0, evict.stderr
-    assert evict.stdout.startswith(f"evicted c from {GROUP}: epoch {epoch + 1}, one rekey of ")
+    assert evict.stdout.startswith(f"evicted c from {group}: epoch {epoch + 1}, one rekey of ")
     got = stream.result()
     cap.stop()
     lost = 300 - len(set(got["b"]))
@@ -179,17 +206,19 @@ def test_eviction_during_a_stream_locks_one_out_and_costs_the_others_little(site
     assert c_row["state"] == "evicted" and c_row["epoch"] == 0
     drops = ask(site, "c", "counters")["drops"]
     assert drops.get("group_expired", 0) >= 300 - len(got["c"]) - 20, drops
-    # the bridge carried protocol 57 and rekeys to the group only, never the payload
+    # the bridge carried protocol 57 (the group's data; GIK over IPv4 unicast) and rekeys
+    # to the group only, never the payload
     assert MARKER not in cap.path.read_bytes()
     seen = cap.protocols()
-    assert set(seen) <= {"v4:57", "udp:1660"} and seen.count("v4:57") >= 300, set(seen)
-    rows = _tshark(cap.path, "skip or skip_gik", "ip.dst", "skip.version", "skip.dst_nsid",
-                   "skip.crypt_alg.name", "skip_gik.type", "skip_gik.reason", "skip_gik.epoch",
-                   "skip_gik.previous_epoch")
-    group_data = [r for r in rows if r[0] == GROUP and r[1]]
+    assert set(seen) <= {"v4:57", f"{v}:57", "udp:1660"} and seen.count(f"{v}:57") >= 300, \
+        set(seen)
+    rows = _tshark(cap.path, "skip or skip_gik", "ipv6.dst" if v == "v6" else "ip.dst",
+                   "skip.version", "skip.dst_nsid", "skip.crypt_alg.name", "skip_gik.type",
+                   "skip_gik.reason", "skip_gik.epoch", "skip_gik.previous_epoch")
+    group_data = [r for r in rows if r[0] == group and r[1]]
     assert len(group_data) >= 300
     assert {(r[1], r[2], r[3]) for r in group_data} == {("2", "0", "aes-256-gcm-16")}
-    rekeys = [r for r in rows if r[0] == GROUP and r[4]]
+    rekeys = [r for r in rows if r[0] == group and r[4]]
     assert rekeys and {tuple(r[4:]) for r in rekeys} == \
         {("3", "1", str(epoch + 1), str(epoch))}  # type rekey, reason evict, resent
     # offline, with each member's own key log (skip-decrypt): b's opens the whole stream, c's
@@ -206,6 +235,24 @@ def test_eviction_during_a_stream_locks_one_out_and_costs_the_others_little(site
     # an eviction survives a reload
     assert ask(site, "o", "reload")
     assert ask(site, "o", "groups")[0]["members"] == ["a", "b"]
+    # fail closed: with a's skipd killed, what a sends to the group is refused by the kernel
+    # (the block under the group's route: table 57 for IPv4, the local table for IPv6), not
+    # sent in clear on the LAN; ``skipd --cleanup`` lifts it on purpose
+    cap = Capture(site["hub"], "br0", site["work"] / "down.pcapng")
+    site["procs"]["a"].kill()
+    site["procs"]["a"].wait(timeout=10)
+    blocked = site["ns"]["a"].run(sys.executable, "-c", SENDER, group, "", "3", check=False)
+    assert blocked.returncode != 0 and "No route to host" in blocked.stderr, blocked.stderr
+    table = "local" if v == "v6" else "57"
+    routes = site["ns"]["a"].run("ip", f"-{v[1]}", "route", "show", "table", table).stdout
+    assert f"unreachable {group} " in routes, routes
+    done = site["ns"]["a"].run(sys.executable, "-m", "skip.cli.skipd", "-c",
+                               str(site["work"] / "a.toml"), "--cleanup", check=False)
+    assert done.returncode == 0, done.stderr
+    assert group not in site["ns"]["a"].run("ip", f"-{v[1]}", "route", "show", "table",
+                                            table).stdout
+    cap.stop()
+    assert MARKER not in cap.path.read_bytes()
 
 
 def test_a_replayed_rekey_changes_nothing_and_a_deaf_member_catches_up(site):

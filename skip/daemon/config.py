@@ -504,11 +504,12 @@ def _group(s: _Section, peers: tuple[PeerPolicy, ...]) -> GroupPolicy:
     d = GroupPolicy(ipaddress.ip_address("239.0.0.1"), "self")
     address = s.parsed("address", ipaddress.ip_address, "an IP address")
     if address is None or not address.is_multicast:
-        s.fail(s.key("address"), "a multicast address is required (224.0.0.0/4)")
-    if address.version == 6:
-        # the core (skip.multicast) handles ff00::/8; skipd's underlay side (MLD joins,
-        # IPv6 rekey socket) does not yet: refuse rather than half-work (docs/multicast.md)
-        s.fail(s.key("address"), "IPv6 groups are not carried by skipd yet (IPv4 only)")
+        s.fail(s.key("address"), "a multicast address is required (224.0.0.0/4 or ff00::/8)")
+    if address.version == 6 and address.is_multicast and (address.packed[1] & 0x0F) < 3:
+        # interface- and link-local scopes (ff01::/16, ff02::/16) never leave one link and
+        # carry the kernel's own protocols (MLD, neighbour discovery): not ours to protect
+        s.fail(s.key("address"), "an IPv6 group of admin-, site- or wider scope is required "
+               "(ff03:: to ff0f::, e.g. ff15::1)")
     owner = s.get("owner", str)
     protecting = {p.name for p in peers if p.action == "protect"}
     if owner is None:
@@ -564,6 +565,7 @@ def ipv6_uses(config: Config) -> list[str]:
         tunnel = () if rule.tunnel is None else (rule.tunnel,)
         uses += [f"peer {rule.name!r}: {a}" for a in (*rule.hosts, *rule.networks, *tunnel)
                  if a.version == 6]
+    uses += [f"group {g.address}" for g in config.groups if g.address.version == 6]
     return uses
 
 

@@ -38,6 +38,8 @@ from skip.wire.ip import build_ipv4, build_ipv6
 
 _UDP = struct.Struct("!HHHH")
 _MREQN = struct.Struct("4s4si")  # struct ip_mreqn: group, local address, interface index
+_MREQ6 = struct.Struct("=16sI")  # struct ipv6_mreq: group, interface index
+_IPV6_HDRINCL = 36
 
 
 @dataclass
@@ -287,56 +289,115 @@ def udp_datagram(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes)
     return build_ipv6(str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst)), 17, udp)
 
 
-class RekeySocket:
-    """UDP port 1660 on the underlay: rekey messages out to the group addresses, and in,
-    with the groups joined on every interface but the TUN device and loopback (that join is
-    also what lets the raw protocol-57 socket see the group's data packets)."""
+class GroupUnderlay:
+    """The groups' side of the underlay: UDP port 1660 for rekey messages out to the group
+    addresses and in, with the groups joined on every interface but the TUN device and
+    loopback (that join is also what lets the raw protocol-57 sockets see the group's data
+    packets), and the sending of IPv6 group data.
 
-    def __init__(self, mark: int, tun: str) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if mark:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-        self.sock.bind(("0.0.0.0", GIK_PORT))
-        self.sock.setblocking(False)
+    Each send goes out of every such interface, named (IP_MULTICAST_IF, IPV6_MULTICAST_IF):
+    for IPv6 the route a lookup without one finds is the group's /128 into the TUN device
+    (skip/daemon/routing.py), and a lookup that names an interface passes it by."""
+
+    def __init__(self, mark: int, tun: str, *, ipv6: bool) -> None:
+        self.v4 = self._udp(socket.AF_INET, mark)
+        self.v6 = self._udp(socket.AF_INET6, mark) if ipv6 else None
+        self.raw6: socket.socket | None = None
+        if ipv6:
+            self.raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            self.raw6.setsockopt(socket.IPPROTO_IPV6, _IPV6_HDRINCL, 1)
+            self.raw6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            if mark:
+                self.raw6.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+            self.raw6.setblocking(False)
         self.tun = tun
         self.joined: set[tuple[bytes, int]] = set()
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
+    @staticmethod
+    def _udp(family: int, mark: int) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if mark:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            sock.bind(("0.0.0.0", GIK_PORT))
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            sock.bind(("::", GIK_PORT))
+        sock.setblocking(False)
+        return sock
+
+    def sockets(self) -> list[socket.socket]:
+        """The sockets rekey messages arrive on, for the event loop."""
+        return [s for s in (self.v4, self.v6) if s is not None]
 
     def interfaces(self) -> list[int]:
         return [i for i, name in socket.if_nameindex() if name not in (self.tun, "lo")]
 
     def join(self, groups: list[bytes]) -> None:
         for group in groups:
-            if len(group) != 4 or not is_multicast(group):
-                continue  # IPv6 groups: data over IPv6 underlays is future work (docs)
+            if not is_multicast(group):
+                continue
             for index in self.interfaces():
                 if (group, index) in self.joined:
                     continue
                 try:
-                    self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                                         _MREQN.pack(group, bytes(4), index))
+                    if len(group) == 4:
+                        self.v4.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                                           _MREQN.pack(group, bytes(4), index))
+                    elif self.v6 is not None:
+                        self.v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+                                           _MREQ6.pack(group, index))
+                    else:
+                        continue
                     self.joined.add((group, index))
                 except OSError:
                     continue  # an interface without multicast (or already joined)
 
-    def send(self, payload: bytes, group: bytes) -> None:
+    def _each_interface(self, sock: socket.socket, group: bytes,
+                        send: Callable[[socket.socket], object]) -> int:
+        """How many interfaces took it."""
+        sent = 0
         for index in self.interfaces():
-            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
-                                 _MREQN.pack(bytes(4), bytes(4), index))
             try:
-                self.sock.sendto(payload, (str(ipaddress.ip_address(group)), GIK_PORT))
+                if len(group) == 4:
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                                    _MREQN.pack(bytes(4), bytes(4), index))
+                else:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+                send(sock)
+                sent += 1
             except OSError:
-                continue
+                continue  # an interface that is down or without multicast
+        return sent
 
-    def read(self) -> bytes | None:
+    def send(self, payload: bytes, group: bytes) -> None:
+        """A rekey message to ``group`` port 1660."""
+        sock = self.v4 if len(group) == 4 else self.v6
+        if sock is None:
+            return
+        to = (str(ipaddress.ip_address(group)), GIK_PORT)
+        self._each_interface(sock, group, lambda s: s.sendto(payload, to))
+
+    def send_data(self, datagram: bytes) -> bool:
+        """A protected IPv6 datagram to its group (IPv4 ones go by skipd's raw sender and
+        the main table's multicast route); False when no interface took it."""
+        if self.raw6 is None:
+            return False
+        to = (socket.inet_ntop(socket.AF_INET6, datagram[24:40]), 0)
+        return self._each_interface(self.raw6, datagram[24:40],
+                                    lambda s: s.sendto(datagram, to)) > 0
+
+    @staticmethod
+    def read(sock: socket.socket) -> bytes | None:
         try:
-            return self.sock.recv(65535)
+            return sock.recv(65535)
         except BlockingIOError:
             return None
 
     def close(self) -> None:
-        self.sock.close()
+        for sock in (self.v4, self.v6, self.raw6):
+            if sock is not None:
+                sock.close()

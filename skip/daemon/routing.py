@@ -16,6 +16,14 @@ stops there: the rule does not fall through to the next one (the same pattern Li
 documentation uses for a VRF's table). skipd's own packets carry mark M and never consult
 table T, so the block never catches the SKIP traffic itself. Rules and blocks stay after a
 stop; only :meth:`Routing.cleanup` (``skipd --cleanup``) removes them, on purpose.
+
+IPv6 multicast groups are the exception: Linux keeps a ``multicast ff00::/8`` route per
+interface in the *local* table, which rule 0 consults before any rule of ours, so a route in
+T would never be seen and what the host sends to the group would leave by the LAN in clear.
+A group's TUN route and block therefore go into the local table as a /128, more specific
+than ff00::/8. A lookup that names an interface (skipd's own sends to the group, with
+IPV6_MULTICAST_IF, and every packet arriving from the LAN) matches only routes through that
+interface, so it passes both by and finds ff00::/8 as before (docs/multicast.md).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ _FIB_RULE_INVERT = 0x2
 _IFA_F_NODAD = 0x2
 _FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 _RTN_UNREACHABLE = 7
+_LOCAL_TABLE = 255
 #: metric of the blocking routes: far above the TUN routes (IPv4 0, IPv6 1024), so those win
 #: while they exist; the value Linux's VRF documentation gives its unreachable default route
 BLOCK_METRIC = 4278198272
@@ -69,6 +78,10 @@ class Routing:
         self.rules_found: list[int] = []  # families whose rule a stopped skipd left in place
         self.blocks: set[IPNetwork] = set()  # prefixes whose block is ours to keep
         self.blocks_found: set[IPNetwork] = set()  # blocks a stopped skipd left in place
+
+    def _table(self, net: IPNetwork) -> int:
+        """Table T, or the local table for an IPv6 multicast group (see the module's doc)."""
+        return _LOCAL_TABLE if net.version == 6 and net.is_multicast else self.table
 
     def _fail(self, what: str, exc: NetlinkError) -> SkipError:
         return SkipError("io_error", f"netlink: {what}: {exc.args[-1] if exc.args else exc}")
@@ -159,26 +172,30 @@ class Routing:
         return len(stale)
 
     def _blocks_in_table(self) -> list[IPNetwork]:
-        """The unreachable routes of table T with skipd's metric: skipd's blocks, and only
-        those (an operator's own routes in the table are left alone)."""
+        """The unreachable routes of table T with skipd's metric, and of the local table for
+        IPv6 groups: skipd's blocks, and only those (an operator's own routes are left
+        alone)."""
         found = []
         for version, family in _FAMILIES.items():
-            try:
-                dump = self.ipr.get_routes(table=self.table, family=family)
-            except NetlinkError:
-                continue  # no IPv6 in this kernel
-            for msg in dump:
-                if msg["type"] != _RTN_UNREACHABLE or msg.get_attr("RTA_TABLE") != self.table \
-                        or msg.get_attr("RTA_PRIORITY") != BLOCK_METRIC:
-                    continue
-                dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if version == 4 else "::")
-                found.append(ipaddress.ip_network(f"{dst}/{msg['dst_len']}"))
+            for table in (self.table, _LOCAL_TABLE) if version == 6 else (self.table,):
+                try:
+                    dump = self.ipr.get_routes(table=table, family=family)
+                except NetlinkError:
+                    break  # no IPv6 in this kernel
+                for msg in dump:
+                    if msg["type"] != _RTN_UNREACHABLE or msg.get_attr("RTA_TABLE") != table \
+                            or msg.get_attr("RTA_PRIORITY") != BLOCK_METRIC:
+                        continue
+                    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if version == 4 else "::")
+                    net = ipaddress.ip_network(f"{dst}/{msg['dst_len']}")
+                    if self._table(net) == table:
+                        found.append(net)
         return found
 
     def _block(self, op: str, net: IPNetwork) -> None:
         try:
-            self.ipr.route("replace" if op == "add" else op, dst=str(net), table=self.table,
-                           type="unreachable", priority=BLOCK_METRIC,
+            self.ipr.route("replace" if op == "add" else op, dst=str(net),
+                           table=self._table(net), type="unreachable", priority=BLOCK_METRIC,
                            family=_FAMILIES[net.version])
         except NetlinkError as exc:
             if op == "add":
@@ -200,7 +217,7 @@ class Routing:
         extra = {"prefsrc": src} if src else {}
         try:
             self.ipr.route("replace" if op == "add" else op, dst=str(net), oif=self.index,
-                           table=self.table, family=_FAMILIES[net.version], **extra)
+                           table=self._table(net), family=_FAMILIES[net.version], **extra)
         except NetlinkError as exc:
             if op == "add":
                 raise self._fail(f"route {op} {net}", exc) from None

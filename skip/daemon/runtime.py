@@ -39,7 +39,7 @@ from skip.daemon.config import (
 from skip.daemon.control import ControlServer
 from skip.daemon.discovery import Discovery
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, PfsDatagram, Transmit
-from skip.daemon.groups import Groups, RekeySocket
+from skip.daemon.groups import Groups, GroupUnderlay
 from skip.daemon.keying_adapter import SkipKeying
 from skip.daemon.metrics import MetricsServer, Sample
 from skip.daemon.packet import Summary, summarize, too_big
@@ -129,7 +129,7 @@ class Daemon:
         self.keying_timer: asyncio.TimerHandle | None = None  # the engine's one timer
         self.discovery: Discovery | None = None  # CDP (docs/discovery.md)
         self.groups: Groups | None = None  # multicast groups (docs/multicast.md)
-        self.rekeys: RekeySocket | None = None
+        self.rekeys: GroupUnderlay | None = None
         self.filtered: list[ipaddress.IPv4Network] | None = None  # the kernel filter's sources
 
     # --- life cycle -------------------------------------------------------------------------
@@ -230,11 +230,14 @@ class Daemon:
         for timer in (self.refresh, self.forced, self.keying_timer):
             if timer is not None:
                 timer.cancel()
-        for source in [self.tun, self.udp, self.rekeys, *self.receivers,
+        for source in [self.tun, self.udp, *self.receivers,
+                       *(self.rekeys.sockets() if self.rekeys else ()),
                        *(self.discovery.sockets() if self.discovery else ())]:
             if source is not None and source.fileno() >= 0:
                 loop.remove_reader(source.fileno())
                 source.close()
+        if self.rekeys is not None:
+            self.rekeys.close()
         self.receivers.clear()
         self.discovery = None
         if self.metrics:
@@ -737,8 +740,10 @@ class Daemon:
             return
         if self.groups is None:
             assert self.tun is not None
-            self.rekeys = RekeySocket(self.config.daemon.fwmark, self.tun.name)
-            asyncio.get_running_loop().add_reader(self.rekeys.fileno(), self._on_rekey)
+            self.rekeys = GroupUnderlay(self.config.daemon.fwmark, self.tun.name,
+                                        ipv6=self.ipv6)
+            for sock in self.rekeys.sockets():
+                asyncio.get_running_loop().add_reader(sock.fileno(), self._on_rekey, sock)
             self.groups = Groups(self.config, now, lambda d: self.outbound(d, time.time()),
                                  self.rekeys.send, self._drop, self._count_gik)
         else:
@@ -750,9 +755,9 @@ class Daemon:
     def _count_gik(self, kind: str) -> None:
         self.traffic[kind] += 1
 
-    def _on_rekey(self) -> None:
+    def _on_rekey(self, sock: socket.socket) -> None:
         assert self.rekeys is not None and self.groups is not None
-        while (payload := self.rekeys.read()) is not None:
+        while (payload := self.rekeys.read(sock)) is not None:
             try:
                 self.groups.rekey(payload, time.time())
             except Exception as exc:  # any bug: logged with its traceback, skipd runs on
@@ -766,7 +771,14 @@ class Daemon:
             self._drop(exc.reason, "multicast packet not protected",
                        group=str(ipaddress.ip_address(group.params.group)))
             return
-        if self._send(wire, None):
+        if wire[0] >> 4 == 6:  # out of each LAN interface by name (GroupUnderlay)
+            assert self.rekeys is not None
+            if self.rekeys.send_data(wire):
+                self.traffic["group_out"] += 1
+            else:
+                self._drop("io_error", "multicast send failed on every interface",
+                           group=str(ipaddress.ip_address(group.params.group)))
+        elif self._send(wire, None):
             self.traffic["group_out"] += 1
 
     def _group_in(self, datagram: bytes, now: float) -> None:
@@ -1070,7 +1082,8 @@ def cleanup(config: Config) -> str:
     if not rules and not routes:
         return f"nothing to remove: no rule for table {cfg.table} and no blocking route in it"
     return (f"removed {rules} policy rule(s) (not fwmark {cfg.fwmark:#x} lookup {cfg.table}) "
-            f"and {routes} blocking route(s) from table {cfg.table}: the destinations skipd "
+            f"and {routes} blocking route(s) from table {cfg.table} (and the local table, for "
+            "IPv6 groups): the destinations skipd "
             "protected now follow the main table, in clear")
 
 
