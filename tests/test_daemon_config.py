@@ -237,6 +237,35 @@ def test_group_mistakes_are_refused_naming_the_key(edit, key, problem) -> None:
     assert f": {key}: " in str(info.value) and problem in str(info.value)
 
 
+def test_a_permanent_group_reads_its_key_and_guards_it(tmp_path: Path) -> None:
+    """MC-15: a configured Kg of 256 bits (MC-11), in a file only its owner can read; the
+    legacy profile only for such a group (mc-00's key distribution cannot evict or tell a
+    replayed response)."""
+    key = tmp_path / "group.key"
+    kg = bytes(range(1, 33))
+    key.write_text(kg.hex()[:32] + "\n" + kg.hex()[32:] + "\n")
+    key.chmod(0o600)
+    text = f'[[group]]\naddress = "239.9.9.9"\nkey_file = "{key}"\nprofile = "legacy"\n'
+    (group,) = parse_config(text, tmp_path / "skipd.toml").groups
+    assert (group.owner, group.kg, group.profile) == (None, kg, "legacy")
+    assert kg.hex() not in repr(group)  # never in a log line
+
+    def refused(body: str, problem: str) -> None:
+        with pytest.raises(ConfigError) as info:
+            parse_config('[[group]]\naddress = "239.9.9.9"\n' + body, tmp_path / "s.toml")
+        assert info.value.reason == "config_invalid" and problem in str(info.value), info.value
+
+    refused(f'key_file = "{key}"\nowner = "self"\n', "has no owner")
+    refused('owner = "self"\nprofile = "legacy"\n', "only a permanent group")
+    refused(f'key_file = "{tmp_path}/missing"\n', "cannot read the group key")
+    for content in ("00" * 32, "ab" * 31, "zz" * 32, "\xff"):
+        key.write_text(content)
+        refused(f'key_file = "{key}"\n', "64 hex digits")
+    key.write_text(kg.hex())
+    key.chmod(0o640)
+    refused(f'key_file = "{key}"\n', "readable by group or others (mode 0640)")
+
+
 def test_a_group_address_twice_is_refused() -> None:
     with pytest.raises(ConfigError, match="group: an address appears twice"):
         parse(OWNED + '\n[[group]]\naddress = "239.1.1.1"\nowner = "beta"\n')

@@ -13,6 +13,7 @@ no interface: the group's route (in the local table, docs/multicast.md) steers i
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -45,6 +46,7 @@ LAN = {n: f"192.0.2.{i}" for i, n in enumerate((*HOSTS, "x"), 1)}
 OVERLAY = {n: f"10.57.0.{i}" for i, n in enumerate(HOSTS, 1)}
 OVERLAY6 = {n: f"fd57::{i}" for i, n in enumerate(HOSTS, 1)}
 GROUP, GROUP6, PORT = "239.1.1.1", "ff15::1", 5007
+PERMANENT = "239.9.9.9"  # a and b only: a legacy permanent group, its key configured (MC-15)
 MARKER = b"group-secret-"
 SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "wireshark" / "skip.lua"
 
@@ -108,6 +110,9 @@ def site(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict]:
             ns[n].run("ip", "route", "add", "224.0.0.0/4", "dev", lan[n])
         pki = tmp_path / "pki"
         make_pki(pki, {n: ([LAN[n]], "x25519") for n in HOSTS}, time.time())
+        key_file = tmp_path / "permanent.key"
+        key_file.write_text(os.urandom(32).hex() + "\n")
+        key_file.chmod(0o600)
         procs = {}
         for me in HOSTS:
             store = tmp_path / f"peers-{me}"
@@ -117,12 +122,14 @@ def site(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict]:
                 shutil.copy(pki / f"{other}.pem", store / f"{other}.pem")
             group = {"address": address, "owner": "self", "members": ["a", "b", "c"]} \
                 if me == "o" else {"address": address, "owner": "o"}
+            permanent = [{"address": PERMANENT, "key_file": str(key_file),
+                          "profile": "legacy"}] if me in ("a", "b") else []
             config = skipd_config(
                 tmp_path, me, pki, store=store,
                 overlay=[f"{OVERLAY[me]}/24", f"{OVERLAY6[me]}/64"],
                 daemon={"key_log": str(tmp_path / f"{me}.keys")},  # DANGEROUS: for the proof
                 peers=[{"name": n, "hosts": [OVERLAY[n]], "tunnel": LAN[n],
-                        "action": "protect"} for n in others], groups=[group])
+                        "action": "protect"} for n in others], groups=[group, *permanent])
             procs[me] = start_skipd(ns[me], config, tmp_path / f"{me}.sock",
                                     tmp_path / f"{me}.log")
         site = {"ns": ns, "hub": hub, "lan": lan, "work": tmp_path, "procs": procs,
@@ -154,15 +161,17 @@ def skipctl(site: dict, me: str, *args: str) -> subprocess.CompletedProcess[str]
 class Stream:
     """``count`` datagrams from a to the group, 10 ms apart; which indices each receiver got."""
 
-    def __init__(self, site: dict, count: int, receivers: tuple[str, ...]) -> None:
+    def __init__(self, site: dict, count: int, receivers: tuple[str, ...],
+                 group: str | None = None) -> None:
         self.count = count
+        group = group or site["group"]
         self.procs = {}
         for r in receivers:
-            self.procs[r] = site["ns"][r].popen(sys.executable, "-c", RECEIVER, site["group"],
+            self.procs[r] = site["ns"][r].popen(sys.executable, "-c", RECEIVER, group,
                                                 OVERLAY[r], "2", stdout=subprocess.PIPE,
                                                 text=True)
             assert self.procs[r].stdout.readline().strip() == "ready"
-        self.sender = site["ns"]["a"].popen(sys.executable, "-c", SENDER, site["group"],
+        self.sender = site["ns"]["a"].popen(sys.executable, "-c", SENDER, group,
                                             OVERLAY["a"], str(count), stdout=subprocess.PIPE,
                                             text=True)
         assert self.sender.stdout.readline().strip() == "sending"
@@ -173,7 +182,7 @@ class Stream:
 
 
 def member_epoch(site: dict, me: str) -> int:
-    (row,) = ask(site, me, "groups")
+    (row,) = [g for g in ask(site, me, "groups") if g["group"] == site["group"]]
     return row["epoch"] if row["state"] == "member" else 0
 
 
@@ -333,3 +342,25 @@ def test_a_member_added_later_reads_on_but_not_what_came_before(site):
     assert _decrypted(site, cap.path, "d") == set()
     assert len(_decrypted(site, cap.path, "b")) >= 48
 
+
+
+def test_a_permanent_legacy_group_needs_no_owner(site):
+    """MC-15 through skipd: a and b share a configured Kg for 239.9.9.9 (profile legacy:
+    mc-00's version 1, MD5 Kgn, 3DES, keyed MD5); no owner, no GIK, and the stream arrives
+    intact while the bridge sees version-1 SKIP with Destination NSID 0 (MC-13)."""
+    rows = {g["group"]: g for g in ask(site, "b", "groups")}
+    assert rows[PERMANENT]["role"] == "permanent" and rows[PERMANENT]["profile"] == "legacy"
+    assert "configured key (legacy)" in skipctl(site, "b", "groups").stdout
+    refused = skipctl(site, "a", "group", "evict", PERMANENT, "b")
+    assert refused.returncode != 0 and "permanent group" in refused.stderr, refused
+    answered = ask(site, "o", "counters")["traffic"].get("gik_answered", 0)
+    cap = Capture(site["hub"], "br0", site["work"] / "permanent.pcapng")
+    got = Stream(site, 50, ("b",), group=PERMANENT).result()["b"]
+    cap.stop()
+    assert len(got) >= 48, got
+    assert MARKER not in cap.path.read_bytes()
+    data = [r for r in _tshark(cap.path, "skip", "ip.dst", "skip.version", "skip.dst_nsid",
+                               "skip.crypt_alg.name") if r[0] == PERMANENT]
+    assert len(data) >= 50 and {(r[1], r[2]) for r in data} == {("1", "0")}, data[:3]
+    assert ask(site, "o", "counters")["traffic"].get("gik_answered", 0) == answered
+    assert len(_decrypted(site, cap.path, "b")) >= 48  # b's key log opens it offline

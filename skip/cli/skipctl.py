@@ -187,8 +187,12 @@ def format_groups(result: list[dict[str, Any]]) -> str:
         return "no groups configured"
     rows = [["GROUP", "ROLE", "EPOCH", "KEY AGE", "EXPIRES", "SENDERS", "MEMBERS / OWNER"]]
     for g in result:
-        who = ", ".join(g["members"]) if g["role"] == "owner" else \
-            f"{g['owner']} ({g['state']})"
+        if g["role"] == "owner":
+            who = ", ".join(g["members"])
+        elif g["role"] == "permanent":
+            who = f"configured key ({g['profile']})"
+        else:
+            who = f"{g['owner']} ({g['state']})"
         rows.append([g["group"], g["role"], _cell(g.get("epoch") or None),
                      _age(g.get("key_age")), _expiry(g.get("key_expires_in")),
                      _cell(g.get("sender_keys")), _cell(who)])

@@ -12,6 +12,8 @@ The format is documented with a complete example in ``docs/skipd.md``.
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -138,12 +140,16 @@ class PeerPolicy:
 @dataclass(frozen=True)
 class GroupPolicy:
     """A multicast group (docs/multicast.md): ``owner`` "self" makes this skipd its owner,
-    handing the key to ``members`` (peer rule names); otherwise ``owner`` names the peer rule
-    of the owner this skipd asks for the key."""
+    handing the key to ``members`` (peer rule names); a name is the peer rule of the owner
+    this skipd asks for the key; None is a permanent group (MC-15), whose key ``kg`` the
+    operator configured (``key_file``) and whose ``profile`` may be legacy (mc-00's version
+    1: MD5 Kgn, 3DES, keyed MD5)."""
 
     address: IPAddress
-    owner: str
+    owner: str | None
     members: tuple[str, ...] = ()
+    kg: bytes | None = field(default=None, repr=False)  # a permanent group's key
+    profile: str = "modern"
     lifetime: int = 86_400  # seconds one group key lives (it is refreshed before)
     backward_secrecy: bool = True  # a join rekeys (MC-M4)
     interval_seconds: int = 120  # MC-6: senders change Kp at the shorter of the two
@@ -512,8 +518,25 @@ def _group(s: _Section, peers: tuple[PeerPolicy, ...]) -> GroupPolicy:
                "(ff03:: to ff0f::, e.g. ff15::1)")
     owner = s.get("owner", str)
     protecting = {p.name for p in peers if p.action == "protect"}
+    key_file = s.path_value("key_file")
+    profile = s.choice("profile", PROFILES, d.profile)
+    if key_file is not None:
+        if owner is not None:
+            s.fail(s.key("key_file"), "a permanent group (key_file) has no owner")
+        kg = _group_key(s, key_file)
+        group = GroupPolicy(address=address, owner=None, kg=kg, profile=profile,
+                            interval_seconds=s.integer("interval_seconds", d.interval_seconds,
+                                                       10, 3600),
+                            interval_bytes=s.integer("interval_bytes", d.interval_bytes, 65_536,
+                                                     10**11))
+        s.finish()
+        return group
+    if profile != "modern":
+        s.fail(s.key("profile"), "only a permanent group (key_file) can be legacy: mc-00's "
+               "key distribution has no epoch, nonce or owner authentication")
     if owner is None:
-        s.fail(s.key("owner"), '"self", or the name of the owner\'s [[peer]] rule')
+        s.fail(s.key("owner"), '"self", the name of the owner\'s [[peer]] rule, or key_file '
+               "for a permanent group")
     elif owner != "self" and owner not in protecting:
         s.fail(s.key("owner"), f"{owner!r} is not a protecting [[peer]] rule")
     members = tuple(s.get("members", list, []))
@@ -530,6 +553,30 @@ def _group(s: _Section, peers: tuple[PeerPolicy, ...]) -> GroupPolicy:
         interval_bytes=s.integer("interval_bytes", d.interval_bytes, 65_536, 10**11))
     s.finish()
     return group
+
+
+def _group_key(s: _Section, path: Path) -> bytes:
+    """A permanent group's Kg: 64 hex digits, 256 bits (MC-11), in a file only its owner
+    may read (whoever reads it reads the group's traffic, past and future)."""
+    where = s.key("key_file")
+    try:
+        mode = os.stat(path).st_mode
+        text = read_bounded(path).decode("ascii")
+    except OSError as exc:
+        s.fail(where, f"{path}: cannot read the group key: {exc.strerror}")
+    except UnicodeDecodeError:
+        text = ""
+    if mode & 0o077:
+        s.fail(where, f"{path}: the group key is readable by group or others (mode "
+               f"{stat.S_IMODE(mode):04o}); run chmod 600 {path}")
+    try:
+        kg = bytes.fromhex("".join(text.split()))
+    except ValueError:
+        kg = b""
+    if len(kg) != 32 or not any(kg):
+        s.fail(where, f"{path}: a group key is 64 hex digits (256 random bits, MC-11; "
+               "e.g. from `openssl rand -hex 32`)")
+    return kg
 
 
 def _check_unique(path: Path, peers: tuple[PeerPolicy, ...]) -> None:

@@ -19,6 +19,7 @@ configuration's member list is the start; the operator's changes apply on top).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import socket
 import struct
@@ -29,7 +30,7 @@ from typing import Any
 from skip.daemon.config import Config, GroupPolicy
 from skip.errors import KeyingError, SkipError
 from skip.keying.events import TrafficKeys
-from skip.keying.suite import MODERN_DEFAULT
+from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT
 from skip.multicast.member import Evicted, GroupMember
 from skip.multicast.owner import GroupOwner
 from skip.multicast.traffic import GroupParams, GroupTraffic
@@ -37,6 +38,8 @@ from skip.wire.gik import GIK_PORT, is_multicast
 from skip.wire.ip import build_ipv4, build_ipv6
 
 _UDP = struct.Struct("!HHHH")
+#: a permanent group's one epoch (bound into its modern Kgn; legacy Kgn has none)
+PERMANENT_EPOCH = 1
 _MREQN = struct.Struct("4s4si")  # struct ip_mreqn: group, local address, interface index
 _MREQ6 = struct.Struct("=16sI")  # struct ipv6_mreq: group, interface index
 _IPV6_HDRINCL = 36
@@ -107,9 +110,15 @@ class Groups:
             group.touch(now)
 
     def _start(self, policy: GroupPolicy, now: float) -> Group:
-        params = GroupParams(policy.address.packed, MODERN_DEFAULT, policy.interval_seconds,
+        suite = LEGACY_DEFAULT if policy.profile == "legacy" else MODERN_DEFAULT
+        params = GroupParams(policy.address.packed, suite, policy.interval_seconds,
                              policy.interval_bytes)
         address = policy.address.packed
+        if policy.owner is None:  # permanent (MC-15): the configured Kg, never expiring
+            assert policy.kg is not None
+            traffic = GroupTraffic(params, os.urandom)
+            traffic.set_key(PERMANENT_EPOCH, policy.kg, math.inf, now)
+            return Group(policy, traffic)
         if policy.owner == "self":
             members = (set(policy.members) | self.added.get(address, set())) - \
                 self.evicted.get(address, set())
@@ -201,6 +210,9 @@ class Groups:
         except ValueError:
             raise KeyingError("group_unknown", f"{address!r} is not an address") from None
         group = self.groups.get(packed)
+        if group is not None and group.policy.owner is None:
+            raise KeyingError("group_unknown", f"{address} is a permanent group: no members, "
+                              "its key is configured (key_file)")
         if group is None or group.owner is None:
             raise KeyingError("group_unknown", f"this skipd owns no group {address}")
         return group
@@ -253,15 +265,19 @@ class Groups:
         out = []
         for group in self.groups.values():
             current = group.traffic.current
+            permanent = group.policy.owner is None
             row: dict[str, Any] = {
                 "group": str(group.policy.address),
-                "role": "owner" if group.owner else "member",
+                "role": "owner" if group.owner else "permanent" if permanent else "member",
                 "epoch": current.number if current else 0,
                 "key_age": round(now - group.since) if current else None,
-                "key_expires_in": round(current.expiry - now) if current else None,
+                "key_expires_in": None if current is None or permanent else
+                round(current.expiry - now),
                 "sender_keys": len(group.traffic.rx)}
             if group.owner is not None:
                 row["members"] = sorted(group.owner.members)
+            elif permanent:
+                row["profile"] = group.policy.profile
             else:
                 assert group.member is not None
                 row["owner"] = group.policy.owner
