@@ -6,6 +6,7 @@ a nomadic rule (a peer from anywhere) turns the filter off."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -147,3 +148,133 @@ def test_which_sources_the_filter_admits() -> None:
     # group test, then per source (mask only for a prefix), each accept right after its test
     assert len(insns) == 4 + 3 + 4 + 1 and insns[-1] == (0x06, 0, 0, 0)
     assert all(jt <= 1 and jf <= 1 for _, jt, jf, _ in insns)
+
+
+def _forged_ekp(src: str, dst: str) -> bytes:
+    """A well-formed modern SKIP header from ``src`` (AES-256 key wrap, AES-256-GCM, the
+    current n) whose wrapped Kp is random: it passes every test but the unwrap."""
+    from skip.crypto import kdf
+    from skip.crypto import skip_numbers as num
+    ip = bytes([0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 57, 0, 0]) + \
+        bytes(map(int, src.split("."))) + bytes(map(int, dst.split(".")))
+    skip = bytes([0x20, 0, 0, 50]) + kdf.counter_n(time.time()).to_bytes(4, "big") + \
+        bytes([num.AES256_KEY_WRAP, num.AES256_GCM, num.AES256_GCM, 0]) + os.urandom(40)
+    return ip + skip + b"\0\0\0\1" + os.urandom(76)  # ESP: SPI 1, sequence, IV, ICV
+
+
+def _flood(site: Site, host: str, datagram: bytes, seconds: float) -> subprocess.Popen:
+    """``datagram`` from ``host`` as fast as one Python process sends; prints the count."""
+    return site.ns[host].popen(sys.executable, "-c", (
+        "import socket, time\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)\n"
+        f"d = {datagram!r}\n"
+        f"to = (socket.inet_ntoa(d[16:20]), 0); end = time.monotonic() + {seconds}; n = 0\n"
+        "while time.monotonic() < end:\n"
+        "    for _ in range(1000):\n"
+        "        s.sendto(d, to)\n"
+        "    n += 1000\n"
+        "print(n)\n"), stdout=subprocess.PIPE, text=True)
+
+
+def _captured(site: Site) -> bytes:
+    """One protocol-57 packet b sent a (for replays), read off a raw socket in a."""
+    listener = site.ns["a"].popen(sys.executable, "-c", (
+        "import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 57)\n"
+        "s.settimeout(10); sys.stdout.write(s.recv(65535).hex())\n"),
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    assert site.ping("a", OVERLAY["b"][0], 1)
+    return bytes.fromhex(listener.communicate(timeout=10)[0])
+
+
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("forged_ekp", "kp_unwrap_failed"), ("garbage", "bad_version"),
+    ("unknown_algorithm", "unsupported_kij_alg"), ("replay", "replay")])
+def test_a_flood_from_a_known_address_costs_the_peer_little(site: Site, kind: str,
+                                                            reason: str) -> None:
+    """Issue 15, floods: g spoofs b's own address (which the source filter must admit).
+    What carries no EKp of a live key (forged, garbage, an unknown algorithm) goes to
+    skipd's second, small queue (skip/daemon/kernel_filter.py, two lanes) and b's packets
+    under its live Kp to the first, so a's pings to b keep flowing; a replay of b's live
+    traffic shares the first lane, where the replay window refuses it cheaply. Each flood
+    is counted by reason as far as it is read."""
+    start_pair(site)
+    real = _captured(site)
+    b, a = LAN["b"][0], LAN["a"][0]
+    datagram = {
+        "forged_ekp": _forged_ekp(b, a),
+        "garbage": real[:20] + bytes([0xF0]) + os.urandom(120),
+        "unknown_algorithm": _forged_ekp(b, a)[:28] + bytes([250]) + os.urandom(120),
+        "replay": real}[kind]
+    flooder = _flood(site, "g", datagram, 5)
+    time.sleep(0.5)
+    ping = site.ns["a"].run("ping", "-q", "-c", "150", "-i", "0.02", "-W", "1", OVERLAY["b"][0],
+                            check=False).stdout
+    sent = int(flooder.communicate(timeout=30)[0])
+    loss = int(ping.split("% packet loss")[0].rsplit(" ", 1)[-1])
+    drops = request(site.sock("a"), "counters")["result"]["drops"]
+    print(f"{kind} flood of {sent / 5:.0f} pps from b's address: a->b ping loss {loss}%; "
+          f"read and refused as {reason}: {drops.get(reason, 0)}")
+    assert drops.get(reason, 0) > 0  # the flood reached skipd and was counted
+    assert loss <= 10, ping
+
+
+LANES_SCRIPT = """
+import json, socket, sys, time
+from skip.daemon import kernel_filter as kf
+import ipaddress
+nets = [ipaddress.IPv4Network("127.0.0.2/32")]
+first, second = (socket.socket(socket.AF_INET, socket.SOCK_RAW, 57) for _ in range(2))
+for s in (first, second):
+    s.setblocking(False)
+lanes = kf.Lanes(first, second)
+out = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+cases = json.loads(sys.stdin.read())
+result = {}
+for step, (ekps, packets) in enumerate(cases):
+    lanes.apply(nets, [bytes.fromhex(e) for e in ekps], step)
+    for name, hexed in packets.items():
+        d = bytes.fromhex(hexed)
+        out.sendto(d, (socket.inet_ntoa(d[16:20]), 0))
+        time.sleep(0.02)
+        got = []
+        for lane, s in (("first", first), ("second", second)):
+            try:
+                while True:
+                    if s.recv(65535)[12:] == d[12:]:  # the kernel fills length, id, sum
+                        got.append(lane)
+            except BlockingIOError:
+                pass
+        result[f"{step}:{name}"] = got
+print(json.dumps(result))
+"""
+
+
+def test_the_two_lanes_in_the_kernel(site: Site) -> None:
+    """The filters of skip/daemon/kernel_filter.py as Linux runs them (loopback, in a's
+    namespace): from the known address, a live EKp takes the first lane, anything else
+    (another EKp, a packet too short for one, garbage) the second; an unknown source
+    neither; and after the live EKps change, the new key's
+    packets move to the first lane and the old one's to the second."""
+    site.ns["a"].run("ip", "link", "set", "lo", "up")
+
+    def packet(src: str, dst: str, body: bytes) -> str:
+        ip = bytes([0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 57, 0, 0]) + \
+            bytes(map(int, src.split("."))) + bytes(map(int, dst.split(".")))
+        return (ip + body).hex()
+
+    live, other = bytes(range(1, 41)), bytes(range(101, 141))
+    fixed = bytes([0x20, 0, 0, 50, 0, 0, 0, 1, 10, 11, 11, 0])
+    packets = {
+        "live": packet("127.0.0.2", "127.0.0.1", fixed + live + bytes(40)),
+        "other": packet("127.0.0.2", "127.0.0.1", fixed + other + bytes(40)),
+        "short": packet("127.0.0.2", "127.0.0.1", fixed + live[:3]),
+        "stranger": packet("127.0.0.3", "127.0.0.1", fixed + live + bytes(40)),
+    }
+    cases = [[[live.hex()], packets], [[other.hex()], packets]]
+    run = site.ns["a"].run(sys.executable, "-c", LANES_SCRIPT, input=json.dumps(cases))
+    got = json.loads(run.stdout)
+    assert got == {"0:live": ["first"], "0:other": ["second"], "0:short": ["second"],
+                   "0:stranger": [],
+                   "1:live": ["second"], "1:other": ["first"], "1:short": ["second"],
+                   "1:stranger": []}, got

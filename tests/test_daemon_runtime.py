@@ -109,6 +109,12 @@ class DoubleEngine:
     def is_newest(self, datagram: bytes) -> bool:
         return b"REPLAY" not in datagram
 
+    def rx_generation(self) -> int:
+        return 0
+
+    def live_ekps(self) -> list[bytes]:
+        return []
+
     def prepare(self, config: Any, now: float) -> Any:
         return config
 

@@ -73,6 +73,12 @@ class KeyingEngine(Protocol):
         sent (never a replay or a late packet): only such a packet may move a peer's
         SKIP-in-UDP endpoint. False where the profile cannot tell (legacy)."""
 
+    def rx_generation(self) -> int:
+        """Moves whenever the set of receive Kps does (cheap: asked after every batch)."""
+
+    def live_ekps(self) -> list[bytes]:
+        """The wrapped Kp of every receive Kp held: the kernel filter's fast lane."""
+
     def events(self) -> Sequence[object]:
         """Events since the last call: CertificateNeeded, Transmit, PfsDatagram, and Inbound
         for packets released from the certificate queue."""

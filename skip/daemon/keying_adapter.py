@@ -438,6 +438,12 @@ class SkipKeying(KeyingEngine):
     def is_newest(self, datagram: bytes) -> bool:
         return self.endpoint.is_newest(datagram)
 
+    def rx_generation(self) -> int:
+        return self.endpoint.rx_generation()
+
+    def live_ekps(self) -> list[bytes]:
+        return self.endpoint.live_ekps()
+
     def pfs_receive(self, payload: bytes, source: tuple[str, int], now: float) -> None:
         self.endpoint.pfs_receive(payload, source[0], now, reply_to=source)
 

@@ -131,6 +131,7 @@ class Daemon:
         self.groups: Groups | None = None  # multicast groups (docs/multicast.md)
         self.rekeys: GroupUnderlay | None = None
         self.filtered: list[ipaddress.IPv4Network] | None = None  # the kernel filter's sources
+        self.lanes: kernel_filter.Lanes | None = None  # its two IPv4 lanes (raw sockets only)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -173,6 +174,11 @@ class Daemon:
                 receiver = RawReceiver(family)
                 self.receivers.append(receiver)
                 loop.add_reader(receiver.fileno(), self._on_wire, receiver)
+            # the second IPv4 lane (skip/daemon/kernel_filter.py): small, read a little
+            second = RawReceiver(socket.AF_INET, buffer=kernel_filter.SLOW_BUFFER)
+            self.receivers.append(second)
+            self.lanes = kernel_filter.Lanes(self.receivers[0].sock, second.sock)
+            loop.add_reader(second.fileno(), self._on_wire, second, kernel_filter.SLOW_BATCH)
             self._filter_receivers()
         self._ensure_discovery()
         self._ensure_groups()
@@ -605,20 +611,21 @@ class Daemon:
         self._too_big(inner, len(datagram), limit, rule)
         return True
 
-    def _on_wire(self, source: RawReceiver | UdpTransport) -> None:
+    def _on_wire(self, source: RawReceiver | UdpTransport, batch: int = _BATCH) -> None:
         udp = source if isinstance(source, UdpTransport) else None
-        for _ in range(_BATCH):
+        for _ in range(batch):
             try:
                 datagram = source.read()
             except OSError as exc:  # a socket reports an error once: count it, read on
                 self._drop("io_error", "receive failed", error=exc.strerror or str(exc))
-                return
+                break
             if datagram is None:
-                return
+                break
             try:
                 self.inbound(datagram, time.time(), udp.last_source if udp is not None else None)
             except Exception as exc:  # any bug: one packet lost, see _bug
                 self._bug(exc)
+        self._follow_live_keys()
 
     def inbound(self, datagram: bytes, now: float, via: tuple[str, int] | None = None) -> None:
         """``via``: the UDP source it came from (SKIP-in-UDP), learned once authenticated."""
@@ -710,25 +717,41 @@ class Daemon:
             if self.groups is not None:
                 self.groups.on_timer(now)
             self._drain_events()
+            self._follow_live_keys()  # Kps retired by time
         self._arm_timer()
 
     def _filter_receivers(self) -> None:
-        """The kernel filter on the IPv4 raw receiver (skip/daemon/kernel_filter.py): only
-        known outer addresses and groups, so a flood from elsewhere dies before the queue."""
+        """The kernel filter on the IPv4 raw receivers (skip/daemon/kernel_filter.py): only
+        known outer addresses and groups, so a flood from elsewhere dies before the queue,
+        and the known peers' live Kps in a lane of their own, so a flood that spoofs a
+        known address does not starve them. Again whenever the receive Kps change."""
+        if self.lanes is None:
+            return
         networks = kernel_filter.outer_networks(self.config)
-        for receiver in self.receivers:
-            if receiver.family != socket.AF_INET:
-                continue
+        engine = self.engine
+        generation = engine.rx_generation() if engine is not None else 0
+        try:
+            self.lanes.apply(networks, engine.live_ekps() if engine is not None else [],
+                             generation)
+        except OSError as exc:
+            logs.LOGGER.warning("kernel filter not attached; every protocol-57 packet "
+                                "reaches skipd", extra=logs.fields(error=exc.strerror))
+            networks = None
+            self.lanes.two = False
+            kernel_filter.detach(self.lanes.first)
             try:
-                if networks is None:
-                    kernel_filter.detach(receiver.sock)
-                else:
-                    kernel_filter.attach(receiver.sock, kernel_filter.program(networks))
-            except OSError as exc:
-                logs.LOGGER.warning("kernel filter not attached; every protocol-57 packet "
-                                    "reaches skipd", extra=logs.fields(error=exc.strerror))
-                networks = None
-            self.filtered = networks  # skipctl status shows it
+                kernel_filter.attach(self.lanes.second, kernel_filter.DROP_ALL)
+            except OSError:  # the second lane would read everything twice: stop reading it
+                asyncio.get_running_loop().remove_reader(self.lanes.second.fileno())
+        self.filtered = networks  # skipctl status shows it
+
+    def _follow_live_keys(self) -> None:
+        """After a batch: the receive Kps changed (a peer's new Kp, a retired one), so the
+        first lane's EKps must follow."""
+        lanes, engine = self.lanes, self.engine
+        if lanes is not None and engine is not None and self.filtered is not None and \
+                engine.rx_generation() != lanes.generation:
+            self._filter_receivers()
 
     # --- multicast groups (docs/multicast.md) ------------------------------------------------
 
@@ -875,6 +898,7 @@ class Daemon:
             # IPv4 protocol-57 sources the kernel admits (docs/skipd.md, "Under attack")
             "kernel_filter": "off" if self.filtered is None else
             f"{plural(len(self.filtered), 'source')}",
+            "kernel_lanes": 2 if self.lanes is not None and self.lanes.two else 1,
             "ip_versions": [4, 6] if self.ipv6 else [4],
             "identity": str(self.config.identity.name),
             "peers": len(self.config.peers), "default_action": self.config.default.action,

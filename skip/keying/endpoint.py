@@ -502,6 +502,15 @@ class SkipEndpoint:
             self._counters.hit(err.reason)
             raise
 
+    def live_ekps(self) -> list[bytes]:
+        """The EKps of every receive Kp held: packets under them are the known peers' live
+        traffic (skipd's kernel filter, skip/daemon/kernel_filter.py)."""
+        return [index[2] for index in self._receiver.kps]
+
+    def rx_generation(self) -> int:
+        """Moves whenever :meth:`live_ekps` would change."""
+        return self._receiver.generation
+
     def is_newest(self, packet: bytes) -> bool:
         """Whether ``packet``, which :meth:`unprotect` has just accepted, is the newest its
         sender has sent (its newest Kp, its highest sequence number): what may move a peer's

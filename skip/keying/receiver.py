@@ -55,6 +55,9 @@ class Receiver:
         self.per_peer: dict[str, int] = {}
         self.layouts: dict[tuple[int, int], int] = {}  # memo of measure
         self._n = -1  # the local n of the last purge
+        #: moves whenever a Kp joins or leaves :attr:`kps`: the daemon's kernel filter
+        #: follows the live EKps (skip/daemon/kernel_filter.py) and asks only when it moved
+        self.generation = 0
 
     # --- parsing ---------------------------------------------------------------------------
 
@@ -298,6 +301,7 @@ class Receiver:
         rx.keys.append(key)
         self.rx[key] = rx
         self.kps[rx.index] = rx
+        self.generation += 1
         self.per_peer[rx.peer] = count + 1
         if rx.state.newest is None or rx.created > rx.state.newest.created or rx.created < 0:
             rx.state.newest = rx
@@ -390,6 +394,7 @@ class Receiver:
         """One receive Kp and every receive-cache key that reaches it (O(aliases))."""
         if self.kps.pop(rx.index, None) is None:
             return
+        self.generation += 1
         for k in rx.keys:
             self.rx.pop(k, None)
         self.per_peer[rx.peer] -= 1
