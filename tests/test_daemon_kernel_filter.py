@@ -211,9 +211,9 @@ def test_a_flood_from_a_known_address_costs_the_peer_little(site: Site, kind: st
     ping = site.ns["a"].run("ping", "-q", "-c", "150", "-i", "0.02", "-W", "1", OVERLAY["b"][0],
                             check=False).stdout
     sent = int(flooder.communicate(timeout=30)[0])
-    loss = int(ping.split("% packet loss")[0].rsplit(" ", 1)[-1])
+    loss = float(ping.split("% packet loss")[0].rsplit(" ", 1)[-1])
     drops = request(site.sock("a"), "counters")["result"]["drops"]
-    print(f"{kind} flood of {sent / 5:.0f} pps from b's address: a->b ping loss {loss}%; "
+    print(f"{kind} flood of {sent / 5:.0f} pps from b's address: a->b ping loss {loss:.0f}%; "
           f"read and refused as {reason}: {drops.get(reason, 0)}")
     assert drops.get(reason, 0) > 0  # the flood reached skipd and was counted
     assert loss <= 10, ping
@@ -232,7 +232,7 @@ out = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 cases = json.loads(sys.stdin.read())
 result = {}
 for step, (ekps, packets) in enumerate(cases):
-    lanes.apply(nets, [bytes.fromhex(e) for e in ekps], step)
+    lanes.apply(nets, [(bytes.fromhex(e), at, top) for e, at, top in ekps], step, 0.0)
     for name, hexed in packets.items():
         d = bytes.fromhex(hexed)
         out.sendto(d, (socket.inet_ntoa(d[16:20]), 0))
@@ -252,29 +252,37 @@ print(json.dumps(result))
 
 def test_the_two_lanes_in_the_kernel(site: Site) -> None:
     """The filters of skip/daemon/kernel_filter.py as Linux runs them (loopback, in a's
-    namespace): from the known address, a live EKp takes the first lane, anything else
-    (another EKp, a packet too short for one, garbage) the second; an unknown source
-    neither; and after the live EKps change, the new key's
-    packets move to the first lane and the old one's to the second."""
+    namespace): from the known address, a packet under a live Kp numbered above the highest
+    accepted takes the first lane; one numbered at or below it (a replay, a late packet),
+    under another EKp, or too short for one the second; an unknown source neither; and after
+    the live keys change, the new key's packets move to the first lane and the old one's to
+    the second. A legacy Kp (no numbers) admits every packet under it."""
     site.ns["a"].run("ip", "link", "set", "lo", "up")
 
-    def packet(src: str, dst: str, body: bytes) -> str:
+    def packet(src: str, ekp: bytes, seq: int = 0) -> str:
         ip = bytes([0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 57, 0, 0]) + \
-            bytes(map(int, src.split("."))) + bytes(map(int, dst.split(".")))
-        return (ip + body).hex()
+            bytes(map(int, src.split("."))) + bytes([127, 0, 0, 1])
+        fixed = bytes([0x20, 0, 0, 50, 0, 0, 0, 1, 10, 11, 11, 0])
+        esp = b"" if len(ekp) < 40 else b"\0\0\0\1" + seq.to_bytes(4, "big") + bytes(32)
+        return (ip + fixed + ekp + esp).hex()
 
     live, other = bytes(range(1, 41)), bytes(range(101, 141))
-    fixed = bytes([0x20, 0, 0, 50, 0, 0, 0, 1, 10, 11, 11, 0])
     packets = {
-        "live": packet("127.0.0.2", "127.0.0.1", fixed + live + bytes(40)),
-        "other": packet("127.0.0.2", "127.0.0.1", fixed + other + bytes(40)),
-        "short": packet("127.0.0.2", "127.0.0.1", fixed + live[:3]),
-        "stranger": packet("127.0.0.3", "127.0.0.1", fixed + live + bytes(40)),
+        "live": packet("127.0.0.2", live, 100), "live_old": packet("127.0.0.2", live, 50),
+        "other": packet("127.0.0.2", other, 100), "other_old": packet("127.0.0.2", other, 7),
+        "short": packet("127.0.0.2", live[:3]), "stranger": packet("127.0.0.3", live, 100),
     }
-    cases = [[[live.hex()], packets], [[other.hex()], packets]]
+    seq_at = 12 + 40 + 4  # the SKIP header, then ESP's SPI
+    cases = [[[(live.hex(), seq_at, 50)], packets],
+             [[(other.hex(), seq_at, 7)], packets],
+             [[(other.hex(), None, 0)], packets]]  # legacy
     run = site.ns["a"].run(sys.executable, "-c", LANES_SCRIPT, input=json.dumps(cases))
     got = json.loads(run.stdout)
-    assert got == {"0:live": ["first"], "0:other": ["second"], "0:short": ["second"],
-                   "0:stranger": [],
-                   "1:live": ["second"], "1:other": ["first"], "1:short": ["second"],
-                   "1:stranger": []}, got
+    first, second = ["first"], ["second"]
+    assert got == {
+        "0:live": first, "0:live_old": second, "0:other": second, "0:other_old": second,
+        "0:short": second, "0:stranger": [],
+        "1:live": second, "1:live_old": second, "1:other": first, "1:other_old": second,
+        "1:short": second, "1:stranger": [],
+        "2:live": second, "2:live_old": second, "2:other": first, "2:other_old": first,
+        "2:short": second, "2:stranger": []}, got

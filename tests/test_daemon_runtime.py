@@ -112,7 +112,7 @@ class DoubleEngine:
     def rx_generation(self) -> int:
         return 0
 
-    def live_ekps(self) -> list[bytes]:
+    def live_keys(self, limit: int) -> list[tuple[bytes, int | None, int]] | None:
         return []
 
     def prepare(self, config: Any, now: float) -> Any:

@@ -76,8 +76,10 @@ class KeyingEngine(Protocol):
     def rx_generation(self) -> int:
         """Moves whenever the set of receive Kps does (cheap: asked after every batch)."""
 
-    def live_ekps(self) -> list[bytes]:
-        """The wrapped Kp of every receive Kp held: the kernel filter's fast lane."""
+    def live_keys(self, limit: int) -> list[tuple[bytes, int | None, int]] | None:
+        """Every receive Kp held: (EKp, its sequence number's offset from the SKIP header,
+        or None in the legacy profile, the highest accepted): the kernel filter's first
+        lane (skip/daemon/kernel_filter.py). None when more than ``limit``."""
 
     def events(self) -> Sequence[object]:
         """Events since the last call: CertificateNeeded, Transmit, PfsDatagram, and Inbound

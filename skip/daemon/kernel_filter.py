@@ -9,16 +9,18 @@ address sends still reaches skipd, so garbage from it is counted by reason as be
 
 Two lanes for what a known address sends (a flood may spoof one: a known peer's address
 is easy to write into a packet). The first queue, read 64 packets a wake-up, admits only
-packets whose wrapped Kp (the first four bytes of the EKp, right after the SKIP header's
-fixed twelve) is one of a receive Kp skipd holds: the peers' live traffic. Everything else
-from a known address (a peer's first packet under a new Kp, and forged EKps, garbage,
-replays of old captures) goes to a second, small queue read 8 packets a wake-up, so a
-flood there costs skipd a bounded share of its time and the live traffic none of its
-queue. skipd re-attaches both filters whenever its set of receive Kps changes (new Kps
-are rare: one per peer every 2 minutes or 10 MB by default); a new Kp's first packets wait
-in the second queue until then. What the filter cannot tell: a replay of live traffic
-captured in the last minutes (same EKp) still takes the first lane, where the replay
-window refuses it cheaply.
+the peers' live traffic: packets whose wrapped Kp (the first four bytes of the EKp, right
+after the SKIP header's fixed twelve) is one of a receive Kp skipd holds and, under a
+modern Kp, whose sequence number is above the highest skipd had accepted under it when the
+filter was last set. Everything else from a known address (a peer's first packet under a
+new Kp, forged EKps, garbage, replays, late packets) goes to a second queue, read 8 packets
+a wake-up, so a flood there costs skipd a bounded share of its time and the live traffic
+none of its queue (the same 4 MB buffer: a burst that is not a flood is still read and
+counted whole). skipd re-attaches both filters whenever its set of receive Kps changes
+(new Kps are rare: one per peer every 2 minutes or 10 MB by default) and, while traffic
+flows, every LANE_REFRESH seconds for the numbers: until then a new Kp's first packets take
+the second lane, and a replay of traffic younger than that the first (where the replay
+window refuses it cheaply).
 
 IPv4 only: an IPv6 raw socket's filter sees no IP header. And only when every protecting rule
 names its peer by address (NSID 0): a rule naming it by MKID (nomadic or not) accepts it from
@@ -40,9 +42,9 @@ from skip.daemon.config import Config
 
 SO_ATTACH_FILTER, SO_DETACH_FILTER = 26, 27
 MAX_ADDRESSES = 1000  # 4 instructions each, under BPF_MAXINSNS (4096)
-_MAX_INSNS = 4096  # BPF_MAXINSNS; two lanes need 5 per address and 2 per EKp
+_MAX_INSNS = 4096  # BPF_MAXINSNS; two lanes need 5 per address and 5 per Kp
 SLOW_BATCH = 8  # packets read from the second lane per wake-up (the first: 64)
-SLOW_BUFFER = 256 * 1024  # the second lane's receive buffer: a flood fills it, not skipd
+LANE_REFRESH = 0.1  # seconds between moves of the first lane's sequence-number floors
 _INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
 
 # opcodes (linux/bpf_common.h)
@@ -52,6 +54,7 @@ _LDX_MSH = 0xB1  # X = 4 * (byte k & 0xF): the IPv4 header length
 _LD_W_LEN = 0x80  # A = the packet's length
 _SUB_X = 0x1C  # A -= X
 _JGE_K = 0x35
+_JGT_K = 0x25
 _AND_K = 0x54
 _JEQ_K = 0x15
 _JA = 0x05
@@ -93,17 +96,41 @@ def program(networks: list[ipaddress.IPv4Network]) -> list[Insn]:
     return [*out, (_RET_K, 0, 0, _DROP)]
 
 
-def lane_programs(networks: list[ipaddress.IPv4Network], ekps: list[bytes]
+#: a receive Kp as the filter sees it: (EKp, sequence number offset from the SKIP header or
+#: None, the highest accepted): what Receiver.live_keys gives
+LiveKey = tuple[bytes, int | None, int]
+
+
+def lane_programs(networks: list[ipaddress.IPv4Network], keys: list[LiveKey]
                   ) -> tuple[list[Insn], list[Insn]]:
     """The two lanes' filters (see the module's doc): (first, second). Group traffic takes
-    the first lane; from a known address, a packet under a live EKp the first, any other
-    the second; from elsewhere, neither."""
-    prefixes = sorted({int.from_bytes(e[:4]) for e in ekps if len(e) >= 4})
-    return (_lanes(networks, prefixes, _ACCEPT, _ACCEPT, _DROP),
-            _lanes(networks, prefixes, _DROP, _DROP, _ACCEPT))
+    the first lane; from a known address, a packet under a live Kp numbered above the
+    highest accepted the first, any other the second; from elsewhere, neither."""
+    return (_lanes(networks, keys, _ACCEPT, _ACCEPT, _DROP),
+            _lanes(networks, keys, _DROP, _DROP, _ACCEPT))
 
 
-def _lanes(networks: list[ipaddress.IPv4Network], prefixes: list[int], group: int,
+def _tests(keys: list[LiveKey]) -> dict[int, tuple[int, int]]:
+    """EKp word -> (sequence offset, floor); two Kps sharing a word (one chance in four
+    billion) share the more permissive test, and so does a Kp listed twice (the old and
+    new sets while the lanes change)."""
+    out: dict[int, tuple[int, int]] = {}
+    for ekp, seq_at, top in keys:
+        if len(ekp) < 4:
+            continue
+        word = int.from_bytes(ekp[:4])
+        test = (-1, 0) if seq_at is None else (seq_at, top)
+        old = out.get(word)
+        if old is None:
+            out[word] = test
+        elif old[0] != test[0] or test[0] < 0:
+            out[word] = (-1, 0)
+        else:
+            out[word] = (test[0], min(old[1], test[1]))
+    return out
+
+
+def _lanes(networks: list[ipaddress.IPv4Network], keys: list[LiveKey], group: int,
            live: int, other: int) -> list[Insn]:
     out: list[Insn] = [*_to_group(group)]
     jumps = []
@@ -119,8 +146,12 @@ def _lanes(networks: list[ipaddress.IPv4Network], prefixes: list[int], group: in
     out += [(_LDX_MSH, 0, 0, 0), (_LD_W_LEN, 0, 0, 0), (_SUB_X, 0, 0, 0),
             (_JGE_K, 1, 0, 16), (_RET_K, 0, 0, other),
             (_LD_W_IND, 0, 0, 12)]  # the EKp's first word
-    for prefix in prefixes:
-        out += [(_JEQ_K, 0, 1, prefix), (_RET_K, 0, 0, live)]
+    for word, (seq_at, floor) in sorted(_tests(keys).items()):
+        if seq_at < 0:  # legacy: no numbers to test
+            out += [(_JEQ_K, 0, 1, word), (_RET_K, 0, 0, live)]
+        else:  # past the end (a short packet) the kernel ends the filter: dropped
+            out += [(_JEQ_K, 0, 4, word), (_LD_W_IND, 0, 0, seq_at),
+                    (_JGT_K, 0, 1, floor), (_RET_K, 0, 0, live), (_RET_K, 0, 0, other)]
     return [*out, (_RET_K, 0, 0, other)]
 
 
@@ -139,49 +170,6 @@ def _source_test(net: ipaddress.IPv4Network) -> list[Insn]:
 DROP_ALL: list[Insn] = [(_RET_K, 0, 0, _DROP)]
 
 
-def lanes_fit(networks: int, ekps: int) -> bool:
-    return 4 + 5 * networks + 7 + 2 * ekps + 1 <= _MAX_INSNS
-
-
-class Lanes:
-    """The two IPv4 receivers' filters, kept in step with the configuration's outer
-    addresses and the live EKps. ``two`` says whether the second lane is in use; with the
-    filter off (``networks`` None) or too much to test, the first lane takes what the
-    one-lane filter admits and the second nothing, so no packet is read twice."""
-
-    def __init__(self, first: socket.socket, second: socket.socket) -> None:
-        self.first, self.second = first, second
-        self.ekps: list[bytes] = []
-        self.two = False
-        self.generation = -1  # the engine's rx_generation the EKps are from
-
-    def apply(self, networks: list[ipaddress.IPv4Network] | None, ekps: list[bytes],
-              generation: int) -> None:
-        """Raises OSError (the caller turns the filter off and says so). In three steps,
-        so that no packet finds neither lane admitting it: the first lane admits the old
-        and the new EKps, the second the rest of the new, the first just the new. A packet
-        may meanwhile be read twice: its copy is refused as a replay."""
-        self.generation = generation
-        if networks is None:
-            detach(self.first)
-            attach(self.second, DROP_ALL)
-            self.two = False
-            return
-        if not lanes_fit(len(networks), len(ekps)):
-            attach(self.first, program(networks))
-            attach(self.second, DROP_ALL)
-            self.two = False
-            return
-        first, second = lane_programs(networks, ekps)
-        if self.two:
-            attach(self.first, lane_programs(networks, self.ekps + ekps)[0])
-        else:  # from one lane: the first admits every known source until the second is on
-            attach(self.first, program(networks))
-        attach(self.second, second)
-        attach(self.first, first)
-        self.ekps, self.two = ekps, True
-
-
 def detach(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):  # ENOENT: none attached
         sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
@@ -192,3 +180,55 @@ def attach(sock: socket.socket, insns: list[Insn]) -> None:
     code = ctypes.create_string_buffer(b"".join(_INSN.pack(*i) for i in insns))
     fprog = struct.pack("@HP", len(insns), ctypes.addressof(code))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def lanes_fit(networks: int, keys: int) -> bool:
+    return 4 + 5 * networks + 7 + 5 * keys + 1 <= _MAX_INSNS
+
+
+class Lanes:
+    """The two IPv4 receivers' filters, kept in step with the configuration's outer
+    addresses and the live receive Kps. ``two`` says whether the second lane is in use;
+    with the filter off (``networks`` None) or too much to test, the first lane takes what
+    the one-lane filter admits and the second nothing, so no packet is read twice."""
+
+    def __init__(self, first: socket.socket, second: socket.socket) -> None:
+        self.first, self.second = first, second
+        self.keys: list[LiveKey] = []
+        self.two = False
+        self.generation = -1  # the engine's rx_generation the keys are from
+        self.applied = 0.0  # when (monotonic)
+
+    def capacity(self, networks: list[ipaddress.IPv4Network] | None) -> int:
+        """How many live keys two lanes can test beside ``networks`` (0: none, one lane)."""
+        if networks is None:
+            return 0
+        return max(0, (_MAX_INSNS - 12 - 5 * len(networks)) // 5)
+
+    def apply(self, networks: list[ipaddress.IPv4Network] | None, keys: list[LiveKey] | None,
+              generation: int, now: float) -> None:
+        """``keys`` None: more than :meth:`capacity` (one lane). Raises OSError (the
+        caller turns the filter off and says so). In three steps,
+        so that no packet finds neither lane admitting it: the first lane admits what the
+        old and the new keys admit, the second the rest of the new, the first just the new.
+        Meanwhile a packet may be read twice; its copy is refused as a replay (only packets
+        at or below a floor that just rose, or a new Kp's first, meet both)."""
+        self.generation, self.applied = generation, now
+        if networks is None:
+            detach(self.first)
+            attach(self.second, DROP_ALL)
+            self.two = False
+            return
+        if keys is None or not lanes_fit(len(networks), len(keys)):
+            attach(self.first, program(networks))
+            attach(self.second, DROP_ALL)
+            self.two = False
+            return
+        first, second = lane_programs(networks, keys)
+        if self.two:
+            attach(self.first, lane_programs(networks, self.keys + keys)[0])
+        else:  # from one lane: the first admits every known source until the second is on
+            attach(self.first, program(networks))
+        attach(self.second, second)
+        attach(self.first, first)
+        self.keys, self.two = keys, True

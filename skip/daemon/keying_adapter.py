@@ -441,8 +441,8 @@ class SkipKeying(KeyingEngine):
     def rx_generation(self) -> int:
         return self.endpoint.rx_generation()
 
-    def live_ekps(self) -> list[bytes]:
-        return self.endpoint.live_ekps()
+    def live_keys(self, limit: int) -> list[tuple[bytes, int | None, int]] | None:
+        return self.endpoint.live_keys(limit)
 
     def pfs_receive(self, payload: bytes, source: tuple[str, int], now: float) -> None:
         self.endpoint.pfs_receive(payload, source[0], now, reply_to=source)

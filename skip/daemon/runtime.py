@@ -174,8 +174,8 @@ class Daemon:
                 receiver = RawReceiver(family)
                 self.receivers.append(receiver)
                 loop.add_reader(receiver.fileno(), self._on_wire, receiver)
-            # the second IPv4 lane (skip/daemon/kernel_filter.py): small, read a little
-            second = RawReceiver(socket.AF_INET, buffer=kernel_filter.SLOW_BUFFER)
+            # the second IPv4 lane (skip/daemon/kernel_filter.py): read a little at a time
+            second = RawReceiver(socket.AF_INET)
             self.receivers.append(second)
             self.lanes = kernel_filter.Lanes(self.receivers[0].sock, second.sock)
             loop.add_reader(second.fileno(), self._on_wire, second, kernel_filter.SLOW_BATCH)
@@ -720,19 +720,19 @@ class Daemon:
             self._follow_live_keys()  # Kps retired by time
         self._arm_timer()
 
-    def _filter_receivers(self) -> None:
+    def _filter_receivers(self, keys_only: bool = False) -> None:
         """The kernel filter on the IPv4 raw receivers (skip/daemon/kernel_filter.py): only
         known outer addresses and groups, so a flood from elsewhere dies before the queue,
         and the known peers' live Kps in a lane of their own, so a flood that spoofs a
         known address does not starve them. Again whenever the receive Kps change."""
         if self.lanes is None:
             return
-        networks = kernel_filter.outer_networks(self.config)
+        networks = self.filtered if keys_only else kernel_filter.outer_networks(self.config)
         engine = self.engine
         generation = engine.rx_generation() if engine is not None else 0
+        keys = engine.live_keys(self.lanes.capacity(networks)) if engine is not None else []
         try:
-            self.lanes.apply(networks, engine.live_ekps() if engine is not None else [],
-                             generation)
+            self.lanes.apply(networks, keys, generation, time.monotonic())
         except OSError as exc:
             logs.LOGGER.warning("kernel filter not attached; every protocol-57 packet "
                                 "reaches skipd", extra=logs.fields(error=exc.strerror))
@@ -746,12 +746,15 @@ class Daemon:
         self.filtered = networks  # skipctl status shows it
 
     def _follow_live_keys(self) -> None:
-        """After a batch: the receive Kps changed (a peer's new Kp, a retired one), so the
-        first lane's EKps must follow."""
+        """After a batch: when the receive Kps changed (a peer's new Kp, a retired one), or
+        their numbers moved and LANE_REFRESH passed, the first lane follows."""
         lanes, engine = self.lanes, self.engine
-        if lanes is not None and engine is not None and self.filtered is not None and \
-                engine.rx_generation() != lanes.generation:
-            self._filter_receivers()
+        if lanes is None or engine is None or self.filtered is None:
+            return
+        if engine.rx_generation() != lanes.generation or (
+                time.monotonic() - lanes.applied >= kernel_filter.LANE_REFRESH and
+                lanes.two and engine.live_keys(len(lanes.keys) + 8) != lanes.keys):
+            self._filter_receivers(keys_only=True)
 
     # --- multicast groups (docs/multicast.md) ------------------------------------------------
 

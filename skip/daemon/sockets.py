@@ -186,14 +186,10 @@ class RawSender:
 class RawReceiver:
     """Protocol-57 datagrams addressed to this host, as complete IP datagrams."""
 
-    def __init__(self, family: int, buffer: int = 0) -> None:
-        """``buffer``: the receive buffer's size, if not the big default."""
+    def __init__(self, family: int) -> None:
         self.family = family
         self.sock = _open(family, socket.SOCK_RAW, PROTO_SKIP)
-        if buffer:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
-        else:
-            _big_receive_buffer(self.sock)
+        _big_receive_buffer(self.sock)
         if family == socket.AF_INET6:
             # everything of the IPv6 header the kernel strips, so the rebuilt header is the
             # one that was sent: a legacy AH (RFC 1826) covers the flow label and class

@@ -502,13 +502,12 @@ class SkipEndpoint:
             self._counters.hit(err.reason)
             raise
 
-    def live_ekps(self) -> list[bytes]:
-        """The EKps of every receive Kp held: packets under them are the known peers' live
-        traffic (skipd's kernel filter, skip/daemon/kernel_filter.py)."""
-        return [index[2] for index in self._receiver.kps]
+    def live_keys(self, limit: int) -> list[tuple[bytes, int | None, int]] | None:
+        """See :meth:`Receiver.live_keys` (skipd's kernel filter)."""
+        return self._receiver.live_keys(limit)
 
     def rx_generation(self) -> int:
-        """Moves whenever :meth:`live_ekps` would change."""
+        """Moves whenever the set of receive Kps does (not their sequence numbers)."""
         return self._receiver.generation
 
     def is_newest(self, packet: bytes) -> bool:

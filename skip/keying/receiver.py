@@ -377,6 +377,25 @@ class Receiver:
         seq = _SEQ.unpack_from(packet, end + _SEQ_OFFSET[sa.protocol_number])[0]
         return window is not None and window.top & 0xFFFFFFFF == seq
 
+    def live_keys(self, limit: int) -> list[tuple[bytes, int | None, int]] | None:
+        """Every receive Kp held, as (EKp, where its packets' sequence number is from the
+        SKIP header's start, the highest one accepted): packets under such a Kp numbered
+        above it are the known peers' live traffic (skipd's kernel filter,
+        skip/daemon/kernel_filter.py). The offset is None in the legacy profile, which
+        numbers nothing. None when there are more than ``limit`` (no list built)."""
+        if len(self.kps) > limit:
+            return None
+        out: list[tuple[bytes, int | None, int]] = []
+        for rx in self.kps.values():
+            sa = rx.transforms.sas[0]
+            window = sa.replay_window
+            if rx.version != num.MODERN_VERSION or window is None:
+                out.append((rx.index[2], None, 0))
+            else:
+                out.append((rx.index[2], len(rx.header) + _SEQ_OFFSET[sa.protocol_number],
+                            window.top & 0xFFFFFFFF))
+        return out
+
     # --- forgetting --------------------------------------------------------------------------
 
     def purge(self, local_n: int) -> int:
