@@ -138,7 +138,9 @@ def test_which_sources_the_filter_admits() -> None:
     assert all(jt <= 1 and jf <= 1 for _, jt, jf, _ in insns)
 
 
-@pytest.mark.parametrize("kind", ["forged_ekp", "garbage", "unknown_algorithm", "replay"])
+# the two that cost the most before the lanes (100 % and 57 % ping loss); tools/bench flood
+# runs all five kinds and measures the rate
+@pytest.mark.parametrize("kind", ["forged_ekp", "replay"])
 def test_a_flood_from_a_known_address_costs_the_peer_little(site: Site, kind: str) -> None:
     """Issue 15, floods: g spoofs b's own address (which the source filter must admit).
     What carries no EKp of a live key (forged, garbage, an unknown algorithm) goes to
@@ -151,14 +153,14 @@ def test_a_flood_from_a_known_address_costs_the_peer_little(site: Site, kind: st
     assert request(site.sock("a"), "status")["result"]["kernel_lanes"] == 2
     reason = floods.REASONS[kind]
     datagram = floods.datagram(kind, LAN["b"][0], LAN["a"][0], real)
-    flooder = floods.flooder(site.ns["g"], datagram, 5)
+    flooder = floods.flooder(site.ns["g"], datagram, 3.5)
     time.sleep(0.5)
-    ping = site.ns["a"].run("ping", "-q", "-c", "150", "-i", "0.02", "-W", "1", OVERLAY["b"][0],
+    ping = site.ns["a"].run("ping", "-q", "-c", "100", "-i", "0.02", "-W", "1", OVERLAY["b"][0],
                             check=False).stdout
     sent = int(flooder.communicate(timeout=30)[0])
     loss = floods.ping_loss(ping)
     drops = request(site.sock("a"), "counters")["result"]["drops"]
-    print(f"{kind} flood of {sent / 5:.0f} pps from b's address: a->b ping loss {loss:.0f}%; "
+    print(f"{kind} flood of {sent / 3.5:.0f} pps from b's address: a->b ping loss {loss:.0f}%; "
           f"read and refused as {reason}: {drops.get(reason, 0)}")
     assert drops.get(reason, 0) > 0  # the flood reached skipd and was counted
     assert loss <= 10, ping
