@@ -256,6 +256,8 @@ def test_a_permanent_group_reads_its_key_and_guards_it(tmp_path: Path) -> None:
         assert info.value.reason == "config_invalid" and problem in str(info.value), info.value
 
     refused(f'key_file = "{key}"\nowner = "self"\n', "has no owner")
+    refused(f'key_file = "{key}"\nmembers = []\n', "has no members")
+    refused(f'key_file = "{tmp_path}"\n', "not a regular file")
     refused('owner = "self"\nprofile = "legacy"\n', "only a permanent group")
     refused(f'key_file = "{tmp_path}/missing"\n', "cannot read the group key")
     for content in ("00" * 32, "ab" * 31, "zz" * 32, "\xff"):

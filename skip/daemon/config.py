@@ -523,6 +523,10 @@ def _group(s: _Section, peers: tuple[PeerPolicy, ...]) -> GroupPolicy:
     if key_file is not None:
         if owner is not None:
             s.fail(s.key("key_file"), "a permanent group (key_file) has no owner")
+        for key in ("members", "lifetime", "backward_secrecy"):
+            if key in s.table:
+                s.fail(s.key(key), "a permanent group (key_file) has no members, and its key "
+                       "no lifetime")
         kg = _group_key(s, key_file)
         group = GroupPolicy(address=address, owner=None, kg=kg, profile=profile,
                             interval_seconds=s.integer("interval_seconds", d.interval_seconds,
@@ -560,12 +564,20 @@ def _group_key(s: _Section, path: Path) -> bytes:
     may read (whoever reads it reads the group's traffic, past and future)."""
     where = s.key("key_file")
     try:
-        mode = os.stat(path).st_mode
-        text = read_bounded(path).decode("ascii")
+        # O_NONBLOCK: a FIFO in its place must not hang skipd; what is read is what was
+        # checked (fstat of the same descriptor)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         s.fail(where, f"{path}: cannot read the group key: {exc.strerror}")
-    except UnicodeDecodeError:
-        text = ""
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        s.fail(where, f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            text = handle.read(4096).decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
     if mode & 0o077:
         s.fail(where, f"{path}: the group key is readable by group or others (mode "
                f"{stat.S_IMODE(mode):04o}); run chmod 600 {path}")

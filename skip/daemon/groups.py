@@ -23,6 +23,7 @@ import math
 import os
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -328,6 +329,8 @@ class GroupUnderlay:
             self.raw6.setblocking(False)
         self.tun = tun
         self.joined: set[tuple[bytes, int]] = set()
+        self._interfaces: list[int] = []
+        self._listed = -1e9
 
     @staticmethod
     def _udp(family: int, mark: int) -> socket.socket:
@@ -350,7 +353,14 @@ class GroupUnderlay:
         return [s for s in (self.v4, self.v6) if s is not None]
 
     def interfaces(self) -> list[int]:
-        return [i for i, name in socket.if_nameindex() if name not in (self.tun, "lo")]
+        """The LAN interfaces, asked of the kernel at most once a second (it costs about
+        60 us, and IPv6 group data is sent through this list per packet)."""
+        now = time.monotonic()
+        if now - self._listed >= 1.0:
+            self._interfaces = [i for i, name in socket.if_nameindex()
+                                if name not in (self.tun, "lo")]
+            self._listed = now
+        return self._interfaces
 
     def join(self, groups: list[bytes]) -> None:
         for group in groups:

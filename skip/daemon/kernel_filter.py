@@ -37,6 +37,7 @@ import ctypes
 import ipaddress
 import socket
 import struct
+from collections.abc import Sequence
 
 from skip.daemon.config import Config
 
@@ -85,11 +86,17 @@ def outer_networks(config: Config) -> list[ipaddress.IPv4Network] | None:
     return sorted(nets)
 
 
-def program(networks: list[ipaddress.IPv4Network]) -> list[Insn]:
-    """The one-lane filter (the EKps unknown, or too many to test): to a multicast group,
+def group_addresses(config: Config) -> list[int]:
+    """The configured IPv4 group addresses (as the filter compares them): multicast to any
+    other group is dropped (Linux is always in 224.0.0.1, which anyone could flood)."""
+    return sorted(int(g.address) for g in config.groups if g.address.version == 4)
+
+
+def program(networks: list[ipaddress.IPv4Network], groups: Sequence[int] = ()) -> list[Insn]:
+    """The one-lane filter (the EKps unknown, or too many to test): to a configured group,
     or from a known outer address, else drop. Jumps are relative and stay short (each
     accept is a ``ret`` right after its test), so any number of entries fits."""
-    out: list[Insn] = [*_to_group(_ACCEPT)]
+    out: list[Insn] = [*_to_group(_ACCEPT, groups)]
     for net in networks:
         out += [*_source_test(net), (_JEQ_K, 0, 1, int(net.network_address)),
                 (_RET_K, 0, 0, _ACCEPT)]
@@ -101,13 +108,13 @@ def program(networks: list[ipaddress.IPv4Network]) -> list[Insn]:
 LiveKey = tuple[bytes, int | None, int]
 
 
-def lane_programs(networks: list[ipaddress.IPv4Network], keys: list[LiveKey]
-                  ) -> tuple[list[Insn], list[Insn]]:
+def lane_programs(networks: list[ipaddress.IPv4Network], keys: list[LiveKey],
+                  groups: Sequence[int] = ()) -> tuple[list[Insn], list[Insn]]:
     """The two lanes' filters (see the module's doc): (first, second). Group traffic takes
     the first lane; from a known address, a packet under a live Kp numbered above the
     highest accepted the first, any other the second; from elsewhere, neither."""
-    return (_lanes(networks, keys, _ACCEPT, _ACCEPT, _DROP),
-            _lanes(networks, keys, _DROP, _DROP, _ACCEPT))
+    return (_lanes(networks, keys, groups, _ACCEPT, _ACCEPT, _DROP),
+            _lanes(networks, keys, groups, _DROP, _DROP, _ACCEPT))
 
 
 def _tests(keys: list[LiveKey]) -> dict[int, tuple[int, int]]:
@@ -130,9 +137,9 @@ def _tests(keys: list[LiveKey]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def _lanes(networks: list[ipaddress.IPv4Network], keys: list[LiveKey], group: int,
-           live: int, other: int) -> list[Insn]:
-    out: list[Insn] = [*_to_group(group)]
+def _lanes(networks: list[ipaddress.IPv4Network], keys: list[LiveKey], groups: Sequence[int],
+           group: int, live: int, other: int) -> list[Insn]:
+    out: list[Insn] = [*_to_group(group, groups)]
     jumps = []
     for net in networks:  # a match jumps (unconditionally: the test may be far) to the EKp
         out += [*_source_test(net), (_JEQ_K, 0, 1, int(net.network_address))]
@@ -149,15 +156,21 @@ def _lanes(networks: list[ipaddress.IPv4Network], keys: list[LiveKey], group: in
     for word, (seq_at, floor) in sorted(_tests(keys).items()):
         if seq_at < 0:  # legacy: no numbers to test
             out += [(_JEQ_K, 0, 1, word), (_RET_K, 0, 0, live)]
-        else:  # past the end (a short packet) the kernel ends the filter: dropped
-            out += [(_JEQ_K, 0, 4, word), (_LD_W_IND, 0, 0, seq_at),
+        else:  # too short for the number: the second lane (skipd counts it truncated)
+            out += [(_JEQ_K, 0, 8, word), (_LD_W_LEN, 0, 0, 0), (_SUB_X, 0, 0, 0),
+                    (_JGE_K, 1, 0, seq_at + 4), (_RET_K, 0, 0, other),
+                    (_LD_W_IND, 0, 0, seq_at),
                     (_JGT_K, 0, 1, floor), (_RET_K, 0, 0, live), (_RET_K, 0, 0, other)]
     return [*out, (_RET_K, 0, 0, other)]
 
 
-def _to_group(verdict: int) -> list[Insn]:
-    return [(_LD_W_ABS, 0, 0, 16), (_AND_K, 0, 0, 0xF0000000),
-            (_JEQ_K, 0, 1, 0xE0000000), (_RET_K, 0, 0, verdict)]
+def _to_group(verdict: int, groups: Sequence[int]) -> list[Insn]:
+    """To a configured group: ``verdict``; to any other multicast address: drop."""
+    out: list[Insn] = []
+    for address in groups:
+        out += [(_LD_W_ABS, 0, 0, 16), (_JEQ_K, 0, 1, address), (_RET_K, 0, 0, verdict)]
+    return [*out, (_LD_W_ABS, 0, 0, 16), (_AND_K, 0, 0, 0xF0000000),
+            (_JEQ_K, 0, 1, 0xE0000000), (_RET_K, 0, 0, _DROP)]
 
 
 def _source_test(net: ipaddress.IPv4Network) -> list[Insn]:
@@ -182,8 +195,12 @@ def attach(sock: socket.socket, insns: list[Insn]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def lanes_fit(networks: int, keys: int) -> bool:
-    return 4 + 5 * networks + 7 + 5 * keys + 1 <= _MAX_INSNS
+def capacity(networks: list[ipaddress.IPv4Network] | None, groups: Sequence[int]) -> int:
+    """How many live keys two lanes can test beside ``networks`` and ``groups`` (0: none,
+    one lane): 9 instructions each, besides 3 per group, 5 per address and 12 more."""
+    if networks is None:
+        return 0
+    return max(0, (_MAX_INSNS - 12 - 3 * len(groups) - 5 * len(networks)) // 9)
 
 
 class Lanes:
@@ -199,36 +216,31 @@ class Lanes:
         self.generation = -1  # the engine's rx_generation the keys are from
         self.applied = 0.0  # when (monotonic)
 
-    def capacity(self, networks: list[ipaddress.IPv4Network] | None) -> int:
-        """How many live keys two lanes can test beside ``networks`` (0: none, one lane)."""
-        if networks is None:
-            return 0
-        return max(0, (_MAX_INSNS - 12 - 5 * len(networks)) // 5)
-
     def apply(self, networks: list[ipaddress.IPv4Network] | None, keys: list[LiveKey] | None,
-              generation: int, now: float) -> None:
-        """``keys`` None: more than :meth:`capacity` (one lane). Raises OSError (the
-        caller turns the filter off and says so). In three steps,
-        so that no packet finds neither lane admitting it: the first lane admits what the
-        old and the new keys admit, the second the rest of the new, the first just the new.
-        Meanwhile a packet may be read twice; its copy is refused as a replay (only packets
-        at or below a floor that just rose, or a new Kp's first, meet both)."""
+              generation: int, now: float, groups: Sequence[int] = ()) -> None:
+        """``keys`` None: more than :func:`capacity` (one lane). Raises OSError (the caller
+        turns the filter off and says so). No packet may find neither lane admitting it
+        while the filters change: with other keys, the first lane first admits every known
+        source (a superset of old and new), then the second takes its new filter, then the
+        first; when only the floors rose (the first lane admits less, the second more), the
+        second goes first. Meanwhile a packet may be read from both lanes: only packets the
+        first lane stops admitting (non-live ones, numbered at or below a floor that rose),
+        counted again under their reason (a modern Kp's packet as a replay)."""
+        same_keys = generation == self.generation
         self.generation, self.applied = generation, now
         if networks is None:
             detach(self.first)
             attach(self.second, DROP_ALL)
             self.two = False
             return
-        if keys is None or not lanes_fit(len(networks), len(keys)):
-            attach(self.first, program(networks))
+        if keys is None or len(keys) > capacity(networks, groups):
+            attach(self.first, program(networks, groups))
             attach(self.second, DROP_ALL)
             self.two = False
             return
-        first, second = lane_programs(networks, keys)
-        if self.two:
-            attach(self.first, lane_programs(networks, self.keys + keys)[0])
-        else:  # from one lane: the first admits every known source until the second is on
-            attach(self.first, program(networks))
+        first, second = lane_programs(networks, keys, groups)
+        if not (self.two and same_keys):
+            attach(self.first, program(networks, groups))
         attach(self.second, second)
         attach(self.first, first)
         self.keys, self.two = keys, True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import errno
 import functools
 import gc
@@ -728,21 +729,23 @@ class Daemon:
         if self.lanes is None:
             return
         networks = self.filtered if keys_only else kernel_filter.outer_networks(self.config)
+        groups = kernel_filter.group_addresses(self.config)
         engine = self.engine
         generation = engine.rx_generation() if engine is not None else 0
-        keys = engine.live_keys(self.lanes.capacity(networks)) if engine is not None else []
+        keys = engine.live_keys(kernel_filter.capacity(networks, groups)) \
+            if engine is not None else []
         try:
-            self.lanes.apply(networks, keys, generation, time.monotonic())
+            self.lanes.apply(networks, keys, generation, time.monotonic(), groups)
         except OSError as exc:
+            # the second lane may now admit what the first does too: such packets are read
+            # twice (a copy refused as a replay), better than unread
             logs.LOGGER.warning("kernel filter not attached; every protocol-57 packet "
                                 "reaches skipd", extra=logs.fields(error=exc.strerror))
             networks = None
             self.lanes.two = False
             kernel_filter.detach(self.lanes.first)
-            try:
+            with contextlib.suppress(OSError):
                 kernel_filter.attach(self.lanes.second, kernel_filter.DROP_ALL)
-            except OSError:  # the second lane would read everything twice: stop reading it
-                asyncio.get_running_loop().remove_reader(self.lanes.second.fileno())
         self.filtered = networks  # skipctl status shows it
 
     def _follow_live_keys(self) -> None:
@@ -751,10 +754,13 @@ class Daemon:
         lanes, engine = self.lanes, self.engine
         if lanes is None or engine is None or self.filtered is None:
             return
-        if engine.rx_generation() != lanes.generation or (
-                time.monotonic() - lanes.applied >= kernel_filter.LANE_REFRESH and
-                lanes.two and engine.live_keys(len(lanes.keys) + 8) != lanes.keys):
-            self._filter_receivers(keys_only=True)
+        try:
+            if engine.rx_generation() != lanes.generation or (
+                    time.monotonic() - lanes.applied >= kernel_filter.LANE_REFRESH and
+                    lanes.two and engine.live_keys(len(lanes.keys)) != lanes.keys):
+                self._filter_receivers(keys_only=True)
+        except Exception as exc:  # any bug: logged with its traceback, skipd runs on
+            self._bug(exc)
 
     # --- multicast groups (docs/multicast.md) ------------------------------------------------
 
