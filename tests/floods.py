@@ -5,7 +5,9 @@ of them as fast as Python can."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -20,6 +22,11 @@ REASONS = {"unknown_source": "", "forged_ekp": "kp_unwrap_failed", "garbage": "b
 
 
 def ipv4(src: str, dst: str, body: bytes) -> bytes:
+    """An IPv4 (or, for IPv6 addresses, IPv6) protocol-57 datagram around ``body``."""
+    if ":" in src:
+        return struct.pack("!IHBB16s16s", 6 << 28, len(body), 57, 64,
+                           ipaddress.ip_address(src).packed,
+                           ipaddress.ip_address(dst).packed) + body
     return bytes([0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 57, 0, 0]) + \
         bytes(map(int, src.split("."))) + bytes(map(int, dst.split("."))) + body
 
@@ -41,7 +48,8 @@ def datagram(kind: str, src: str, dst: str, captured: bytes) -> bytes:
     if kind == "garbage":  # a SKIP version nobody speaks, then noise
         return ipv4(src, dst, bytes([0xF0]) + os.urandom(120))
     if kind == "unknown_algorithm":  # Kij Alg 250
-        return forged_ekp(src, dst)[:28] + bytes([250]) + os.urandom(120)
+        skip = forged_ekp(src, dst)[40 if ":" in src else 20:]
+        return ipv4(src, dst, skip[:8] + bytes([250]) + os.urandom(120))
     if kind == "replay":
         return captured
     raise ValueError(kind)
@@ -50,11 +58,16 @@ def datagram(kind: str, src: str, dst: str, captured: bytes) -> bytes:
 def flooder(ns: Namespace, packet: bytes, seconds: float) -> subprocess.Popen:
     """``packet`` from ``ns`` as fast as one Python process sends, for ``seconds``; prints
     how many it sent."""
+    v6 = packet[0] >> 4 == 6
+    setup = ("s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)\n"
+             "s.setsockopt(socket.IPPROTO_IPV6, 36, 1)\n"  # IPV6_HDRINCL
+             "to = (socket.inet_ntop(socket.AF_INET6, d[24:40]), 0)\n") if v6 else (
+             "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)\n"
+             "to = (socket.inet_ntoa(d[16:20]), 0)\n")
     return ns.popen(sys.executable, "-c", (
         "import socket, time\n"
-        "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)\n"
-        f"d = {packet!r}\n"
-        f"to = (socket.inet_ntoa(d[16:20]), 0); end = time.monotonic() + {seconds}; n = 0\n"
+        f"d = {packet!r}\n" + setup +
+        f"end = time.monotonic() + {seconds}; n = 0\n"
         "while time.monotonic() < end:\n"
         "    for _ in range(1000):\n"
         "        s.sendto(d, to)\n"

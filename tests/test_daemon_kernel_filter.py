@@ -166,6 +166,38 @@ def test_a_flood_from_a_known_address_costs_the_peer_little(site: Site, kind: st
     assert loss <= 10, ping
 
 
+def test_an_ipv6_flood_from_a_known_address_costs_the_peer_little(site: Site) -> None:
+    """The same two lanes on the IPv6 receiver (its filter reads the addresses at
+    SKF_NET_OFF): g floods a over IPv6 with forged EKps from b's IPv6 address, whose
+    transport-mode rule protects what a sends b there; a's pings to it keep flowing."""
+    start_pair(site)
+    b6, a6 = LAN["b"][1], LAN["a"][1]
+    status = request(site.sock("a"), "status")["result"]
+    assert status["kernel_filter_v6"] == "1 source", status
+    assert site.ping("a", b6)
+    flooder = floods.flooder(site.ns["g"], floods.datagram("forged_ekp", b6, a6, b""), 3.5)
+    time.sleep(0.5)
+    ping = site.ns["a"].run("ping", "-q", "-c", "100", "-i", "0.02", "-W", "1", b6,
+                            check=False).stdout
+    sent = int(flooder.communicate(timeout=30)[0])
+    loss = floods.ping_loss(ping)
+    drops = request(site.sock("a"), "counters")["result"]["drops"]
+    print(f"IPv6 forged-EKp flood of {sent / 3.5:.0f} pps from b's address: a->b ping loss "
+          f"{loss:.0f}%; read and refused: {drops.get('kp_unwrap_failed', 0)}")
+    assert drops.get("kp_unwrap_failed", 0) > 0
+    assert loss <= 10, ping
+    # and from an address no rule names, nothing reaches skipd (once skipd has read what
+    # the second lane still held of the first flood)
+    before = -1
+    while before != (before := _dropped(site, "a")):
+        time.sleep(0.5)
+    stranger = floods.flooder(site.ns["g"], floods.datagram("forged_ekp", LAN["g"][1], a6,
+                                                            b""), 1)
+    stranger.communicate(timeout=30)
+    time.sleep(0.3)
+    assert _dropped(site, "a") == before
+
+
 LANES_SCRIPT = """
 import json, socket, sys, time
 from skip.daemon import kernel_filter as kf

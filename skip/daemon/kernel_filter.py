@@ -22,10 +22,11 @@ flows, every LANE_REFRESH seconds for the numbers: until then a new Kp's first p
 the second lane, and a replay of traffic younger than that the first (where the replay
 window refuses it cheaply).
 
-IPv4 only: an IPv6 raw socket's filter sees no IP header. And only when every protecting rule
-names its peer by address (NSID 0): a rule naming it by MKID (nomadic or not) accepts it from
-any address, and turns the filter off, as do more than MAX_ADDRESSES outer addresses (the
-kernel's 4,096-instruction bound).
+IPv4 and IPv6 alike: an IPv6 raw socket's filter sees the packet from the SKIP header on
+(so X is 0 where IPv4's is the header length), its addresses at SKF_NET_OFF. And only when
+every protecting rule names its peer by address (NSID 0): a rule naming it by MKID (nomadic
+or not) accepts it from any address, and turns the filter off, as do more than
+MAX_ADDRESSES outer addresses (the kernel's 4,096-instruction bound).
 Why BPF rather than nftables rules: it needs no other program, dies with the socket (nothing
 to clean up after a crash), and reload replaces it atomically (SO_ATTACH_FILTER swaps it).
 """
@@ -38,6 +39,7 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 from skip.daemon.config import Config
 
@@ -52,6 +54,9 @@ _INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
 _LD_W_ABS = 0x20
 _LD_W_IND = 0x40  # A = the word at X + k
 _LDX_MSH = 0xB1  # X = 4 * (byte k & 0xF): the IPv4 header length
+_LDX_IMM = 0x01  # X = k
+_LD_B_ABS = 0x30
+_NET = 0x100000000 - 0x100000  # SKF_NET_OFF (as the unsigned k): the network header
 _LD_W_LEN = 0x80  # A = the packet's length
 _SUB_X = 0x1C  # A -= X
 _JGE_K = 0x35
@@ -65,10 +70,11 @@ _ACCEPT, _DROP = 0x40000, 0
 Insn = tuple[int, int, int, int]
 
 
-def outer_networks(config: Config) -> list[ipaddress.IPv4Network] | None:
-    """The IPv4 outer addresses SKIP packets may come from, or None when a rule makes that
-    unknowable (a nomadic peer) or there are too many to test in the kernel."""
-    nets: set[ipaddress.IPv4Network] = set()
+def outer_networks(config: Config, version: int = 4) -> list[Any] | None:
+    """The outer addresses (networks) of IP ``version`` SKIP packets may come from, or None
+    when a rule makes that unknowable (a nomadic peer) or there are too many to test in the
+    kernel."""
+    nets: set[Any] = set()
     for rule in config.peers:
         if rule.action != "protect":
             continue
@@ -80,26 +86,26 @@ def outer_networks(config: Config) -> list[ipaddress.IPv4Network] | None:
             outer = [ipaddress.ip_network(rule.tunnel)]
         else:  # transport mode: the peers are the hosts themselves
             outer = [ipaddress.ip_network(h) for h in rule.hosts]
-        nets.update(n for n in outer if isinstance(n, ipaddress.IPv4Network))
+        nets.update(n for n in outer if n.version == version)
     if len(nets) > MAX_ADDRESSES:
         return None
     return sorted(nets)
 
 
-def group_addresses(config: Config) -> list[int]:
-    """The configured IPv4 group addresses (as the filter compares them): multicast to any
-    other group is dropped (Linux is always in 224.0.0.1, which anyone could flood)."""
-    return sorted(int(g.address) for g in config.groups if g.address.version == 4)
+def group_addresses(config: Config, version: int = 4) -> list[int]:
+    """The configured group addresses of IP ``version`` (as integers): multicast to any
+    other group is dropped (Linux is always in 224.0.0.1 and ff02::1, which anyone on the
+    LAN could flood)."""
+    return sorted(int(g.address) for g in config.groups if g.address.version == version)
 
 
-def program(networks: list[ipaddress.IPv4Network], groups: Sequence[int] = ()) -> list[Insn]:
+def program(networks: list[Any], groups: Sequence[int] = (), v6: bool = False) -> list[Insn]:
     """The one-lane filter (the EKps unknown, or too many to test): to a configured group,
     or from a known outer address, else drop. Jumps are relative and stay short (each
     accept is a ``ret`` right after its test), so any number of entries fits."""
-    out: list[Insn] = [*_to_group(_ACCEPT, groups)]
+    out: list[Insn] = [*_to_group(_ACCEPT, groups, v6)]
     for net in networks:
-        out += [*_source_test(net), (_JEQ_K, 0, 1, int(net.network_address)),
-                (_RET_K, 0, 0, _ACCEPT)]
+        out += _match(_source_words(net), (_RET_K, 0, 0, _ACCEPT))
     return [*out, (_RET_K, 0, 0, _DROP)]
 
 
@@ -108,13 +114,13 @@ def program(networks: list[ipaddress.IPv4Network], groups: Sequence[int] = ()) -
 LiveKey = tuple[bytes, int | None, int]
 
 
-def lane_programs(networks: list[ipaddress.IPv4Network], keys: list[LiveKey],
-                  groups: Sequence[int] = ()) -> tuple[list[Insn], list[Insn]]:
+def lane_programs(networks: list[Any], keys: list[LiveKey], groups: Sequence[int] = (),
+                  v6: bool = False) -> tuple[list[Insn], list[Insn]]:
     """The two lanes' filters (see the module's doc): (first, second). Group traffic takes
     the first lane; from a known address, a packet under a live Kp numbered above the
     highest accepted the first, any other the second; from elsewhere, neither."""
-    return (_lanes(networks, keys, groups, _ACCEPT, _ACCEPT, _DROP),
-            _lanes(networks, keys, groups, _DROP, _DROP, _ACCEPT))
+    return (_lanes(networks, keys, groups, v6, _ACCEPT, _ACCEPT, _DROP),
+            _lanes(networks, keys, groups, v6, _DROP, _DROP, _ACCEPT))
 
 
 def _tests(keys: list[LiveKey]) -> dict[int, tuple[int, int]]:
@@ -137,20 +143,22 @@ def _tests(keys: list[LiveKey]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def _lanes(networks: list[ipaddress.IPv4Network], keys: list[LiveKey], groups: Sequence[int],
+def _lanes(networks: list[Any], keys: list[LiveKey], groups: Sequence[int], v6: bool,
            group: int, live: int, other: int) -> list[Insn]:
-    out: list[Insn] = [*_to_group(group, groups)]
+    out: list[Insn] = [*_to_group(group, groups, v6)]
     jumps = []
     for net in networks:  # a match jumps (unconditionally: the test may be far) to the EKp
-        out += [*_source_test(net), (_JEQ_K, 0, 1, int(net.network_address))]
-        jumps.append(len(out))
-        out.append((_JA, 0, 0, 0))
+        out += _match(_source_words(net), (_JA, 0, 0, 0))
+        jumps.append(len(out) - 1)
     out.append((_RET_K, 0, 0, _DROP))  # from an address no rule names
     check = len(out)
     for at in jumps:
         out[at] = (_JA, 0, 0, check - at - 1)
+    # X: where the SKIP header starts (IPv4: after the IP header; an IPv6 raw socket's
+    # filter sees the packet from the SKIP header on, its IP header at SKF_NET_OFF)
+    out.append((_LDX_IMM, 0, 0, 0) if v6 else (_LDX_MSH, 0, 0, 0))
     # too short to hold an EKp word: the second lane, where skipd counts it (truncated)
-    out += [(_LDX_MSH, 0, 0, 0), (_LD_W_LEN, 0, 0, 0), (_SUB_X, 0, 0, 0),
+    out += [(_LD_W_LEN, 0, 0, 0), (_SUB_X, 0, 0, 0),
             (_JGE_K, 1, 0, 16), (_RET_K, 0, 0, other),
             (_LD_W_IND, 0, 0, 12)]  # the EKp's first word
     for word, (seq_at, floor) in sorted(_tests(keys).items()):
@@ -164,20 +172,47 @@ def _lanes(networks: list[ipaddress.IPv4Network], keys: list[LiveKey], groups: S
     return [*out, (_RET_K, 0, 0, other)]
 
 
-def _to_group(verdict: int, groups: Sequence[int]) -> list[Insn]:
+def _to_group(verdict: int, groups: Sequence[int], v6: bool) -> list[Insn]:
     """To a configured group: ``verdict``; to any other multicast address: drop."""
     out: list[Insn] = []
     for address in groups:
-        out += [(_LD_W_ABS, 0, 0, 16), (_JEQ_K, 0, 1, address), (_RET_K, 0, 0, verdict)]
+        if v6:
+            words = [(_NET + 24 + 4 * i, 0xFFFFFFFF, address >> (96 - 32 * i) & 0xFFFFFFFF)
+                     for i in range(4)]
+        else:
+            words = [(16, 0xFFFFFFFF, address)]
+        out += _match(words, (_RET_K, 0, 0, verdict))
+    if v6:  # ff00::/8
+        return [*out, (_LD_B_ABS, 0, 0, _NET + 24), (_JEQ_K, 0, 1, 0xFF), (_RET_K, 0, 0, _DROP)]
     return [*out, (_LD_W_ABS, 0, 0, 16), (_AND_K, 0, 0, 0xF0000000),
             (_JEQ_K, 0, 1, 0xE0000000), (_RET_K, 0, 0, _DROP)]
 
 
-def _source_test(net: ipaddress.IPv4Network) -> list[Insn]:
-    out: list[Insn] = [(_LD_W_ABS, 0, 0, 12)]  # the source address
-    if net.prefixlen < 32:
-        out.append((_AND_K, 0, 0, int(net.netmask)))
-    return out
+def _source_words(net: Any) -> list[tuple[int, int, int]]:
+    """The source-address tests for ``net``: (load offset, mask, value) per 32-bit word
+    (IPv6: at SKF_NET_OFF + 8)."""
+    if net.version == 4:
+        return [(12, int(net.netmask), int(net.network_address))]
+    mask, value = int(net.netmask), int(net.network_address)
+    words = []
+    for i in range(4):
+        shift = 96 - 32 * i
+        m = mask >> shift & 0xFFFFFFFF
+        if m:
+            words.append((_NET + 8 + 4 * i, m, value >> shift & 0xFFFFFFFF))
+    return words
+
+
+def _match(words: list[tuple[int, int, int]], action: Insn) -> list[Insn]:
+    """``action`` when every word matches, else on past it: each test's false branch
+    skips the rest (at most 16 instructions: short jumps)."""
+    tail = [action]
+    for offset, mask, value in reversed(words):
+        block: list[Insn] = [(_LD_W_ABS, 0, 0, offset)]
+        if mask != 0xFFFFFFFF:
+            block.append((_AND_K, 0, 0, mask))
+        tail = [*block, (_JEQ_K, 0, len(tail), value), *tail]
+    return tail
 
 
 DROP_ALL: list[Insn] = [(_RET_K, 0, 0, _DROP)]
@@ -195,12 +230,14 @@ def attach(sock: socket.socket, insns: list[Insn]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def capacity(networks: list[ipaddress.IPv4Network] | None, groups: Sequence[int]) -> int:
+def capacity(networks: list[Any] | None, groups: Sequence[int], v6: bool = False) -> int:
     """How many live keys two lanes can test beside ``networks`` and ``groups`` (0: none,
-    one lane): 9 instructions each, besides 3 per group, 5 per address and 12 more."""
+    one lane): 9 instructions each, besides 3 per IPv4 address or group (9 per IPv6 one)
+    and 12 more."""
     if networks is None:
         return 0
-    return max(0, (_MAX_INSNS - 12 - 3 * len(groups) - 5 * len(networks)) // 9)
+    each = 9 if v6 else 3
+    return max(0, (_MAX_INSNS - 12 - each * len(groups) - (each + 2) * len(networks)) // 9)
 
 
 class Lanes:
@@ -209,14 +246,14 @@ class Lanes:
     with the filter off (``networks`` None) or too much to test, the first lane takes what
     the one-lane filter admits and the second nothing, so no packet is read twice."""
 
-    def __init__(self, first: socket.socket, second: socket.socket) -> None:
-        self.first, self.second = first, second
+    def __init__(self, first: socket.socket, second: socket.socket, v6: bool = False) -> None:
+        self.first, self.second, self.v6 = first, second, v6
         self.keys: list[LiveKey] = []
         self.two = False
         self.generation = -1  # the engine's rx_generation the keys are from
         self.applied = 0.0  # when (monotonic)
 
-    def apply(self, networks: list[ipaddress.IPv4Network] | None, keys: list[LiveKey] | None,
+    def apply(self, networks: list[Any] | None, keys: list[LiveKey] | None,
               generation: int, now: float, groups: Sequence[int] = ()) -> None:
         """``keys`` None: more than :func:`capacity` (one lane). Raises OSError (the caller
         turns the filter off and says so). No packet may find neither lane admitting it
@@ -233,14 +270,15 @@ class Lanes:
             attach(self.second, DROP_ALL)
             self.two = False
             return
-        if keys is None or len(keys) > capacity(networks, groups):
-            attach(self.first, program(networks, groups))
+        v6 = self.v6
+        if keys is None or len(keys) > capacity(networks, groups, v6):
+            attach(self.first, program(networks, groups, v6))
             attach(self.second, DROP_ALL)
             self.two = False
             return
-        first, second = lane_programs(networks, keys, groups)
+        first, second = lane_programs(networks, keys, groups, v6)
         if not (self.two and same_keys):
-            attach(self.first, program(networks, groups))
+            attach(self.first, program(networks, groups, v6))
         attach(self.second, second)
         attach(self.first, first)
         self.keys, self.two = keys, True

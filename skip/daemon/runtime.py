@@ -131,8 +131,9 @@ class Daemon:
         self.discovery: Discovery | None = None  # CDP (docs/discovery.md)
         self.groups: Groups | None = None  # multicast groups (docs/multicast.md)
         self.rekeys: GroupUnderlay | None = None
-        self.filtered: list[ipaddress.IPv4Network] | None = None  # the kernel filter's sources
-        self.lanes: kernel_filter.Lanes | None = None  # its two IPv4 lanes (raw sockets only)
+        #: the kernel filter's sources by IP version (None: off), and its two lanes
+        self.filtered: dict[int, list[Any] | None] = {4: None, 6: None}
+        self.lanes: dict[int, kernel_filter.Lanes] = {}  # raw sockets only
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -171,15 +172,17 @@ class Daemon:
             self.udp = UdpTransport(cfg.udp_port, cfg.fwmark, ipv6=self.ipv6)
             loop.add_reader(self.udp.fileno(), self._on_wire, self.udp)
         else:
-            for family in (socket.AF_INET, socket.AF_INET6)[: 2 if self.ipv6 else 1]:
-                receiver = RawReceiver(family)
-                self.receivers.append(receiver)
-                loop.add_reader(receiver.fileno(), self._on_wire, receiver)
-            # the second IPv4 lane (skip/daemon/kernel_filter.py): read a little at a time
-            second = RawReceiver(socket.AF_INET)
-            self.receivers.append(second)
-            self.lanes = kernel_filter.Lanes(self.receivers[0].sock, second.sock)
-            loop.add_reader(second.fileno(), self._on_wire, second, kernel_filter.SLOW_BATCH)
+            for version, family in ((4, socket.AF_INET), (6, socket.AF_INET6)):
+                if version == 6 and not self.ipv6:
+                    continue
+                first = RawReceiver(family)
+                # the second lane (skip/daemon/kernel_filter.py): read a little at a time
+                second = RawReceiver(family)
+                self.receivers += [first, second]
+                self.lanes[version] = kernel_filter.Lanes(first.sock, second.sock, version == 6)
+                loop.add_reader(first.fileno(), self._on_wire, first)
+                loop.add_reader(second.fileno(), self._on_wire, second,
+                                kernel_filter.SLOW_BATCH)
             self._filter_receivers()
         self._ensure_discovery()
         self._ensure_groups()
@@ -722,43 +725,48 @@ class Daemon:
         self._arm_timer()
 
     def _filter_receivers(self, keys_only: bool = False) -> None:
-        """The kernel filter on the IPv4 raw receivers (skip/daemon/kernel_filter.py): only
+        """The kernel filter on the raw receivers (skip/daemon/kernel_filter.py): only
         known outer addresses and groups, so a flood from elsewhere dies before the queue,
         and the known peers' live Kps in a lane of their own, so a flood that spoofs a
         known address does not starve them. Again whenever the receive Kps change."""
-        if self.lanes is None:
-            return
-        networks = self.filtered if keys_only else kernel_filter.outer_networks(self.config)
-        groups = kernel_filter.group_addresses(self.config)
         engine = self.engine
-        generation = engine.rx_generation() if engine is not None else 0
-        keys = engine.live_keys(kernel_filter.capacity(networks, groups)) \
-            if engine is not None else []
-        try:
-            self.lanes.apply(networks, keys, generation, time.monotonic(), groups)
-        except OSError as exc:
-            # the second lane may now admit what the first does too: such packets are read
-            # twice (a copy refused as a replay), better than unread
-            logs.LOGGER.warning("kernel filter not attached; every protocol-57 packet "
-                                "reaches skipd", extra=logs.fields(error=exc.strerror))
-            networks = None
-            self.lanes.two = False
-            kernel_filter.detach(self.lanes.first)
-            with contextlib.suppress(OSError):
-                kernel_filter.attach(self.lanes.second, kernel_filter.DROP_ALL)
-        self.filtered = networks  # skipctl status shows it
+        for version, lanes in self.lanes.items():
+            networks = self.filtered[version] if keys_only else \
+                kernel_filter.outer_networks(self.config, version)
+            groups = kernel_filter.group_addresses(self.config, version)
+            generation = engine.rx_generation() if engine is not None else 0
+            keys = engine.live_keys(kernel_filter.capacity(networks, groups, version == 6)) \
+                if engine is not None else []
+            try:
+                lanes.apply(networks, keys, generation, time.monotonic(), groups)
+            except OSError as exc:
+                # the second lane may now admit what the first does too: such packets are
+                # read twice (a copy refused as a replay), better than unread
+                logs.LOGGER.warning("kernel filter not attached; every protocol-57 packet "
+                                    "reaches skipd", extra=logs.fields(
+                                        error=exc.strerror, ip_version=version))
+                networks = None
+                lanes.two = False
+                kernel_filter.detach(lanes.first)
+                with contextlib.suppress(OSError):
+                    kernel_filter.attach(lanes.second, kernel_filter.DROP_ALL)
+            self.filtered[version] = networks  # skipctl status shows it
 
     def _follow_live_keys(self) -> None:
         """After a batch: when the receive Kps changed (a peer's new Kp, a retired one), or
-        their numbers moved and LANE_REFRESH passed, the first lane follows."""
-        lanes, engine = self.lanes, self.engine
-        if lanes is None or engine is None or self.filtered is None:
+        their numbers moved and LANE_REFRESH passed, the first lanes follow."""
+        engine = self.engine
+        if engine is None:
             return
         try:
-            if engine.rx_generation() != lanes.generation or (
-                    time.monotonic() - lanes.applied >= kernel_filter.LANE_REFRESH and
-                    lanes.two and engine.live_keys(len(lanes.keys)) != lanes.keys):
-                self._filter_receivers(keys_only=True)
+            for version, lanes in self.lanes.items():
+                if self.filtered[version] is None:
+                    continue
+                if engine.rx_generation() != lanes.generation or (
+                        time.monotonic() - lanes.applied >= kernel_filter.LANE_REFRESH and
+                        lanes.two and engine.live_keys(len(lanes.keys)) != lanes.keys):
+                    self._filter_receivers(keys_only=True)
+                    return
         except Exception as exc:  # any bug: logged with its traceback, skipd runs on
             self._bug(exc)
 
@@ -905,9 +913,9 @@ class Daemon:
             "interface": self.tun.name if self.tun else cfg.interface, "mtu": self.mtu,
             "transport": f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
             # IPv4 protocol-57 sources the kernel admits (docs/skipd.md, "Under attack")
-            "kernel_filter": "off" if self.filtered is None else
-            f"{plural(len(self.filtered), 'source')}",
-            "kernel_lanes": 2 if self.lanes is not None and self.lanes.two else 1,
+            "kernel_filter": _sources(self.filtered[4]),
+            "kernel_filter_v6": _sources(self.filtered[6]),
+            "kernel_lanes": 2 if 4 in self.lanes and self.lanes[4].two else 1,
             "ip_versions": [4, 6] if self.ipv6 else [4],
             "identity": str(self.config.identity.name),
             "peers": len(self.config.peers), "default_action": self.config.default.action,
@@ -1118,6 +1126,10 @@ def cleanup(config: Config) -> str:
             f"and {routes} blocking route(s) from table {cfg.table} (and the local table, for "
             "IPv6 groups): the destinations skipd "
             "protected now follow the main table, in clear")
+
+
+def _sources(networks: list[Any] | None) -> str:
+    return "off" if networks is None else plural(len(networks), "source")
 
 
 def _shown(value: object) -> str:
