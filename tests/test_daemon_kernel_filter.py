@@ -153,17 +153,24 @@ def test_a_flood_from_a_known_address_costs_the_peer_little(site: Site, kind: st
     assert request(site.sock("a"), "status")["result"]["kernel_lanes"] == 2
     reason = floods.REASONS[kind]
     datagram = floods.datagram(kind, LAN["b"][0], LAN["a"][0], real)
-    flooder = floods.flooder(site.ns["g"], datagram, 3.5)
-    time.sleep(0.5)
-    ping = site.ns["a"].run("ping", "-q", "-c", "100", "-i", "0.02", "-W", "1", OVERLAY["b"][0],
-                            check=False).stdout
-    sent = int(flooder.communicate(timeout=30)[0])
-    loss = floods.ping_loss(ping)
-    drops = request(site.sock("a"), "counters")["result"]["drops"]
-    print(f"{kind} flood of {sent / 3.5:.0f} pps from b's address: a->b ping loss {loss:.0f}%; "
+    pps, loss, drops = _pings_under_flood(site, datagram, OVERLAY["b"][0])
+    print(f"{kind} flood of {pps:.0f} pps from b's address: a->b ping loss {loss:.0f}%; "
           f"read and refused as {reason}: {drops.get(reason, 0)}")
     assert drops.get(reason, 0) > 0  # the flood reached skipd and was counted
-    assert loss <= 10, ping
+    assert loss <= 10
+
+
+def _pings_under_flood(site: Site, datagram: bytes, target: str
+                       ) -> tuple[float, float, dict[str, int]]:
+    """100 pings a -> ``target`` (50/s) while g floods ``datagram``: the flood's rate, the
+    ping loss (%) and a's drops by reason."""
+    flooder = floods.flooder(site.ns["g"], datagram, 3.5)
+    time.sleep(0.5)
+    ping = site.ns["a"].run("ping", "-q", "-c", "100", "-i", "0.02", "-W", "1", target,
+                            check=False).stdout
+    sent = int(flooder.communicate(timeout=30)[0])
+    return sent / 3.5, floods.ping_loss(ping), \
+        request(site.sock("a"), "counters")["result"]["drops"]
 
 
 def test_an_ipv6_flood_from_a_known_address_costs_the_peer_little(site: Site) -> None:
@@ -175,17 +182,11 @@ def test_an_ipv6_flood_from_a_known_address_costs_the_peer_little(site: Site) ->
     status = request(site.sock("a"), "status")["result"]
     assert status["kernel_filter_v6"] == "1 source", status
     assert site.ping("a", b6)
-    flooder = floods.flooder(site.ns["g"], floods.datagram("forged_ekp", b6, a6, b""), 3.5)
-    time.sleep(0.5)
-    ping = site.ns["a"].run("ping", "-q", "-c", "100", "-i", "0.02", "-W", "1", b6,
-                            check=False).stdout
-    sent = int(flooder.communicate(timeout=30)[0])
-    loss = floods.ping_loss(ping)
-    drops = request(site.sock("a"), "counters")["result"]["drops"]
-    print(f"IPv6 forged-EKp flood of {sent / 3.5:.0f} pps from b's address: a->b ping loss "
+    pps, loss, drops = _pings_under_flood(site, floods.datagram("forged_ekp", b6, a6, b""), b6)
+    print(f"IPv6 forged-EKp flood of {pps:.0f} pps from b's address: a->b ping loss "
           f"{loss:.0f}%; read and refused: {drops.get('kp_unwrap_failed', 0)}")
     assert drops.get("kp_unwrap_failed", 0) > 0
-    assert loss <= 10, ping
+    assert loss <= 10
     # and from an address no rule names, nothing reaches skipd (once skipd has read what
     # the second lane still held of the first flood)
     before = -1
