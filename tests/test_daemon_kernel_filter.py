@@ -129,7 +129,7 @@ def test_which_sources_the_filter_admits() -> None:
     by_mkid = tunnel.replace('action', 'nsid = 1\nmkid = "c0000202"\naction')
     assert nets(by_mkid) is None  # known by name from any address
     many = "".join(f'[[peer]]\nname = "p{i}"\nhosts = ["10.{i >> 8}.{i & 255}.1"]\n'
-                   f'mode = "transport"\naction = "protect"\n' for i in range(MAX_ADDRESSES + 1))
+                   f'mode = "transport"\naction = "protect"\n' for i in range(MAX_ADDRESSES[4] + 1))
     assert nets(many) is None
     insns = program([ipaddress.IPv4Network("192.0.2.2/32"),
                      ipaddress.IPv4Network("198.51.100.0/24")])

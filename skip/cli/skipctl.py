@@ -39,7 +39,8 @@ COMMANDS = {
     "stop": "stop skipd (it removes its TUN device, routes and rules)",
     "discovery": "certificate discovery (CDP, DNS): lookups in flight, learned peers and "
                  "their cache, counters",
-    "groups": "multicast groups: role, key epoch and age, members (owner) or state (member)",
+    "groups": "multicast groups: role, key epoch and age, members (owner), state (member) "
+              "or the configured key's profile (permanent)",
     "group": "evict a member from a group this skipd owns, or add one: group evict|add "
     "GROUP MEMBER (one signed rekey; kept across reloads)",
 }

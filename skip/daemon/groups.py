@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skip.daemon.config import Config, GroupPolicy
+from skip.daemon.sockets import marked, raw_ipv6_sender
 from skip.errors import KeyingError, SkipError
 from skip.keying.events import TrafficKeys
 from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT
@@ -43,7 +44,6 @@ _UDP = struct.Struct("!HHHH")
 PERMANENT_EPOCH = 1
 _MREQN = struct.Struct("4s4si")  # struct ip_mreqn: group, local address, interface index
 _MREQ6 = struct.Struct("=16sI")  # struct ipv6_mreq: group, interface index
-_IPV6_HDRINCL = 36
 
 
 @dataclass
@@ -317,16 +317,12 @@ class GroupUnderlay:
     (skip/daemon/routing.py), and a lookup that names an interface passes it by."""
 
     def __init__(self, mark: int, tun: str, *, ipv6: bool) -> None:
+        self.mark = mark
         self.v4 = self._udp(socket.AF_INET, mark)
         self.v6 = self._udp(socket.AF_INET6, mark) if ipv6 else None
-        self.raw6: socket.socket | None = None
-        if ipv6:
-            self.raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-            self.raw6.setsockopt(socket.IPPROTO_IPV6, _IPV6_HDRINCL, 1)
-            self.raw6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
-            if mark:
-                self.raw6.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
-            self.raw6.setblocking(False)
+        #: IPv6 group data: one raw socket per LAN interface, its IPV6_MULTICAST_IF set
+        #: once (not per packet)
+        self.data6: dict[int, socket.socket] = {}
         self.tun = tun
         self.joined: set[tuple[bytes, int]] = set()
         self._interfaces: list[int] = []
@@ -334,10 +330,8 @@ class GroupUnderlay:
 
     @staticmethod
     def _udp(family: int, mark: int) -> socket.socket:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = marked(family, socket.SOCK_DGRAM, 0, mark)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if mark:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
         if family == socket.AF_INET:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
             sock.bind(("0.0.0.0", GIK_PORT))
@@ -345,7 +339,6 @@ class GroupUnderlay:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             sock.bind(("::", GIK_PORT))
-        sock.setblocking(False)
         return sock
 
     def sockets(self) -> list[socket.socket]:
@@ -360,6 +353,8 @@ class GroupUnderlay:
             self._interfaces = [i for i, name in socket.if_nameindex()
                                 if name not in (self.tun, "lo")]
             self._listed = now
+            for gone in [i for i in self.data6 if i not in self._interfaces]:
+                self.data6.pop(gone).close()
         return self._interfaces
 
     def join(self, groups: list[bytes]) -> None:
@@ -410,11 +405,25 @@ class GroupUnderlay:
     def send_data(self, datagram: bytes) -> bool:
         """A protected IPv6 datagram to its group (IPv4 ones go by skipd's raw sender and
         the main table's multicast route); False when no interface took it."""
-        if self.raw6 is None:
+        if self.v6 is None:
             return False
         to = (socket.inet_ntop(socket.AF_INET6, datagram[24:40]), 0)
-        return self._each_interface(self.raw6, datagram[24:40],
-                                    lambda s: s.sendto(datagram, to)) > 0
+        sent = 0
+        for index in self.interfaces():
+            try:
+                sock = self.data6.get(index) or self._data_socket(index)
+                sock.sendto(datagram, to)
+                sent += 1
+            except (OSError, SkipError):
+                continue  # an interface that is down or without multicast
+        return sent > 0
+
+    def _data_socket(self, index: int) -> socket.socket:
+        sock = raw_ipv6_sender(self.mark)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+        self.data6[index] = sock
+        return sock
 
     @staticmethod
     def read(sock: socket.socket) -> bytes | None:
@@ -424,6 +433,6 @@ class GroupUnderlay:
             return None
 
     def close(self) -> None:
-        for sock in (self.v4, self.v6, self.raw6):
+        for sock in (self.v4, self.v6, *self.data6.values()):
             if sock is not None:
                 sock.close()

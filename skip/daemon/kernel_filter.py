@@ -25,8 +25,8 @@ window refuses it cheaply).
 IPv4 and IPv6 alike: an IPv6 raw socket's filter sees the packet from the SKIP header on
 (so X is 0 where IPv4's is the header length), its addresses at SKF_NET_OFF. And only when
 every protecting rule names its peer by address (NSID 0): a rule naming it by MKID (nomadic
-or not) accepts it from any address, and turns the filter off, as do more than
-MAX_ADDRESSES outer addresses (the kernel's 4,096-instruction bound).
+or not) accepts it from any address, and turns the filter off, as do more outer addresses
+than MAX_ADDRESSES (the kernel's 4,096-instruction bound).
 Why BPF rather than nftables rules: it needs no other program, dies with the socket (nothing
 to clean up after a crash), and reload replaces it atomically (SO_ATTACH_FILTER swaps it).
 """
@@ -44,8 +44,10 @@ from typing import Any
 from skip.daemon.config import Config
 
 SO_ATTACH_FILTER, SO_DETACH_FILTER = 26, 27
-MAX_ADDRESSES = 1000  # 4 instructions each, under BPF_MAXINSNS (4096)
-_MAX_INSNS = 4096  # BPF_MAXINSNS; two lanes need 5 per address and 5 per Kp
+#: outer addresses the one-lane filter can test, by IP version: 3 instructions each (IPv4),
+#: 9 (IPv6), under BPF_MAXINSNS
+MAX_ADDRESSES = {4: 1000, 6: 400}
+_MAX_INSNS = 4096  # BPF_MAXINSNS; see capacity() for what two lanes need
 SLOW_BATCH = 8  # packets read from the second lane per wake-up (the first: 64)
 LANE_REFRESH = 0.1  # seconds between moves of the first lane's sequence-number floors
 _INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
@@ -87,7 +89,7 @@ def outer_networks(config: Config, version: int = 4) -> list[Any] | None:
         else:  # transport mode: the peers are the hosts themselves
             outer = [ipaddress.ip_network(h) for h in rule.hosts]
         nets.update(n for n in outer if n.version == version)
-    if len(nets) > MAX_ADDRESSES:
+    if len(nets) > MAX_ADDRESSES[version]:
         return None
     return sorted(nets)
 
@@ -176,11 +178,7 @@ def _to_group(verdict: int, groups: Sequence[int], v6: bool) -> list[Insn]:
     """To a configured group: ``verdict``; to any other multicast address: drop."""
     out: list[Insn] = []
     for address in groups:
-        if v6:
-            words = [(_NET + 24 + 4 * i, 0xFFFFFFFF, address >> (96 - 32 * i) & 0xFFFFFFFF)
-                     for i in range(4)]
-        else:
-            words = [(16, 0xFFFFFFFF, address)]
+        words = _words(_NET + 24, address, 2**128 - 1) if v6 else [(16, 0xFFFFFFFF, address)]
         out += _match(words, (_RET_K, 0, 0, verdict))
     if v6:  # ff00::/8
         return [*out, (_LD_B_ABS, 0, 0, _NET + 24), (_JEQ_K, 0, 1, 0xFF), (_RET_K, 0, 0, _DROP)]
@@ -193,13 +191,17 @@ def _source_words(net: Any) -> list[tuple[int, int, int]]:
     (IPv6: at SKF_NET_OFF + 8)."""
     if net.version == 4:
         return [(12, int(net.netmask), int(net.network_address))]
-    mask, value = int(net.netmask), int(net.network_address)
+    return _words(_NET + 8, int(net.network_address), int(net.netmask))
+
+
+def _words(offset: int, value: int, mask: int) -> list[tuple[int, int, int]]:
+    """A 128-bit address test as (load offset, mask, value) per 32-bit word, the words the
+    mask leaves out skipped."""
     words = []
     for i in range(4):
         shift = 96 - 32 * i
-        m = mask >> shift & 0xFFFFFFFF
-        if m:
-            words.append((_NET + 8 + 4 * i, m, value >> shift & 0xFFFFFFFF))
+        if m := mask >> shift & 0xFFFFFFFF:
+            words.append((offset + 4 * i, m, value >> shift & 0xFFFFFFFF))
     return words
 
 
@@ -241,7 +243,7 @@ def capacity(networks: list[Any] | None, groups: Sequence[int], v6: bool = False
 
 
 class Lanes:
-    """The two IPv4 receivers' filters, kept in step with the configuration's outer
+    """One IP version's two receivers' filters, kept in step with the configuration's outer
     addresses and the live receive Kps. ``two`` says whether the second lane is in use;
     with the filter off (``networks`` None) or too much to test, the first lane takes what
     the one-lane filter admits and the second nothing, so no packet is read twice."""

@@ -912,7 +912,7 @@ class Daemon:
             "started": iso_time(self.started),
             "interface": self.tun.name if self.tun else cfg.interface, "mtu": self.mtu,
             "transport": f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
-            # IPv4 protocol-57 sources the kernel admits (docs/skipd.md, "Under attack")
+            # protocol-57 sources the kernel admits (docs/skipd.md, "Under attack")
             "kernel_filter": _sources(self.filtered[4]),
             "kernel_filter_v6": _sources(self.filtered[6]),
             "kernel_lanes": 2 if 4 in self.lanes and self.lanes[4].two else 1,

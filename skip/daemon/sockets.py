@@ -102,7 +102,9 @@ def _open(family: int, kind: int, proto: int) -> socket.socket:
     return sock
 
 
-def _marked(family: int, kind: int, proto: int, mark: int) -> socket.socket:
+def marked(family: int, kind: int, proto: int, mark: int) -> socket.socket:
+    """A non-blocking socket with skipd's fwmark, so what it sends never enters the TUN
+    device; a failure is an ``io_error`` naming what could not be opened."""
     sock = _open(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
@@ -112,9 +114,16 @@ def _marked(family: int, kind: int, proto: int, mark: int) -> socket.socket:
     return sock
 
 
+def raw_ipv6_sender(mark: int) -> socket.socket:
+    """A marked raw IPv6 socket that sends datagrams whole (IPV6_HDRINCL)."""
+    sock = marked(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW, mark)
+    sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_HDRINCL, 1)
+    return sock
+
+
 def marked_stream(ipv6: bool, mark: int) -> socket.socket:
     """A non-blocking TCP socket with skipd's fwmark (DNS over TCP goes around the tunnel)."""
-    sock = _marked(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM, 0, mark)
+    sock = marked(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM, 0, mark)
     sock.setblocking(False)
     return sock
 
@@ -149,11 +158,10 @@ class RawSender:
     """Sends complete IPv4/IPv6 datagrams with skipd's fwmark (IPv6 only with ``ipv6``)."""
 
     def __init__(self, mark: int, *, ipv6: bool = True) -> None:
-        self.v4 = _marked(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW, mark)
+        self.v4 = marked(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW, mark)
         self.v6: socket.socket | None = None
         if ipv6:
-            self.v6 = _marked(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW, mark)
-            self.v6.setsockopt(socket.IPPROTO_IPV6, _IPV6_HDRINCL, 1)
+            self.v6 = raw_ipv6_sender(mark)
         self._to: dict[bytes, tuple[str, int]] = {}  # packed destination -> sendto address
 
     def send(self, datagram: bytes) -> None:
@@ -250,7 +258,7 @@ class UdpTransport:
         self.ipv6 = ipv6
         #: (host, port) the last datagram came from: behind NAT, where replies must go
         self.last_source: tuple[str, int] | None = None
-        self.sock = _marked(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM, 0,
+        self.sock = marked(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM, 0,
                             mark)
         if ipv6:
             self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -301,7 +309,7 @@ class DatagramSocket:
 
     def __init__(self, port: int, mark: int, *, ipv6: bool = True, what: str = "UDP") -> None:
         self.ipv6 = ipv6
-        self.sock = _marked(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM, 0,
+        self.sock = marked(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM, 0,
                             mark)
         if ipv6:
             self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
