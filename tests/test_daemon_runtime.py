@@ -79,6 +79,14 @@ class DoubleEngine:
         self.sent.append((rule.name, outer))
         return ipv4(b"", "192.0.2.1", outer, proto=57) + MARK + packet + bytes(OVERHEAD - 30)
 
+    def steady_sender(self, rule: PeerPolicy) -> Any:
+        """Like the real engine's: protect's steady state (here the same marking), counted
+        apart so tests can tell which path a packet took."""
+        def send(packet: bytes, now: float) -> bytes:
+            self.counted["steady"] += 1
+            return self.protect(packet, now, rule)
+        return send
+
     def unprotect(self, datagram: bytes, now: float) -> Inbound:
         if MARK not in datagram:
             self.counted["bad_icv"] += 1  # like the real engine, it counts what it refuses

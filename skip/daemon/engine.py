@@ -17,9 +17,11 @@ from skip.daemon.config import Config, IPAddress, PeerPolicy, SkipName
 from skip.keying.events import TrafficKeys
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Inbound:
-    """A datagram the engine authenticated and decrypted."""
+    """A datagram the engine authenticated and decrypted (one per received packet: not
+    frozen, as a frozen dataclass pays ``object.__setattr__`` per field, 0.65 against
+    0.25 us)."""
 
     packet: bytes  # the inner (cleartext) IP datagram to hand to the kernel
     peer: str  # the authenticated sender: the name of its [[peer]] rule (or of its
@@ -62,6 +64,14 @@ class KeyingEngine(Protocol):
         """The protected outer datagram for ``rule``'s peer (addressed to its tunnel, its
         host, or where a nomadic peer last wrote from), or None when the packet waits for a
         certificate. Raises SkipError with a reason code when it must be dropped."""
+
+    def steady_sender(self, rule: PeerPolicy) -> Callable[[bytes, float], bytes | None] | None:
+        """What protects the next datagrams for ``rule``'s peer while its current Kp lives
+        (skipd's steady state, skip/daemon/fastpath.py): the protected datagram, or None
+        when no Kp is current (:meth:`protect` then makes one). It never makes keys, events
+        or log lines; it raises SkipError like :meth:`protect`, without counting (the
+        caller hands the datagram to :meth:`protect`, which counts). None: no such sender
+        for the rule (it has no peer yet)."""
 
     def unprotect(self, datagram: bytes, now: float) -> Inbound | None:
         """None when the engine kept the packet (queued for a certificate, or consumed as

@@ -370,6 +370,12 @@ class SkipKeying(KeyingEngine):
         return self.endpoint.protect(packet, now, identity=self.specs[rule.name].peer.local
                                      or LOCAL, peer=rule.name)
 
+    def steady_sender(self, rule: PeerPolicy) -> Callable[[bytes, float], bytes | None] | None:
+        spec = self.specs.get(rule.name)
+        if spec is None:
+            return None
+        return self.endpoint.steady_sender(spec.peer.local or LOCAL, rule.name)
+
     # --- discovery ------------------------------------------------------------------------
 
     def rule_for(self, name: SkipName) -> PeerPolicy | None:

@@ -22,7 +22,6 @@ import signal
 import socket
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from skip import __version__
@@ -40,6 +39,7 @@ from skip.daemon.config import (
 from skip.daemon.control import ControlServer
 from skip.daemon.discovery import Discovery
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, PfsDatagram, Transmit
+from skip.daemon.fastpath import PeerStats, Routes
 from skip.daemon.groups import Groups, GroupUnderlay
 from skip.daemon.keying_adapter import SkipKeying
 from skip.daemon.metrics import MetricsServer, Sample
@@ -72,15 +72,6 @@ _RESTART_ONLY = ("interface", "control_socket", "udp_port", "fwmark", "table", "
                  "metrics")
 
 
-@dataclass
-class PeerStats:
-    packets_in: int = 0
-    packets_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    last_packet: float = 0.0
-
-
 class Daemon:
     def __init__(self, config: Config, engine_factory: EngineFactory) -> None:
         self.config = config
@@ -103,6 +94,9 @@ class Daemon:
         self.baseline: dict[str, dict[str, int]] = {}
         self.reset_at: float | None = None
         self.stats: dict[str, PeerStats] = {}
+        #: the steady state's routes (skip/daemon/fastpath.py), cleared whenever what they
+        #: stand for may have changed
+        self.routes = Routes(config.daemon.key_management_port, bool(config.groups))
         self.udp_peers: dict[str, tuple[str, int]] = {}  # authenticated UDP sources by peer
         self.unknown: collections.OrderedDict[SkipName, float] = collections.OrderedDict()
         self.droplog = logs.DropLog()
@@ -425,6 +419,7 @@ class Daemon:
             raise
         self.config = new
         self.policy = PolicyTable(new)
+        self.routes.clear(new.daemon.key_management_port, bool(new.groups))
         self.wire_limit = _wire_limit(new)
         self.limits.clear()
         self.stats = {k: v for k, v in self.stats.items() if k in self.policy.by_label
@@ -473,17 +468,31 @@ class Daemon:
         return stats
 
     def _on_tun(self) -> None:
+        """A batch from the TUN device. A datagram with a route (skip/daemon/fastpath.py)
+        is protected here under its current Kp; any other, or one whose route has no Kp
+        now, or one the steady sender refuses, takes :meth:`outbound` (which says why)."""
         assert self.tun is not None
+        read, route_for, transmit = self.tun.read, self.routes.send_route, self._transmit
+        now = time.time()  # one clock reading per batch: a batch takes well under a second
         for _ in range(_BATCH):
             try:
-                packet = self.tun.read()
+                packet = read()
             except SkipError as exc:
                 self._fail(exc)
                 return
             if packet is None:
                 return
             try:
-                self.outbound(packet, time.time())
+                route = route_for(packet)
+                if route is not None:
+                    try:
+                        wire = route.protect(packet, now)
+                    except SkipError:
+                        wire = None  # the general path refuses it again, and counts it
+                    if wire is not None:
+                        transmit(packet, wire, route.rule, route.stats, now)
+                        continue
+                self.outbound(packet, now)
             except Exception as exc:  # any bug: one packet lost, see _bug
                 self._bug(exc)
 
@@ -540,13 +549,19 @@ class Daemon:
         if wire is None:
             self.traffic["queued_for_certificate"] += 1
             return
+        stats = self.stats.get(rule.name) or self._new_stats(rule)
+        self.routes.learn_send(info.dst, rule, stats, self.engine.steady_sender(rule))
+        self._transmit(packet, wire, rule, stats, now)
+
+    def _transmit(self, packet: bytes, wire: bytes, rule: PeerPolicy, stats: PeerStats,
+                  now: float) -> None:
+        """Send ``wire``, ``packet`` protected for ``rule``, if it fits the underlay."""
         dst = wire[16:20] if wire[0] >> 4 == 4 else wire[24:40]
         limit = self.limits.get(dst) or self._learn_limit(dst)
         if len(wire) > limit:
             self._too_big(packet, len(wire), limit, rule)
             return
         if self._send(wire, rule, packet):
-            stats = self.stats.get(rule.name) or self._new_stats(rule)
             stats.packets_out += 1
             stats.bytes_out += len(packet)
             stats.last_packet = now
@@ -617,6 +632,7 @@ class Daemon:
 
     def _on_wire(self, source: RawReceiver | UdpTransport, batch: int = _BATCH) -> None:
         udp = source if isinstance(source, UdpTransport) else None
+        now = time.time()  # per batch, as _on_tun
         for _ in range(batch):
             try:
                 datagram = source.read()
@@ -626,7 +642,7 @@ class Daemon:
             if datagram is None:
                 break
             try:
-                self.inbound(datagram, time.time(), udp.last_source if udp is not None else None)
+                self.inbound(datagram, now, udp.last_source if udp is not None else None)
             except Exception as exc:  # any bug: one packet lost, see _bug
                 self._bug(exc)
         self._follow_live_keys()
@@ -655,8 +671,21 @@ class Daemon:
                 self.udp_peers[result.peer] = via
 
     def deliver(self, result: Inbound, now: float) -> bool:
-        """Policy for an authenticated packet, then hand it to the kernel."""
+        """Policy for an authenticated packet, then hand it to the kernel; a datagram
+        from a source this peer was allowed before takes its route (fastpath.py)."""
         assert self.tun is not None
+        packet = result.packet
+        route = self.routes.receive_route(packet, result.peer, result.version)
+        if route is not None:
+            if not self.tun.write(packet):
+                self._drop("io_error", "TUN queue full")
+                return False
+            stats = route.stats
+            stats.packets_in += 1
+            stats.bytes_in += len(packet)
+            stats.last_packet = now
+            self.traffic["protected_in"] += 1
+            return True
         try:
             info = summarize(result.packet)
         except SkipError as exc:
@@ -694,6 +723,7 @@ class Daemon:
         stats.bytes_in += len(result.packet)
         stats.last_packet = now
         self.traffic["protected_in"] += 1
+        self.routes.learn_receive(info.src, result.peer, result.version, stats)
         return True
 
     def _arm_timer(self) -> None:

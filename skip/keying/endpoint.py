@@ -449,6 +449,25 @@ class SkipEndpoint:
             self._counters.hit(err.reason)
             raise
 
+    def steady_sender(self, identity: str, peer: str) -> Callable[[bytes, float], bytes | None]:
+        """:meth:`protect` for one named pair, reduced to its steady state: the datagram
+        protected under the pair's current Kp, or None when there is none (then
+        :meth:`protect` makes one). A driver that sends many datagrams to one peer keeps
+        this function instead of naming the pair per packet. Errors are raised, not
+        counted: the driver hands the datagram to :meth:`protect`, which counts them."""
+        txs, pair = self._tx, (identity, peer)
+
+        def send(packet: bytes, now: float) -> bytes | None:
+            tx = txs.get(pair)
+            if tx is None or not (now < tx.expires and tx.used.bytes_out < tx.max_bytes):
+                return None
+            wire = tx.protect(packet, shim=tx.shim)
+            tx.state.sent = now
+            self._tx_ok += 1
+            return wire
+
+        return send
+
     # --- receiving -------------------------------------------------------------------------
 
     def unprotect(self, packet: bytes, now: float) -> Received | None:
