@@ -241,3 +241,42 @@ def test_a_replayed_datagram_is_refused_on_the_route_too(tmp_path: Path) -> None
     out = list(a.sender.packets)
     receive(b, *out, out[1])
     assert len(b.tun.packets) == 3 and b.engine.counters()["replay"] == 1
+
+
+def test_master_keys_are_computed_ahead_so_a_first_contact_needs_no_dh(tmp_path: Path) -> None:
+    a, b = pair(tmp_path, "modern", "x25519")
+    for d in (a, b):
+        assert d.engine.precompute(0) == 1  # one configured peer waits
+        assert d.engine.precompute(5) == 0
+        assert d.engine.endpoint.kij_cache.computed == 1  # type: ignore[union-attr]
+    packet = build_ipv4(A[1], B[1], 6, bytes(100))
+    reply = build_ipv4(B[1], A[1], 6, bytes(100))
+    assert across(a, b, [packet]) == [packet] and across(b, a, [reply]) == [reply]
+    for d in (a, b):  # nothing computed on the way: the first packets found Kij pinned
+        assert d.engine.endpoint.kij_cache.computed == 1  # type: ignore[union-attr]
+        assert d.engine.precompute(5) == 0
+
+
+def test_precomputation_runs_in_slices_between_packets(daemon: Daemon) -> None:
+    left, turns = [12], []
+
+    def precompute(count: int) -> int:
+        time.sleep(0.001)  # a DH computation
+        left[0] -= count
+        return left[0]
+
+    daemon.engine.precompute = precompute  # type: ignore[method-assign]
+    warm = daemon._warm
+    daemon._warm = lambda: (turns.append(left[0]), warm())  # type: ignore[method-assign]
+
+    async def main() -> None:
+        daemon._warm_soon()
+        daemon._warm_soon()  # already scheduled: no second chain
+        for _ in range(100):
+            await asyncio.sleep(0)
+            if not left[0]:
+                break
+
+    asyncio.run(main())
+    assert left == [0] and daemon.warming is None
+    assert 3 <= len(turns) <= 12 and turns == sorted(turns, reverse=True)

@@ -79,6 +79,9 @@ class DoubleEngine:
         self.sent.append((rule.name, outer))
         return ipv4(b"", "192.0.2.1", outer, proto=57) + MARK + packet + bytes(OVERHEAD - 30)
 
+    def precompute(self, count: int) -> int:
+        return 0
+
     def steady_sender(self, rule: PeerPolicy) -> Any:
         """Like the real engine's: protect's steady state (here the same marking), counted
         apart so tests can tell which path a packet took."""

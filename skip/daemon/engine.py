@@ -65,6 +65,11 @@ class KeyingEngine(Protocol):
         host, or where a nomadic peer last wrote from), or None when the packet waits for a
         certificate. Raises SkipError with a reason code when it must be dropped."""
 
+    def precompute(self, count: int) -> int:
+        """Compute the master key (Kij) of up to ``count`` more configured peers ahead of
+        their first packet; returns how many are still to do (0: done). Made for small
+        slices on the event loop: a DH computation costs 0.1 to a few ms."""
+
     def steady_sender(self, rule: PeerPolicy) -> Callable[[bytes, float], bytes | None] | None:
         """What protects the next datagrams for ``rule``'s peer while its current Kp lives
         (skipd's steady state, skip/daemon/fastpath.py): the protected datagram, or None

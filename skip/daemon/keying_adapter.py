@@ -19,6 +19,7 @@ time proportional to what changed.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
@@ -147,6 +148,8 @@ class SkipKeying(KeyingEngine):
         self.specs: dict[str, _PeerSpec] = {}
         self.identities: dict[str, LocalIdentity] = {}
         self.key_log: KeyLogFile | None = None
+        #: rules whose Kij is not precomputed yet (see precompute)
+        self.unwarmed: collections.deque[str] = collections.deque()
         self.commit(self.prepare(config, now), now, fresh=True)
         run_self_test(self._self_test_cases(config), now)
 
@@ -329,6 +332,7 @@ class SkipKeying(KeyingEngine):
                 # without a tunnel: the address it learned) and renews the rest
                 tunnel = str(spec.tunnel) if spec.tunnel is not None else None
                 self.endpoint.add_peer(spec.peer, now, tunnel=tunnel)
+                self.unwarmed.append(name)
         if not fresh:
             for name in [n for n in self.identities if n not in plan.identities]:
                 self.endpoint.remove_identity(name)
@@ -370,6 +374,22 @@ class SkipKeying(KeyingEngine):
         return self.endpoint.protect(packet, now, identity=self.specs[rule.name].peer.local
                                      or LOCAL, peer=rule.name)
 
+    def precompute(self, count: int) -> int:
+        """Kij for up to ``count`` more peers (pinned, as draft-06 s. 1.6.3 has it for
+        expected peers), so that the first packet to or from them pays no Diffie-Hellman.
+        Returns how many still wait. A peer that went or changed since it was queued is
+        skipped (a changed one was queued again)."""
+        todo = self.unwarmed
+        while count > 0 and todo:
+            name = todo.popleft()
+            spec = self.specs.get(name)
+            if spec is None:
+                continue
+            count -= 1
+            with contextlib.suppress(SkipError, KeyError):  # a group no suite can use
+                self.endpoint.precompute(name, spec.peer.local or LOCAL)
+        return len(todo)
+
     def steady_sender(self, rule: PeerPolicy) -> Callable[[bytes, float], bytes | None] | None:
         spec = self.specs.get(rule.name)
         if spec is None:
@@ -403,6 +423,7 @@ class SkipKeying(KeyingEngine):
             self.specs[rule.name] = spec
             tunnel = str(spec.tunnel) if spec.tunnel is not None else None
             self.endpoint.add_peer(spec.peer, now, tunnel=tunnel)
+            self.unwarmed.append(rule.name)
             self._evict(keep=rule.name)
             return "ok"
         return reason

@@ -67,6 +67,8 @@ _DUMMY_V4 = ipaddress.ip_address("192.0.0.8")
 #: learned a smaller path MTU from a router's ICMP); an EMSGSIZE looks at once
 PATH_REFRESH = 10.0
 _LIMITS = 1024  # destinations whose underlay limit is kept
+#: seconds of master-key precomputation per turn of the event loop (one X25519: 0.1 ms)
+WARM_SLICE = 0.002
 #: settings that name kernel objects skipd created; changing them needs a restart
 _RESTART_ONLY = ("interface", "control_socket", "udp_port", "fwmark", "table", "rule_priority",
                  "metrics")
@@ -122,6 +124,7 @@ class Daemon:
         self.reloader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reload")
         self.reloading: asyncio.Lock | None = None
         self.keying_timer: asyncio.TimerHandle | None = None  # the engine's one timer
+        self.warming: asyncio.Handle | None = None  # master keys computed ahead (_warm)
         self.discovery: Discovery | None = None  # CDP (docs/discovery.md)
         self.groups: Groups | None = None  # multicast groups (docs/multicast.md)
         self.rekeys: GroupUnderlay | None = None
@@ -195,6 +198,7 @@ class Daemon:
         await self._netlink(self.routing.drop_leftovers)
         self.refresh = loop.call_later(PATH_REFRESH, self._refresh_paths)
         self._arm_timer()
+        self._warm_soon()
         logs.LOGGER.info("skipd started", extra=logs.fields(
             interface=self.tun.name, mtu=self.mtu, peers=len(self.config.peers),
             transport=f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
@@ -436,6 +440,7 @@ class Daemon:
             self._ensure_discovery()
             self._ensure_groups()
             self._arm_timer()  # other peers, other certificate expiries
+            self._warm_soon()
         logs.LOGGER.info("configuration reloaded", extra=logs.fields(peers=len(new.peers)))
         return f"reloaded {new.path}: {plural(len(new.peers), 'peer')}"
 
@@ -726,6 +731,26 @@ class Daemon:
         self.routes.learn_receive(info.src, result.peer, result.version, stats)
         return True
 
+    def _warm_soon(self) -> None:
+        if self.warming is None and self.engine is not None:
+            self.warming = asyncio.get_running_loop().call_soon(self._warm)
+
+    def _warm(self) -> None:
+        """Master keys for the configured peers ahead of their first packet (a first
+        contact then costs symmetric work only), in slices of at most WARM_SLICE seconds
+        so that the packets flowing meanwhile wait no longer than that."""
+        self.warming = None
+        if self.engine is None:
+            return
+        deadline = time.monotonic() + WARM_SLICE
+        try:
+            while self.engine.precompute(1):
+                if time.monotonic() >= deadline:
+                    self._warm_soon()
+                    return
+        except Exception as exc:  # any bug: logged with its traceback, skipd runs on
+            self._bug(exc)
+
     def _arm_timer(self) -> None:
         """(Re)schedule the engine's one timer at the time it names (``get_timer``)."""
         if self.keying_timer is not None:
@@ -894,6 +919,7 @@ class Daemon:
         try:
             handler(time.time())
             self._drain_events()  # a learned peer releases its waiting packets
+            self._warm_soon()  # and its reply needs no DH on the way back either
         except Exception as exc:  # any bug: logged with its traceback, skipd runs on
             self._bug(exc)
         self._arm_timer()

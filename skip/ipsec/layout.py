@@ -84,7 +84,9 @@ class OuterHeader:
 
     def __init__(self, src: str | IPv4Address | IPv6Address, dst: str | IPv4Address | IPv6Address,
                  ttl: int, df: str, first_id: int) -> None:
-        s, d = ip_address(src), ip_address(dst)
+        # ip_address() of an address object goes through its text form: 3 us a tunnel
+        s = src if isinstance(src, IPv4Address | IPv6Address) else ip_address(src)
+        d = dst if isinstance(dst, IPv4Address | IPv6Address) else ip_address(dst)
         if s.version != d.version:
             raise AlgorithmError("bad_sa", f"tunnel endpoints {s} and {d} differ in IP version")
         if df not in DF_POLICIES:
