@@ -18,18 +18,17 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
-
-import dns.exception
-import dns.name
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from skip.crypto import skip_numbers as num
-from skip.discovery.dnssec import TrustAnchor
 from skip.errors import ConfigError
 from skip.files import read_bounded
 from skip.pki.names import dns_name
 from skip.wire.names import SkipName
 from skip.wire.nsid import Nsid
+
+if TYPE_CHECKING:  # dnspython loads when a configuration names DNS things: a lighter start
+    from skip.discovery.dnssec import TrustAnchor
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -336,6 +335,10 @@ def _daemon(s: _Section) -> DaemonSettings:
 
 
 def _trust_anchor(s: _Section, path: Path) -> TrustAnchor:
+    import dns.exception
+
+    from skip.discovery.dnssec import TrustAnchor
+
     try:
         return TrustAnchor.from_text(path.read_text())
     except OSError as exc:
@@ -347,6 +350,9 @@ def _trust_anchor(s: _Section, path: Path) -> TrustAnchor:
 
 
 def _domain(text: str) -> str:
+    import dns.exception
+    import dns.name
+
     try:
         name = dns.name.from_text(text.rstrip(".") + ".")
     except dns.exception.DNSException as exc:

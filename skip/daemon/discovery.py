@@ -28,18 +28,20 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from skip.daemon import logs
 from skip.daemon.config import Config, IPAddress, PeerPolicy
-from skip.daemon.dns_source import DnsSource
 from skip.daemon.sockets import READ_BATCH, DatagramSocket
 from skip.discovery.cdp import CdpRequester, CdpResponder
-from skip.discovery.dns_lookup import DnsAnswer
 from skip.errors import SkipError
 from skip.keying.pfs import carries_ephemeral
 from skip.wire.cdp import CDP_PORT
 from skip.wire.names import SkipName
+
+if TYPE_CHECKING:  # the DNS source (and dnspython) loads when a configuration asks for it
+    from skip.daemon.dns_source import DnsSource
+    from skip.discovery.dns_lookup import DnsAnswer
 
 REFRESH_AT = 0.8  # of what a DNS answer may be kept: ask again before it runs out
 MIN_REFRESH = 5.0  # seconds: a tiny TTL does not make a query loop
@@ -106,6 +108,8 @@ class Discovery:
         if "dns" not in config.daemon.discovery:
             return  # a running source stays (its socket is watched) but is asked no more
         if self.dns is None:
+            from skip.daemon.dns_source import DnsSource
+
             self.dns = DnsSource(config.daemon, ipv6=self.ipv6, rng=self.rng)
             self.dns.settle = self._settle_dns
         else:

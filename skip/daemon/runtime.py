@@ -22,7 +22,7 @@ import signal
 import socket
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skip import __version__
 from skip.daemon import kernel_filter, logs
@@ -37,12 +37,9 @@ from skip.daemon.config import (
     parse_config,
 )
 from skip.daemon.control import ControlServer
-from skip.daemon.discovery import Discovery
 from skip.daemon.engine import CertificateNeeded, Inbound, KeyingEngine, PfsDatagram, Transmit
 from skip.daemon.fastpath import PeerStats, Routes
-from skip.daemon.groups import Groups, GroupUnderlay
 from skip.daemon.keying_adapter import SkipKeying
-from skip.daemon.metrics import MetricsServer, Sample
 from skip.daemon.packet import Summary, summarize, too_big
 from skip.daemon.policy import PolicyTable
 from skip.daemon.routing import Routing
@@ -56,9 +53,14 @@ from skip.daemon.sockets import (
 from skip.daemon.tun import TunDevice
 from skip.errors import REASONS, ConfigError, SkipError
 from skip.files import read_bounded
-from skip.multicast.traffic import GroupTraffic
 from skip.pki.certificate import iso_time, load_certificate
 from skip.wire.gik import GIK_PORT, is_multicast
+
+if TYPE_CHECKING:  # imported when a configuration uses them: a lighter start
+    from skip.daemon.discovery import Discovery
+    from skip.daemon.groups import Groups, GroupUnderlay
+    from skip.daemon.metrics import MetricsServer, Sample
+    from skip.multicast.traffic import GroupTraffic
 
 EngineFactory = Callable[[Config, float], KeyingEngine | None]
 _BATCH = 64
@@ -185,6 +187,8 @@ class Daemon:
         self._ensure_groups()
         await self.control.start()
         if cfg.metrics:
+            from skip.daemon.metrics import MetricsServer
+
             self.metrics = MetricsServer(cfg.metrics[0], cfg.metrics[1], self.samples)
             await self.metrics.start()
         self.serving = True
@@ -835,6 +839,8 @@ class Daemon:
             return
         if self.groups is None:
             assert self.tun is not None
+            from skip.daemon.groups import Groups, GroupUnderlay
+
             self.rekeys = GroupUnderlay(self.config.daemon.fwmark, self.tun.name,
                                         ipv6=self.ipv6)
             for sock in self.rekeys.sockets():
@@ -907,6 +913,8 @@ class Daemon:
             pfs = any(rule.pfs != "off" for rule in self.config.peers)
             if self.engine is None or (not cfg.discovery and not pfs):
                 return
+            from skip.daemon.discovery import Discovery
+
             self.discovery = Discovery(self.config, self.engine, ipv6=self.ipv6)
             self.discovery.pfs = self.engine.pfs_receive  # the exchange shares the CDP sockets
         if self.discovery.dns is not None:

@@ -32,11 +32,19 @@ the child's apex NSEC share an owner, so pairs are kept apart, never merged).
 from __future__ import annotations
 
 import base64
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import dns.dnssec
+from cryptography.utils import CryptographyDeprecationWarning
+
+# dnspython's DNSSEC module imports its DSA support (which skip never validates with: RFC 8624
+# forbids it, this module refuses it) and cryptography warns about DSA on import; an operator
+# should not read that on every skipd start
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+    import dns.dnssec
 import dns.exception
 import dns.message
 import dns.name
