@@ -1,5 +1,5 @@
-"""Kernel plumbing through netlink (pyroute2): TUN addresses and MTU, the policy-routing table
-that steers protected destinations into the TUN device, and its removal.
+"""Kernel plumbing through netlink (skip/daemon/netlink.py): TUN addresses and MTU, the
+policy-routing table that steers protected destinations into the TUN device, and its removal.
 
 One rule per family, ``not fwmark M lookup T``, sends every unmarked packet through table T,
 which holds only the protected prefixes (routes via the TUN device); anything T does not match
@@ -33,9 +33,7 @@ import ipaddress
 import socket
 from pathlib import Path
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
+from skip.daemon.netlink import RTN_UNICAST, RTN_UNREACHABLE, NetlinkError, Rtnetlink
 from skip.daemon.system_errors import from_os_error
 from skip.errors import SkipError
 
@@ -45,7 +43,6 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 _FIB_RULE_INVERT = 0x2
 _IFA_F_NODAD = 0x2
 _FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
-_RTN_UNREACHABLE = 7
 _LOCAL_TABLE = 255
 #: metric of the blocking routes: far above the TUN routes (IPv4 0, IPv6 1024), so those win
 #: while they exist; the value Linux's VRF documentation gives its unreachable default route
@@ -71,7 +68,7 @@ class Routing:
         self.fwmark = fwmark
         self.table = table
         self.priority = priority
-        self.ipr = IPRoute()
+        self.ipr = Rtnetlink()
         self.index = 0
         self.routes: dict[IPNetwork, str | None] = {}
         self.rules_added: list[int] = []
@@ -84,13 +81,13 @@ class Routing:
         return _LOCAL_TABLE if net.version == 6 and net.is_multicast else self.table
 
     def _fail(self, what: str, exc: NetlinkError) -> SkipError:
-        return SkipError("io_error", f"netlink: {what}: {exc.args[-1] if exc.args else exc}")
+        return SkipError("io_error", f"netlink: {what}: {exc.strerror or exc}")
 
     def configure_device(self, mtu: int, addresses: tuple[IPInterface, ...]) -> None:
-        found = self.ipr.link_lookup(ifname=self.interface)
-        if not found:
-            raise SkipError("io_error", f"interface {self.interface} vanished")
-        self.index = found[0]
+        try:
+            self.index = socket.if_nametoindex(self.interface)
+        except OSError:
+            raise SkipError("io_error", f"interface {self.interface} vanished") from None
         # the TUN device must accept packets whose reverse path is the underlay (gateway mode,
         # transport mode), and IPv6 duplicate address detection makes no sense on it
         _sysctl(f"ipv4/conf/{self.interface}/rp_filter", "0")
@@ -101,11 +98,10 @@ class Routing:
         try:
             # a longer queue toward skipd absorbs bursts (the default 500 packets is one
             # TCP window at 1.4 kB) while the single-threaded daemon is busy elsewhere
-            self.ipr.link("set", index=self.index, mtu=mtu, txqlen=4096, state="up")
+            self.ipr.set_link(self.index, mtu=mtu, txqlen=4096, up=True)
             for iface in addresses:
-                self.ipr.addr("add", index=self.index, address=str(iface.ip),
-                              prefixlen=iface.network.prefixlen,
-                              family=_FAMILIES[iface.version], flags=_IFA_F_NODAD)
+                self.ipr.add_address(self.index, _FAMILIES[iface.version], iface.ip.packed,
+                                     iface.network.prefixlen, _IFA_F_NODAD)
         except NetlinkError as exc:
             raise self._fail(f"configure {self.interface}", exc) from None
 
@@ -115,13 +111,11 @@ class Routing:
             if version == 6 and not ipv6:
                 continue
             try:
-                self.ipr.rule("add", table=self.table, priority=self.priority,
-                              fwmark=self.fwmark, fwmask=0xFFFFFFFF, flags=_FIB_RULE_INVERT,
-                              family=family)
+                self._rule(True, family)
             except NetlinkError as exc:
-                if version == 6 and exc.code in (97, 95):  # IPv6 disabled in this kernel
+                if version == 6 and exc.errno in (97, 95):  # IPv6 disabled in this kernel
                     continue
-                if exc.code != errno.EEXIST:  # EEXIST: left by a stopped skipd; ours now
+                if exc.errno != errno.EEXIST:  # EEXIST: left by a stopped skipd; ours now
                     raise self._fail("add policy rule", exc) from None
                 self.rules_found.append(family)
             self.rules_added.append(family)
@@ -131,15 +125,11 @@ class Routing:
         """The address the underlay would use toward ``destination`` (for transport mode,
         where the TUN route must not make the kernel pick an overlay source address)."""
         try:
-            answer = self.ipr.route("get", dst=str(destination), mark=self.fwmark,
-                                    family=_FAMILIES[destination.version])
+            src = self.ipr.preferred_source(_FAMILIES[destination.version],
+                                            destination.packed, self.fwmark)
         except NetlinkError:
             return None
-        for msg in answer:
-            src = msg.get_attr("RTA_PREFSRC")
-            if src:
-                return src
-        return None
+        return str(ipaddress.ip_address(src)) if src else None
 
     def survey(self) -> None:
         """Note the blocks a stopped skipd left (before this one adds any): they are what
@@ -179,24 +169,24 @@ class Routing:
         for version, family in _FAMILIES.items():
             for table in (self.table, _LOCAL_TABLE) if version == 6 else (self.table,):
                 try:
-                    dump = self.ipr.get_routes(table=table, family=family)
+                    dump = self.ipr.routes(family)
                 except NetlinkError:
                     break  # no IPv6 in this kernel
-                for msg in dump:
-                    if msg["type"] != _RTN_UNREACHABLE or msg.get_attr("RTA_TABLE") != table \
-                            or msg.get_attr("RTA_PRIORITY") != BLOCK_METRIC:
+                for route in dump:
+                    if route.kind != RTN_UNREACHABLE or route.table != table \
+                            or route.priority != BLOCK_METRIC:
                         continue
-                    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if version == 4 else "::")
-                    net = ipaddress.ip_network(f"{dst}/{msg['dst_len']}")
+                    dst = route.dst or bytes(4 if version == 4 else 16)
+                    net = ipaddress.ip_network((dst, route.dst_len))
                     if self._table(net) == table:
                         found.append(net)
         return found
 
     def _block(self, op: str, net: IPNetwork) -> None:
         try:
-            self.ipr.route("replace" if op == "add" else op, dst=str(net),
-                           table=self._table(net), type="unreachable", priority=BLOCK_METRIC,
-                           family=_FAMILIES[net.version])
+            self.ipr.route("replace" if op == "add" else op, _FAMILIES[net.version],
+                           net.network_address.packed, net.prefixlen, table=self._table(net),
+                           kind=RTN_UNREACHABLE, priority=BLOCK_METRIC)
         except NetlinkError as exc:
             if op == "add":
                 raise self._fail(f"route add unreachable {net}", exc) from None
@@ -208,16 +198,17 @@ class Routing:
     def set_mtu(self, mtu: int) -> None:
         """The TUN MTU, when the underlay's path MTU changed under a running skipd."""
         try:
-            self.ipr.link("set", index=self.index, mtu=mtu)
+            self.ipr.set_link(self.index, mtu=mtu)
         except NetlinkError as exc:
             raise self._fail(f"set the MTU of {self.interface} to {mtu}", exc) from None
 
     def _route(self, op: str, net: IPNetwork, src: str | None) -> None:
         """``add`` replaces a stale route (a killed skipd's) instead of failing on it."""
-        extra = {"prefsrc": src} if src else {}
         try:
-            self.ipr.route("replace" if op == "add" else op, dst=str(net), oif=self.index,
-                           table=self._table(net), family=_FAMILIES[net.version], **extra)
+            self.ipr.route("replace" if op == "add" else op, _FAMILIES[net.version],
+                           net.network_address.packed, net.prefixlen, table=self._table(net),
+                           kind=RTN_UNICAST, oif=self.index,
+                           prefsrc=ipaddress.ip_address(src).packed if src else None)
         except NetlinkError as exc:
             if op == "add":
                 raise self._fail(f"route {op} {net}", exc) from None
@@ -241,11 +232,14 @@ class Routing:
 
     def _del_rule(self, family: int) -> bool:
         try:
-            self.ipr.rule("del", table=self.table, priority=self.priority, fwmark=self.fwmark,
-                          fwmask=0xFFFFFFFF, flags=_FIB_RULE_INVERT, family=family)
+            self._rule(False, family)
         except NetlinkError:
             return False
         return True
+
+    def _rule(self, add: bool, family: int) -> None:
+        self.ipr.rule(add, family, table=self.table, priority=self.priority,
+                      fwmark=self.fwmark, fwmask=0xFFFFFFFF, flags=_FIB_RULE_INVERT)
 
     def cleanup(self) -> tuple[int, int]:
         """``skipd --cleanup``: remove skipd's rules and blocks on purpose, so that the

@@ -119,8 +119,8 @@ class Daemon:
         self.serving = False  # start() completed
         self.failure: SkipError | None = None  # what made skipd stop on its own
         self.background: set[asyncio.Task[None]] = set()  # SIGHUP reloads in progress
-        # pyroute2's synchronous IPRoute drives an event loop of its own, so all netlink work
-        # runs on one dedicated thread (set-up, reload, teardown: never per packet)
+        # netlink requests block until the kernel answers, so all netlink work runs on one
+        # dedicated thread (set-up, reload, teardown: never per packet)
         self.netlink = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netlink")
         # a reload reads and validates certificates here, off the event loop (one at a time)
         self.reloader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reload")
