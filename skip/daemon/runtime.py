@@ -195,6 +195,7 @@ class Daemon:
         # what start-up made lives as long as the process: the collector need not walk it
         # again at every full collection (gc.freeze, as long-running servers do)
         gc.freeze()
+        gc.enable()  # skipd's main turned it off for the start (skip/cli/skipd.py)
         # systemd (Type=notify): the TUN device, routes, sockets and control socket are up
         notify_ready(f"serving on {self.tun.name}")
         # a stopped skipd's blocks for prefixes this configuration no longer routes: only now,
