@@ -23,7 +23,15 @@ from skip.daemon.keying_adapter import build_engine
 from skip.daemon.runtime import Daemon
 from skip.wire.ip import build_ipv4
 from tests.netns import make_pki, skipd_config
-from tests.test_daemon_runtime import CONFIG, MARK, DoubleEngine, Recorder, ipv4, udp
+from tests.test_daemon_runtime import (
+    CONFIG,
+    MARK,
+    DoubleEngine,
+    Recorder,
+    ipv4,
+    reloadable,
+    udp,
+)
 
 
 class Queue:
@@ -89,16 +97,7 @@ def test_a_route_without_a_current_kp_hands_the_packet_to_the_general_path(
 
 def test_a_reload_forgets_every_route(tmp_path: Path) -> None:
     path = tmp_path / "skipd.toml"
-    path.write_text(CONFIG)
-    d = Daemon(load_config(path), lambda c, n: DoubleEngine())
-    d.engine = d.engine_factory(d.config, 0)
-    d.tun, d.sender = Queue(), Recorder()  # type: ignore[assignment]
-
-    class Routing:  # the kernel's part of a reload, recorded
-        def set_routes(self, wanted: dict) -> None:
-            self.wanted = wanted
-
-    d.routing = Routing()  # type: ignore[assignment]
+    d = reloadable(path, Queue())
     packet = tcp("10.57.0.1", "10.57.0.2")
     send(d, packet, packet)
     assert d.engine.counted["steady"] == 1

@@ -347,18 +347,26 @@ def test_drop_fields_are_formatted_only_for_lines_written(
         str(logs.Deferred(bytes, 16))
 
 
-def test_reload_forgets_cached_policy_decisions(tmp_path: Path) -> None:
-    path = tmp_path / "skipd.toml"
+class RecordedRouting:
+    """The kernel's part of a reload, recorded."""
+
+    def set_routes(self, wanted: dict) -> None:
+        self.wanted = wanted
+
+
+def reloadable(path: Path, tun: Any) -> Daemon:
+    """A daemon on the double, from CONFIG written to ``path`` (rewrite it, then reload)."""
     path.write_text(CONFIG)
     d = Daemon(load_config(path), lambda c, n: DoubleEngine())
     d.engine = d.engine_factory(d.config, 0)
-    d.tun, d.sender = Recorder(), Recorder()  # type: ignore[assignment]
+    d.tun, d.sender = tun, Recorder()  # type: ignore[assignment]
+    d.routing = RecordedRouting()  # type: ignore[assignment]
+    return d
 
-    class Routes:  # the kernel's part of a reload, recorded
-        def set_routes(self, wanted: dict) -> None:
-            self.wanted = wanted
 
-    d.routing = Routes()  # type: ignore[assignment]
+def test_reload_forgets_cached_policy_decisions(tmp_path: Path) -> None:
+    path = tmp_path / "skipd.toml"
+    d = reloadable(path, Recorder())
     packet = udp("10.57.0.1", "10.200.0.1")
     d.outbound(packet, 1.0)
     d.outbound(packet, 1.0)  # the second answered from the cached decision
