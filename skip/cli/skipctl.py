@@ -34,7 +34,7 @@ COMMANDS = {
     "certs": "certificates in use: ours and each peer's, their names and expiry",
     "monitor": "follow skipd's events as JSON lines until interrupted (like swanctl "
     "--monitor-sa)",
-    "flush": "drop cached master and traffic keys (recomputed on the next packet)",
+    "flush": "drop the send traffic keys and on-demand master keys (renewed on the next packet)",
     "reload": "re-read configuration and certificates; a bad file is refused, old one kept",
     "stop": "stop skipd (it removes its TUN device, routes and rules)",
     "discovery": "certificate discovery (CDP, DNS): lookups in flight, learned peers and "
