@@ -386,7 +386,7 @@ class SkipKeying(KeyingEngine):
             if spec is None:
                 continue
             count -= 1
-            with contextlib.suppress(SkipError, KeyError):  # a group no suite can use
+            with contextlib.suppress(SkipError):  # a group no suite can use
                 self.endpoint.precompute(name, spec.peer.local or LOCAL)
         return len(todo)
 

@@ -13,6 +13,7 @@ the kernel gives one. Synchronous and blocking: skipd runs it on its netlink thr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -30,7 +31,7 @@ _ERROR = struct.Struct("=i")
 _U32 = struct.Struct("=I")
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 NLM_F_DUMP = 0x300
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 RTM_NEWLINK, RTM_NEWADDR = 16, 20
@@ -96,11 +97,10 @@ class Rtnetlink:
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        try:
-            self.sock.bind((0, 0))
+        self.sock.bind((0, 0))
+        # a kernel without extended acknowledgements: plain error numbers
+        with contextlib.suppress(OSError):
             self.sock.setsockopt(_SOL_NETLINK, _NETLINK_EXT_ACK, 1)
-        except OSError:
-            pass  # a kernel without extended acknowledgements: plain error numbers
         self._seq = itertools.count(1)
 
     def close(self) -> None:
@@ -197,7 +197,7 @@ class Rtnetlink:
                                     seq, 0) + body)
         while True:
             data = self.sock.recv(_RECEIVE)
-            offset, more = 0, False
+            offset = 0
             while offset + _HEADER.size <= len(data):
                 size, mtype, mflags, mseq, _port = _HEADER.unpack_from(data, offset)
                 if size < _HEADER.size or offset + size > len(data):
@@ -214,9 +214,8 @@ class Rtnetlink:
                 if mtype == NLMSG_DONE:
                     return
                 yield mtype, payload
-                more = bool(mflags & NLM_F_MULTI) or bool(flags & NLM_F_ACK)
-            if not more and not flags & (NLM_F_ACK | NLM_F_DUMP):
-                return
+            if not flags & (NLM_F_ACK | NLM_F_DUMP):
+                return  # a plain request's one answer
 
 
 def _error_text(code: int, payload: bytes, flags: int) -> str:

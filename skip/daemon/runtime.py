@@ -687,15 +687,7 @@ class Daemon:
         packet = result.packet
         route = self.routes.receive_route(packet, result.peer, result.version)
         if route is not None:
-            if not self.tun.write(packet):
-                self._drop("io_error", "TUN queue full")
-                return False
-            stats = route.stats
-            stats.packets_in += 1
-            stats.bytes_in += len(packet)
-            stats.last_packet = now
-            self.traffic["protected_in"] += 1
-            return True
+            return self._hand_over(packet, route.stats, now)
         try:
             info = summarize(result.packet)
         except SkipError as exc:
@@ -725,15 +717,22 @@ class Daemon:
                        "SKIP version does not match the rule's profile", peer=rule.name,
                        version=result.version)
             return False
-        if not self.tun.write(result.packet):
+        stats = self.stats.get(rule.name) or self._new_stats(rule)
+        if not self._hand_over(packet, stats, now):
+            return False
+        self.routes.learn_receive(info.src, result.peer, result.version, stats)
+        return True
+
+    def _hand_over(self, packet: bytes, stats: PeerStats, now: float) -> bool:
+        """Write an accepted cleartext datagram to the TUN device and count it."""
+        assert self.tun is not None
+        if not self.tun.write(packet):
             self._drop("io_error", "TUN queue full")
             return False
-        stats = self.stats.get(rule.name) or self._new_stats(rule)
         stats.packets_in += 1
-        stats.bytes_in += len(result.packet)
+        stats.bytes_in += len(packet)
         stats.last_packet = now
         self.traffic["protected_in"] += 1
-        self.routes.learn_receive(info.src, result.peer, result.version, stats)
         return True
 
     def _warm_soon(self) -> None:
