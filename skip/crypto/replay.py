@@ -21,6 +21,9 @@ bounded at 65536 packets (an 8 KB bitmap), 16 times the keying layer's 4096.
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from skip import native
 from skip.errors import AlgorithmError, ReplayError
 
 _LOW32 = 0xFFFFFFFF
@@ -35,6 +38,30 @@ def _check_window_size(size: int) -> None:
             f"replay window size must be an integer from 1 to {MAX_WINDOW} (64 is the RFC 4303 "
             f"default; 0 would silently disable replay protection), got {size!r}",
         )
+
+
+class Window(Protocol):
+    """What an SA needs of a replay window: :class:`ReplayWindow` or its compiled twin."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def esn(self) -> bool: ...
+    @property
+    def top(self) -> int: ...
+    def infer(self, seq_low32: int, /) -> int: ...
+    def check(self, seq_low32: int, /) -> int: ...
+    def accept(self, seq: int, /) -> None: ...
+
+
+def new_window(size: int = 64, esn: bool = False) -> Window:
+    """The window an SA uses: the compiled twin when :mod:`skip.native` runs the compiled
+    core (the SA's C and Python paths then share it), else :class:`ReplayWindow`; the two
+    give the same answers and raise the same errors (tests/test_native.py)."""
+    _check_window_size(size)
+    if native.core is not None:
+        return native.core.ReplayWindow(size, esn)
+    return ReplayWindow(size, esn)
 
 
 class ReplayWindow:
@@ -163,3 +190,9 @@ class SequenceCounter:
             )
         self._last = seq
         return seq
+
+    def give_back(self, seq: int) -> None:
+        """Undo the :meth:`next` that returned ``seq``, before anything was sent with it (the
+        compiled core declined the packet; the Python path takes the same number)."""
+        if seq == self._last:
+            self._last = seq - 1

@@ -24,7 +24,9 @@ one method and not a per-SA fast twin: docs/engine.md, "Performance".
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
+from skip import native
 from skip.crypto.ciphers import CipherContext
 from skip.crypto.integrity import MacContext
 from skip.crypto.registry import CipherAlgorithm, get_cipher
@@ -44,6 +46,9 @@ from skip.wire.ip import (
     respliced_ipv4,
 )
 
+if TYPE_CHECKING:
+    from skip._native import AeadEsp
+
 _HEAD_SEQ = struct.Struct("!II")
 _HEAD_SPI = struct.Struct("!I")
 _AAD_ESN = struct.Struct("!III")
@@ -56,8 +61,8 @@ class EspSA(SecurityAssociation):
     protocol = "esp"
     protocol_number = PROTO_ESP
 
-    __slots__ = ("_align", "_head_size", "_icv_size", "_mac", "_min_body", "_open", "_seal",
-                 "cipher", "cipher_key")
+    __slots__ = ("_align", "_core", "_head_size", "_icv_size", "_mac", "_min_body", "_open",
+                 "_seal", "cipher", "cipher_key")
 
     def _setup(self, cipher: str | None, cipher_key: bytes, integrity: str | None,
                allow_legacy: bool, allow_unauthenticated: bool, ah_mutable: str | None,
@@ -88,11 +93,24 @@ class EspSA(SecurityAssociation):
         self._align = max(alg.block_size, 4)
         # Smallest body: IV, one block of ciphertext holding at least the 2-byte trailer, tag.
         self._min_body = alg.iv_size + max(alg.block_size, 2) + alg.icv_size
+        self._core = self._compiled(alg, cipher_key)
+
+    def _compiled(self, alg: CipherAlgorithm, cipher_key: bytes) -> AeadEsp | None:
+        """The compiled core's twin of this SA, when it is built and covers the SA (AEAD with
+        sequence numbers); it shares the replay window with the Python path below."""
+        core, window = native.core, self._replay
+        if core is None or alg.name not in native.COMPILED_CIPHERS or window is None:
+            return None
+        key_size = len(cipher_key) - alg.salt_size
+        outer = self._outer.template() if self._outer is not None else None
+        return core.AeadEsp(alg.name, cipher_key[:key_size], cipher_key[key_size:], self.spi,
+                            self.esn, window, outer)
 
     def dangerously_fix_iv_for_testing(self, iv: bytes) -> None:
         """Send every following packet with ``iv``.  Known-answer tests ONLY: a repeated IV
         breaks CBC confidentiality and destroys GCM/ChaCha20 entirely (see skip.ipsec.kat)."""
         self._use_cipher(FixedIvForTesting(self.cipher, self.cipher_key, iv))
+        self._core = None  # the compiled core makes its IVs from the sequence number
 
     def _use_cipher(self, context: CipherContext) -> None:
         # The per-packet pair, bound once: one attribute load per packet instead of two.
@@ -101,6 +119,21 @@ class EspSA(SecurityAssociation):
     # -- send -------------------------------------------------------------------------------
     def _protect(self, packet: bytes, shim: Shim | None, shim_icv: BytesLike | None,
                  dummy: bool) -> bytes:
+        core = self._core
+        if core is not None and not dummy:
+            outer, send = self._outer, self._send
+            seq = send.next()
+            ident = outer.next_id if outer is not None else 0
+            protocol, shim_bytes = shim if shim is not None else (PROTO_ESP, b"")
+            wire = core.protect(packet, seq, shim_bytes, protocol, ident)
+            if wire is not None:
+                if outer is not None and outer.version == 4:
+                    outer.next_id = (ident + 1) & 0xFFFF
+                return wire
+            send.give_back(seq)  # declined before anything was sent: the Python path's turn
+        return self._protect_python(packet, shim, dummy)
+
+    def _protect_python(self, packet: bytes, shim: Shim | None, dummy: bool) -> bytes:
         outer = self._outer
         if outer is None:
             fields = plain_ipv4(packet, False)
@@ -145,6 +178,13 @@ class EspSA(SecurityAssociation):
 
     # -- receive ----------------------------------------------------------------------------
     def _unprotect(self, packet: bytes, shim_len: int, shim_icv: BytesLike | None) -> bytes:
+        core = self._core
+        if core is not None:
+            inner = core.unprotect(packet, shim_len)
+            if inner is not None:
+                return inner
+            # declined with nothing changed: anything but a good common-case packet, which
+            # the reference below opens or names (its reason code, its counter)
         fields = plain_ipv4(packet, True)
         if fields is not None and fields[6] == PROTO_ESP and not shim_len:
             nh_off, ip_end, offset = 9, IPV4_MIN_HEADER, IPV4_MIN_HEADER  # the common case

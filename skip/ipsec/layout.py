@@ -102,6 +102,11 @@ class OuterHeader:
         self._base = 0x4500 + (ttl << 8) + sum(words)
         self.next_id = first_id & 0xFFFF
 
+    def template(self) -> tuple[bytes, bytes, int, int]:
+        """``(src, dst, ttl, df)`` for the compiled core (df -1: copy from the inner header);
+        the Identification stays here, in :attr:`next_id`."""
+        return self._src, self._dst, self._ttl, -1 if self._df is None else self._df
+
     @property
     def src(self) -> IPv4Address | IPv6Address:
         return ip_address(self._src)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from skip.crypto.integrity import MacContext
 from skip.crypto.registry import IntegrityAlgorithm, get_integrity
-from skip.crypto.replay import ReplayWindow, SequenceCounter
+from skip.crypto.replay import SequenceCounter, Window, new_window
 from skip.errors import AlgorithmError, ParseError, SkipError
 from skip.ipsec.counters import Counters
 from skip.ipsec.layout import OuterHeader
@@ -148,7 +148,7 @@ class SecurityAssociation:
         # The sender's counter exists in both generations: without sequence numbers it still
         # makes the counter-based IVs (GCM, CTR, ChaCha20) unique per key.
         self._send = SequenceCounter(esn=esn or not sequence)
-        self._replay = ReplayWindow(replay_window, esn) if sequence else None
+        self._replay = new_window(replay_window, esn) if sequence else None
         if mode == "tunnel":
             if tunnel_src is None or tunnel_dst is None:
                 raise _bad_sa("tunnel mode needs tunnel_src and tunnel_dst")
@@ -252,7 +252,7 @@ class SecurityAssociation:
         self._outer.next_id = value & 0xFFFF
 
     @property
-    def replay_window(self) -> ReplayWindow | None:
+    def replay_window(self) -> Window | None:
         """The receive window (None for SKIP-era SAs, which have no sequence numbers)."""
         return self._replay
 
