@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(tshark openssl iproute2 iputils-ping iperf3 procps kmod knot knot-dnsutils ldnsutils bind9-utils)
+# gcc, libssl-dev and the Python headers build the compiled core (skip/_native.c)
+DEB_PACKAGES=(tshark openssl iproute2 iputils-ping iperf3 procps kmod knot knot-dnsutils ldnsutils bind9-utils
+              gcc libc6-dev libssl-dev python3-dev)
 need=()
 for pkg in "${DEB_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
@@ -36,6 +38,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
     .venv/bin/python -m pip install -q -e '.[dev]'
     touch "$stamp"
+fi
+# The compiled core is built in place (skip/_native*.so) by the editable install; rebuild it
+# when its source changed since. Its build is optional for pip, so check it happened here.
+so=$(ls skip/_native*.so 2>/dev/null | head -n1 || true)
+if [ -z "$so" ] || [ skip/_native.c -nt "$so" ]; then
+    echo "setup: building the compiled core (skip/_native.c)"
+    .venv/bin/python -m pip install -q --no-deps -e . 2>/dev/null
+fi
+if ! SKIP_PURE_PYTHON= .venv/bin/python -c 'import skip._native' 2>/dev/null; then
+    echo "setup: the compiled core did not build (gcc, libssl-dev, Python headers?)" >&2
+    exit 1
 fi
 
 # man pages and shell completion for skipd, skipctl, skip-cert and skip-decrypt, generated from

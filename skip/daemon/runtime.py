@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from skip import __version__
+from skip import __version__, native
 from skip.daemon import kernel_filter, logs
 from skip.daemon.cert_store import describe_certificate
 from skip.daemon.config import (
@@ -207,7 +207,7 @@ class Daemon:
         logs.LOGGER.info("skipd started", extra=logs.fields(
             interface=self.tun.name, mtu=self.mtu, peers=len(self.config.peers),
             transport=f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
-            ip_versions="4, 6" if self.ipv6 else "4"))
+            ip_versions="4, 6" if self.ipv6 else "4", engine=native.describe()))
 
     def _ipv6_decision(self) -> bool:
         """Whether to open IPv6 sockets and rules: when the host has IPv6 (a peer may show up
@@ -976,6 +976,7 @@ class Daemon:
             "started": iso_time(self.started),
             "interface": self.tun.name if self.tun else cfg.interface, "mtu": self.mtu,
             "transport": f"udp/{cfg.udp_port}" if cfg.udp_port else "ip/57",
+            "engine": native.describe(),  # the compiled core or the pure-Python reference
             # protocol-57 sources the kernel admits (docs/skipd.md, "Under attack")
             "kernel_filter": _sources(self.filtered[4]),
             "kernel_filter_v6": _sources(self.filtered[6]),
