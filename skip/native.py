@@ -14,8 +14,13 @@ from types import ModuleType
 
 PURE_PYTHON_ENV = "SKIP_PURE_PYTHON"
 
-#: cipher names the compiled core protects (the rest take the Python path)
-COMPILED_CIPHERS = frozenset(("aes-gcm-16", "chacha20-poly1305"))
+#: registry cipher names the compiled core protects, to the core's name for them (the rest
+#: take the Python path); the sized AES names are what SKIP's modern profile asks for
+COMPILED_CIPHERS = {
+    "aes-gcm-16": "aes-gcm-16", "aes-128-gcm-16": "aes-gcm-16",
+    "aes-192-gcm-16": "aes-gcm-16", "aes-256-gcm-16": "aes-gcm-16",
+    "chacha20-poly1305": "chacha20-poly1305",
+}
 
 
 def _load() -> ModuleType | None:

@@ -20,10 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skip import native
+from skip.crypto import skip_numbers as num
 from skip.crypto.replay import ReplayWindow, new_window
 from skip.errors import SkipError
 from skip.ipsec import SecurityAssociation
+from skip.keying.suite import Suite
 from skip.wire.ip import IPV4_OPT_RR, IPv4Option, build_ipv4, build_ipv6
+from tests.keying_harness import pair, udp
 
 needs_core = pytest.mark.skipif(native.core is None, reason=native.describe())
 VECTORS = Path(__file__).parent / "vectors"
@@ -103,7 +106,8 @@ def test_an_sa_uses_one_window_for_both_paths():
 
 # --- ESP: the same packets both ways --------------------------------------------------------
 
-CIPHERS = [("aes-gcm-16", 20), ("aes-gcm-16", 28), ("aes-gcm-16", 36), ("chacha20-poly1305", 36)]
+CIPHERS = [("aes-gcm-16", 20), ("aes-gcm-16", 28), ("aes-gcm-16", 36), ("chacha20-poly1305", 36),
+           ("aes-256-gcm-16", 36), ("aes-128-gcm-16", 20)]
 MODES = [("transport", None), ("tunnel", ("203.0.113.1", "203.0.113.2")),
          ("tunnel", ("2001:db8:a::1", "2001:db8:b::2"))]
 
@@ -195,6 +199,20 @@ def test_esp_matches_the_reference(suite, mode, esn, df, window, shim, traffic):
         assert rx_c.replay_window.top == rx_p.replay_window.top
     assert tx_c.counters.as_dict() == tx_p.counters.as_dict()
     assert rx_c.counters.as_dict() == rx_p.counters.as_dict()
+
+
+@needs_core
+@pytest.mark.parametrize("crypt", [None, num.CHACHA20_POLY1305], ids=["default", "chacha"])
+def test_skip_modern_traffic_runs_on_the_core(crypt):
+    """The SAs the keying layer builds for the modern profile's AEAD suites get the core
+    (skipd's default, AES-256-GCM, is asked for by its sized registry name)."""
+    link = pair("x25519", None if crypt is None else Suite(2, 10, crypt, crypt))
+    _wire, got = link.send(udp())
+    assert got.packet == udp()
+    for end in (link.a, link.b):
+        sas = [sa for key in [*end._tx.values(), *end._rx.values()]
+               for sa in key.transforms.sas]
+        assert sas and all(sa._core is not None for sa in sas), sas
 
 
 @needs_core

@@ -99,11 +99,12 @@ class EspSA(SecurityAssociation):
         """The compiled core's twin of this SA, when it is built and covers the SA (AEAD with
         sequence numbers); it shares the replay window with the Python path below."""
         core, window = native.core, self._replay
-        if core is None or alg.name not in native.COMPILED_CIPHERS or window is None:
+        name = native.COMPILED_CIPHERS.get(alg.name)
+        if core is None or name is None or window is None:
             return None
         key_size = len(cipher_key) - alg.salt_size
         outer = self._outer.template() if self._outer is not None else None
-        return core.AeadEsp(alg.name, cipher_key[:key_size], cipher_key[key_size:], self.spi,
+        return core.AeadEsp(name, cipher_key[:key_size], cipher_key[key_size:], self.spi,
                             self.esn, window, outer)
 
     def dangerously_fix_iv_for_testing(self, iv: bytes) -> None:
