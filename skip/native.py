@@ -10,6 +10,8 @@ non-empty value other than ``0``; the test suite runs the engine's tests both wa
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 PURE_PYTHON_ENV = "SKIP_PURE_PYTHON"
@@ -43,3 +45,17 @@ def describe() -> str:
     if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
         return f"pure Python ({PURE_PYTHON_ENV} is set)"
     return "pure Python (skip._native is not built)"
+
+
+@contextmanager
+def reference_only() -> Iterator[None]:
+    """SAs built inside use the pure-Python engine even where the core is built (skipd's
+    self-test opens the core's packets with the reference and the other way round, so a
+    miscompiled core or a broken cryptography build stops the start). Not thread-safe: a
+    process-wide switch, for start-up and tests."""
+    global core
+    saved, core = core, None
+    try:
+        yield
+    finally:
+        core = saved

@@ -3,8 +3,11 @@ round-trips a probe, and a pairing that cannot work stops the start with a reaso
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
+from skip import native
 from skip.daemon.self_test import run_self_test
 from skip.errors import SkipError
 from skip.keying.suite import LEGACY_DEFAULT, MODERN_DEFAULT, Suite
@@ -33,6 +36,30 @@ def test_a_crypto_library_that_corrupts_packets_stops_the_start(monkeypatch) -> 
         return bytes(out)
 
     monkeypatch.setattr(AESGCM, "encrypt", flipped)
+    with pytest.raises(SkipError) as err:
+        run_self_test([("x25519", MODERN_DEFAULT)], NOW)
+    assert err.value.reason == "self_test_failed"
+
+
+@pytest.mark.skipif(native.core is None, reason=native.describe())
+def test_a_compiled_core_that_corrupts_packets_stops_the_start(monkeypatch) -> None:
+    """The probe also goes from the compiled core (skip/_native.c) to the pure-Python
+    engine: a core that disagrees with cryptography stops the start too."""
+    real = native.core
+
+    class Flipped:
+        def __init__(self, *args) -> None:
+            self.inner = real.AeadEsp(*args)
+
+        def protect(self, *args):
+            wire = self.inner.protect(*args)
+            return None if wire is None else wire[:-1] + bytes([wire[-1] ^ 1])
+
+        def unprotect(self, *args):
+            return self.inner.unprotect(*args)
+
+    monkeypatch.setattr(native, "core", SimpleNamespace(ReplayWindow=real.ReplayWindow,
+                                                        AeadEsp=Flipped))
     with pytest.raises(SkipError) as err:
         run_self_test([("x25519", MODERN_DEFAULT)], NOW)
     assert err.value.reason == "self_test_failed"

@@ -41,12 +41,8 @@ def test_the_suite_runs_the_compiled_core_unless_told_not_to():
 
 def pure(build, *args, **kwargs):
     """``build(...)`` with the compiled core switched off while it is constructed."""
-    saved = native.core
-    native.core = None
-    try:
+    with native.reference_only():
         return build(*args, **kwargs)
-    finally:
-        native.core = saved
 
 
 def outcome(call, *args, **kwargs):

@@ -8,8 +8,8 @@ pair already holding a current Kp, so only the steady path is timed:
 * send: the per-pair ``steady_sender(identity, peer)`` closure that skipd's fast path keeps
   (skip/daemon/fastpath.py), and ``protect(datagram, now, identity=, peer=)``;
 * receive: ``unprotect`` of packets the N peers made toward the hub. The peers are the N
-  local principals of a second endpoint that computes them, outside the clock, in batches of
-  ``BATCH`` (every packet is new: the replay windows move as in real traffic).
+  local principals of a second endpoint that makes all of a run's packets before the clock
+  starts (every packet is new: the replay windows move as in real traffic).
 
 The hub is a fresh endpoint per N whose peers are the first N of one set of key pairs, and
 every master key is a real X25519 computation (precomputed, so pinned; the Kij cache and the
@@ -20,9 +20,9 @@ set-up, reported but not timed. The send loop hands every pair the same, cache-w
 alone. "one" is a hub with one peer; "one of N" sends everything to the first peer of the
 N-peer hub (the tables' size without the spread). Each figure is the best of ``REPEATS``.
 
-ratio = spread / one (goal: flat, 1.0). Memory per peer: the hub's traced Python allocations
-(tracemalloc) from adding its peers through the warm-up, divided by N; OpenSSL's cipher
-contexts are outside the Python allocator, so the resident-size growth is given too.
+ratio = spread / one (goal: flat, 1.0). Memory per peer: the hub's resident-size growth from
+adding its peers through the warm-up, divided by N, and for the smallest N (tracing doubles
+the set-up) its traced Python allocations (tracemalloc), which miss OpenSSL's cipher contexts.
 Run with ``tools/bench spread`` (``--quick``: under a minute; ``--json FILE`` for figures).
 """
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -47,7 +48,6 @@ STARTED = NOW - 7200
 PAYLOAD = 1400
 HUB_ADDR = "10.0.0.1"
 FIRST_PEER = 0x0B000000  # 11.0.0.0: peer i is at 11.0.0.0 + i
-BATCH = 1000  # received packets made per batch, outside the clock
 REPEATS = 3
 HUB = "hub"
 #: largest byte allowance per Kp (KeyingPolicy's limit): the one-peer runs must not re-key
@@ -74,7 +74,6 @@ def _rss() -> int:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
     except OSError:
         return 0
-    import os
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -92,7 +91,7 @@ class Site:
                                                         addresses=hub.addresses)],
                                       policy=policy, started=STARTED)
         far.precompute(HUB)
-        heads = [_udp(i.addresses and next(iter(i.addresses)), HUB_ADDR)[:20] for i in ids]
+        heads = [_udp(next(iter(i.addresses)), HUB_ADDR)[:20] for i in ids]
         body = _udp(HUB_ADDR, HUB_ADDR)[20:]
         self.body = body
         self.heads = heads
@@ -107,7 +106,6 @@ class Site:
         for i in ids:
             hub_ep.add_peer(Peer.create(i.name, "x25519", i.publics["x25519"],
                                         addresses=i.addresses))
-        hub_ep.precompute(HUB) if False else None
         for name in self.names:
             hub_ep.precompute(name)
         for i, name in zip(ids, self.names, strict=True):
@@ -169,19 +167,19 @@ class Site:
         return elapsed
 
     def receive(self, order: list[int]) -> float:
-        """Seconds for unprotect of packets from ``order``'s peers (made in batches, untimed)."""
-        unprotect, now = self.hub.unprotect, NOW
-        far, heads, body = self.far_senders, self.heads, self.body
+        """Seconds for unprotect of packets from ``order``'s peers, all made (by the far side)
+        before the clock starts, so its work does not evict the hub's state mid-run."""
+        far, heads, body, now = self.far_senders, self.heads, self.body, NOW
+        wires = [far[i](heads[i] + body, now) for i in order]
+        unprotect = self.hub.unprotect
         before = self._counts()
-        elapsed = 0.0
-        for start in range(0, len(order), BATCH):
-            wires = [far[i](heads[i] + body, now) for i in order[start:start + BATCH]]
-            gc.disable()
-            t0 = time.perf_counter()
-            for wire in wires:
-                unprotect(wire, now)
-            elapsed += time.perf_counter() - t0
-            gc.enable()
+        gc.collect()
+        gc.disable()
+        t0 = time.perf_counter()
+        for wire in wires:
+            unprotect(wire, now)
+        elapsed = time.perf_counter() - t0
+        gc.enable()
         self._check(before, len(order), "rx_ok")
         return elapsed
 
@@ -193,39 +191,42 @@ DIRECTIONS: dict[str, Callable[[Site, list[int]], float]] = {
 }
 
 
-def _measure(site: Site, order: list[int]) -> dict[str, float]:
-    """Best-of-REPEATS microseconds per packet, per direction."""
-    out = {}
-    for name, fn in DIRECTIONS.items():
-        best = min(fn(site, order) for _ in range(REPEATS))
-        out[name] = best / len(order) * 1e6
+def _measure(single: Site, site: Site, packets: int) -> dict[str, dict[str, float]]:
+    """Microseconds per packet by direction: the one-peer hub, the first peer of ``site``
+    alone, and ``site``'s peers round-robin, interleaved repeat by repeat (a noisy machine
+    disturbs all three alike); the best of REPEATS of each."""
+    cases = {"one": (single, [0] * packets), "one_of_n": (site, [0] * packets),
+             "spread": (site, [i % site.n for i in range(packets)])}
+    out: dict[str, dict[str, float]] = {}
+    for direction, fn in DIRECTIONS.items():
+        best = dict.fromkeys(cases, float("inf"))
+        for _ in range(REPEATS):
+            for case, (where, order) in cases.items():
+                best[case] = min(best[case], fn(where, order))
+        row = {case: seconds / packets * 1e6 for case, seconds in best.items()}
+        row["ratio"] = row["spread"] / row["one"]
+        out[direction] = row
     return out
 
 
 def run(quick: bool) -> dict:
     sizes = (1000, 10_000) if quick else (1000, 10_000, 100_000)
-    packets = 20_000 if quick else 100_000
+    packets = 30_000 if quick else 100_000
     t0 = time.perf_counter()
     ids = [LocalIdentity.create(f"p{i}", {"x25519": _private(f"p{i}")},
                                 addresses=[IPv4Address(FIRST_PEER + i).packed])
            for i in range(max(sizes))]
     hub = LocalIdentity.create(HUB, {"x25519": _private(HUB)}, addresses=[HUB_ADDR])
-    keys_seconds = time.perf_counter() - t0
     figures: dict = {"payload_bytes": PAYLOAD, "packets": packets, "repeats": REPEATS,
-                     "key_pairs_seconds": keys_seconds, "one": {}, "spread": {}}
+                     "key_pairs_seconds": time.perf_counter() - t0, "peers": {}}
     single = Site(ids[:1], hub, trace=False)
-    figures["one"] = {"us_per_packet": _measure(single, [0] * packets),
-                      "setup_seconds": single.setup_seconds}
-    del single
+    figures["one_peer_setup_seconds"] = single.setup_seconds
     for n in sizes:
-        site = Site(ids[:n], hub, trace=True)
-        spread = [i % n for i in range(packets)]
-        figures["spread"][str(n)] = {
-            "peers": n,
+        site = Site(ids[:n], hub, trace=n == sizes[0])  # tracing doubles set-up time
+        figures["peers"][str(n)] = {
             "setup_seconds": site.setup_seconds,
-            "us_per_packet": _measure(site, spread),
-            "one_of_n_us_per_packet": _measure(site, [0] * packets),
-            "traced_bytes_per_peer": site.traced / n,
+            "us_per_packet": _measure(single, site, packets),
+            "traced_bytes_per_peer": site.traced / n if n == sizes[0] else None,
             "rss_bytes_per_peer": site.rss / n,
         }
         del site
@@ -234,30 +235,23 @@ def run(quick: bool) -> dict:
 
 
 def report(figures: dict) -> str:
-    one = figures["one"]["us_per_packet"]
-    sizes = list(figures["spread"])
     lines = [f"steady state, us per {figures['payload_bytes']}-byte datagram "
              f"({figures['packets']:,} packets, best of {figures['repeats']}); "
-             "ratio = spread / one peer (goal 1.0)",
-             f"  {'':<31} {'one':>6}" + "".join(f" {int(n):>8,} {'ratio':>5}" for n in sizes)]
-    for direction in one:
-        row = f"  {direction:<31} {one[direction]:>6.2f}"
-        for n in sizes:
-            us = figures["spread"][n]["us_per_packet"][direction]
-            row += f" {us:>8.2f} {us / one[direction]:>5.2f}"
-        lines.append(row)
-    lines.append("  the same, all to/from the first of N peers (table size without the spread)")
-    for direction in one:
-        row = f"  {direction:<31} {one[direction]:>6.2f}"
-        for n in sizes:
-            us = figures["spread"][n]["one_of_n_us_per_packet"][direction]
-            row += f" {us:>8.2f} {us / one[direction]:>5.2f}"
-        lines.append(row)
-    lines.append("  memory per peer (hub, after warm-up): traced Python / resident growth")
-    for n in sizes:
-        f = figures["spread"][n]
-        lines.append(f"    N={int(n):>7,}: {f['traced_bytes_per_peer']:>7,.0f} B / "
-                     f"{f['rss_bytes_per_peer']:>7,.0f} B; set-up {f['setup_seconds']:.1f} s")
-    lines.append(f"  set-up: key pairs {figures['key_pairs_seconds']:.1f} s, one-peer site "
-                 f"{figures['one']['setup_seconds']:.2f} s (not timed)")
+             "ratio = spread / one (goal 1.0)",
+             f"  {'':<31} {'peers':>7} {'one':>6} {'1st of N':>8} {'spread':>7} {'ratio':>6}"]
+    for direction in DIRECTIONS:
+        for n, f in figures["peers"].items():
+            r = f["us_per_packet"][direction]
+            lines.append(f"  {direction:<31} {int(n):>7,} {r['one']:>6.2f} {r['one_of_n']:>8.2f} "
+                         f"{r['spread']:>7.2f} {r['ratio']:>6.2f}")
+    lines.append("  one: a hub with one peer; 1st of N: every packet to/from the first of N "
+                 "peers; spread: round-robin over the N")
+    lines.append("memory per peer (the hub, after warm-up): traced Python / resident growth")
+    for n, f in figures["peers"].items():
+        traced = f["traced_bytes_per_peer"]
+        traced_text = f"{traced:>7,.0f} B" if traced is not None else f"{'-':>9}"
+        lines.append(f"  N={int(n):>7,}: {traced_text} / {f['rss_bytes_per_peer']:>7,.0f} B; "
+                     f"set-up {f['setup_seconds']:.1f} s (not timed)")
+    lines.append(f"set-up, not timed: key pairs {figures['key_pairs_seconds']:.1f} s, one-peer "
+                 f"hub {figures['one_peer_setup_seconds']:.2f} s")
     return "\n".join(lines)
