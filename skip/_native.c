@@ -163,13 +163,11 @@ static int window_infer(const Window *w, uint32_t low, uint64_t *seq, int raise)
     return 0;
 }
 
-static int window_check(const Window *w, uint32_t low, uint64_t *seq, int raise)
+/* For s <= top: how far behind the top s is, if it is inside the window and not yet seen;
+ * -1 (with a ReplayError when raise) otherwise. check and accept share it. */
+static int64_t window_behind(const Window *w, uint64_t s, int raise)
 {
-    if (window_infer(w, low, seq, raise) < 0)
-        return -1;
-    uint64_t s = *seq, top = w->top;
-    if (s > top)
-        return 0;
+    uint64_t top = w->top;
     if (s == 0) {
         if (raise)
             replay_error("seq_zero", PyUnicode_FromString("sequence number 0 is never valid"));
@@ -189,7 +187,16 @@ static int window_check(const Window *w, uint32_t low, uint64_t *seq, int raise)
                 "sequence number %llu was already received", (unsigned long long)s));
         return -1;
     }
-    return 0;
+    return (int64_t)behind;
+}
+
+static int window_check(const Window *w, uint32_t low, uint64_t *seq, int raise)
+{
+    if (window_infer(w, low, seq, raise) < 0)
+        return -1;
+    if (*seq > w->top)
+        return 0;
+    return window_behind(w, *seq, raise) < 0 ? -1 : 0;
 }
 
 /* Shift the bitmap left by `advance` bits and set bit 0. */
@@ -228,25 +235,9 @@ static int window_accept(Window *w, uint64_t s, int raise)
         w->top = s;
         return 0;
     }
-    if (s == 0) {
-        if (raise)
-            replay_error("seq_zero", PyUnicode_FromString("sequence number 0 is never valid"));
+    int64_t behind = window_behind(w, s, raise);
+    if (behind < 0)
         return -1;
-    }
-    uint64_t behind = top - s;
-    if (behind >= w->size) {
-        if (raise)
-            replay_error("replay_too_old", PyUnicode_FromFormat(
-                "sequence number %llu is %llu behind the top %llu", (unsigned long long)s,
-                (unsigned long long)behind, (unsigned long long)top));
-        return -1;
-    }
-    if (window_bit(w, behind)) {
-        if (raise)
-            replay_error("replay", PyUnicode_FromFormat(
-                "sequence number %llu was already received", (unsigned long long)s));
-        return -1;
-    }
     w->bits[behind >> 6] |= (uint64_t)1 << (behind & 63);
     return 0;
 }
