@@ -636,8 +636,8 @@ static PyObject *Esp_unprotect(Esp *self, PyObject *const *args, Py_ssize_t narg
     Py_ssize_t shim_len = PyLong_AsSsize_t(args[1]);
     if (shim_len == -1 && PyErr_Occurred())
         return NULL;
-    if (!plain_ipv4(p, n, 1) || shim_len < 0 || (!shim_len && p[9] != PROTO_ESP))
-        Py_RETURN_NONE;
+    if (!plain_ipv4(p, n, 1) || shim_len < 0 || shim_len > n || (!shim_len && p[9] != PROTO_ESP))
+        Py_RETURN_NONE; /* shim_len bounded before any arithmetic on it */
     Py_ssize_t offset = 20 + shim_len, body = offset + ESP_HEAD;
     if (n - body < MIN_BODY)
         Py_RETURN_NONE;

@@ -268,3 +268,28 @@ def test_rfc7634_packet_opens_in_the_core():
                              cipher_key=bytes.fromhex(vector["keymat"]),
                              tunnel_src=wire[12:16], tunnel_dst=wire[16:20])
     assert sa._core.unprotect(wire, 0).hex() == vector["source_packet"]
+
+
+@needs_core
+def test_a_huge_shim_length_is_declined_not_read():
+    """A shim length past the packet (any size) is declined before any arithmetic on it;
+    the reference then says ``truncated`` (review finding: it once read wild memory)."""
+    sa = SecurityAssociation("esp", 9, "transport", cipher="aes-gcm-16", cipher_key=bytes(20))
+    packet = build_ipv4("192.0.2.1", "198.51.100.7", 57, b"")
+    assert sa._core.unprotect(packet, 2**63 - 1) is None
+    assert outcome(sa.unprotect, packet, shim_len=2**63 - 1) == "truncated"
+
+
+@needs_core
+def test_an_exhausted_counter_keeps_the_references_error_order():
+    """A bad packet on an SA whose counter is used up: the reference checks the packet first
+    (``bad_version``), and so must the core's path (review finding)."""
+    build = make_pair("aes-gcm-16", 36, "tunnel", ("203.0.113.1", "203.0.113.2"), False,
+                      "copy", 64)
+    ours, theirs = build(), pure(build)
+    for sa in (ours, theirs):
+        sa.set_sequence(2**32 - 1)
+    assert outcome(ours.protect, b"\x70junk") == outcome(theirs.protect, b"\x70junk") \
+        == "bad_version"
+    good = inner_packets(b"x" * 10, 0)
+    assert outcome(ours.protect, good) == outcome(theirs.protect, good) == "seq_exhausted"

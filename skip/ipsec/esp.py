@@ -30,7 +30,7 @@ from skip import native
 from skip.crypto.ciphers import CipherContext
 from skip.crypto.integrity import MacContext
 from skip.crypto.registry import CipherAlgorithm, get_cipher
-from skip.errors import ParseError, SkipError
+from skip.errors import ParseError, ReplayError, SkipError
 from skip.ipsec.kat import FixedIvForTesting
 from skip.ipsec.layout import check_inner, decapsulate, rebuild_transport, spliced_head
 from skip.ipsec.sa import Rng, SecurityAssociation, Shim, _bad_sa
@@ -123,7 +123,10 @@ class EspSA(SecurityAssociation):
         core = self._core
         if core is not None and not dummy:
             outer, send = self._outer, self._send
-            seq = send.next()
+            try:
+                seq = send.next()
+            except ReplayError:  # exhausted: the Python path checks the packet first
+                return self._protect_python(packet, shim, dummy)
             ident = outer.next_id if outer is not None else 0
             protocol, shim_bytes = shim if shim is not None else (PROTO_ESP, b"")
             wire = core.protect(packet, seq, shim_bytes, protocol, ident)
