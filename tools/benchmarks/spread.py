@@ -48,7 +48,7 @@ STARTED = NOW - 7200
 PAYLOAD = 1400
 HUB_ADDR = "10.0.0.1"
 FIRST_PEER = 0x0B000000  # 11.0.0.0: peer i is at 11.0.0.0 + i
-REPEATS = 3
+REPEATS = 5
 HUB = "hub"
 #: largest byte allowance per Kp (KeyingPolicy's limit): the one-peer runs must not re-key
 MAX_KP_BYTES = 20 * (2**32 - 1)
