@@ -511,9 +511,13 @@ static PyObject *Esp_protect(Esp *self, PyObject *const *args, Py_ssize_t nargs)
     const char *shim = PyBytes_AS_STRING(args[2]);
     Py_ssize_t shim_len = PyBytes_GET_SIZE(args[2]);
     uint64_t seq = PyLong_AsUnsignedLongLong(args[1]);
+    if (seq == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
     long protocol = PyLong_AsLong(args[3]);
+    if (protocol == -1 && PyErr_Occurred())
+        return NULL;
     long ident = PyLong_AsLong(args[4]);
-    if (PyErr_Occurred())
+    if (ident == -1 && PyErr_Occurred())
         return NULL;
     if (protocol < 0 || protocol > 255 || ident < 0 || ident > 0xFFFF) {
         PyErr_SetString(PyExc_ValueError, "protocol is 0..255, ident 0..65535");

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from skip import native
 from skip.daemon.control import request
 from skip.wire.ip import (
     PROTO_DSTOPTS,
@@ -174,6 +175,7 @@ def test_metrics_and_private_control_socket(pair: Pair) -> None:
     assert 'skipd_dropped_packets_total{reason="policy_deny"} 1' in text
     status = json.loads(pair.skipctl("status", "--json").stdout)["result"]
     assert status["interface"] == "skip0" and status["transport"] == "ip/57"
+    assert status["engine"] == native.describe()  # skipd runs the core the suite runs
 
 
 def test_bad_config_refused_at_start_with_one_line(pair: Pair) -> None:

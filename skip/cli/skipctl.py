@@ -28,7 +28,7 @@ from skip.errors import SkipError
 from skip.files import read_bounded
 
 COMMANDS = {
-    "status": "daemon state: interface, MTU, transport, uptime, totals",
+    "status": "daemon state: interface, MTU, transport, engine, uptime, totals",
     "peers": "configured peers: address, profile, algorithms, Kp age, bytes, last packet, skew",
     "counters": "packets dropped per reason code (like skipstat), traffic totals",
     "certs": "certificates in use: ours and each peer's, their names and expiry",

@@ -18,7 +18,10 @@ Each direction is one method: the option-free IPv4 header that nearly every data
 recognised and rewritten inline (:func:`~skip.wire.ip.plain_ipv4`,
 :func:`~skip.wire.ip.respliced_ipv4`); any other header chain falls back to the general walk
 (:func:`~skip.wire.ip.insertion_point`, :meth:`SecurityAssociation._locate_received`).  Why
-one method and not a per-SA fast twin: docs/engine.md, "Performance".
+one method and not a per-SA fast twin in Python: docs/engine.md, "Performance".  The compiled
+core (skip/_native.c) goes first for AEAD SAs and declines, changing nothing, whatever is not
+the common case; these methods are then the reference that answers (docs/engine.md,
+"Compiled core").
 """
 
 from __future__ import annotations
