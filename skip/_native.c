@@ -22,6 +22,10 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <openssl/evp.h>
 
 #define ESP_HEAD 8   /* SPI || sequence number (low half) */
@@ -490,72 +494,47 @@ static int esp_aad(const Esp *self, uint64_t seq, unsigned char *aad)
     return 8;
 }
 
-/*
- * protect(packet, seq, shim, protocol, ident) -> bytes | None
- *
- * ``seq``: the sequence number the SA's counter handed out; ``shim``: bytes between the IP
- * header and ESP (SKIP's header, or b""), ``protocol``: the IP protocol in front of it
- * (57 with a shim, else 50); ``ident``: the outer IPv4 Identification (tunnel over IPv4).
- * None: not the common case, the Python path protects this packet with the same seq.
- */
-static PyObject *Esp_protect(Esp *self, PyObject *const *args, Py_ssize_t nargs)
+/* What protecting p (n bytes) with a shim of shim_len bytes comes to: the wire size, its IP
+ * header's size and the ESP next header into *head_len / *next_header; 0 when it is not the
+ * common case (options, fragments of a header, a wrong length, over 64 KB: the Python path's
+ * check_inner / bad_length). Changes nothing, so a caller may ask before it spends a number. */
+static Py_ssize_t esp_size(const Esp *self, const unsigned char *p, Py_ssize_t n,
+                           Py_ssize_t shim_len, Py_ssize_t *head_len, int *next_header)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "protect(packet, seq, shim, protocol, ident)");
-        return NULL;
-    }
-    if (!PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[2]))
-        Py_RETURN_NONE; /* the Python path takes any bytes-like object */
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
-    const char *shim = PyBytes_AS_STRING(args[2]);
-    Py_ssize_t shim_len = PyBytes_GET_SIZE(args[2]);
-    uint64_t seq = PyLong_AsUnsignedLongLong(args[1]);
-    if (seq == (uint64_t)-1 && PyErr_Occurred())
-        return NULL;
-    long protocol = PyLong_AsLong(args[3]);
-    if (protocol == -1 && PyErr_Occurred())
-        return NULL;
-    long ident = PyLong_AsLong(args[4]);
-    if (ident == -1 && PyErr_Occurred())
-        return NULL;
-    if (protocol < 0 || protocol > 255 || ident < 0 || ident > 0xFFFF) {
-        PyErr_SetString(PyExc_ValueError, "protocol is 0..255, ident 0..65535");
-        return NULL;
-    }
-
-    const unsigned char *body;
-    Py_ssize_t body_len, head_len;
-    int next_header;
+    Py_ssize_t body_len;
     if (self->tunnel) {
         if (n >= 20 && p[0] == 0x45 && (Py_ssize_t)(p[2] << 8 | p[3]) == n)
-            next_header = 4;
+            *next_header = 4;
         else if (n >= 40 && p[0] >> 4 == 6 && (Py_ssize_t)(p[4] << 8 | p[5]) + 40 == n)
-            next_header = 41;
+            *next_header = 41;
         else
-            Py_RETURN_NONE; /* options, fragments of a header, errors: check_inner's */
-        body = p;
+            return 0;
         body_len = n;
-        head_len = self->tunnel == 4 ? 20 : 40;
+        *head_len = self->tunnel == 4 ? 20 : 40;
     } else {
         if (!plain_ipv4(p, n, 0))
-            Py_RETURN_NONE;
-        next_header = p[9];
-        body = p + 20;
+            return 0;
+        *next_header = p[9];
         body_len = n - 20;
-        head_len = 20;
+        *head_len = 20;
     }
     Py_ssize_t pad = (4 - (body_len + 2) % 4) % 4;
-    Py_ssize_t sealed = body_len + pad + 2;
-    Py_ssize_t esp_len = shim_len + ESP_HEAD + IV_SIZE + sealed + TAG_SIZE;
-    Py_ssize_t total = head_len + esp_len;
+    Py_ssize_t total = *head_len + shim_len + ESP_HEAD + IV_SIZE + body_len + pad + 2 + TAG_SIZE;
     if ((self->tunnel == 6 ? total - 40 : total) > 0xFFFF)
-        Py_RETURN_NONE; /* the Python path raises bad_length */
+        return 0;
+    return total;
+}
 
-    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
-    if (out == NULL)
-        return NULL;
-    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+/* Protect p into o (total bytes, as esp_size said, with its head_len and next_header);
+ * -1 when OpenSSL failed (no Python error set). */
+static int esp_seal(Esp *self, const unsigned char *p, Py_ssize_t n, uint64_t seq,
+                    const char *shim, Py_ssize_t shim_len, int protocol, unsigned ident,
+                    unsigned char *o, Py_ssize_t total, Py_ssize_t head_len, int next_header)
+{
+    const unsigned char *body = self->tunnel ? p : p + 20;
+    Py_ssize_t body_len = self->tunnel ? n : n - 20;
+    Py_ssize_t pad = (4 - (body_len + 2) % 4) % 4;
+    Py_ssize_t sealed = body_len + pad + 2;
     if (self->tunnel == 4) {
         unsigned tc = 0, flags = 0;
         if (p[0] >> 4 == 4) {
@@ -569,7 +548,7 @@ static PyObject *Esp_protect(Esp *self, PyObject *const *args, Py_ssize_t nargs)
         o[0] = 0x45;
         o[1] = (unsigned char)tc;
         put16(o + 2, (unsigned)total);
-        put16(o + 4, (unsigned)ident);
+        put16(o + 4, ident);
         put16(o + 6, flags);
         o[8] = (unsigned char)self->ttl;
         o[9] = (unsigned char)protocol;
@@ -612,12 +591,130 @@ static PyObject *Esp_protect(Esp *self, PyObject *const *args, Py_ssize_t nargs)
         || EVP_EncryptUpdate(c, NULL, &len, aad, aad_len) != 1
         || EVP_EncryptUpdate(c, ct, &len, ct, (int)sealed) != 1
         || EVP_EncryptFinal_ex(c, ct + len, &len) != 1
-        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, ct + sealed) != 1) {
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, ct + sealed) != 1)
+        return -1;
+    return 0;
+}
+
+/*
+ * protect(packet, seq, shim, protocol, ident) -> bytes | None
+ *
+ * ``seq``: the sequence number the SA's counter handed out; ``shim``: bytes between the IP
+ * header and ESP (SKIP's header, or b""), ``protocol``: the IP protocol in front of it
+ * (57 with a shim, else 50); ``ident``: the outer IPv4 Identification (tunnel over IPv4).
+ * None: not the common case, the Python path protects this packet with the same seq.
+ */
+static PyObject *Esp_protect(Esp *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "protect(packet, seq, shim, protocol, ident)");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[2]))
+        Py_RETURN_NONE; /* the Python path takes any bytes-like object */
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    const char *shim = PyBytes_AS_STRING(args[2]);
+    Py_ssize_t shim_len = PyBytes_GET_SIZE(args[2]);
+    uint64_t seq = PyLong_AsUnsignedLongLong(args[1]);
+    if (seq == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
+    long protocol = PyLong_AsLong(args[3]);
+    if (protocol == -1 && PyErr_Occurred())
+        return NULL;
+    long ident = PyLong_AsLong(args[4]);
+    if (ident == -1 && PyErr_Occurred())
+        return NULL;
+    if (protocol < 0 || protocol > 255 || ident < 0 || ident > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "protocol is 0..255, ident 0..65535");
+        return NULL;
+    }
+    Py_ssize_t head_len;
+    int next_header;
+    Py_ssize_t total = esp_size(self, p, n, shim_len, &head_len, &next_header);
+    if (total == 0)
+        Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL)
+        return NULL;
+    if (esp_seal(self, p, n, seq, shim, shim_len, (int)protocol, (unsigned)ident,
+                 (unsigned char *)PyBytes_AS_STRING(out), total, head_len, next_header) < 0) {
         Py_DECREF(out);
         PyErr_SetString(PyExc_RuntimeError, "OpenSSL failed to seal");
         return NULL;
     }
     return out;
+}
+
+/* Open p (n bytes, a SKIP shim of shim_len bytes before ESP) into o (room for n bytes): 1 and
+ * the datagram's length in *len and its sequence number in *seq, or 0 when it is anything
+ * but a good common-case packet. The replay window is checked, not advanced: the caller
+ * accepts *seq once it keeps the datagram, so a caller may still decline after this. */
+static int esp_open(Esp *self, const unsigned char *p, Py_ssize_t n, Py_ssize_t shim_len,
+                    unsigned char *o, Py_ssize_t *len_out, uint64_t *seq)
+{
+    if (!plain_ipv4(p, n, 1) || shim_len < 0 || shim_len > n || (!shim_len && p[9] != PROTO_ESP))
+        return 0; /* shim_len bounded before any arithmetic on it */
+    Py_ssize_t offset = 20 + shim_len, body = offset + ESP_HEAD;
+    if (n - body < MIN_BODY)
+        return 0;
+    if (get32(p + offset) != self->spi)
+        return 0;
+    if (window_check(self->window, get32(p + offset + 4), seq, 0) < 0)
+        return 0;
+
+    const unsigned char *iv = p + body, *ct = iv + IV_SIZE;
+    Py_ssize_t ct_len = n - body - IV_SIZE - TAG_SIZE;
+    Py_ssize_t keep = self->tunnel ? 0 : 20; /* bytes of header in front of the payload */
+    unsigned char nonce[12], aad[12];
+    memcpy(nonce, self->nonce_salt, SALT_SIZE);
+    memcpy(nonce + SALT_SIZE, iv, IV_SIZE);
+    int aad_len = esp_aad(self, *seq, aad), len;
+    EVP_CIPHER_CTX *c = self->open;
+    if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, nonce) != 1
+        || EVP_DecryptUpdate(c, NULL, &len, aad, aad_len) != 1
+        || EVP_DecryptUpdate(c, o + keep, &len, ct, (int)ct_len) != 1
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE,
+                               (void *)(ct + ct_len)) != 1
+        || EVP_DecryptFinal_ex(c, o + keep + len, &len) != 1)
+        return 0; /* bad tag: the Python path counts and raises bad_icv */
+
+    /* the trailer (split_trailer with the RFC 4303 pattern check) */
+    const unsigned char *pt = o + keep;
+    if (ct_len < 2)
+        return 0;
+    unsigned pad = pt[ct_len - 2], next_header = pt[ct_len - 1];
+    Py_ssize_t end = ct_len - 2 - pad;
+    if (end < 0 || next_header == PROTO_NONE)
+        return 0;
+    for (unsigned i = 0; i < pad; i++)
+        if (pt[end + i] != i + 1)
+            return 0;
+
+    if (self->tunnel) {
+        int ok;
+        unsigned inner_tc;
+        if (next_header == 4 || next_header == 0) {
+            ok = end >= 20 && pt[0] == 0x45 && (Py_ssize_t)(pt[2] << 8 | pt[3]) == end;
+            inner_tc = ok ? pt[1] : 0;
+        } else if (next_header == 41) {
+            ok = end >= 40 && pt[0] >> 4 == 6 && (Py_ssize_t)(pt[4] << 8 | pt[5]) + 40 == end;
+            inner_tc = ok ? ((pt[0] & 0x0F) << 4 | pt[1] >> 4) : 0;
+        } else {
+            ok = 0;
+            inner_tc = 0;
+        }
+        /* outer CE over an ECN-capable inner header: decapsulate marks it, in Python */
+        if (!ok || ((p[1] & 3) == 3 && (inner_tc & 3) != 0 && (inner_tc & 3) != 3))
+            return 0;
+    } else {
+        memcpy(o, p, 20);
+        put16(o + 2, (unsigned)(20 + end));
+        o[9] = (unsigned char)next_header;
+        ipv4_finish(o);
+    }
+    *len_out = keep + end;
+    return 1;
 }
 
 /*
@@ -640,81 +737,19 @@ static PyObject *Esp_unprotect(Esp *self, PyObject *const *args, Py_ssize_t narg
     Py_ssize_t shim_len = PyLong_AsSsize_t(args[1]);
     if (shim_len == -1 && PyErr_Occurred())
         return NULL;
-    if (!plain_ipv4(p, n, 1) || shim_len < 0 || shim_len > n || (!shim_len && p[9] != PROTO_ESP))
-        Py_RETURN_NONE; /* shim_len bounded before any arithmetic on it */
-    Py_ssize_t offset = 20 + shim_len, body = offset + ESP_HEAD;
-    if (n - body < MIN_BODY)
-        Py_RETURN_NONE;
-    if (get32(p + offset) != self->spi)
-        Py_RETURN_NONE;
-    Window *w = self->window;
-    uint64_t seq;
-    if (window_check(w, get32(p + offset + 4), &seq, 0) < 0)
-        Py_RETURN_NONE;
-
-    const unsigned char *iv = p + body, *ct = iv + IV_SIZE;
-    Py_ssize_t ct_len = n - body - IV_SIZE - TAG_SIZE;
-    Py_ssize_t keep = self->tunnel ? 0 : 20; /* bytes of header in front of the payload */
-    PyObject *out = PyBytes_FromStringAndSize(NULL, keep + ct_len);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
     if (out == NULL)
         return NULL;
-    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
-    unsigned char nonce[12], aad[12];
-    memcpy(nonce, self->nonce_salt, SALT_SIZE);
-    memcpy(nonce + SALT_SIZE, iv, IV_SIZE);
-    int aad_len = esp_aad(self, seq, aad), len;
-    EVP_CIPHER_CTX *c = self->open;
-    if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, nonce) != 1
-        || EVP_DecryptUpdate(c, NULL, &len, aad, aad_len) != 1
-        || EVP_DecryptUpdate(c, o + keep, &len, ct, (int)ct_len) != 1
-        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE,
-                               (void *)(ct + ct_len)) != 1
-        || EVP_DecryptFinal_ex(c, o + keep + len, &len) != 1)
-        goto decline; /* bad tag: the Python path counts and raises bad_icv */
-
-    /* the trailer (split_trailer with the RFC 4303 pattern check) */
-    const unsigned char *pt = o + keep;
-    if (ct_len < 2)
-        goto decline;
-    unsigned pad = pt[ct_len - 2], next_header = pt[ct_len - 1];
-    Py_ssize_t end = ct_len - 2 - pad;
-    if (end < 0 || next_header == PROTO_NONE)
-        goto decline;
-    for (unsigned i = 0; i < pad; i++)
-        if (pt[end + i] != i + 1)
-            goto decline;
-
-    if (self->tunnel) {
-        int ok;
-        unsigned inner_tc;
-        if (next_header == 4 || next_header == 0) {
-            ok = end >= 20 && pt[0] == 0x45 && (Py_ssize_t)(pt[2] << 8 | pt[3]) == end;
-            inner_tc = ok ? pt[1] : 0;
-        } else if (next_header == 41) {
-            ok = end >= 40 && pt[0] >> 4 == 6 && (Py_ssize_t)(pt[4] << 8 | pt[5]) + 40 == end;
-            inner_tc = ok ? ((pt[0] & 0x0F) << 4 | pt[1] >> 4) : 0;
-        } else {
-            ok = 0;
-            inner_tc = 0;
-        }
-        /* outer CE over an ECN-capable inner header: decapsulate marks it, in Python */
-        if (!ok || ((p[1] & 3) == 3 && (inner_tc & 3) != 0 && (inner_tc & 3) != 3))
-            goto decline;
-    } else {
-        memcpy(o, p, 20);
-        put16(o + 2, (unsigned)(20 + end));
-        o[9] = (unsigned char)next_header;
-        ipv4_finish(o);
+    Py_ssize_t len;
+    uint64_t seq;
+    if (!esp_open(self, p, n, shim_len, (unsigned char *)PyBytes_AS_STRING(out), &len, &seq)
+        || window_accept(self->window, seq, 0) < 0) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
     }
-    if (window_accept(w, seq, 0) < 0)
-        goto decline;
-    if (_PyBytes_Resize(&out, keep + end) < 0)
+    if (_PyBytes_Resize(&out, len) < 0)
         return NULL;
     return out;
-
-decline:
-    Py_DECREF(out);
-    Py_RETURN_NONE;
 }
 
 static PyMethodDef Esp_methods[] = {
@@ -735,12 +770,572 @@ static PyTypeObject EspType = {
     .tp_methods = Esp_methods,
 };
 
+/* ------------------------------------------------------------------------------------------
+ * pump_out: skipd's steady send loop (skip/daemon/runtime.py's _on_tun over the routes of
+ * skip/daemon/fastpath.py), TUN read to raw-socket send with no interpreter in between.
+ *
+ * It keeps no state of its own: it reads and writes the same Python objects the Python loop
+ * does (the route, the pair's current Kp, the SA's counters and sequence counter, the peer's
+ * statistics), and it declines a packet (hands it back, nothing changed) at the first thing
+ * that is not the steady state: no route, no lane, no live Kp, the key-management port, an
+ * IPv6 outer header, a path limit not known yet or exceeded, an exhausted counter, anything
+ * the ESP common case declines. The Python loop then takes that packet the way it takes
+ * every packet without the pump, so what a packet costs, counts and logs there is unchanged.
+ */
+
+static PyObject *s_lane, *s_expires, *s_used, *s_bytes_out, *s_packets_out, *s_max_bytes,
+    *s_state, *s_sent, *s_tx_ok, *s_next_id, *s_next, *s_give_back, *s_stats, *s_last_packet,
+    *s_protected_out;
+static unsigned char pump_read[65536], pump_wire[65536 + 256];
+
+static int add_to(PyObject *obj, PyObject *name, long long delta)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    long long x = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *sum = PyLong_FromLongLong(x + delta);
+    if (sum == NULL)
+        return -1;
+    int r = PyObject_SetAttr(obj, name, sum);
+    Py_DECREF(sum);
+    return r;
+}
+
+static int is_routed_v6(int protocol)
+{
+    /* fastpath.py's _IPV6_ROUTED: no extension header (the general path walks those) */
+    return protocol == 6 || protocol == 17 || protocol == 58 || protocol == 4 || protocol == 41
+           || protocol == 59;
+}
+
+/* One packet pump_out read into pump_read: 1 sent, 0 declined (nothing changed), -1 a Python
+ * error, 2 the send failed (*failure: (packet, wire, route, errno)). */
+static int pump_one(Py_ssize_t n, int sock_fd, PyObject *sends, PyObject *limits,
+                    long kmp_port, PyObject *traffic, double now, PyObject *now_obj,
+                    PyObject **failure)
+{
+    const unsigned char *p = pump_read;
+    Py_ssize_t key_at, key_len, ports;
+    int protocol;
+    if (n >= 20 && p[0] == 0x45) {
+        key_at = 16, key_len = 4, ports = 20, protocol = p[9];
+    } else if (n >= 40 && p[0] >> 4 == 6) {
+        key_at = 24, key_len = 16, ports = 40, protocol = p[6];
+        if (!is_routed_v6(protocol))
+            return 0;
+    } else {
+        return 0;
+    }
+    if (protocol == 17) {
+        if (n < ports + 4)
+            return 0;
+        long sport = p[ports] << 8 | p[ports + 1], dport = p[ports + 2] << 8 | p[ports + 3];
+        if (sport == kmp_port || dport == kmp_port)
+            return 0; /* key management goes in cleartext: the general path says so */
+    }
+    int result = -1;
+    PyObject *key = NULL, *lane = NULL, *expires = NULL, *used = NULL, *bytes_out = NULL,
+             *max_bytes = NULL, *kp_lane = NULL, *lkey = NULL, *seq_obj = NULL, *id_obj = NULL,
+             *state = NULL, *stats = NULL;
+    key = PyBytes_FromStringAndSize((const char *)p + key_at, key_len);
+    if (key == NULL)
+        goto out;
+    PyObject *route = PyDict_GetItemWithError(sends, key); /* borrowed */
+    if (route == NULL) {
+        result = PyErr_Occurred() ? -1 : 0;
+        goto out;
+    }
+    if ((lane = PyObject_GetAttr(route, s_lane)) == NULL)
+        goto out;
+    if (lane == Py_None) {
+        result = 0;
+        goto out;
+    }
+    if (!PyTuple_Check(lane) || PyTuple_GET_SIZE(lane) != 3) {
+        PyErr_SetString(PyExc_TypeError, "a route's lane is (txs, pair, endpoint)");
+        goto out;
+    }
+    PyObject *txs = PyTuple_GET_ITEM(lane, 0), *pair = PyTuple_GET_ITEM(lane, 1),
+             *endpoint = PyTuple_GET_ITEM(lane, 2);
+    if (!PyDict_Check(txs)) {
+        PyErr_SetString(PyExc_TypeError, "a lane's txs is a dict");
+        goto out;
+    }
+    PyObject *tx = PyDict_GetItemWithError(txs, pair); /* borrowed */
+    if (tx == NULL) {
+        result = PyErr_Occurred() ? -1 : 0;
+        goto out;
+    }
+    /* the steady sender's test: now < tx.expires and tx.used.bytes_out < tx.max_bytes */
+    if ((expires = PyObject_GetAttr(tx, s_expires)) == NULL)
+        goto out;
+    double until = PyFloat_AsDouble(expires);
+    if (until == -1.0 && PyErr_Occurred())
+        goto out;
+    if (!(now < until)) {
+        result = 0;
+        goto out;
+    }
+    if ((used = PyObject_GetAttr(tx, s_used)) == NULL
+        || (bytes_out = PyObject_GetAttr(used, s_bytes_out)) == NULL
+        || (max_bytes = PyObject_GetAttr(tx, s_max_bytes)) == NULL)
+        goto out;
+    int live = PyObject_RichCompareBool(bytes_out, max_bytes, Py_LT);
+    if (live <= 0) {
+        result = live;
+        goto out;
+    }
+    if ((kp_lane = PyObject_GetAttr(tx, s_lane)) == NULL)
+        goto out;
+    if (kp_lane == Py_None) {
+        result = 0;
+        goto out;
+    }
+    if (!PyTuple_Check(kp_lane) || PyTuple_GET_SIZE(kp_lane) != 5
+        || !PyObject_TypeCheck(PyTuple_GET_ITEM(kp_lane, 0), &EspType)
+        || !PyBytes_CheckExact(PyTuple_GET_ITEM(kp_lane, 3))) {
+        PyErr_SetString(PyExc_TypeError, "a Kp's lane is (AeadEsp, counter, outer, shim, "
+                        "protocol)");
+        goto out;
+    }
+    Esp *core = (Esp *)PyTuple_GET_ITEM(kp_lane, 0);
+    PyObject *counter = PyTuple_GET_ITEM(kp_lane, 1), *outer = PyTuple_GET_ITEM(kp_lane, 2);
+    PyObject *shim = PyTuple_GET_ITEM(kp_lane, 3);
+    long shim_protocol = PyLong_AsLong(PyTuple_GET_ITEM(kp_lane, 4));
+    if (shim_protocol == -1 && PyErr_Occurred())
+        goto out;
+    if (core->tunnel == 6 || (!core->tunnel && key_len != 4)) {
+        result = 0; /* an IPv6 outer header: the raw IPv6 socket is the Python path's */
+        goto out;
+    }
+    Py_ssize_t head_len;
+    int next_header;
+    Py_ssize_t shim_len = PyBytes_GET_SIZE(shim);
+    Py_ssize_t total = esp_size(core, p, n, shim_len, &head_len, &next_header);
+    if (total == 0) {
+        result = 0;
+        goto out;
+    }
+    const unsigned char *dst = core->tunnel ? core->dst : p + 16;
+    if ((lkey = PyBytes_FromStringAndSize((const char *)dst, 4)) == NULL)
+        goto out;
+    PyObject *limit_obj = PyDict_GetItemWithError(limits, lkey); /* borrowed */
+    if (limit_obj == NULL) {
+        result = PyErr_Occurred() ? -1 : 0; /* not learned yet: the Python path learns it */
+        goto out;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(limit_obj);
+    if (limit == -1 && PyErr_Occurred())
+        goto out;
+    if (total > limit) {
+        result = 0; /* too big: the Python path answers with ICMP */
+        goto out;
+    }
+    if ((seq_obj = PyObject_CallMethodNoArgs(counter, s_next)) == NULL) {
+        if (PyErr_ExceptionMatches(ReplayError)) { /* exhausted: the Python path checks */
+            PyErr_Clear();
+            result = 0;
+        }
+        goto out;
+    }
+    uint64_t seq = PyLong_AsUnsignedLongLong(seq_obj);
+    if (seq == (uint64_t)-1 && PyErr_Occurred())
+        goto out;
+    long ident = 0;
+    if (outer != Py_None) {
+        if ((id_obj = PyObject_GetAttr(outer, s_next_id)) == NULL)
+            goto out;
+        ident = PyLong_AsLong(id_obj);
+        if (ident == -1 && PyErr_Occurred())
+            goto out;
+        ident &= 0xFFFF;
+    }
+    if (esp_seal(core, p, n, seq, PyBytes_AS_STRING(shim), shim_len, (int)shim_protocol,
+                 (unsigned)ident, pump_wire, total, head_len, next_header) < 0) {
+        PyObject *r = PyObject_CallMethodOneArg(counter, s_give_back, seq_obj);
+        if (r == NULL)
+            goto out;
+        Py_DECREF(r);
+        result = 0; /* the Python path's cryptography tries, and says what failed */
+        goto out;
+    }
+    /* sealed: from here on the packet is protected, as EspSA._protect and the steady sender
+     * record it, whether or not the kernel takes it */
+    if (outer != Py_None && core->tunnel == 4) {
+        PyObject *next = PyLong_FromLong((ident + 1) & 0xFFFF);
+        if (next == NULL)
+            goto out;
+        int r = PyObject_SetAttr(outer, s_next_id, next);
+        Py_DECREF(next);
+        if (r < 0)
+            goto out;
+    }
+    if (add_to(used, s_packets_out, 1) < 0 || add_to(used, s_bytes_out, n) < 0
+        || (state = PyObject_GetAttr(tx, s_state)) == NULL
+        || PyObject_SetAttr(state, s_sent, now_obj) < 0 || add_to(endpoint, s_tx_ok, 1) < 0)
+        goto out;
+    struct sockaddr_in to = {.sin_family = AF_INET};
+    memcpy(&to.sin_addr, dst, 4);
+    if (sendto(sock_fd, pump_wire, (size_t)total, 0, (struct sockaddr *)&to, sizeof to) < 0) {
+        int err = errno;
+        *failure = Py_BuildValue("(y#y#Oi)", (const char *)p, n, (const char *)pump_wire,
+                                 total, route, err);
+        result = *failure == NULL ? -1 : 2;
+        goto out;
+    }
+    if ((stats = PyObject_GetAttr(route, s_stats)) == NULL || add_to(stats, s_packets_out, 1) < 0
+        || add_to(stats, s_bytes_out, n) < 0 || PyObject_SetAttr(stats, s_last_packet, now_obj) < 0)
+        goto out;
+    PyObject *count = PyDict_GetItemWithError(traffic, s_protected_out); /* borrowed */
+    long long so_far = 0;
+    if (count == NULL && PyErr_Occurred())
+        goto out;
+    if (count != NULL && (so_far = PyLong_AsLongLong(count)) == -1 && PyErr_Occurred())
+        goto out;
+    PyObject *more = PyLong_FromLongLong(so_far + 1);
+    if (more == NULL)
+        goto out;
+    int r = PyDict_SetItem(traffic, s_protected_out, more);
+    Py_DECREF(more);
+    result = r < 0 ? -1 : 1;
+out:
+    Py_XDECREF(key);
+    Py_XDECREF(lane);
+    Py_XDECREF(expires);
+    Py_XDECREF(used);
+    Py_XDECREF(bytes_out);
+    Py_XDECREF(max_bytes);
+    Py_XDECREF(kp_lane);
+    Py_XDECREF(lkey);
+    Py_XDECREF(seq_obj);
+    Py_XDECREF(id_obj);
+    Py_XDECREF(state);
+    Py_XDECREF(stats);
+    return result;
+}
+
+/*
+ * pump_out(tun_fd, sock_fd, sends, limits, kmp_port, traffic, now, budget)
+ *     -> (read, leftover)
+ *
+ * Reads up to ``budget`` datagrams from the TUN device and sends each one the steady state
+ * covers. ``read``: how many it took from the device. ``leftover``: None (the device is
+ * empty, or the budget is spent), a datagram it declined (bytes: the caller's per-packet
+ * path takes it, then calls again), or (datagram, wire, route, errno) when the socket
+ * refused a protected datagram (the caller counts it as its own send failure). A read error
+ * other than EAGAIN raises OSError.
+ */
+static PyObject *pump_out(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8 || !PyDict_Check(args[2]) || !PyDict_Check(args[3])
+        || !PyDict_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "pump_out(tun_fd, sock_fd, sends: dict, limits: dict, "
+                        "kmp_port, traffic: dict, now, budget)");
+        return NULL;
+    }
+    int tun_fd = (int)PyLong_AsLong(args[0]), sock_fd = (int)PyLong_AsLong(args[1]);
+    long kmp_port = PyLong_AsLong(args[4]);
+    double now = PyFloat_AsDouble(args[6]);
+    Py_ssize_t budget = PyLong_AsSsize_t(args[7]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_ssize_t taken = 0;
+    while (taken < budget) {
+        Py_ssize_t n = read(tun_fd, pump_read, sizeof pump_read);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        taken++;
+        PyObject *failure = NULL;
+        int r = pump_one(n, sock_fd, args[2], args[3], kmp_port, args[5], now, args[6],
+                         &failure);
+        if (r < 0)
+            return NULL;
+        if (r == 2)
+            return Py_BuildValue("(nN)", taken, failure);
+        if (r == 0)
+            return Py_BuildValue("(ny#)", taken, (const char *)pump_read, n);
+    }
+    return Py_BuildValue("(nO)", taken, Py_None);
+}
+
+/*
+ * pump_in: skipd's steady receive loop (runtime.py's _on_wire over endpoint.unprotect's
+ * inline half and the receive routes of fastpath.py), raw-socket read to TUN write.
+ *
+ * The same contract as pump_out: no state of its own, and a datagram is declined before
+ * the replay window moves if anything about it is not the steady state (not IPv4 without
+ * options carrying SKIP, a header layout or Kp not cached, n out of +-1, a Kp that wants
+ * more than the inline half does (PFS to confirm, a nomadic peer), an inner datagram that
+ * might be SKIP ICMP or GIK, or whose source has no route for this peer). Declined ones
+ * are opened once more by the Python path, which then says what they are.
+ */
+
+static PyObject *s_accept_from, *s_accept_until, *s_ephemeral, *s_confirmed, *s_nomadic,
+    *s_received, *s_last, *s_rx_ok, *s_peer, *s_version, *s_packets_in, *s_bytes_in,
+    *s_protected_in;
+static unsigned char pump_open[65536];
+
+static int double_attr(PyObject *obj, PyObject *name, double *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* 1 delivered, 0 declined (nothing changed), -1 a Python error, 2 the TUN device refused
+ * the datagram (all else done: the caller counts the loss). */
+static int pump_in_one(Py_ssize_t n, int tun_fd, PyObject *rxs, PyObject *layouts,
+                       PyObject *endpoint, PyObject *receives, int gik, int groups,
+                       PyObject *traffic, double now, PyObject *now_obj)
+{
+    const unsigned char *p = pump_read;
+    if (n < 32 || p[0] != 0x45 || p[9] != 57)
+        return 0;
+    if (groups && (p[16] & 0xF0) == 0xE0)
+        return 0; /* multicast: the groups' own keys */
+    uint32_t word0 = get32(p + 20), word2 = get32(p + 28);
+    if (word0 & 0x0FFFFF00)
+        return 0; /* NSIDs or reserved bits: rx_key's */
+    int result = -1;
+    PyObject *words = NULL, *key = NULL, *lane = NULL, *eph = NULL, *confirmed = NULL,
+             *state = NULL, *nomadic = NULL, *rkey = NULL, *peer = NULL, *version = NULL,
+             *rpeer = NULL, *rversion = NULL, *stats = NULL;
+    if ((words = Py_BuildValue("(kk)", (unsigned long)word0, (unsigned long)word2)) == NULL)
+        goto out;
+    PyObject *length_obj = PyDict_GetItemWithError(layouts, words); /* borrowed */
+    if (length_obj == NULL) {
+        result = PyErr_Occurred() ? -1 : 0;
+        goto out;
+    }
+    Py_ssize_t length = PyLong_AsSsize_t(length_obj);
+    if (length == -1 && PyErr_Occurred())
+        goto out;
+    if (length < 12 || n < 20 + length) {
+        result = 0;
+        goto out;
+    }
+    if ((key = PyBytes_FromStringAndSize((const char *)p + 12, 8 + length)) == NULL)
+        goto out;
+    PyObject *rx = PyDict_GetItemWithError(rxs, key); /* borrowed */
+    if (rx == NULL) {
+        result = PyErr_Occurred() ? -1 : 0;
+        goto out;
+    }
+    double from, until;
+    if (double_attr(rx, s_accept_from, &from) < 0 || double_attr(rx, s_accept_until, &until) < 0)
+        goto out;
+    if (!(from <= now && now < until)) {
+        result = 0;
+        goto out;
+    }
+    if ((lane = PyObject_GetAttr(rx, s_lane)) == NULL)
+        goto out;
+    if (lane == Py_None) {
+        result = 0;
+        goto out;
+    }
+    if (!PyTuple_Check(lane) || PyTuple_GET_SIZE(lane) != 2
+        || !PyObject_TypeCheck(PyTuple_GET_ITEM(lane, 0), &EspType)) {
+        PyErr_SetString(PyExc_TypeError, "a Kp's open lane is (AeadEsp, counters)");
+        goto out;
+    }
+    Esp *core = (Esp *)PyTuple_GET_ITEM(lane, 0);
+    PyObject *counters = PyTuple_GET_ITEM(lane, 1);
+    if ((eph = PyObject_GetAttr(rx, s_ephemeral)) == NULL)
+        goto out;
+    if (eph != Py_None) {
+        if ((confirmed = PyObject_GetAttr(eph, s_confirmed)) == NULL)
+            goto out;
+        int yes = PyObject_IsTrue(confirmed);
+        if (yes <= 0) {
+            result = yes; /* a PFS key to confirm: endpoint.unprotect's */
+            goto out;
+        }
+    }
+    if ((state = PyObject_GetAttr(rx, s_state)) == NULL
+        || (nomadic = PyObject_GetAttr(state, s_nomadic)) == NULL)
+        goto out;
+    int roams = PyObject_IsTrue(nomadic);
+    if (roams != 0) {
+        result = roams < 0 ? -1 : 0; /* a nomadic peer's address moves: the Python path's */
+        goto out;
+    }
+    Py_ssize_t len;
+    uint64_t seq;
+    if (!esp_open(core, p, n, length, pump_open, &len, &seq)) {
+        result = 0;
+        goto out;
+    }
+    const unsigned char *q = pump_open;
+    Py_ssize_t src_at, src_len;
+    int protocol;
+    if (len >= 20 && q[0] == 0x45) {
+        protocol = q[9];
+        if (protocol == 1 && (len < 21 || q[20] == 39)) {
+            result = 0; /* SKIP ICMP (type 39): the advisor's */
+            goto out;
+        }
+        src_at = 12, src_len = 4;
+    } else if (len >= 40 && q[0] >> 4 == 6) {
+        protocol = q[6];
+        if (protocol != 6 && protocol != 17) {
+            result = 0; /* ICMPv6 or an extension header: locate_upper's walk */
+            goto out;
+        }
+        src_at = 8, src_len = 16;
+    } else {
+        result = 0;
+        goto out;
+    }
+    if (gik && protocol != 6 && protocol != 1 && protocol != 58) {
+        result = 0; /* with groups, UDP may be a GIK message to us */
+        goto out;
+    }
+    if ((rkey = PyBytes_FromStringAndSize((const char *)q + src_at, src_len)) == NULL)
+        goto out;
+    PyObject *route = PyDict_GetItemWithError(receives, rkey); /* borrowed */
+    if (route == NULL) {
+        result = PyErr_Occurred() ? -1 : 0;
+        goto out;
+    }
+    if ((peer = PyObject_GetAttr(rx, s_peer)) == NULL
+        || (rpeer = PyObject_GetAttr(route, s_peer)) == NULL
+        || (version = PyObject_GetAttr(rx, s_version)) == NULL
+        || (rversion = PyObject_GetAttr(route, s_version)) == NULL)
+        goto out;
+    int same = PyObject_RichCompareBool(peer, rpeer, Py_EQ);
+    if (same > 0)
+        same = PyObject_RichCompareBool(version, rversion, Py_EQ);
+    if (same <= 0) {
+        result = same; /* another peer's source: policy asks */
+        goto out;
+    }
+    /* kept: from here on, what endpoint.unprotect and deliver do with it */
+    if (window_accept(core->window, seq, 0) < 0) {
+        result = 0;
+        goto out;
+    }
+    if (add_to(counters, s_packets_in, 1) < 0 || add_to(counters, s_bytes_in, len) < 0
+        || PyObject_SetAttr(state, s_received, now_obj) < 0
+        || PyObject_SetAttr(state, s_last, rx) < 0 || add_to(endpoint, s_rx_ok, 1) < 0)
+        goto out;
+    if (write(tun_fd, q, (size_t)len) < 0) {
+        result = 2;
+        goto out;
+    }
+    if ((stats = PyObject_GetAttr(route, s_stats)) == NULL || add_to(stats, s_packets_in, 1) < 0
+        || add_to(stats, s_bytes_in, len) < 0
+        || PyObject_SetAttr(stats, s_last_packet, now_obj) < 0)
+        goto out;
+    PyObject *count = PyDict_GetItemWithError(traffic, s_protected_in); /* borrowed */
+    long long so_far = 0;
+    if (count == NULL && PyErr_Occurred())
+        goto out;
+    if (count != NULL && (so_far = PyLong_AsLongLong(count)) == -1 && PyErr_Occurred())
+        goto out;
+    PyObject *more = PyLong_FromLongLong(so_far + 1);
+    if (more == NULL)
+        goto out;
+    int r = PyDict_SetItem(traffic, s_protected_in, more);
+    Py_DECREF(more);
+    result = r < 0 ? -1 : 1;
+out:
+    Py_XDECREF(words);
+    Py_XDECREF(key);
+    Py_XDECREF(lane);
+    Py_XDECREF(eph);
+    Py_XDECREF(confirmed);
+    Py_XDECREF(state);
+    Py_XDECREF(nomadic);
+    Py_XDECREF(rkey);
+    Py_XDECREF(peer);
+    Py_XDECREF(version);
+    Py_XDECREF(rpeer);
+    Py_XDECREF(rversion);
+    Py_XDECREF(stats);
+    return result;
+}
+
+/*
+ * pump_in(sock_fd, tun_fd, lane, receives, gik, groups, traffic, now, budget)
+ *     -> (read, leftover)
+ *
+ * ``lane``: the engine's receive_lane (receive cache, header layouts, endpoint). Reads up
+ * to ``budget`` datagrams from the raw IPv4 socket and delivers each one the steady state
+ * covers to the TUN device. ``leftover``: None (the socket is empty or the budget spent), a
+ * datagram it declined (bytes: the caller's inbound takes it, then calls again), or True
+ * when the TUN device refused a delivered datagram (the caller counts the loss). A receive
+ * error other than EAGAIN raises OSError.
+ */
+static PyObject *pump_in(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 3
+        || !PyDict_Check(PyTuple_GET_ITEM(args[2], 0))
+        || !PyDict_Check(PyTuple_GET_ITEM(args[2], 1)) || !PyDict_Check(args[3])
+        || !PyDict_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "pump_in(sock_fd, tun_fd, (rxs, layouts, endpoint), "
+                        "receives: dict, gik, groups, traffic: dict, now, budget)");
+        return NULL;
+    }
+    int sock_fd = (int)PyLong_AsLong(args[0]), tun_fd = (int)PyLong_AsLong(args[1]);
+    int gik = PyObject_IsTrue(args[4]), groups = PyObject_IsTrue(args[5]);
+    double now = PyFloat_AsDouble(args[7]);
+    Py_ssize_t budget = PyLong_AsSsize_t(args[8]);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *lane = args[2];
+    Py_ssize_t taken = 0;
+    while (taken < budget) {
+        Py_ssize_t n = recv(sock_fd, pump_read, sizeof pump_read, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        taken++;
+        int r = pump_in_one(n, tun_fd, PyTuple_GET_ITEM(lane, 0), PyTuple_GET_ITEM(lane, 1),
+                            PyTuple_GET_ITEM(lane, 2), args[3], gik, groups, args[6], now,
+                            args[7]);
+        if (r < 0)
+            return NULL;
+        if (r == 2)
+            return Py_BuildValue("(nO)", taken, Py_True);
+        if (r == 0)
+            return Py_BuildValue("(ny#)", taken, (const char *)pump_read, n);
+    }
+    return Py_BuildValue("(nO)", taken, Py_None);
+}
+
+static PyMethodDef module_methods[] = {
+    {"pump_out", (PyCFunction)(void (*)(void))pump_out, METH_FASTCALL,
+     "pump_out(tun_fd, sock_fd, sends, limits, kmp_port, traffic, now, budget) -> "
+     "(read, leftover): skipd's steady send loop"},
+    {"pump_in", (PyCFunction)(void (*)(void))pump_in, METH_FASTCALL,
+     "pump_in(sock_fd, tun_fd, lane, receives, gik, groups, traffic, now, budget) -> "
+     "(read, leftover): skipd's steady receive loop"},
+    {NULL}};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "skip._native",
     .m_doc = "The compiled steady state of skip's ESP engine; skip/ipsec/esp.py is the "
              "reference.",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC PyInit__native(void)
@@ -753,6 +1348,62 @@ PyMODINIT_FUNC PyInit__native(void)
     if (ReplayError == NULL)
         return NULL;
     if (PyType_Ready(&WindowType) < 0 || PyType_Ready(&EspType) < 0)
+        return NULL;
+    if ((s_lane = PyUnicode_InternFromString("lane")) == NULL)
+        return NULL;
+    if ((s_expires = PyUnicode_InternFromString("expires")) == NULL)
+        return NULL;
+    if ((s_used = PyUnicode_InternFromString("used")) == NULL)
+        return NULL;
+    if ((s_bytes_out = PyUnicode_InternFromString("bytes_out")) == NULL)
+        return NULL;
+    if ((s_packets_out = PyUnicode_InternFromString("packets_out")) == NULL)
+        return NULL;
+    if ((s_max_bytes = PyUnicode_InternFromString("max_bytes")) == NULL)
+        return NULL;
+    if ((s_state = PyUnicode_InternFromString("state")) == NULL)
+        return NULL;
+    if ((s_sent = PyUnicode_InternFromString("sent")) == NULL)
+        return NULL;
+    if ((s_tx_ok = PyUnicode_InternFromString("_tx_ok")) == NULL)
+        return NULL;
+    if ((s_next_id = PyUnicode_InternFromString("next_id")) == NULL)
+        return NULL;
+    if ((s_next = PyUnicode_InternFromString("next")) == NULL)
+        return NULL;
+    if ((s_give_back = PyUnicode_InternFromString("give_back")) == NULL)
+        return NULL;
+    if ((s_stats = PyUnicode_InternFromString("stats")) == NULL)
+        return NULL;
+    if ((s_last_packet = PyUnicode_InternFromString("last_packet")) == NULL)
+        return NULL;
+    if ((s_protected_out = PyUnicode_InternFromString("protected_out")) == NULL)
+        return NULL;
+    if ((s_accept_from = PyUnicode_InternFromString("accept_from")) == NULL)
+        return NULL;
+    if ((s_accept_until = PyUnicode_InternFromString("accept_until")) == NULL)
+        return NULL;
+    if ((s_ephemeral = PyUnicode_InternFromString("ephemeral")) == NULL)
+        return NULL;
+    if ((s_confirmed = PyUnicode_InternFromString("confirmed")) == NULL)
+        return NULL;
+    if ((s_nomadic = PyUnicode_InternFromString("nomadic")) == NULL)
+        return NULL;
+    if ((s_received = PyUnicode_InternFromString("received")) == NULL)
+        return NULL;
+    if ((s_last = PyUnicode_InternFromString("last")) == NULL)
+        return NULL;
+    if ((s_rx_ok = PyUnicode_InternFromString("_rx_ok")) == NULL)
+        return NULL;
+    if ((s_peer = PyUnicode_InternFromString("peer")) == NULL)
+        return NULL;
+    if ((s_version = PyUnicode_InternFromString("version")) == NULL)
+        return NULL;
+    if ((s_packets_in = PyUnicode_InternFromString("packets_in")) == NULL)
+        return NULL;
+    if ((s_bytes_in = PyUnicode_InternFromString("bytes_in")) == NULL)
+        return NULL;
+    if ((s_protected_in = PyUnicode_InternFromString("protected_in")) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

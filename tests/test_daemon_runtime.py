@@ -82,6 +82,12 @@ class DoubleEngine:
     def precompute(self, count: int) -> int:
         return 0
 
+    def steady_lane(self, rule: PeerPolicy) -> Any:
+        return None
+
+    def receive_lane(self) -> Any:
+        return None
+
     def steady_sender(self, rule: PeerPolicy) -> Any:
         """Like the real engine's: protect's steady state (here the same marking), counted
         apart so tests can tell which path a packet took."""

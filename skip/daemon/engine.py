@@ -78,6 +78,15 @@ class KeyingEngine(Protocol):
         caller hands the datagram to :meth:`protect`, which counts). None: no such sender
         for the rule (it has no peer yet)."""
 
+    def steady_lane(self, rule: PeerPolicy) -> object | None:
+        """:meth:`steady_sender` for skipd's compiled send loop (``skip._native.pump_out``):
+        an opaque value the loop understands, or None (no peer yet, or an engine the loop
+        does not know: every packet then takes the steady sender or :meth:`protect`)."""
+
+    def receive_lane(self) -> object | None:
+        """:meth:`unprotect`'s steady state for skipd's compiled receive loop
+        (``skip._native.pump_in``): opaque, or None (every datagram takes :meth:`unprotect`)."""
+
     def unprotect(self, datagram: bytes, now: float) -> Inbound | None:
         """None when the engine kept the packet (queued for a certificate, or consumed as
         algorithm-discovery advice). Raises SkipError (ParseError, IntegrityError,

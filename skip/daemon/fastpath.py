@@ -58,6 +58,7 @@ class SendRoute:
     rule: PeerPolicy
     stats: PeerStats
     protect: Protect
+    lane: object | None  # the engine's steady_lane: what the compiled send loop protects with
 
 
 @dataclass(slots=True, eq=False)
@@ -104,13 +105,13 @@ class Routes:
         return route
 
     def learn_send(self, destination: bytes, rule: PeerPolicy, stats: PeerStats,
-                   protect: Protect | None) -> None:
+                   protect: Protect | None, lane: object | None = None) -> None:
         if protect is None:
             return
         sends = self.sends
         if len(sends) >= ROUTES:
             del sends[next(iter(sends))]
-        sends[destination] = SendRoute(rule, stats, protect)
+        sends[destination] = SendRoute(rule, stats, protect, lane)
 
     def receive_route(self, packet: bytes, peer: str, version: int) -> ReceiveRoute | None:
         """The route for an authenticated inner datagram from ``peer``; None: policy asks."""

@@ -396,6 +396,15 @@ class SkipKeying(KeyingEngine):
             return None
         return self.endpoint.steady_sender(spec.peer.local or LOCAL, rule.name)
 
+    def receive_lane(self) -> object | None:
+        return self.endpoint.receive_lane()
+
+    def steady_lane(self, rule: PeerPolicy) -> object | None:
+        spec = self.specs.get(rule.name)
+        if spec is None:
+            return None
+        return self.endpoint.steady_lane(spec.peer.local or LOCAL, rule.name)
+
     # --- discovery ------------------------------------------------------------------------
 
     def rule_for(self, name: SkipName) -> PeerPolicy | None:

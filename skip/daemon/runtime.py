@@ -50,6 +50,7 @@ from skip.daemon.sockets import (
     ipv6_unavailable,
     path_mtu,
 )
+from skip.daemon.system_errors import from_os_error
 from skip.daemon.tun import TunDevice
 from skip.errors import REASONS, ConfigError, SkipError
 from skip.files import read_bounded
@@ -113,6 +114,9 @@ class Daemon:
         self.tun: TunDevice | None = None
         self.routing: Routing | None = None
         self.sender: RawSender | None = None
+        #: (TUN, raw IPv4 socket) descriptors for the compiled send loop (_pump_tun), or
+        #: None: the Python loop (no compiled core, SKIP over UDP, unit tests' fakes)
+        self.pump_fds: tuple[int, int] | None = None
         self.receivers: list[RawReceiver] = []
         self.udp: UdpTransport | None = None
         self.ipv6 = True  # False: IPv6 was unavailable at start and skipd runs IPv4-only
@@ -169,6 +173,8 @@ class Daemon:
         await self._netlink(self.routing.add_rules, self.ipv6)
         await self._netlink(self._install_routes)
         self.sender = RawSender(cfg.fwmark, ipv6=self.ipv6)
+        if native.core is not None and not cfg.udp_port:
+            self.pump_fds = (self.tun.fileno(), self.sender.v4.fileno())
         loop.add_reader(self.tun.fileno(), self._on_tun)
         if cfg.udp_port:
             self.udp = UdpTransport(cfg.udp_port, cfg.fwmark, ipv6=self.ipv6)
@@ -483,10 +489,14 @@ class Daemon:
     def _on_tun(self) -> None:
         """A batch from the TUN device. A datagram with a route (skip/daemon/fastpath.py)
         is protected here under its current Kp; any other, or one whose route has no Kp
-        now, or one the steady sender refuses, takes :meth:`outbound` (which says why)."""
+        now, or one the steady sender refuses, takes :meth:`outbound` (which says why).
+        With the compiled core, :meth:`_pump_tun` runs the steady state in C instead."""
         assert self.tun is not None
-        read, route_for, transmit = self.tun.read, self.routes.send_route, self._transmit
         now = time.time()  # one clock reading per batch: a batch takes well under a second
+        if self.pump_fds is not None:
+            self._pump_tun(now, *self.pump_fds)
+            return
+        read, one = self.tun.read, self._from_tun
         for _ in range(_BATCH):
             try:
                 packet = read()
@@ -495,19 +505,49 @@ class Daemon:
                 return
             if packet is None:
                 return
+            one(packet, now)
+
+    def _from_tun(self, packet: bytes, now: float) -> None:
+        try:
+            route = self.routes.send_route(packet)
+            if route is not None:
+                try:
+                    wire = route.protect(packet, now)
+                except SkipError:
+                    wire = None  # the general path refuses it again, and counts it
+                if wire is not None:
+                    self._transmit(packet, wire, route.rule, route.stats, now)
+                    return
+            self.outbound(packet, now)
+        except Exception as exc:  # any bug: one packet lost, see _bug
+            self._bug(exc)
+
+    def _pump_tun(self, now: float, tun_fd: int, sock_fd: int) -> None:
+        """The batch through the compiled send loop (``skip._native.pump_out``): it reads
+        the TUN device and sends every datagram whose route has a live Kp with a compiled
+        lane, and hands back, unchanged, the first one it does not (the key-management
+        port, a Kp to make, a path limit to learn or exceeded, options...), which
+        :meth:`_from_tun` takes as it takes every datagram without the loop."""
+        assert native.core is not None and self.tun is not None
+        pump, routes, budget = native.core.pump_out, self.routes, _BATCH
+        while budget > 0:
             try:
-                route = route_for(packet)
-                if route is not None:
-                    try:
-                        wire = route.protect(packet, now)
-                    except SkipError:
-                        wire = None  # the general path refuses it again, and counts it
-                    if wire is not None:
-                        transmit(packet, wire, route.rule, route.stats, now)
-                        continue
-                self.outbound(packet, now)
-            except Exception as exc:  # any bug: one packet lost, see _bug
+                taken, left = pump(tun_fd, sock_fd, routes.sends, self.limits, routes.kmp_port,
+                                   self.traffic, now, budget)
+            except OSError as exc:
+                self._fail(from_os_error(f"TUN device {self.tun.name} failed (deleted?)", exc))
+                return
+            except Exception as exc:  # any bug: the packet in hand lost, see _bug
                 self._bug(exc)
+                return
+            budget -= taken
+            if left is None:
+                return
+            if type(left) is bytes:
+                self._from_tun(left, now)
+            else:  # the socket refused a protected datagram: what _send does about it
+                packet, wire, route, code = left
+                self._send_failed(OSError(code, os.strerror(code)), wire, route.rule, packet)
 
     def _fail(self, exc: SkipError) -> None:
         """Stop on an error skipd cannot serve past (its TUN device went away, and the routes
@@ -563,7 +603,8 @@ class Daemon:
             self.traffic["queued_for_certificate"] += 1
             return
         stats = self.stats.get(rule.name) or self._new_stats(rule)
-        self.routes.learn_send(info.dst, rule, stats, self.engine.steady_sender(rule))
+        self.routes.learn_send(info.dst, rule, stats, self.engine.steady_sender(rule),
+                               self.engine.steady_lane(rule) if self.pump_fds else None)
         self._transmit(packet, wire, rule, stats, now)
 
     def _transmit(self, packet: bytes, wire: bytes, rule: PeerPolicy, stats: PeerStats,
@@ -616,11 +657,15 @@ class Daemon:
                 assert self.sender is not None
                 self.sender.send(datagram)
         except OSError as exc:
-            if exc.errno == errno.EMSGSIZE and self._path_shrank(datagram, inner, rule):
-                return False
-            self._drop("io_error", "send failed", error=exc.strerror or str(exc))
+            self._send_failed(exc, datagram, rule, inner)
             return False
         return True
+
+    def _send_failed(self, exc: OSError, datagram: bytes, rule: PeerPolicy | None,
+                     inner: bytes | None) -> None:
+        if exc.errno == errno.EMSGSIZE and self._path_shrank(datagram, inner, rule):
+            return
+        self._drop("io_error", "send failed", error=exc.strerror or str(exc))
 
     def _path_shrank(self, datagram: bytes, inner: bytes | None, rule: PeerPolicy | None
                      ) -> bool:
@@ -646,6 +691,13 @@ class Daemon:
     def _on_wire(self, source: RawReceiver | UdpTransport, batch: int = _BATCH) -> None:
         udp = source if isinstance(source, UdpTransport) else None
         now = time.time()  # per batch, as _on_tun
+        if self.pump_fds is not None and isinstance(source, RawReceiver) and \
+                source.family == socket.AF_INET:
+            lane = self.engine.receive_lane() if self.engine is not None else None
+            if lane is not None:
+                self._pump_wire(source, lane, batch, now)
+                self._follow_live_keys()
+                return
         for _ in range(batch):
             try:
                 datagram = source.read()
@@ -659,6 +711,34 @@ class Daemon:
             except Exception as exc:  # any bug: one packet lost, see _bug
                 self._bug(exc)
         self._follow_live_keys()
+
+    def _pump_wire(self, source: RawReceiver, lane: object, budget: int, now: float) -> None:
+        """A raw IPv4 batch through the compiled receive loop (``skip._native.pump_in``):
+        it delivers every datagram under a cached Kp from a source with a receive route and
+        hands back, before its replay window moves, the first one it does not, which
+        :meth:`inbound` takes as it takes every datagram without the loop."""
+        assert native.core is not None and self.pump_fds is not None
+        pump, routes, tun_fd = native.core.pump_in, self.routes, self.pump_fds[0]
+        while budget > 0:
+            try:
+                taken, left = pump(source.fileno(), tun_fd, lane, routes.receives, routes.gik,
+                                   self.groups is not None, self.traffic, now, budget)
+            except OSError as exc:  # a socket reports an error once: count it, read on
+                self._drop("io_error", "receive failed", error=exc.strerror or str(exc))
+                return
+            except Exception as exc:  # any bug: the datagram in hand lost, see _bug
+                self._bug(exc)
+                return
+            budget -= taken
+            if left is None:
+                return
+            if left is True:
+                self._drop("io_error", "TUN queue full")
+                continue
+            try:
+                self.inbound(left, now)
+            except Exception as exc:  # any bug: one packet lost, see _bug
+                self._bug(exc)
 
     def inbound(self, datagram: bytes, now: float, via: tuple[str, int] | None = None) -> None:
         """``via``: the UDP source it came from (SKIP-in-UDP), learned once authenticated."""

@@ -110,6 +110,15 @@ class EspSA(SecurityAssociation):
         return core.AeadEsp(name, cipher_key[:key_size], cipher_key[key_size:], self.spi,
                             self.esn, window, outer)
 
+    def lane(self, shim: Shim) -> tuple[object, ...] | None:
+        if self._core is None:
+            return None
+        protocol, header = shim
+        return (self._core, self._send, self._outer, bytes(header), protocol)
+
+    def open_lane(self) -> tuple[object, ...] | None:
+        return None if self._core is None else (self._core, self.counters)
+
     def dangerously_fix_iv_for_testing(self, iv: bytes) -> None:
         """Send every following packet with ``iv``.  Known-answer tests ONLY: a repeated IV
         breaks CBC confidentiality and destroys GCM/ChaCha20 entirely (see skip.ipsec.kat)."""

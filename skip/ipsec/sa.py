@@ -184,6 +184,18 @@ class SecurityAssociation:
         return self.integrity.new(self.integrity_key)
 
     # -- public API -------------------------------------------------------------------------
+    def lane(self, shim: Shim) -> tuple[object, ...] | None:
+        """What skipd's compiled send loop (``skip._native.pump_out``) needs to protect under
+        this SA as :meth:`protect` would, with ``shim``: (compiled core, sequence counter,
+        outer header, shim bytes, shim protocol), sharing this SA's state. None when the SA
+        has no compiled core (then every packet takes :meth:`protect`)."""
+        return None
+
+    def open_lane(self) -> tuple[object, ...] | None:
+        """The receiving twin of :meth:`lane` (``skip._native.pump_in``): (compiled core,
+        this SA's counters), or None."""
+        return None
+
     def protect(self, packet: BytesLike, *, shim: Shim | None = None,
                 shim_icv: BytesLike | None = None, dummy: bool = False) -> bytes:
         """Protect one whole IP datagram; returns the whole datagram to send.

@@ -468,6 +468,21 @@ class SkipEndpoint:
 
         return send
 
+    def steady_lane(self, identity: str, peer: str) -> tuple[object, ...]:
+        """:meth:`steady_sender` for a compiled send loop (``skip._native.pump_out``): the
+        send Kps by pair, the pair, and this endpoint, whose ``_tx_ok`` the loop counts. The
+        loop applies the steady sender's test (``expires``, ``max_bytes``) and protects with
+        the Kp's ``lane``."""
+        return (self._tx, (identity, peer), self)
+
+    def receive_lane(self) -> tuple[object, ...]:
+        """The inline half of :meth:`unprotect` for a compiled receive loop
+        (``skip._native.pump_in``): the receive cache, the SKIP header layouts, and this
+        endpoint, whose ``_rx_ok`` the loop counts. The loop takes only what that half takes
+        (IPv4 without options, a cached Kp within +-1 of n) and declines, before the replay
+        window moves, every Kp that wants more: PFS to confirm, a nomadic peer, SKIP ICMP."""
+        return (self._rx, self._layouts, self)
+
     # --- receiving -------------------------------------------------------------------------
 
     def unprotect(self, packet: bytes, now: float) -> Received | None:

@@ -108,6 +108,8 @@ class TxKey:
     transforms: Transforms
     state: PeerState
     ephemeral: EphemeralKey | None = None  # the PFS key its EKp is under (None: Kijn)
+    #: what skipd's compiled send loop protects with (Transforms.lane), or None
+    lane: tuple[object, ...] | None = None
 
     def live(self, now: float) -> bool:
         """Still the Kp to send under (protect's fast path has this test inline)."""
@@ -134,8 +136,11 @@ class RxKey:
     accept_from: float = 0.0  # local times at which the local n is within +-1 of n
     accept_until: float = 0.0
     ephemeral: EphemeralKey | None = None  # the PFS key its EKp was under (None: Kijn)
+    #: what skipd's compiled receive loop opens with (Transforms.open_lane), or None
+    lane: tuple[object, ...] | None = None
 
     def __post_init__(self) -> None:
+        self.lane = self.transforms.open_lane()
         self.accept_from = float(kdf.n_start(self.n - 1))
         self.accept_until = float(kdf.n_start(self.n + 2))
 

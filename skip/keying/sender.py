@@ -134,9 +134,10 @@ class Sender:
             expires = min(expires, them.not_after)
         if ephemeral is not None:
             expires = min(expires, ephemeral.expires)  # no Kp outlives its EKijn (PFS-2)
+        shim = (IP_PROTOCOL_SKIP, raw)
         return TxKey(expires, transforms.sas[-1].counters, ctx.policy.kp_max_bytes, suite, raw,
-                     transforms.protect, (IP_PROTOCOL_SKIP, raw), now, transforms, state,
-                     ephemeral)
+                     transforms.protect, shim, now, transforms, state, ephemeral,
+                     transforms.lane(shim))
 
     def retire(self, peer_name: str | None = None) -> int:
         """Retire the send Kps toward one peer (None: toward every peer); returns how many."""

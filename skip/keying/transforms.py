@@ -53,6 +53,15 @@ class Transforms:
 
         self.protect, self.unprotect = protect, unprotect
 
+    def lane(self, shim: tuple[int, bytes]) -> tuple[object, ...] | None:
+        """The compiled send loop's view of a one-SA transform (SecurityAssociation.lane);
+        None for two SAs (legacy AH + ESP) or no compiled core."""
+        return self.sas[0].lane(shim) if len(self.sas) == 1 else None
+
+    def open_lane(self) -> tuple[object, ...] | None:
+        """The receiving twin of :meth:`lane` (SecurityAssociation.open_lane)."""
+        return self.sas[0].open_lane() if len(self.sas) == 1 else None
+
 
 def traffic_keys(suite: Suite, kp: bytes, ekp_len: int, header: bytes, *, pre06: bool = False
                  ) -> tuple[bytes, bytes]:
