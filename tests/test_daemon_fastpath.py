@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from skip.daemon.config import load_config, parse_config
+from skip.daemon.kernel_filter import SLOW_BATCH
 from skip.daemon.keying_adapter import build_engine
 from skip.daemon.runtime import Daemon
 from skip.wire.ip import build_ipv4
@@ -240,6 +241,39 @@ def test_a_replayed_datagram_is_refused_on_the_route_too(tmp_path: Path) -> None
     out = list(a.sender.packets)
     receive(b, *out, out[1])
     assert len(b.tun.packets) == 3 and b.engine.counters()["replay"] == 1
+
+
+@pytest.mark.parametrize("window, refused", [(None, 0), (64, 400)])
+def test_the_replay_window_takes_what_the_two_receive_lanes_reorder(
+        tmp_path: Path, window: int | None, refused: int) -> None:
+    # a new Kp's first packets wait in the kernel filter's slow lane while newer ones take
+    # the first: 500 datagrams, the last 100 delivered first
+    a, b = pair(tmp_path, "modern", "x25519",
+                **({"replay_window": window} if window else {}))
+    send(a, build_ipv4(A[1], B[1], 6, bytes(100)))
+    receive(b, *a.sender.packets)
+    a.sender.packets.clear()
+    for i in range(500 // 50):
+        send(a, *[build_ipv4(A[1], B[1], 6, bytes([i]) * 100)] * 50)
+    out = list(a.sender.packets)
+    for start in range(0, 500, 64):
+        receive(b, *(out[400:] + out[:400])[start:start + 64])
+    assert b.engine.counters().get("replay_too_old", 0) == refused
+    assert len(b.tun.packets) == 501 - refused
+
+
+def test_the_slow_lane_reads_on_while_it_delivers_and_stops_at_its_batch_on_garbage(
+        tmp_path: Path) -> None:
+    a, b = pair(tmp_path, "modern", "x25519")
+    send(a, *[build_ipv4(A[1], B[1], 6, bytes(100))] * 40)
+    good = list(a.sender.packets)
+    garbage = [bytes(w[:-1]) + bytes([w[-1] ^ 1]) for w in good]  # forged tags
+    for datagrams, read in ((garbage, SLOW_BATCH), (good, 40)):
+        source = Queue()
+        source.queued.extend(datagrams)
+        b._on_wire(source, SLOW_BATCH)  # type: ignore[arg-type]
+        assert len(datagrams) - len(source.queued) == read
+    assert len(b.tun.packets) == 40 and b.engine.counters()["bad_icv"] == SLOW_BATCH
 
 
 def test_master_keys_are_computed_ahead_so_a_first_contact_needs_no_dh(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ import pytest
 
 from skip import native
 from skip.daemon.config import load_config
+from skip.daemon.kernel_filter import SLOW_BATCH
 from skip.daemon.keying_adapter import build_engine
 from skip.daemon.runtime import Daemon
 from skip.daemon.sockets import RawReceiver, RawSender
@@ -268,5 +269,18 @@ def test_a_full_tun_device_loses_the_datagram_after_its_number_is_taken(tmp_path
         replays = engine.counters().get("replay", 0)
         across(a, b, [], lambda _: wires)  # the same datagram again: its number is spent
         assert engine.counters().get("replay", 0) == replays + 1
+    finally:
+        close(a, b)
+
+
+def test_the_slow_lane_reads_on_through_the_loop_while_it_delivers(tmp_path: Path) -> None:
+    a, b = wired_pair(tmp_path, True)
+    try:
+        flow = [build_ipv4(A[1], B[1], 6, bytes(200))] * 40
+        assert across(a, b, flow[:1]) == flow[:1]
+        a.tun.feed(flow)
+        a.d._on_tun()
+        b.d._on_wire(b.receiver, SLOW_BATCH)  # one wake-up of the kernel filter's second lane
+        assert b.tun.written() == flow
     finally:
         close(a, b)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from skip.crypto import skip_numbers as num
 from skip.errors import ConfigError
 from skip.files import read_bounded
+from skip.keying.policy import MAX_REPLAY_WINDOW
 from skip.pki.names import dns_name
 from skip.wire.names import SkipName
 from skip.wire.nsid import Nsid
@@ -74,6 +75,9 @@ class DaemonSettings:
     rekey_bytes: int = 10_000_000  # plaintext bytes under one traffic key (draft-06 s. 2.2)
     rekey_seconds: int = 120  # seconds one traffic key is used at most
     pfs_lifetime: int = 120  # seconds one ephemeral key (PFS) is used at most
+    #: packets a modern traffic key accepts out of order (docs/protocol/decisions.md,
+    #: "Data-plane speed" 6): the two receive lanes reorder a new Kp's first packets
+    replay_window: int = 1024
     #: DANGEROUS: append every traffic key here (docs/decrypt.md); None: off, the default
     key_log: Path | None = None
     # where a protecting rule's missing certificate is looked for, in order (docs/discovery.md)
@@ -313,6 +317,7 @@ def _daemon(s: _Section) -> DaemonSettings:
         rekey_bytes=s.integer("rekey_bytes", d.rekey_bytes, 65536, 80_000_000_000),
         rekey_seconds=s.integer("rekey_seconds", d.rekey_seconds, 10, 3600),
         pfs_lifetime=s.integer("pfs_lifetime", d.pfs_lifetime, 10, 86400),
+        replay_window=s.integer("replay_window", d.replay_window, 32, MAX_REPLAY_WINDOW),
         key_log=s.path_value("key_log"),
         discovery=_sources(s),
         cdp_servers=s.parsed_list("cdp_servers", ipaddress.ip_address, "an IP address"),

@@ -14,7 +14,9 @@ after the SKIP header's fixed twelve) is one of a receive Kp skipd holds and, un
 modern Kp, whose sequence number is above the highest skipd had accepted under it when the
 filter was last set. Everything else from a known address (a peer's first packet under a
 new Kp, forged EKps, garbage, replays, late packets) goes to a second queue, read 8 packets
-a wake-up, so a flood there costs skipd a bounded share of its time and the live traffic
+a wake-up plus one for each it delivers (up to 64: a new Kp's first packets, which wait there
+until the first lane follows, must not fall behind the replay window), so a flood there
+costs skipd a bounded share of its time and the live traffic
 none of its queue (the same 4 MB buffer: a burst that is not a flood is still read and
 counted whole). skipd re-attaches both filters whenever its set of receive Kps changes
 (new Kps are rare: one per peer every 2 minutes or 10 MB by default) and, while traffic

@@ -177,7 +177,8 @@ class SkipKeying(KeyingEngine):
                             kp_max_bytes=config.daemon.rekey_bytes,
                             kp_max_seconds=float(config.daemon.rekey_seconds),
                             kij_cache_size=max(64, 4 * len(config.peers)),
-                            pfs_lifetime=float(config.daemon.pfs_lifetime))
+                            pfs_lifetime=float(config.daemon.pfs_lifetime),
+                            replay_window=config.daemon.replay_window)
 
     def _identities(self, creds: Credentials, config: Config) -> dict[str, LocalIdentity]:
         """Our principal, and one more per other name of ours a rule chooses (``local_nsid``

@@ -689,56 +689,71 @@ class Daemon:
         return True
 
     def _on_wire(self, source: RawReceiver | UdpTransport, batch: int = _BATCH) -> None:
+        """Up to ``batch`` datagrams from ``source``, and with a smaller batch (the kernel
+        filter's second lane) one more for each datagram delivered, up to _BATCH: garbage
+        there still costs at most ``batch`` reads a wake-up, while a new Kp's first packets,
+        which wait there until the first lane follows, drain as fast as the first lane
+        (else they fall behind the replay window as ``replay_too_old``)."""
         udp = source if isinstance(source, UdpTransport) else None
         now = time.time()  # per batch, as _on_tun
-        if self.pump_fds is not None and isinstance(source, RawReceiver) and \
-                source.family == socket.AF_INET:
-            lane = self.engine.receive_lane() if self.engine is not None else None
+        lane = None
+        if self.pump_fds is not None and self.engine is not None and \
+                isinstance(source, RawReceiver) and source.family == socket.AF_INET:
+            lane = self.engine.receive_lane()
+        traffic = self.traffic
+        first, reads, limit = traffic["protected_in"], 0, batch
+        while reads < limit:
             if lane is not None:
-                self._pump_wire(source, lane, batch, now)
-                self._follow_live_keys()
-                return
-        for _ in range(batch):
-            try:
-                datagram = source.read()
-            except OSError as exc:  # a socket reports an error once: count it, read on
-                self._drop("io_error", "receive failed", error=exc.strerror or str(exc))
-                break
-            if datagram is None:
-                break
-            try:
-                self.inbound(datagram, now, udp.last_source if udp is not None else None)
-            except Exception as exc:  # any bug: one packet lost, see _bug
-                self._bug(exc)
+                assert isinstance(source, RawReceiver)
+                taken, more = self._pump_wire(source, lane, limit - reads, now)
+                reads += taken
+                if not more:
+                    break
+            else:
+                try:
+                    datagram = source.read()
+                except OSError as exc:  # a socket reports an error once: count it, read on
+                    self._drop("io_error", "receive failed", error=exc.strerror or str(exc))
+                    break
+                if datagram is None:
+                    break
+                reads += 1
+                try:
+                    self.inbound(datagram, now, udp.last_source if udp is not None else None)
+                except Exception as exc:  # any bug: one packet lost, see _bug
+                    self._bug(exc)
+            if batch < _BATCH:
+                limit = min(_BATCH, batch + traffic["protected_in"] - first)
         self._follow_live_keys()
 
-    def _pump_wire(self, source: RawReceiver, lane: object, budget: int, now: float) -> None:
-        """A raw IPv4 batch through the compiled receive loop (``skip._native.pump_in``):
+    def _pump_wire(self, source: RawReceiver, lane: object, budget: int, now: float
+                   ) -> tuple[int, bool]:
+        """Raw IPv4 datagrams through the compiled receive loop (``skip._native.pump_in``):
         it delivers every datagram under a cached Kp from a source with a receive route and
         hands back, before its replay window moves, the first one it does not, which
-        :meth:`inbound` takes as it takes every datagram without the loop."""
+        :meth:`inbound` takes as it takes every datagram without the loop. Returns how many
+        were read, and whether the socket may hold more."""
         assert native.core is not None and self.pump_fds is not None
-        pump, routes, tun_fd = native.core.pump_in, self.routes, self.pump_fds[0]
-        while budget > 0:
-            try:
-                taken, left = pump(source.fileno(), tun_fd, lane, routes.receives, routes.gik,
-                                   self.groups is not None, self.traffic, now, budget)
-            except OSError as exc:  # a socket reports an error once: count it, read on
-                self._drop("io_error", "receive failed", error=exc.strerror or str(exc))
-                return
-            except Exception as exc:  # any bug: the datagram in hand lost, see _bug
-                self._bug(exc)
-                return
-            budget -= taken
-            if left is None:
-                return
-            if left is True:
-                self._drop("io_error", "TUN queue full")
-                continue
+        try:
+            taken, left = native.core.pump_in(
+                source.fileno(), self.pump_fds[0], lane, self.routes.receives, self.routes.gik,
+                self.groups is not None, self.traffic, now, budget)
+        except OSError as exc:  # a socket reports an error once: count it, read on
+            self._drop("io_error", "receive failed", error=exc.strerror or str(exc))
+            return 0, False
+        except Exception as exc:  # any bug: the datagram in hand lost, see _bug
+            self._bug(exc)
+            return 0, False
+        if left is None:
+            return taken, taken == budget
+        if left is True:
+            self._drop("io_error", "TUN queue full")
+        else:
             try:
                 self.inbound(left, now)
             except Exception as exc:  # any bug: one packet lost, see _bug
                 self._bug(exc)
+        return taken, True
 
     def inbound(self, datagram: bytes, now: float, via: tuple[str, int] | None = None) -> None:
         """``via``: the UDP source it came from (SKIP-in-UDP), learned once authenticated."""

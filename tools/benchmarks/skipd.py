@@ -61,7 +61,8 @@ SUITES = {  # label: (profile, key group, rule keys)
     "legacy 3des+keyed-md5": ("legacy", "skip-2048", {}),
 }
 #: where the time goes: cProfile functions grouped by the layer they belong to
-GROUPS = (("crypto (cryptography/OpenSSL calls)", ("cryptography", "_rust", "aead", "ciphers")),
+GROUPS = (("compiled loops (skip._native: I/O, ESP, counts)", ("pump_out", "pump_in")),
+          ("crypto (cryptography/OpenSSL calls)", ("cryptography", "_rust", "aead", "ciphers")),
           ("ESP/AH engine", ("skip/ipsec",)),
           ("SKIP keying", ("skip/keying", "skip/wire", "skip/crypto")),
           ("TUN and socket system calls", ("posix.read", "posix.write", "sendto", "recv",
