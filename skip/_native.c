@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <errno.h>
+#include <limits.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -771,22 +772,26 @@ static PyTypeObject EspType = {
 };
 
 /* ------------------------------------------------------------------------------------------
- * pump_out: skipd's steady send loop (skip/daemon/runtime.py's _on_tun over the routes of
- * skip/daemon/fastpath.py), TUN read to raw-socket send with no interpreter in between.
+ * pump_out / pump_in: skipd's steady-state loops (skip/daemon/runtime.py's _pump_tun and
+ * _pump_wire over the routes of skip/daemon/fastpath.py), TUN read to raw-socket send and
+ * raw-socket read to TUN write with no interpreter in between.
  *
- * It keeps no state of its own: it reads and writes the same Python objects the Python loop
- * does (the route, the pair's current Kp, the SA's counters and sequence counter, the peer's
- * statistics), and it declines a packet (hands it back, nothing changed) at the first thing
- * that is not the steady state: no route, no lane, no live Kp, the key-management port, an
- * IPv6 outer header, a path limit not known yet or exceeded, an exhausted counter, anything
- * the ESP common case declines. The Python loop then takes that packet the way it takes
- * every packet without the pump, so what a packet costs, counts and logs there is unchanged.
+ * They keep no state of their own beyond one call: they read the same Python objects the
+ * Python loops use (the route, the pair's current Kp, the SA's counters and sequence
+ * counter, the peer's statistics), and what a run of packets through one route and one Kp
+ * adds to them (counts, the last sequence number and Identification, the time) is written
+ * back once, when the run ends: at the next route or Kp, and before the call returns. No
+ * Python code runs in between, so nothing can see the difference. And they decline a
+ * packet (hand it back, nothing changed) at the first thing that is not the steady state,
+ * for the Python loop to take it the way it takes every packet without them.
  */
 
 static PyObject *s_lane, *s_expires, *s_used, *s_bytes_out, *s_packets_out, *s_max_bytes,
-    *s_state, *s_sent, *s_tx_ok, *s_next_id, *s_next, *s_give_back, *s_stats, *s_last_packet,
-    *s_protected_out;
-static unsigned char pump_read[65536], pump_wire[65536 + 256];
+    *s_state, *s_sent, *s_tx_ok, *s_next_id, *s_last, *s_limit, *s_advance, *s_stats,
+    *s_last_packet, *s_protected_out, *s_accept_from, *s_accept_until, *s_ephemeral,
+    *s_confirmed, *s_nomadic, *s_received, *s_rx_ok, *s_peer, *s_version, *s_packets_in,
+    *s_bytes_in, *s_protected_in;
+static unsigned char pump_read[65536], pump_wire[65536 + 256], pump_open[65536];
 
 static int add_to(PyObject *obj, PyObject *name, long long delta)
 {
@@ -805,6 +810,48 @@ static int add_to(PyObject *obj, PyObject *name, long long delta)
     return r;
 }
 
+static int add_to_item(PyObject *dict, PyObject *key, long long delta)
+{
+    PyObject *count = PyDict_GetItemWithError(dict, key); /* borrowed */
+    long long so_far = 0;
+    if (count == NULL && PyErr_Occurred())
+        return -1;
+    if (count != NULL && (so_far = PyLong_AsLongLong(count)) == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *more = PyLong_FromLongLong(so_far + delta);
+    if (more == NULL)
+        return -1;
+    int r = PyDict_SetItem(dict, key, more);
+    Py_DECREF(more);
+    return r;
+}
+
+/* An attribute as a C number: -1 with a Python error, else 0 (huge values saturate). */
+static int ll_attr(PyObject *obj, PyObject *name, long long *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    Py_DECREF(v);
+    if (*out == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow)
+        *out = overflow > 0 ? LLONG_MAX : LLONG_MIN;
+    return 0;
+}
+
+static int double_attr(PyObject *obj, PyObject *name, double *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
 static int is_routed_v6(int protocol)
 {
     /* fastpath.py's _IPV6_ROUTED: no extension header (the general path walks those) */
@@ -812,9 +859,179 @@ static int is_routed_v6(int protocol)
            || protocol == 59;
 }
 
-/* One packet pump_out read into pump_read: 1 sent, 0 declined (nothing changed), -1 a Python
- * error, 2 the send failed (*failure: (packet, wire, route, errno)). */
-static int pump_one(Py_ssize_t n, int sock_fd, PyObject *sends, PyObject *limits,
+/* The run pump_out is in: one route, its pair's current Kp, what the run added. */
+typedef struct {
+    unsigned char key[16];
+    Py_ssize_t key_len;  /* 0: no run */
+    PyObject *route, *used, *counter, *outer, *state, *stats, *endpoint; /* strong */
+    Esp *core;
+    const char *shim;
+    Py_ssize_t shim_len;
+    int shim_protocol;
+    long long bytes_out, max_bytes; /* the SA's bytes_out, with the run's */
+    unsigned long long last, limit; /* sequence numbers */
+    long next_id;
+    Py_ssize_t path_limit;
+    unsigned char dst[4];
+    long long sealed, sealed_bytes, sent, sent_bytes; /* the run's */
+    PyObject *kp_lane;   /* strong: keeps core and shim alive */
+} OutRun;
+
+/* Write the run back into the Python objects and end it; -1 on a Python error. */
+static int out_end(OutRun *r, PyObject *traffic, PyObject *now_obj)
+{
+    int bad = 0;
+    if (r->key_len && r->sealed) {
+        PyObject *last = PyLong_FromUnsignedLongLong(r->last);
+        PyObject *done = last == NULL ? NULL : PyObject_CallMethodOneArg(r->counter, s_advance,
+                                                                         last);
+        Py_XDECREF(last);
+        bad = done == NULL;
+        Py_XDECREF(done);
+        if (!bad && r->outer != Py_None && r->core->tunnel == 4) {
+            PyObject *id = PyLong_FromLong(r->next_id);
+            bad = id == NULL || PyObject_SetAttr(r->outer, s_next_id, id) < 0;
+            Py_XDECREF(id);
+        }
+        bad = bad || add_to(r->used, s_packets_out, r->sealed) < 0
+              || add_to(r->used, s_bytes_out, r->sealed_bytes) < 0
+              || PyObject_SetAttr(r->state, s_sent, now_obj) < 0
+              || add_to(r->endpoint, s_tx_ok, r->sealed) < 0;
+    }
+    if (!bad && r->key_len && r->sent)
+        bad = add_to(r->stats, s_packets_out, r->sent) < 0
+              || add_to(r->stats, s_bytes_out, r->sent_bytes) < 0
+              || PyObject_SetAttr(r->stats, s_last_packet, now_obj) < 0
+              || add_to_item(traffic, s_protected_out, r->sent) < 0;
+    Py_CLEAR(r->route);
+    Py_CLEAR(r->used);
+    Py_CLEAR(r->counter);
+    Py_CLEAR(r->outer);
+    Py_CLEAR(r->state);
+    Py_CLEAR(r->stats);
+    Py_CLEAR(r->endpoint);
+    Py_CLEAR(r->kp_lane);
+    r->key_len = 0;
+    r->sealed = r->sealed_bytes = r->sent = r->sent_bytes = 0;
+    return bad ? -1 : 0;
+}
+
+/* Start a run for the route at key (the run is ended): 1 started, 0 decline, -1 error. */
+static int out_begin(OutRun *r, const unsigned char *key, Py_ssize_t key_len, PyObject *sends,
+                     PyObject *limits, double now)
+{
+    int result = -1;
+    PyObject *k = NULL, *lane = NULL, *kp_lane = NULL;
+    if ((k = PyBytes_FromStringAndSize((const char *)key, key_len)) == NULL)
+        goto out;
+    PyObject *route = PyDict_GetItemWithError(sends, k); /* borrowed */
+    if (route == NULL) {
+        result = PyErr_Occurred() ? -1 : 0;
+        goto out;
+    }
+    if ((lane = PyObject_GetAttr(route, s_lane)) == NULL)
+        goto out;
+    if (lane == Py_None) {
+        result = 0;
+        goto out;
+    }
+    if (!PyTuple_Check(lane) || PyTuple_GET_SIZE(lane) != 3
+        || !PyDict_Check(PyTuple_GET_ITEM(lane, 0))) {
+        PyErr_SetString(PyExc_TypeError, "a route's lane is (txs: dict, pair, endpoint)");
+        goto out;
+    }
+    PyObject *tx = PyDict_GetItemWithError(PyTuple_GET_ITEM(lane, 0), PyTuple_GET_ITEM(lane, 1));
+    if (tx == NULL) {
+        result = PyErr_Occurred() ? -1 : 0;
+        goto out;
+    }
+    /* the steady sender's test: now < tx.expires and tx.used.bytes_out < tx.max_bytes */
+    double expires;
+    if (double_attr(tx, s_expires, &expires) < 0)
+        goto out;
+    if (!(now < expires)) {
+        result = 0;
+        goto out;
+    }
+    if ((kp_lane = PyObject_GetAttr(tx, s_lane)) == NULL)
+        goto out;
+    if (kp_lane == Py_None) {
+        result = 0;
+        goto out;
+    }
+    if (!PyTuple_Check(kp_lane) || PyTuple_GET_SIZE(kp_lane) != 5
+        || !PyObject_TypeCheck(PyTuple_GET_ITEM(kp_lane, 0), &EspType)
+        || !PyBytes_CheckExact(PyTuple_GET_ITEM(kp_lane, 3))) {
+        PyErr_SetString(PyExc_TypeError, "a Kp's lane is (AeadEsp, counter, outer, shim, "
+                        "protocol)");
+        goto out;
+    }
+    Esp *core = (Esp *)PyTuple_GET_ITEM(kp_lane, 0);
+    if (core->tunnel == 6 || (!core->tunnel && key_len != 4)) {
+        result = 0; /* an IPv6 outer header: the raw IPv6 socket is the Python path's */
+        goto out;
+    }
+    long shim_protocol = PyLong_AsLong(PyTuple_GET_ITEM(kp_lane, 4));
+    if (shim_protocol == -1 && PyErr_Occurred())
+        goto out;
+    const unsigned char *dst = core->tunnel ? core->dst : key;
+    PyObject *lkey = PyBytes_FromStringAndSize((const char *)dst, 4);
+    if (lkey == NULL)
+        goto out;
+    PyObject *limit_obj = PyDict_GetItemWithError(limits, lkey); /* borrowed */
+    Py_DECREF(lkey);
+    if (limit_obj == NULL) {
+        result = PyErr_Occurred() ? -1 : 0; /* not learned yet: the Python path learns it */
+        goto out;
+    }
+    Py_ssize_t path_limit = PyLong_AsSsize_t(limit_obj);
+    if (path_limit == -1 && PyErr_Occurred())
+        goto out;
+    PyObject *counter = PyTuple_GET_ITEM(kp_lane, 1), *outer = PyTuple_GET_ITEM(kp_lane, 2);
+    long long last, limit, next_id = 0;
+    if ((r->used = PyObject_GetAttr(tx, s_used)) == NULL
+        || ll_attr(r->used, s_bytes_out, &r->bytes_out) < 0
+        || ll_attr(tx, s_max_bytes, &r->max_bytes) < 0
+        || ll_attr(counter, s_last, &last) < 0 || ll_attr(counter, s_limit, &limit) < 0
+        || (outer != Py_None && ll_attr(outer, s_next_id, &next_id) < 0)
+        || (r->state = PyObject_GetAttr(tx, s_state)) == NULL
+        || (r->stats = PyObject_GetAttr(route, s_stats)) == NULL) {
+        Py_CLEAR(r->used);
+        Py_CLEAR(r->state);
+        goto out;
+    }
+    memcpy(r->key, key, key_len);
+    r->key_len = key_len;
+    Py_INCREF(route);
+    r->route = route;
+    Py_INCREF(counter);
+    r->counter = counter;
+    Py_INCREF(outer);
+    r->outer = outer;
+    r->endpoint = PyTuple_GET_ITEM(lane, 2);
+    Py_INCREF(r->endpoint);
+    r->kp_lane = kp_lane;
+    kp_lane = NULL;
+    r->core = core;
+    r->shim = PyBytes_AS_STRING(PyTuple_GET_ITEM(r->kp_lane, 3));
+    r->shim_len = PyBytes_GET_SIZE(PyTuple_GET_ITEM(r->kp_lane, 3));
+    r->shim_protocol = (int)shim_protocol;
+    r->last = (unsigned long long)last;
+    r->limit = (unsigned long long)limit;
+    r->next_id = (long)(next_id & 0xFFFF);
+    r->path_limit = path_limit;
+    memcpy(r->dst, dst, 4);
+    result = 1;
+out:
+    Py_XDECREF(k);
+    Py_XDECREF(lane);
+    Py_XDECREF(kp_lane);
+    return result;
+}
+
+/* One packet in pump_read: 1 sent, 0 declined (nothing changed), -1 a Python error, 2 the
+ * send failed (*failure: (packet, wire, route, errno), the run ended). */
+static int pump_one(OutRun *r, Py_ssize_t n, int sock_fd, PyObject *sends, PyObject *limits,
                     long kmp_port, PyObject *traffic, double now, PyObject *now_obj,
                     PyObject **failure)
 {
@@ -837,185 +1054,46 @@ static int pump_one(Py_ssize_t n, int sock_fd, PyObject *sends, PyObject *limits
         if (sport == kmp_port || dport == kmp_port)
             return 0; /* key management goes in cleartext: the general path says so */
     }
-    int result = -1;
-    PyObject *key = NULL, *lane = NULL, *expires = NULL, *used = NULL, *bytes_out = NULL,
-             *max_bytes = NULL, *kp_lane = NULL, *lkey = NULL, *seq_obj = NULL, *id_obj = NULL,
-             *state = NULL, *stats = NULL;
-    key = PyBytes_FromStringAndSize((const char *)p + key_at, key_len);
-    if (key == NULL)
-        goto out;
-    PyObject *route = PyDict_GetItemWithError(sends, key); /* borrowed */
-    if (route == NULL) {
-        result = PyErr_Occurred() ? -1 : 0;
-        goto out;
-    }
-    if ((lane = PyObject_GetAttr(route, s_lane)) == NULL)
-        goto out;
-    if (lane == Py_None) {
-        result = 0;
-        goto out;
-    }
-    if (!PyTuple_Check(lane) || PyTuple_GET_SIZE(lane) != 3) {
-        PyErr_SetString(PyExc_TypeError, "a route's lane is (txs, pair, endpoint)");
-        goto out;
-    }
-    PyObject *txs = PyTuple_GET_ITEM(lane, 0), *pair = PyTuple_GET_ITEM(lane, 1),
-             *endpoint = PyTuple_GET_ITEM(lane, 2);
-    if (!PyDict_Check(txs)) {
-        PyErr_SetString(PyExc_TypeError, "a lane's txs is a dict");
-        goto out;
-    }
-    PyObject *tx = PyDict_GetItemWithError(txs, pair); /* borrowed */
-    if (tx == NULL) {
-        result = PyErr_Occurred() ? -1 : 0;
-        goto out;
-    }
-    /* the steady sender's test: now < tx.expires and tx.used.bytes_out < tx.max_bytes */
-    if ((expires = PyObject_GetAttr(tx, s_expires)) == NULL)
-        goto out;
-    double until = PyFloat_AsDouble(expires);
-    if (until == -1.0 && PyErr_Occurred())
-        goto out;
-    if (!(now < until)) {
-        result = 0;
-        goto out;
-    }
-    if ((used = PyObject_GetAttr(tx, s_used)) == NULL
-        || (bytes_out = PyObject_GetAttr(used, s_bytes_out)) == NULL
-        || (max_bytes = PyObject_GetAttr(tx, s_max_bytes)) == NULL)
-        goto out;
-    int live = PyObject_RichCompareBool(bytes_out, max_bytes, Py_LT);
-    if (live <= 0) {
-        result = live;
-        goto out;
-    }
-    if ((kp_lane = PyObject_GetAttr(tx, s_lane)) == NULL)
-        goto out;
-    if (kp_lane == Py_None) {
-        result = 0;
-        goto out;
-    }
-    if (!PyTuple_Check(kp_lane) || PyTuple_GET_SIZE(kp_lane) != 5
-        || !PyObject_TypeCheck(PyTuple_GET_ITEM(kp_lane, 0), &EspType)
-        || !PyBytes_CheckExact(PyTuple_GET_ITEM(kp_lane, 3))) {
-        PyErr_SetString(PyExc_TypeError, "a Kp's lane is (AeadEsp, counter, outer, shim, "
-                        "protocol)");
-        goto out;
-    }
-    Esp *core = (Esp *)PyTuple_GET_ITEM(kp_lane, 0);
-    PyObject *counter = PyTuple_GET_ITEM(kp_lane, 1), *outer = PyTuple_GET_ITEM(kp_lane, 2);
-    PyObject *shim = PyTuple_GET_ITEM(kp_lane, 3);
-    long shim_protocol = PyLong_AsLong(PyTuple_GET_ITEM(kp_lane, 4));
-    if (shim_protocol == -1 && PyErr_Occurred())
-        goto out;
-    if (core->tunnel == 6 || (!core->tunnel && key_len != 4)) {
-        result = 0; /* an IPv6 outer header: the raw IPv6 socket is the Python path's */
-        goto out;
+    if (r->key_len != key_len || memcmp(r->key, p + key_at, key_len) != 0) {
+        if (out_end(r, traffic, now_obj) < 0)
+            return -1;
+        int started = out_begin(r, p + key_at, key_len, sends, limits, now);
+        if (started <= 0)
+            return started;
     }
     Py_ssize_t head_len;
     int next_header;
-    Py_ssize_t shim_len = PyBytes_GET_SIZE(shim);
-    Py_ssize_t total = esp_size(core, p, n, shim_len, &head_len, &next_header);
-    if (total == 0) {
-        result = 0;
-        goto out;
-    }
-    const unsigned char *dst = core->tunnel ? core->dst : p + 16;
-    if ((lkey = PyBytes_FromStringAndSize((const char *)dst, 4)) == NULL)
-        goto out;
-    PyObject *limit_obj = PyDict_GetItemWithError(limits, lkey); /* borrowed */
-    if (limit_obj == NULL) {
-        result = PyErr_Occurred() ? -1 : 0; /* not learned yet: the Python path learns it */
-        goto out;
-    }
-    Py_ssize_t limit = PyLong_AsSsize_t(limit_obj);
-    if (limit == -1 && PyErr_Occurred())
-        goto out;
-    if (total > limit) {
-        result = 0; /* too big: the Python path answers with ICMP */
-        goto out;
-    }
-    if ((seq_obj = PyObject_CallMethodNoArgs(counter, s_next)) == NULL) {
-        if (PyErr_ExceptionMatches(ReplayError)) { /* exhausted: the Python path checks */
-            PyErr_Clear();
-            result = 0;
-        }
-        goto out;
-    }
-    uint64_t seq = PyLong_AsUnsignedLongLong(seq_obj);
-    if (seq == (uint64_t)-1 && PyErr_Occurred())
-        goto out;
-    long ident = 0;
-    if (outer != Py_None) {
-        if ((id_obj = PyObject_GetAttr(outer, s_next_id)) == NULL)
-            goto out;
-        ident = PyLong_AsLong(id_obj);
-        if (ident == -1 && PyErr_Occurred())
-            goto out;
-        ident &= 0xFFFF;
-    }
-    if (esp_seal(core, p, n, seq, PyBytes_AS_STRING(shim), shim_len, (int)shim_protocol,
-                 (unsigned)ident, pump_wire, total, head_len, next_header) < 0) {
-        PyObject *r = PyObject_CallMethodOneArg(counter, s_give_back, seq_obj);
-        if (r == NULL)
-            goto out;
-        Py_DECREF(r);
-        result = 0; /* the Python path's cryptography tries, and says what failed */
-        goto out;
-    }
-    /* sealed: from here on the packet is protected, as EspSA._protect and the steady sender
-     * record it, whether or not the kernel takes it */
-    if (outer != Py_None && core->tunnel == 4) {
-        PyObject *next = PyLong_FromLong((ident + 1) & 0xFFFF);
-        if (next == NULL)
-            goto out;
-        int r = PyObject_SetAttr(outer, s_next_id, next);
-        Py_DECREF(next);
-        if (r < 0)
-            goto out;
-    }
-    if (add_to(used, s_packets_out, 1) < 0 || add_to(used, s_bytes_out, n) < 0
-        || (state = PyObject_GetAttr(tx, s_state)) == NULL
-        || PyObject_SetAttr(state, s_sent, now_obj) < 0 || add_to(endpoint, s_tx_ok, 1) < 0)
-        goto out;
+    Py_ssize_t total = esp_size(r->core, p, n, r->shim_len, &head_len, &next_header);
+    if (total == 0 || total > r->path_limit || !(r->bytes_out < r->max_bytes)
+        || r->last >= r->limit)
+        return 0; /* not the common case, too big, the Kp used up, the counter exhausted */
+    unsigned long long seq = r->last + 1;
+    if (esp_seal(r->core, p, n, seq, r->shim, r->shim_len, r->shim_protocol,
+                 (unsigned)r->next_id, pump_wire, total, head_len, next_header) < 0)
+        return 0; /* the Python path's cryptography tries, and says what failed */
+    /* sealed: protected from here on, as EspSA._protect and the steady sender count it,
+     * whether or not the kernel takes it */
+    r->last = seq;
+    if (r->core->tunnel == 4)
+        r->next_id = (r->next_id + 1) & 0xFFFF;
+    r->bytes_out += n;
+    r->sealed++;
+    r->sealed_bytes += n;
     struct sockaddr_in to = {.sin_family = AF_INET};
-    memcpy(&to.sin_addr, dst, 4);
+    memcpy(&to.sin_addr, r->dst, 4);
     if (sendto(sock_fd, pump_wire, (size_t)total, 0, (struct sockaddr *)&to, sizeof to) < 0) {
         int err = errno;
-        *failure = Py_BuildValue("(y#y#Oi)", (const char *)p, n, (const char *)pump_wire,
-                                 total, route, err);
-        result = *failure == NULL ? -1 : 2;
-        goto out;
+        PyObject *route = r->route;
+        Py_INCREF(route);
+        int bad = out_end(r, traffic, now_obj) < 0;
+        *failure = bad ? NULL : Py_BuildValue("(y#y#Oi)", (const char *)p, n,
+                                              (const char *)pump_wire, total, route, err);
+        Py_DECREF(route);
+        return *failure == NULL ? -1 : 2;
     }
-    if ((stats = PyObject_GetAttr(route, s_stats)) == NULL || add_to(stats, s_packets_out, 1) < 0
-        || add_to(stats, s_bytes_out, n) < 0 || PyObject_SetAttr(stats, s_last_packet, now_obj) < 0)
-        goto out;
-    PyObject *count = PyDict_GetItemWithError(traffic, s_protected_out); /* borrowed */
-    long long so_far = 0;
-    if (count == NULL && PyErr_Occurred())
-        goto out;
-    if (count != NULL && (so_far = PyLong_AsLongLong(count)) == -1 && PyErr_Occurred())
-        goto out;
-    PyObject *more = PyLong_FromLongLong(so_far + 1);
-    if (more == NULL)
-        goto out;
-    int r = PyDict_SetItem(traffic, s_protected_out, more);
-    Py_DECREF(more);
-    result = r < 0 ? -1 : 1;
-out:
-    Py_XDECREF(key);
-    Py_XDECREF(lane);
-    Py_XDECREF(expires);
-    Py_XDECREF(used);
-    Py_XDECREF(bytes_out);
-    Py_XDECREF(max_bytes);
-    Py_XDECREF(kp_lane);
-    Py_XDECREF(lkey);
-    Py_XDECREF(seq_obj);
-    Py_XDECREF(id_obj);
-    Py_XDECREF(state);
-    Py_XDECREF(stats);
-    return result;
+    r->sent++;
+    r->sent_bytes += n;
+    return 1;
 }
 
 /*
@@ -1043,7 +1121,9 @@ static PyObject *pump_out(PyObject *module, PyObject *const *args, Py_ssize_t na
     Py_ssize_t budget = PyLong_AsSsize_t(args[7]);
     if (PyErr_Occurred())
         return NULL;
+    OutRun run = {0};
     Py_ssize_t taken = 0;
+    PyObject *result = NULL;
     while (taken < budget) {
         Py_ssize_t n = read(tun_fd, pump_read, sizeof pump_read);
         if (n < 0) {
@@ -1051,67 +1131,94 @@ static PyObject *pump_out(PyObject *module, PyObject *const *args, Py_ssize_t na
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
+            int err = errno;
+            if (out_end(&run, args[5], args[6]) < 0)
+                return NULL;
+            errno = err;
             return PyErr_SetFromErrno(PyExc_OSError);
         }
         taken++;
         PyObject *failure = NULL;
-        int r = pump_one(n, sock_fd, args[2], args[3], kmp_port, args[5], now, args[6],
+        int r = pump_one(&run, n, sock_fd, args[2], args[3], kmp_port, args[5], now, args[6],
                          &failure);
-        if (r < 0)
+        if (r < 0) {
+            PyObject *type, *value, *trace;
+            PyErr_Fetch(&type, &value, &trace);
+            out_end(&run, args[5], args[6]); /* what was sent before stays counted */
+            PyErr_Clear();
+            PyErr_Restore(type, value, trace);
             return NULL;
+        }
         if (r == 2)
             return Py_BuildValue("(nN)", taken, failure);
-        if (r == 0)
-            return Py_BuildValue("(ny#)", taken, (const char *)pump_read, n);
+        if (r == 0) {
+            result = Py_BuildValue("(ny#)", taken, (const char *)pump_read, n);
+            break;
+        }
     }
-    return Py_BuildValue("(nO)", taken, Py_None);
+    if (out_end(&run, args[5], args[6]) < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result != NULL ? result : Py_BuildValue("(nO)", taken, Py_None);
 }
 
-/*
- * pump_in: skipd's steady receive loop (runtime.py's _on_wire over endpoint.unprotect's
- * inline half and the receive routes of fastpath.py), raw-socket read to TUN write.
- *
- * The same contract as pump_out: no state of its own, and a datagram is declined before
- * the replay window moves if anything about it is not the steady state (not IPv4 without
- * options carrying SKIP, a header layout or Kp not cached, n out of +-1, a Kp that wants
- * more than the inline half does (PFS to confirm, a nomadic peer), an inner datagram that
- * might be SKIP ICMP or GIK, or whose source has no route for this peer). Declined ones
- * are opened once more by the Python path, which then says what they are.
- */
+/* The run pump_in is in: one Kp (its cache key, the SKIP header's bytes from the outer
+ * source on) and one receive route (the inner source), and what the run added. */
+typedef struct {
+    unsigned char key[512];
+    Py_ssize_t key_len; /* 0: no Kp */
+    Py_ssize_t length;  /* the SKIP header's */
+    PyObject *rx, *counters, *state, *endpoint, *lane; /* strong */
+    Esp *core;
+    unsigned char src[16];
+    Py_ssize_t src_len; /* 0: no route */
+    PyObject *stats;    /* strong, the route's */
+    long long opened, opened_bytes, delivered, delivered_bytes;
+} InRun;
 
-static PyObject *s_accept_from, *s_accept_until, *s_ephemeral, *s_confirmed, *s_nomadic,
-    *s_received, *s_last, *s_rx_ok, *s_peer, *s_version, *s_packets_in, *s_bytes_in,
-    *s_protected_in;
-static unsigned char pump_open[65536];
-
-static int double_attr(PyObject *obj, PyObject *name, double *out)
+static int in_end_route(InRun *r, PyObject *traffic, PyObject *now_obj)
 {
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL)
-        return -1;
-    *out = PyFloat_AsDouble(v);
-    Py_DECREF(v);
-    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+    int bad = r->src_len && r->delivered
+              && (add_to(r->stats, s_packets_in, r->delivered) < 0
+                  || add_to(r->stats, s_bytes_in, r->delivered_bytes) < 0
+                  || PyObject_SetAttr(r->stats, s_last_packet, now_obj) < 0
+                  || add_to_item(traffic, s_protected_in, r->delivered) < 0);
+    Py_CLEAR(r->stats);
+    r->src_len = 0;
+    r->delivered = r->delivered_bytes = 0;
+    return bad ? -1 : 0;
 }
 
-/* 1 delivered, 0 declined (nothing changed), -1 a Python error, 2 the TUN device refused
- * the datagram (all else done: the caller counts the loss). */
-static int pump_in_one(Py_ssize_t n, int tun_fd, PyObject *rxs, PyObject *layouts,
-                       PyObject *endpoint, PyObject *receives, int gik, int groups,
-                       PyObject *traffic, double now, PyObject *now_obj)
+static int in_end(InRun *r, PyObject *traffic, PyObject *now_obj)
 {
-    const unsigned char *p = pump_read;
-    if (n < 32 || p[0] != 0x45 || p[9] != 57)
-        return 0;
-    if (groups && (p[16] & 0xF0) == 0xE0)
-        return 0; /* multicast: the groups' own keys */
+    int bad = in_end_route(r, traffic, now_obj) < 0;
+    if (!bad && r->key_len && r->opened)
+        bad = add_to(r->counters, s_packets_in, r->opened) < 0
+              || add_to(r->counters, s_bytes_in, r->opened_bytes) < 0
+              || PyObject_SetAttr(r->state, s_received, now_obj) < 0
+              || PyObject_SetAttr(r->state, s_last, r->rx) < 0
+              || add_to(r->endpoint, s_rx_ok, r->opened) < 0;
+    Py_CLEAR(r->rx);
+    Py_CLEAR(r->counters);
+    Py_CLEAR(r->state);
+    Py_CLEAR(r->endpoint);
+    Py_CLEAR(r->lane);
+    r->key_len = 0;
+    r->opened = r->opened_bytes = 0;
+    return bad ? -1 : 0;
+}
+
+/* Start a Kp run for the packet p (the run is ended): 1, 0 decline, -1 error. */
+static int in_begin(InRun *r, const unsigned char *p, Py_ssize_t n, PyObject *rxs,
+                    PyObject *layouts, PyObject *endpoint, double now)
+{
     uint32_t word0 = get32(p + 20), word2 = get32(p + 28);
     if (word0 & 0x0FFFFF00)
         return 0; /* NSIDs or reserved bits: rx_key's */
     int result = -1;
     PyObject *words = NULL, *key = NULL, *lane = NULL, *eph = NULL, *confirmed = NULL,
-             *state = NULL, *nomadic = NULL, *rkey = NULL, *peer = NULL, *version = NULL,
-             *rpeer = NULL, *rversion = NULL, *stats = NULL;
+             *state = NULL, *nomadic = NULL;
     if ((words = Py_BuildValue("(kk)", (unsigned long)word0, (unsigned long)word2)) == NULL)
         goto out;
     PyObject *length_obj = PyDict_GetItemWithError(layouts, words); /* borrowed */
@@ -1122,7 +1229,7 @@ static int pump_in_one(Py_ssize_t n, int tun_fd, PyObject *rxs, PyObject *layout
     Py_ssize_t length = PyLong_AsSsize_t(length_obj);
     if (length == -1 && PyErr_Occurred())
         goto out;
-    if (length < 12 || n < 20 + length) {
+    if (length < 12 || 8 + length > (Py_ssize_t)sizeof r->key || n < 20 + length) {
         result = 0;
         goto out;
     }
@@ -1151,8 +1258,6 @@ static int pump_in_one(Py_ssize_t n, int tun_fd, PyObject *rxs, PyObject *layout
         PyErr_SetString(PyExc_TypeError, "a Kp's open lane is (AeadEsp, counters)");
         goto out;
     }
-    Esp *core = (Esp *)PyTuple_GET_ITEM(lane, 0);
-    PyObject *counters = PyTuple_GET_ITEM(lane, 1);
     if ((eph = PyObject_GetAttr(rx, s_ephemeral)) == NULL)
         goto out;
     if (eph != Py_None) {
@@ -1172,47 +1277,50 @@ static int pump_in_one(Py_ssize_t n, int tun_fd, PyObject *rxs, PyObject *layout
         result = roams < 0 ? -1 : 0; /* a nomadic peer's address moves: the Python path's */
         goto out;
     }
-    Py_ssize_t len;
-    uint64_t seq;
-    if (!esp_open(core, p, n, length, pump_open, &len, &seq)) {
-        result = 0;
-        goto out;
-    }
-    const unsigned char *q = pump_open;
-    Py_ssize_t src_at, src_len;
-    int protocol;
-    if (len >= 20 && q[0] == 0x45) {
-        protocol = q[9];
-        if (protocol == 1 && (len < 21 || q[20] == 39)) {
-            result = 0; /* SKIP ICMP (type 39): the advisor's */
-            goto out;
-        }
-        src_at = 12, src_len = 4;
-    } else if (len >= 40 && q[0] >> 4 == 6) {
-        protocol = q[6];
-        if (protocol != 6 && protocol != 17) {
-            result = 0; /* ICMPv6 or an extension header: locate_upper's walk */
-            goto out;
-        }
-        src_at = 8, src_len = 16;
-    } else {
-        result = 0;
-        goto out;
-    }
-    if (gik && protocol != 6 && protocol != 1 && protocol != 58) {
-        result = 0; /* with groups, UDP may be a GIK message to us */
-        goto out;
-    }
-    if ((rkey = PyBytes_FromStringAndSize((const char *)q + src_at, src_len)) == NULL)
+    memcpy(r->key, p + 12, 8 + length);
+    r->key_len = 8 + length;
+    r->length = length;
+    Py_INCREF(rx);
+    r->rx = rx;
+    r->lane = lane;
+    lane = NULL;
+    r->core = (Esp *)PyTuple_GET_ITEM(r->lane, 0);
+    r->counters = PyTuple_GET_ITEM(r->lane, 1);
+    Py_INCREF(r->counters);
+    r->state = state;
+    state = NULL;
+    Py_INCREF(endpoint);
+    r->endpoint = endpoint;
+    result = 1;
+out:
+    Py_XDECREF(words);
+    Py_XDECREF(key);
+    Py_XDECREF(lane);
+    Py_XDECREF(eph);
+    Py_XDECREF(confirmed);
+    Py_XDECREF(state);
+    Py_XDECREF(nomadic);
+    return result;
+}
+
+/* The receive route for the inner source at src, for the run's Kp: 1, 0 decline, -1. */
+static int in_route(InRun *r, const unsigned char *src, Py_ssize_t src_len, PyObject *receives,
+                    PyObject *traffic, PyObject *now_obj)
+{
+    if (in_end_route(r, traffic, now_obj) < 0)
+        return -1;
+    int result = -1;
+    PyObject *rkey = NULL, *peer = NULL, *version = NULL, *rpeer = NULL, *rversion = NULL;
+    if ((rkey = PyBytes_FromStringAndSize((const char *)src, src_len)) == NULL)
         goto out;
     PyObject *route = PyDict_GetItemWithError(receives, rkey); /* borrowed */
     if (route == NULL) {
         result = PyErr_Occurred() ? -1 : 0;
         goto out;
     }
-    if ((peer = PyObject_GetAttr(rx, s_peer)) == NULL
+    if ((peer = PyObject_GetAttr(r->rx, s_peer)) == NULL
         || (rpeer = PyObject_GetAttr(route, s_peer)) == NULL
-        || (version = PyObject_GetAttr(rx, s_version)) == NULL
+        || (version = PyObject_GetAttr(r->rx, s_version)) == NULL
         || (rversion = PyObject_GetAttr(route, s_version)) == NULL)
         goto out;
     int same = PyObject_RichCompareBool(peer, rpeer, Py_EQ);
@@ -1222,50 +1330,75 @@ static int pump_in_one(Py_ssize_t n, int tun_fd, PyObject *rxs, PyObject *layout
         result = same; /* another peer's source: policy asks */
         goto out;
     }
-    /* kept: from here on, what endpoint.unprotect and deliver do with it */
-    if (window_accept(core->window, seq, 0) < 0) {
-        result = 0;
+    if ((r->stats = PyObject_GetAttr(route, s_stats)) == NULL)
         goto out;
-    }
-    if (add_to(counters, s_packets_in, 1) < 0 || add_to(counters, s_bytes_in, len) < 0
-        || PyObject_SetAttr(state, s_received, now_obj) < 0
-        || PyObject_SetAttr(state, s_last, rx) < 0 || add_to(endpoint, s_rx_ok, 1) < 0)
-        goto out;
-    if (write(tun_fd, q, (size_t)len) < 0) {
-        result = 2;
-        goto out;
-    }
-    if ((stats = PyObject_GetAttr(route, s_stats)) == NULL || add_to(stats, s_packets_in, 1) < 0
-        || add_to(stats, s_bytes_in, len) < 0
-        || PyObject_SetAttr(stats, s_last_packet, now_obj) < 0)
-        goto out;
-    PyObject *count = PyDict_GetItemWithError(traffic, s_protected_in); /* borrowed */
-    long long so_far = 0;
-    if (count == NULL && PyErr_Occurred())
-        goto out;
-    if (count != NULL && (so_far = PyLong_AsLongLong(count)) == -1 && PyErr_Occurred())
-        goto out;
-    PyObject *more = PyLong_FromLongLong(so_far + 1);
-    if (more == NULL)
-        goto out;
-    int r = PyDict_SetItem(traffic, s_protected_in, more);
-    Py_DECREF(more);
-    result = r < 0 ? -1 : 1;
+    memcpy(r->src, src, src_len);
+    r->src_len = src_len;
+    result = 1;
 out:
-    Py_XDECREF(words);
-    Py_XDECREF(key);
-    Py_XDECREF(lane);
-    Py_XDECREF(eph);
-    Py_XDECREF(confirmed);
-    Py_XDECREF(state);
-    Py_XDECREF(nomadic);
     Py_XDECREF(rkey);
     Py_XDECREF(peer);
     Py_XDECREF(version);
     Py_XDECREF(rpeer);
     Py_XDECREF(rversion);
-    Py_XDECREF(stats);
     return result;
+}
+
+/* One datagram in pump_read: 1 delivered, 0 declined (nothing changed), -1 a Python error,
+ * 2 the TUN device refused it (all else done: the caller counts the loss). */
+static int pump_in_one(InRun *r, Py_ssize_t n, int tun_fd, PyObject *rxs, PyObject *layouts,
+                       PyObject *endpoint, PyObject *receives, int gik, int groups,
+                       PyObject *traffic, double now, PyObject *now_obj)
+{
+    const unsigned char *p = pump_read;
+    if (n < 32 || p[0] != 0x45 || p[9] != 57)
+        return 0;
+    if (groups && (p[16] & 0xF0) == 0xE0)
+        return 0; /* multicast: the groups' own keys */
+    if (!(r->key_len && n >= 12 + r->key_len && memcmp(r->key, p + 12, r->key_len) == 0)) {
+        if (in_end(r, traffic, now_obj) < 0)
+            return -1;
+        int started = in_begin(r, p, n, rxs, layouts, endpoint, now);
+        if (started <= 0)
+            return started;
+    }
+    Py_ssize_t len;
+    uint64_t seq;
+    if (!esp_open(r->core, p, n, r->length, pump_open, &len, &seq))
+        return 0;
+    const unsigned char *q = pump_open;
+    Py_ssize_t src_at, src_len;
+    int protocol;
+    if (len >= 20 && q[0] == 0x45) {
+        protocol = q[9];
+        if (protocol == 1 && (len < 21 || q[20] == 39))
+            return 0; /* SKIP ICMP (type 39): the advisor's */
+        src_at = 12, src_len = 4;
+    } else if (len >= 40 && q[0] >> 4 == 6) {
+        protocol = q[6];
+        if (protocol != 6 && protocol != 17)
+            return 0; /* ICMPv6 or an extension header: locate_upper's walk */
+        src_at = 8, src_len = 16;
+    } else {
+        return 0;
+    }
+    if (gik && protocol != 6 && protocol != 1 && protocol != 58)
+        return 0; /* with groups, UDP may be a GIK message to us */
+    if (r->src_len != src_len || memcmp(r->src, q + src_at, src_len) != 0) {
+        int found = in_route(r, q + src_at, src_len, receives, traffic, now_obj);
+        if (found <= 0)
+            return found;
+    }
+    /* kept: from here on, what endpoint.unprotect and deliver do with it */
+    if (window_accept(r->core->window, seq, 0) < 0)
+        return 0;
+    r->opened++;
+    r->opened_bytes += len;
+    if (write(tun_fd, q, (size_t)len) < 0)
+        return 2;
+    r->delivered++;
+    r->delivered_bytes += len;
+    return 1;
 }
 
 /*
@@ -1295,7 +1428,8 @@ static PyObject *pump_in(PyObject *module, PyObject *const *args, Py_ssize_t nar
     Py_ssize_t budget = PyLong_AsSsize_t(args[8]);
     if (PyErr_Occurred())
         return NULL;
-    PyObject *lane = args[2];
+    PyObject *lane = args[2], *result = NULL;
+    InRun run = {0};
     Py_ssize_t taken = 0;
     while (taken < budget) {
         Py_ssize_t n = recv(sock_fd, pump_read, sizeof pump_read, 0);
@@ -1304,20 +1438,38 @@ static PyObject *pump_in(PyObject *module, PyObject *const *args, Py_ssize_t nar
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
+            int err = errno;
+            if (in_end(&run, args[6], args[7]) < 0)
+                return NULL;
+            errno = err;
             return PyErr_SetFromErrno(PyExc_OSError);
         }
         taken++;
-        int r = pump_in_one(n, tun_fd, PyTuple_GET_ITEM(lane, 0), PyTuple_GET_ITEM(lane, 1),
-                            PyTuple_GET_ITEM(lane, 2), args[3], gik, groups, args[6], now,
-                            args[7]);
-        if (r < 0)
+        int r = pump_in_one(&run, n, tun_fd, PyTuple_GET_ITEM(lane, 0),
+                            PyTuple_GET_ITEM(lane, 1), PyTuple_GET_ITEM(lane, 2), args[3], gik,
+                            groups, args[6], now, args[7]);
+        if (r < 0) {
+            PyObject *type, *value, *trace;
+            PyErr_Fetch(&type, &value, &trace);
+            in_end(&run, args[6], args[7]); /* what was delivered before stays counted */
+            PyErr_Clear();
+            PyErr_Restore(type, value, trace);
             return NULL;
-        if (r == 2)
-            return Py_BuildValue("(nO)", taken, Py_True);
-        if (r == 0)
-            return Py_BuildValue("(ny#)", taken, (const char *)pump_read, n);
+        }
+        if (r == 2) {
+            result = Py_BuildValue("(nO)", taken, Py_True);
+            break;
+        }
+        if (r == 0) {
+            result = Py_BuildValue("(ny#)", taken, (const char *)pump_read, n);
+            break;
+        }
     }
-    return Py_BuildValue("(nO)", taken, Py_None);
+    if (in_end(&run, args[6], args[7]) < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result != NULL ? result : Py_BuildValue("(nO)", taken, Py_None);
 }
 
 static PyMethodDef module_methods[] = {
@@ -1369,9 +1521,11 @@ PyMODINIT_FUNC PyInit__native(void)
         return NULL;
     if ((s_next_id = PyUnicode_InternFromString("next_id")) == NULL)
         return NULL;
-    if ((s_next = PyUnicode_InternFromString("next")) == NULL)
+    if ((s_last = PyUnicode_InternFromString("last")) == NULL)
         return NULL;
-    if ((s_give_back = PyUnicode_InternFromString("give_back")) == NULL)
+    if ((s_limit = PyUnicode_InternFromString("limit")) == NULL)
+        return NULL;
+    if ((s_advance = PyUnicode_InternFromString("advance")) == NULL)
         return NULL;
     if ((s_stats = PyUnicode_InternFromString("stats")) == NULL)
         return NULL;
@@ -1390,8 +1544,6 @@ PyMODINIT_FUNC PyInit__native(void)
     if ((s_nomadic = PyUnicode_InternFromString("nomadic")) == NULL)
         return NULL;
     if ((s_received = PyUnicode_InternFromString("received")) == NULL)
-        return NULL;
-    if ((s_last = PyUnicode_InternFromString("last")) == NULL)
         return NULL;
     if ((s_rx_ok = PyUnicode_InternFromString("_rx_ok")) == NULL)
         return NULL;

@@ -188,6 +188,11 @@ def script(a: Node, b: Node) -> dict[str, Any]:
     for node in (a, b):
         assert node.d.engine is not None
         seen[f"{node.name} engine"] = dict(node.d.engine.counters())
+        endpoint = node.d.engine.endpoint  # type: ignore[attr-defined]
+        keys = [*endpoint._rx.values(), *endpoint._tx.values()]
+        seen[f"{node.name} SAs"] = sorted(
+            (c.packets_in, c.bytes_in, c.packets_out, c.bytes_out, sa.last_sequence)
+            for k in keys for sa in [k.transforms.sas[0]] for c in [sa.counters])
         seen[f"{node.name} drops"] = dict(node.d.drops)
         seen[f"{node.name} traffic"] = dict(node.d.traffic)
         seen[f"{node.name} stats"] = {

@@ -201,3 +201,15 @@ def test_sequence_counter_counts_from_one_and_refuses_to_cycle():
     assert esn.next() == M32
     with pytest.raises(AlgorithmError):
         SequenceCounter(last=M32)
+
+
+def test_a_counter_advanced_by_the_send_loop_goes_on_from_there_and_never_back() -> None:
+    counter = SequenceCounter()
+    assert counter.limit == 2**32 - 1 and SequenceCounter(esn=True).limit == 2**64 - 1
+    counter.next()
+    counter.advance(41)  # skipd's compiled loop sent 2..41
+    assert counter.next() == 42
+    for bad in (41, counter.limit + 1):
+        with pytest.raises(ValueError):
+            counter.advance(bad)
+    assert counter.last == 42

@@ -191,6 +191,18 @@ class SequenceCounter:
         self._last = seq
         return seq
 
+    @property
+    def limit(self) -> int:
+        """The last number this counter may hand out."""
+        return self._limit
+
+    def advance(self, last: int) -> None:
+        """Every number up to ``last`` was handed out elsewhere (skipd's compiled send
+        loop takes them in a batch and says so once at its end)."""
+        if not self._last <= last <= self._limit:
+            raise ValueError(f"cannot advance from {self._last} to {last}")
+        self._last = last
+
     def give_back(self, seq: int) -> None:
         """Undo the :meth:`next` that returned ``seq``, before anything was sent with it (the
         compiled core declined the packet; the Python path takes the same number)."""
