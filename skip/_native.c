@@ -875,6 +875,7 @@ typedef struct {
     unsigned char dst[4];
     long long sealed, sealed_bytes, sent, sent_bytes; /* the run's */
     PyObject *kp_lane;   /* strong: keeps core and shim alive */
+    PyObject *tx;        /* strong: retired if the run cannot be written back */
 } OutRun;
 
 /* Write the run back into the Python objects and end it; -1 on a Python error. */
@@ -897,6 +898,16 @@ static int out_end(OutRun *r, PyObject *traffic, PyObject *now_obj)
               || add_to(r->used, s_bytes_out, r->sealed_bytes) < 0
               || PyObject_SetAttr(r->state, s_sent, now_obj) < 0
               || add_to(r->endpoint, s_tx_ok, r->sealed) < 0;
+        if (bad) {
+            /* the counter may not know what was sealed: never seal under this Kp again */
+            PyObject *type, *value, *trace;
+            PyErr_Fetch(&type, &value, &trace);
+            PyObject *gone = PyFloat_FromDouble(-1.0);
+            if (gone == NULL || PyObject_SetAttr(r->tx, s_expires, gone) < 0)
+                PyErr_Clear();
+            Py_XDECREF(gone);
+            PyErr_Restore(type, value, trace);
+        }
     }
     if (!bad && r->key_len && r->sent)
         bad = add_to(r->stats, s_packets_out, r->sent) < 0
@@ -911,6 +922,7 @@ static int out_end(OutRun *r, PyObject *traffic, PyObject *now_obj)
     Py_CLEAR(r->stats);
     Py_CLEAR(r->endpoint);
     Py_CLEAR(r->kp_lane);
+    Py_CLEAR(r->tx);
     r->key_len = 0;
     r->sealed = r->sealed_bytes = r->sent = r->sent_bytes = 0;
     return bad ? -1 : 0;
@@ -1012,6 +1024,8 @@ static int out_begin(OutRun *r, const unsigned char *key, Py_ssize_t key_len, Py
     Py_INCREF(r->endpoint);
     r->kp_lane = kp_lane;
     kp_lane = NULL;
+    Py_INCREF(tx);
+    r->tx = tx;
     r->core = core;
     r->shim = PyBytes_AS_STRING(PyTuple_GET_ITEM(r->kp_lane, 3));
     r->shim_len = PyBytes_GET_SIZE(PyTuple_GET_ITEM(r->kp_lane, 3));
@@ -1371,8 +1385,8 @@ static int pump_in_one(InRun *r, Py_ssize_t n, int tun_fd, PyObject *rxs, PyObje
     int protocol;
     if (len >= 20 && q[0] == 0x45) {
         protocol = q[9];
-        if (protocol == 1 && (len < 21 || q[20] == 39))
-            return 0; /* SKIP ICMP (type 39): the advisor's */
+        if (protocol == 1 && (len < 21 || q[20] == 39 || ((q[6] << 8 | q[7]) & 0x3FFF)))
+            return 0; /* SKIP ICMP (type 39), or a fragment of ICMP: the advisor's */
         src_at = 12, src_len = 4;
     } else if (len >= 40 && q[0] >> 4 == 6) {
         protocol = q[6];

@@ -312,14 +312,18 @@ class Daemon:
     def _narrowest_path(self) -> int | None:
         """The smallest path MTU toward the outer addresses of the protecting rules (tunnel
         addresses, transport-mode hosts) the kernel has a route for; nomadic peers have no
-        address to ask about until they are heard from, and are covered per packet."""
+        address to ask about until they are heard from, and are covered per packet. Each
+        answer is kept as that address's limit, so a first packet there does not ask again
+        (five system calls on a first contact's path)."""
         found = []
         for rule in (self.config.default, *self.config.peers):
             if rule.action != "protect" or rule.nomadic:
                 continue
             outer = [rule.tunnel] if rule.tunnel else list(rule.hosts)
             for address in outer:
-                mtu = self.path_mtu(ipaddress.ip_address(address).packed)
+                packed = ipaddress.ip_address(address).packed
+                mtu = self.path_mtu(packed)
+                self._keep_limit(packed, mtu)
                 if mtu is not None:
                     found.append(mtu)
         return min(found, default=None)
@@ -327,8 +331,10 @@ class Daemon:
     def _learn_limit(self, dst: bytes) -> int:
         """The largest datagram toward ``dst``: the configured limit, or the kernel's MTU for
         its route when that is smaller (SKIP-in-UDP: less the outer UDP and IP headers)."""
+        return self._keep_limit(dst, self.path_mtu(dst))
+
+    def _keep_limit(self, dst: bytes, mtu: int | None) -> int:
         limit = self.wire_limit
-        mtu = self.path_mtu(dst)
         if mtu is not None:
             limit = min(limit, mtu - (48 if self.config.daemon.udp_port else 0))
         if len(self.limits) >= _LIMITS:
