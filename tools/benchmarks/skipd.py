@@ -347,10 +347,11 @@ def report(figures: dict) -> str:
     if "peers" in figures:
         lines += ["", *_report_peers(figures["peers"])]
     lines.append(
-        "skipd is one Python thread per direction pair: near 100% CPU means it is the limit. "
-        "What would raise it: batching TUN reads/writes (recvmmsg/sendmmsg, TUN multiqueue "
-        "with one worker per queue), GSO/GRO on the TUN device (IFF_VNET_HDR) so one read "
-        "carries 64 kB, and moving the per-packet path to the kernel (XFRM with SKIP keys).")
+        "skipd is one thread; with the compiled core its steady state runs in C "
+        "(skip._native pump_out/pump_in), so near 100% CPU is mostly the kernel's TUN and "
+        "raw-socket work. What would raise it: GSO/GRO on the TUN device (IFF_VNET_HDR) so "
+        "one read carries 64 kB, recvmmsg/sendmmsg, TUN multiqueue with one worker per "
+        "queue, and moving the per-packet path to the kernel (XFRM with SKIP keys).")
     return "\n".join(lines)
 
 
