@@ -791,6 +791,17 @@ static PyObject *s_lane, *s_expires, *s_used, *s_bytes_out, *s_packets_out, *s_m
     *s_last_packet, *s_protected_out, *s_accept_from, *s_accept_until, *s_ephemeral,
     *s_confirmed, *s_nomadic, *s_received, *s_rx_ok, *s_peer, *s_version, *s_packets_in,
     *s_bytes_in, *s_protected_in;
+/* End a run (out_end, in_end) while a Python error is pending, and keep that error: what
+ * the run did before it stays counted. */
+#define END_KEEPING_ERROR(end, run, traffic, now_obj)                                       \
+    do {                                                                                    \
+        PyObject *type_, *value_, *trace_;                                                  \
+        PyErr_Fetch(&type_, &value_, &trace_);                                              \
+        end(run, traffic, now_obj);                                                         \
+        PyErr_Clear();                                                                      \
+        PyErr_Restore(type_, value_, trace_);                                               \
+    } while (0)
+
 static unsigned char pump_read[65536], pump_wire[65536 + 256], pump_open[65536];
 
 static int add_to(PyObject *obj, PyObject *name, long long delta)
@@ -933,14 +944,17 @@ static int out_begin(OutRun *r, const unsigned char *key, Py_ssize_t key_len, Py
                      PyObject *limits, double now)
 {
     int result = -1;
-    PyObject *k = NULL, *lane = NULL, *kp_lane = NULL;
+    /* route and tx are held strongly: the attribute reads below may run Python code that
+     * changes the dicts they came from */
+    PyObject *k = NULL, *lane = NULL, *kp_lane = NULL, *route = NULL, *tx = NULL;
     if ((k = PyBytes_FromStringAndSize((const char *)key, key_len)) == NULL)
         goto out;
-    PyObject *route = PyDict_GetItemWithError(sends, k); /* borrowed */
+    route = PyDict_GetItemWithError(sends, k);
     if (route == NULL) {
         result = PyErr_Occurred() ? -1 : 0;
         goto out;
     }
+    Py_INCREF(route);
     if ((lane = PyObject_GetAttr(route, s_lane)) == NULL)
         goto out;
     if (lane == Py_None) {
@@ -952,11 +966,12 @@ static int out_begin(OutRun *r, const unsigned char *key, Py_ssize_t key_len, Py
         PyErr_SetString(PyExc_TypeError, "a route's lane is (txs: dict, pair, endpoint)");
         goto out;
     }
-    PyObject *tx = PyDict_GetItemWithError(PyTuple_GET_ITEM(lane, 0), PyTuple_GET_ITEM(lane, 1));
+    tx = PyDict_GetItemWithError(PyTuple_GET_ITEM(lane, 0), PyTuple_GET_ITEM(lane, 1));
     if (tx == NULL) {
         result = PyErr_Occurred() ? -1 : 0;
         goto out;
     }
+    Py_INCREF(tx);
     /* the steady sender's test: now < tx.expires and tx.used.bytes_out < tx.max_bytes */
     double expires;
     if (double_attr(tx, s_expires, &expires) < 0)
@@ -1040,6 +1055,8 @@ out:
     Py_XDECREF(k);
     Py_XDECREF(lane);
     Py_XDECREF(kp_lane);
+    Py_XDECREF(route);
+    Py_XDECREF(tx);
     return result;
 }
 
@@ -1095,7 +1112,11 @@ static int pump_one(OutRun *r, Py_ssize_t n, int sock_fd, PyObject *sends, PyObj
     r->sealed_bytes += n;
     struct sockaddr_in to = {.sin_family = AF_INET};
     memcpy(&to.sin_addr, r->dst, 4);
-    if (sendto(sock_fd, pump_wire, (size_t)total, 0, (struct sockaddr *)&to, sizeof to) < 0) {
+    ssize_t sent;
+    do
+        sent = sendto(sock_fd, pump_wire, (size_t)total, 0, (struct sockaddr *)&to, sizeof to);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0) {
         int err = errno;
         PyObject *route = r->route;
         Py_INCREF(route);
@@ -1155,20 +1176,16 @@ static PyObject *pump_out(PyObject *module, PyObject *const *args, Py_ssize_t na
         PyObject *failure = NULL;
         int r = pump_one(&run, n, sock_fd, args[2], args[3], kmp_port, args[5], now, args[6],
                          &failure);
-        if (r < 0) {
-            PyObject *type, *value, *trace;
-            PyErr_Fetch(&type, &value, &trace);
-            out_end(&run, args[5], args[6]); /* what was sent before stays counted */
-            PyErr_Clear();
-            PyErr_Restore(type, value, trace);
+        if (r == 2)
+            result = Py_BuildValue("(nN)", taken, failure); /* the run has ended */
+        else if (r == 0)
+            result = Py_BuildValue("(ny#)", taken, (const char *)pump_read, n);
+        if (r < 0 || (r != 1 && result == NULL)) {
+            END_KEEPING_ERROR(out_end, &run, args[5], args[6]);
             return NULL;
         }
-        if (r == 2)
-            return Py_BuildValue("(nN)", taken, failure);
-        if (r == 0) {
-            result = Py_BuildValue("(ny#)", taken, (const char *)pump_read, n);
+        if (r != 1)
             break;
-        }
     }
     if (out_end(&run, args[5], args[6]) < 0) {
         Py_XDECREF(result);
@@ -1232,7 +1249,7 @@ static int in_begin(InRun *r, const unsigned char *p, Py_ssize_t n, PyObject *rx
         return 0; /* NSIDs or reserved bits: rx_key's */
     int result = -1;
     PyObject *words = NULL, *key = NULL, *lane = NULL, *eph = NULL, *confirmed = NULL,
-             *state = NULL, *nomadic = NULL;
+             *state = NULL, *nomadic = NULL, *rx = NULL;
     if ((words = Py_BuildValue("(kk)", (unsigned long)word0, (unsigned long)word2)) == NULL)
         goto out;
     PyObject *length_obj = PyDict_GetItemWithError(layouts, words); /* borrowed */
@@ -1249,11 +1266,12 @@ static int in_begin(InRun *r, const unsigned char *p, Py_ssize_t n, PyObject *rx
     }
     if ((key = PyBytes_FromStringAndSize((const char *)p + 12, 8 + length)) == NULL)
         goto out;
-    PyObject *rx = PyDict_GetItemWithError(rxs, key); /* borrowed */
+    rx = PyDict_GetItemWithError(rxs, key); /* held: the reads below may run Python code */
     if (rx == NULL) {
         result = PyErr_Occurred() ? -1 : 0;
         goto out;
     }
+    Py_INCREF(rx);
     double from, until;
     if (double_attr(rx, s_accept_from, &from) < 0 || double_attr(rx, s_accept_until, &until) < 0)
         goto out;
@@ -1314,6 +1332,7 @@ out:
     Py_XDECREF(confirmed);
     Py_XDECREF(state);
     Py_XDECREF(nomadic);
+    Py_XDECREF(rx);
     return result;
 }
 
@@ -1324,14 +1343,16 @@ static int in_route(InRun *r, const unsigned char *src, Py_ssize_t src_len, PyOb
     if (in_end_route(r, traffic, now_obj) < 0)
         return -1;
     int result = -1;
-    PyObject *rkey = NULL, *peer = NULL, *version = NULL, *rpeer = NULL, *rversion = NULL;
+    PyObject *rkey = NULL, *peer = NULL, *version = NULL, *rpeer = NULL, *rversion = NULL,
+             *route = NULL;
     if ((rkey = PyBytes_FromStringAndSize((const char *)src, src_len)) == NULL)
         goto out;
-    PyObject *route = PyDict_GetItemWithError(receives, rkey); /* borrowed */
+    route = PyDict_GetItemWithError(receives, rkey); /* held, as in out_begin */
     if (route == NULL) {
         result = PyErr_Occurred() ? -1 : 0;
         goto out;
     }
+    Py_INCREF(route);
     if ((peer = PyObject_GetAttr(r->rx, s_peer)) == NULL
         || (rpeer = PyObject_GetAttr(route, s_peer)) == NULL
         || (version = PyObject_GetAttr(r->rx, s_version)) == NULL
@@ -1355,6 +1376,7 @@ out:
     Py_XDECREF(version);
     Py_XDECREF(rpeer);
     Py_XDECREF(rversion);
+    Py_XDECREF(route);
     return result;
 }
 
@@ -1408,7 +1430,11 @@ static int pump_in_one(InRun *r, Py_ssize_t n, int tun_fd, PyObject *rxs, PyObje
         return 0;
     r->opened++;
     r->opened_bytes += len;
-    if (write(tun_fd, q, (size_t)len) < 0)
+    ssize_t wrote;
+    do
+        wrote = write(tun_fd, q, (size_t)len);
+    while (wrote < 0 && errno == EINTR);
+    if (wrote < 0)
         return 2;
     r->delivered++;
     r->delivered_bytes += len;
@@ -1462,22 +1488,16 @@ static PyObject *pump_in(PyObject *module, PyObject *const *args, Py_ssize_t nar
         int r = pump_in_one(&run, n, tun_fd, PyTuple_GET_ITEM(lane, 0),
                             PyTuple_GET_ITEM(lane, 1), PyTuple_GET_ITEM(lane, 2), args[3], gik,
                             groups, args[6], now, args[7]);
-        if (r < 0) {
-            PyObject *type, *value, *trace;
-            PyErr_Fetch(&type, &value, &trace);
-            in_end(&run, args[6], args[7]); /* what was delivered before stays counted */
-            PyErr_Clear();
-            PyErr_Restore(type, value, trace);
+        if (r == 2)
+            result = Py_BuildValue("(nO)", taken, Py_True);
+        else if (r == 0)
+            result = Py_BuildValue("(ny#)", taken, (const char *)pump_read, n);
+        if (r < 0 || (r != 1 && result == NULL)) {
+            END_KEEPING_ERROR(in_end, &run, args[6], args[7]);
             return NULL;
         }
-        if (r == 2) {
-            result = Py_BuildValue("(nO)", taken, Py_True);
+        if (r != 1)
             break;
-        }
-        if (r == 0) {
-            result = Py_BuildValue("(ny#)", taken, (const char *)pump_read, n);
-            break;
-        }
     }
     if (in_end(&run, args[6], args[7]) < 0) {
         Py_XDECREF(result);
