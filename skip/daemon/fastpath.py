@@ -21,6 +21,12 @@ own keys), GIK messages (UDP to skipd itself, when groups are configured), IPv6 
 extension headers, IPv4 with options. Everything a route may hold goes stale only when the
 configuration, the engine or the groups change: the daemon clears the routes then. Both
 tables are bounded; past the bound the oldest route goes (the next packet rebuilds it).
+
+With the compiled core, skipd's loops in C (``skip._native.pump_out`` / ``pump_in``,
+docs/engine.md "skipd's compiled loops") read these same tables: a send route's ``lane``
+(the engine's :meth:`~skip.daemon.engine.KeyingEngine.steady_lane`) and a receive route's
+peer, version and statistics. The tables stay the one record of a decision; the loops
+only follow it, and decline what has no route.
 """
 
 from __future__ import annotations
