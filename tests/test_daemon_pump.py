@@ -247,8 +247,8 @@ def ipv6_script(a: Node, b: Node) -> dict[str, Any]:
     tcp = [build_ipv6(V6["a"], V6["b"], 6, bytes([i]) * 1000) for i in range(40)]
     seen: dict[str, Any] = {}
     seen["tcp"] = across(a, b, tcp) == tcp
-    seen["udp"] = across(a, b, [udp6 := build_ipv6(V6["a"], V6["b"], 17, bytes(300))] * 5)
-    seen["udp"] = seen["udp"] == [udp6] * 5
+    datagrams = [build_ipv6(V6["a"], V6["b"], 17, bytes(300))] * 5
+    seen["udp"] = across(a, b, datagrams) == datagrams
     echo = build_ipv6(V6["a"], V6["b"], 58, b"\x80\0\0\0" + bytes(56))
     hop = build_ipv6(V6["a"], V6["b"], 6, bytes(100),
                      extension_headers=[ExtensionHeader(0, 6, bytes(6))])
